@@ -1,0 +1,81 @@
+#!/usr/bin/env node
+/**
+ * `astrid-daemon`: boots the kernel in the foreground. The `astrid` CLI normally spawns it (`astrid start`,
+ * `astrid chat`); run by hand in a terminal it also prints readable log lines to stderr.
+ */
+import path from "node:path";
+import yargs from "yargs";
+import { hideBin } from "yargs/helpers";
+import { AstridError, isAstridError } from "../protocol/errors";
+import { NIL_UUID } from "../protocol/ipc-message";
+import { DAEMON_VERSION } from "../protocol/version";
+import { BUNDLED_CAPSULES_DIR, Daemon } from "../kernel/daemon";
+import { DEFAULT_MAX_CLIENTS } from "../kernel/socket-server";
+
+const UUID = /^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$/;
+
+async function main(): Promise<number> {
+  const argv = await yargs(hideBin(process.argv))
+    .scriptName("astrid-daemon")
+    .usage("$0 [options]\n\nBoots the Astrid kernel in the foreground: binds $ASTRID_HOME/run/system.sock, loads capsules, serves frontends.")
+    .option("session", { alias: "s", type: "string", default: NIL_UUID, describe: "Kernel session id (UUID); the source_id of kernel messages" })
+    .option("workspace", { alias: "w", type: "string", describe: "Workspace root (default: the current directory); its .astrid/capsules/ are loaded" })
+    .option("ephemeral", { type: "boolean", default: false, describe: "Shut down after 30 s without clients (what `astrid chat` spawns)" })
+    .option("verbose", { alias: "v", type: "boolean", default: false, describe: "Log at debug level" })
+    .option("max-clients", { type: "number", describe: `Most authenticated clients at once (default ${DEFAULT_MAX_CLIENTS}, or $ASTRID_MAX_CLIENTS)` })
+    .epilogue(
+      [
+        "Environment:",
+        "  ASTRID_HOME               state directory (absolute; default $HOME/.astrid)",
+        "  ASTRID_IDLE_TIMEOUT_SECS  persistent mode: idle shutdown after N s without clients (default 300, 0 = never)",
+        "  ASTRID_IDLE_GRACE_SECS    persistent mode: no idle check during the first N s (default 30)",
+        "  ASTRID_MAX_CLIENTS        most authenticated clients at once (default 256)",
+        "",
+        "Logs: $ASTRID_HOME/log/astrid.YYYY-MM-DD.log (JSON lines, 7 days kept).",
+      ].join("\n"),
+    )
+    .version(DAEMON_VERSION)
+    .alias("version", "V")
+    .help()
+    .alias("help", "h")
+    .strict()
+    .fail((message, err) => {
+      throw err ?? new AstridError("ASTRID_ERR_INVALID_ARGUMENT", message);
+    })
+    .parseAsync();
+
+  if (!UUID.test(argv.session)) {
+    throw new AstridError("ASTRID_ERR_INVALID_ARGUMENT", `Invalid UUID format: ${argv.session}`);
+  }
+  const maxClients = argv["max-clients"] ?? (process.env.ASTRID_MAX_CLIENTS ? Number(process.env.ASTRID_MAX_CLIENTS) : DEFAULT_MAX_CLIENTS);
+  if (!Number.isInteger(maxClients) || maxClients < 1) {
+    throw new AstridError("ASTRID_ERR_INVALID_ARGUMENT", `max clients must be a positive integer (got ${String(maxClients)})`);
+  }
+  const daemon = await Daemon.boot({
+    sessionId: argv.session.toLowerCase(),
+    workspace: path.resolve(argv.workspace ?? process.cwd()),
+    ephemeral: argv.ephemeral,
+    verbose: argv.verbose,
+    console: process.stderr.isTTY === true,
+    maxClients,
+    env: process.env,
+    bundledCapsulesDir: BUNDLED_CAPSULES_DIR,
+  });
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (++signals > 1) process.exit(130); // a second Ctrl-C does not wait for the drain
+    void daemon.shutdown(`signal ${signal}`);
+  };
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+  return daemon.exited;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    const code = isAstridError(err) ? err.code : "ASTRID_ERR_INTERNAL";
+    process.stderr.write(`astrid-daemon: ${(err as Error).message ?? String(err)} [${code}]\n`);
+    process.exit(1);
+  },
+);

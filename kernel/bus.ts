@@ -1,0 +1,98 @@
+/**
+ * The event bus: every message gets a monotonically increasing `seq` at publish time and reaches, in publish
+ * order, every subscriber whose bus pattern matches (reference §7). Delivery runs from a queue, so a handler
+ * that publishes never sees its own message overtake the one it is handling.
+ */
+import { busTopicMatches } from "../protocol/topic-match";
+import type { IpcMessage, IpcPayload } from "../protocol/ipc-message";
+
+/** Identifies one socket connection, for replies that must reach only the client that asked. */
+export type ConnectionId = number;
+
+/** A message on the bus plus the kernel-only routing facts that never go on the wire. */
+export interface BusEvent {
+  message: IpcMessage;
+  /** The connection that published it, when a socket client did. */
+  origin?: ConnectionId;
+  /** When set, socket egress delivers it to this connection only. */
+  target?: ConnectionId;
+}
+
+/** What a publisher supplies; the bus stamps `seq` and, unless given, `timestamp` and `signature`. */
+export interface PublishInput {
+  topic: string;
+  payload: IpcPayload;
+  source_id: string;
+  principal?: string;
+  origin?: ConnectionId;
+  target?: ConnectionId;
+}
+
+type Handler = (event: BusEvent) => void;
+interface Subscription {
+  patterns: readonly string[];
+  handler: Handler;
+}
+
+/** Reports a subscriber's exception without letting it stop delivery to the others. */
+export type BusErrorSink = (err: unknown, event: BusEvent) => void;
+
+/** The kernel's in-process event bus. */
+export class EventBus {
+  private seq = 0;
+  private readonly subscriptions = new Set<Subscription>();
+  private readonly queue: BusEvent[] = [];
+  private draining = false;
+
+  constructor(private readonly onHandlerError: BusErrorSink = () => {}) {}
+
+  /** The last `seq` stamped (0 before the first publish). */
+  get lastSeq(): number {
+    return this.seq;
+  }
+
+  /** Calls `handler` for every message whose topic matches any of `patterns`; returns the unsubscribe function. */
+  subscribe(patterns: string | readonly string[], handler: Handler): () => void {
+    const sub: Subscription = { patterns: typeof patterns === "string" ? [patterns] : patterns, handler };
+    this.subscriptions.add(sub);
+    return () => this.subscriptions.delete(sub);
+  }
+
+  /** Stamps and delivers a message; never blocks and succeeds with no subscribers. Returns the stamped message. */
+  publish(input: PublishInput): IpcMessage {
+    const message: IpcMessage = {
+      topic: input.topic,
+      payload: input.payload,
+      signature: null,
+      source_id: input.source_id,
+      timestamp: new Date().toISOString(),
+      seq: ++this.seq,
+    };
+    if (input.principal !== undefined) message.principal = input.principal;
+    const event: BusEvent = { message };
+    if (input.origin !== undefined) event.origin = input.origin;
+    if (input.target !== undefined) event.target = input.target;
+    this.queue.push(event);
+    if (!this.draining) this.drain();
+    return message;
+  }
+
+  private drain(): void {
+    this.draining = true;
+    try {
+      for (let event = this.queue.shift(); event !== undefined; event = this.queue.shift()) {
+        const topic = event.message.topic;
+        for (const sub of this.subscriptions) {
+          if (!sub.patterns.some((p) => busTopicMatches(p, topic))) continue;
+          try {
+            sub.handler(event);
+          } catch (err) {
+            this.onHandlerError(err, event);
+          }
+        }
+      }
+    } finally {
+      this.draining = false;
+    }
+  }
+}

@@ -1,0 +1,120 @@
+/**
+ * `Capsule.toml` (reference §6.1): parsed with smol-toml, validated with a zod schema. Unknown keys produce
+ * warnings (the reference silently ignores them, which hides typos such as `[publish]` for `ipc_publish`).
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { parse as parseToml, TomlError } from "smol-toml";
+import { z } from "zod";
+import { AstridError } from "../../protocol/errors";
+
+/** The manifest's file name inside a capsule directory. */
+export const MANIFEST_FILE = "Capsule.toml";
+
+const SEMVER = /^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$/;
+const CAPSULE_NAME = /^[a-z0-9-]+$/;
+
+const topicPattern = z
+  .string()
+  .refine((t) => t.length > 0 && !t.split(".").some((s) => s === ""), { message: "topic has an empty segment" });
+const strings = z.array(z.string()).default([]);
+
+const PackageSchema = z.looseObject({
+  name: z.string().regex(CAPSULE_NAME, "must match [a-z0-9-]+"),
+  version: z.string().regex(SEMVER, "must be a semantic version such as 1.2.3"),
+  description: z.string().optional(),
+});
+
+const CapabilitiesSchema = z.looseObject({
+  uplink: z.boolean().default(false),
+  net: strings,
+  kv: strings,
+  fs_read: strings,
+  fs_write: strings,
+  host_process: strings,
+  net_bind: strings,
+  ipc_publish: z.array(topicPattern).default([]),
+  ipc_subscribe: z.array(topicPattern).default([]),
+  identity: strings,
+  allow_prompt_injection: z.boolean().default(false),
+});
+
+const ComponentSchema = z.looseObject({ id: z.string().default(""), file: z.string().optional(), entrypoint: z.string().optional() });
+const CommandSchema = z.looseObject({ name: z.string().min(1), description: z.string().optional(), file: z.string().optional() });
+const InterceptorSchema = z.looseObject({ event: topicPattern, action: z.string().min(1), priority: z.number().int().default(100) });
+const UplinkSchema = z.looseObject({
+  name: z.string(),
+  platform: z.string(),
+  profile: z.enum(["chat", "interactive", "notify", "bridge"]),
+});
+
+const ManifestSchema = z
+  .looseObject({
+    package: PackageSchema,
+    component: z.array(ComponentSchema).default([]),
+    imports: z.record(z.string(), z.record(z.string(), z.unknown())).default({}),
+    exports: z.record(z.string(), z.record(z.string(), z.unknown())).default({}),
+    capabilities: CapabilitiesSchema.default(CapabilitiesSchema.parse({})),
+    env: z.record(z.string(), z.unknown()).default({}),
+    command: z.array(CommandSchema).default([]),
+    interceptor: z.array(InterceptorSchema).default([]),
+    uplink: z.array(UplinkSchema).default([]),
+  })
+  .refine((m) => !(m.capabilities.uplink && Object.keys(m.imports).length > 0), {
+    message: "a capsule with capabilities.uplink = true may not declare [imports]",
+    path: ["capabilities", "uplink"],
+  });
+
+/** A validated manifest. */
+export type CapsuleManifest = z.infer<typeof ManifestSchema>;
+
+/** Keys each table knows; anything else is warned about. */
+const KNOWN_KEYS: Record<string, readonly string[]> = {
+  "": ["package", "component", "imports", "exports", "capabilities", "env", "context_file", "command", "mcp_server", "skill", "uplink", "interceptor", "topic"],
+  package: ["name", "version", "description", "authors", "repository", "homepage", "documentation", "license", "license-file", "readme", "keywords", "categories", "astrid-version", "publish", "include", "exclude", "metadata"],
+  capabilities: Object.keys(CapabilitiesSchema.shape),
+};
+
+/** A manifest with where it came from and what was odd about it. */
+export interface LoadedManifest {
+  manifest: CapsuleManifest;
+  /** The capsule directory. */
+  dir: string;
+  /** The Capsule.toml path. */
+  file: string;
+  warnings: string[];
+}
+
+/** Reads and validates `<dir>/Capsule.toml`; throws ASTRID_ERR_MANIFEST_INVALID naming the file, line and field. */
+export function loadManifest(dir: string): LoadedManifest {
+  const file = path.join(dir, MANIFEST_FILE);
+  let raw: unknown;
+  try {
+    raw = parseToml(fs.readFileSync(file, "utf8"));
+  } catch (err) {
+    if (err instanceof TomlError) {
+      throw new AstridError("ASTRID_ERR_MANIFEST_INVALID", `${file}:${err.line}:${err.column}: TOML syntax error: ${firstLine(err.message)}`, { cause: err });
+    }
+    throw new AstridError("ASTRID_ERR_MANIFEST_INVALID", `${file}: cannot read: ${(err as Error).message}`, { cause: err });
+  }
+  const parsed = ManifestSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const field = issue.path.join(".") || "(root)";
+    throw new AstridError("ASTRID_ERR_MANIFEST_INVALID", `${file}: field ${field}: ${issue.message}`);
+  }
+  const warnings: string[] = [];
+  const record = raw as Record<string, unknown>;
+  for (const [table, known] of Object.entries(KNOWN_KEYS)) {
+    const value = table === "" ? record : record[table];
+    if (typeof value !== "object" || value === null) continue;
+    for (const key of Object.keys(value)) {
+      if (!known.includes(key)) warnings.push(`${file}: unknown key ${table ? `${table}.` : ""}${key} (ignored)`);
+    }
+  }
+  return { manifest: parsed.data, dir, file, warnings };
+}
+
+function firstLine(text: string): string {
+  return text.split("\n")[0] ?? text;
+}

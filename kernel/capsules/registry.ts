@@ -1,0 +1,64 @@
+/**
+ * The capsule registry: every capsule the daemon knows, loaded or failed, with why. Management requests read it.
+ */
+import type { CapsuleManifest, LoadedManifest } from "./manifest";
+
+/** Lifecycle state of a registered capsule (reference §6.3). */
+export type CapsuleState = "loading" | "ready" | "failed" | "unloading";
+
+/** One registered capsule. */
+export interface CapsuleRecord {
+  name: string;
+  version: string;
+  dir: string;
+  manifest: CapsuleManifest;
+  state: CapsuleState;
+  /** Why it failed, when it did. */
+  lastError?: string;
+  restarts: number;
+}
+
+/** Registered capsules by name, in load order. */
+export class CapsuleRegistry {
+  private readonly records = new Map<string, CapsuleRecord>();
+
+  /** Registers a capsule in `state`; replaces an earlier record of the same name. */
+  register(loaded: LoadedManifest, state: CapsuleState, lastError?: string): CapsuleRecord {
+    const record: CapsuleRecord = {
+      name: loaded.manifest.package.name,
+      version: loaded.manifest.package.version,
+      dir: loaded.dir,
+      manifest: loaded.manifest,
+      state,
+      restarts: 0,
+    };
+    if (lastError !== undefined) record.lastError = lastError;
+    this.records.set(record.name, record);
+    return record;
+  }
+
+  /** The record for `name`, if registered. */
+  get(name: string): CapsuleRecord | undefined {
+    return this.records.get(name);
+  }
+
+  /** True when a capsule of that name is registered in any state. */
+  has(name: string): boolean {
+    return this.records.has(name);
+  }
+
+  /** Removes a record. */
+  unregister(name: string): boolean {
+    return this.records.delete(name);
+  }
+
+  /** Every record in registration order. */
+  all(): CapsuleRecord[] {
+    return [...this.records.values()];
+  }
+
+  /** Records in state `ready`. */
+  ready(): CapsuleRecord[] {
+    return this.all().filter((r) => r.state === "ready");
+  }
+}

@@ -1,0 +1,246 @@
+/**
+ * Boot and shutdown of the kernel, in the reference's order (§2.2, §2.9). The main thread owns the socket, the
+ * session token and the checks; everything a boot step creates on disk is removed again on shutdown, and on a
+ * boot that fails after binding.
+ */
+import { randomUUID } from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
+import { AstridError } from "../protocol/errors";
+import type { DaemonStatus } from "../protocol/kernel-request";
+import { CAPSULES_LOADED_TOPIC, KERNEL_SHUTDOWN_TOPIC } from "../protocol/topics";
+import { rawJson } from "../protocol/ipc-message";
+import { DAEMON_VERSION } from "../protocol/version";
+import { EventBus } from "./bus";
+import { discoverCapsules } from "./capsules/discovery";
+import { CapsuleRegistry } from "./capsules/registry";
+import { ConnectionTracker } from "./connection-tracker";
+import { resolveHome, type AstridHome } from "./home";
+import { IdleMonitor, idleSettings } from "./idle-monitor";
+import { CLI_CAPSULE_NAME, SocketPolicy } from "./ingress-policy";
+import { closeLogger, createLogger, type Logger } from "./logger";
+import { ManagementRouter } from "./management-router";
+import { SessionToken } from "./session-token";
+import { checkSocketPathLength, prepareSocketPath, probeSocket } from "./socket-prepare";
+import { SocketServer } from "./socket-server";
+
+/** The capsules shipped with the daemon (`<package>/capsules`), from source and from dist/ alike. */
+export const BUNDLED_CAPSULES_DIR = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? "../.." : "..", "capsules");
+
+/** How to run the daemon (from the command line and the environment). */
+export interface DaemonOptions {
+  sessionId: string;
+  workspace: string;
+  ephemeral: boolean;
+  verbose: boolean;
+  /** Print readable log lines to stderr too. */
+  console: boolean;
+  maxClients: number;
+  env: NodeJS.ProcessEnv;
+  /** Where bundled capsules live; `ASTRID_BUNDLED_CAPSULES_DIR` overrides it. */
+  bundledCapsulesDir: string;
+}
+
+/** A booted daemon. `exited` resolves with the process exit code once shutdown has finished. */
+export class Daemon {
+  private readonly startedAt = Date.now();
+  private stopping: Promise<void> | undefined;
+  private resolveExit!: (code: number) => void;
+  /** Resolves with the exit code once shutdown completes. */
+  readonly exited = new Promise<number>((resolve) => (this.resolveExit = resolve));
+
+  private constructor(
+    readonly home: AstridHome,
+    private readonly options: DaemonOptions,
+    private readonly logger: Logger,
+    private readonly bus: EventBus,
+    private readonly registry: CapsuleRegistry,
+    private readonly server: SocketServer,
+    private readonly tracker: ConnectionTracker,
+    private readonly router: ManagementRouter,
+    private readonly idle: IdleMonitor,
+  ) {}
+
+  /** Boots the kernel; on failure nothing it created is left behind and the error says what to do. */
+  static async boot(options: DaemonOptions): Promise<Daemon> {
+    // 1–2. Home, then logging. A live daemon is detected before anything on disk is touched.
+    const home = resolveHome(options.env);
+    checkSocketPathLength(home.socketPath);
+    if ((await probeSocket(home.socketPath)) === "live") {
+      throw new AstridError("ASTRID_ERR_ALREADY_RUNNING", `Another kernel instance is already running on this socket: ${home.socketPath}`);
+    }
+    const settings = idleSettings(options.ephemeral, options.env);
+    home.ensure();
+    const logger = createLogger({ logDir: home.logDir, level: options.verbose ? "debug" : "info", console: options.console });
+    logger.info("daemon booting", { version: DAEMON_VERSION, pid: process.pid, home: home.root, session: options.sessionId, workspace: options.workspace, ephemeral: options.ephemeral });
+    const bus = new EventBus((err, event) => logger.error("bus subscriber failed", { topic: event.message.topic, error: String(err) }));
+    const registry = new CapsuleRegistry();
+
+    let server: SocketServer | undefined;
+    let token: SessionToken | undefined;
+    try {
+      // 3–5. (KV, audit and VFS arrive with the storage worker.)
+      // 6. Bind the socket, then write the token, before any capsule can see a client.
+      await prepareSocketPath(home.socketPath);
+      rmIfExists(home.readyPath);
+      const proxySourceId = randomUUID();
+      const discovered = discoverCapsules(capsuleRoots(home, options));
+      const cli = discovered.capsules.find((c) => c.manifest.package.name === CLI_CAPSULE_NAME);
+      // The socket policy is needed to serve; its absence is reported at step 14 like the reference.
+      const policy = cli ? SocketPolicy.fromManifest(cli.manifest) : new SocketPolicy([], []);
+      token = SessionToken.generate();
+      server = new SocketServer({
+        socketPath: home.socketPath,
+        token,
+        bus,
+        policy,
+        logger,
+        maxClients: options.maxClients,
+        proxySourceId,
+        kernelSourceId: options.sessionId,
+        principal: "default",
+      });
+      await server.listen();
+      token.write(home.tokenPath);
+      logger.info("socket bound", { socket: home.socketPath, max_clients: options.maxClients });
+
+      // 11. Background tasks.
+      const tracker = new ConnectionTracker(bus);
+      let daemon: Daemon | undefined;
+      const router = new ManagementRouter(bus, {
+        status: () => daemon!.status(),
+        capsuleNames: () => registry.all().map((r) => r.name),
+        commands: () => daemon!.commands(),
+        capsuleMetadata: () => daemon!.capsuleMetadata(),
+        reloadCapsules: () => daemon!.loadCapsules(),
+        shutdown: (reason) => void daemon!.shutdown(reason),
+      }, logger, options.sessionId);
+      const idle = new IdleMonitor(
+        settings,
+        () => tracker.total === 0 && registry.ready().every((r) => r.manifest.uplink.length === 0),
+        () => void daemon!.shutdown("idle_timeout"),
+      );
+      daemon = new Daemon(home, options, logger, bus, registry, server, tracker, router, idle);
+
+      // 13. Load capsules. 14. Require the CLI proxy policy.
+      daemon.registerDiscovered(discovered);
+      daemon.publishCapsulesLoaded();
+      const cliRecord = registry.get(CLI_CAPSULE_NAME);
+      if (!cliRecord || cliRecord.state !== "ready") {
+        const why = discovered.problems.filter((p) => p.file.includes(CLI_CAPSULE_NAME)).map((p) => ` (${p.message})`).join("");
+        throw new AstridError("ASTRID_ERR_CLI_CAPSULE_MISSING",
+          `CLI proxy capsule (${CLI_CAPSULE_NAME}) not found${why}. Reinstall astrid-daemon, or install it into ${home.principalCapsulesDir("default")}/${CLI_CAPSULE_NAME}/`);
+      }
+
+      // 15. Ready.
+      fs.writeFileSync(home.readyPath, "", { mode: 0o600 });
+      idle.start();
+      logger.info("daemon ready", { capsules: registry.all().map((r) => `${r.name}@${r.version}:${r.state}`), idle_timeout_ms: settings.timeoutMs });
+      return daemon;
+    } catch (err) {
+      logger.error("boot failed", { error: (err as Error).message, code: (err as AstridError).code });
+      // Reference §11 item 11: it leaves the socket and token behind. We do not.
+      await server?.close(500);
+      if (token) rmIfExists(home.tokenPath);
+      rmIfExists(home.readyPath);
+      await closeLogger(logger);
+      throw err;
+    }
+  }
+
+  /** DaemonStatus for GetStatus and `astrid status`. */
+  status(): DaemonStatus {
+    return {
+      pid: process.pid,
+      uptime_secs: Math.floor((Date.now() - this.startedAt) / 1000),
+      version: DAEMON_VERSION,
+      ephemeral: this.options.ephemeral,
+      connected_clients: this.tracker.total,
+      loaded_capsules: this.registry.ready().map((r) => r.name),
+    };
+  }
+
+  private commands(): Array<{ name: string; description: string; provider_capsule: string }> {
+    return this.registry.ready().flatMap((r) =>
+      r.manifest.command.map((c) => ({ name: c.name, description: c.description ?? "No description", provider_capsule: r.name })),
+    );
+  }
+
+  private capsuleMetadata(): Array<{ name: string; interceptor_events: string[]; [extra: string]: unknown }> {
+    return this.registry.all().map((r) => ({
+      name: r.name,
+      interceptor_events: r.manifest.interceptor.map((i) => i.event),
+      version: r.version,
+      state: r.state,
+      source_dir: r.dir,
+      restarts: r.restarts,
+      ...(r.lastError !== undefined ? { last_error: r.lastError } : {}),
+    }));
+  }
+
+  /** ReloadCapsules: drop failed capsules, load what is not registered yet, announce the pass. */
+  private async loadCapsules(): Promise<void> {
+    for (const record of this.registry.all()) if (record.state === "failed") this.registry.unregister(record.name);
+    this.registerDiscovered(discoverCapsules(capsuleRoots(this.home, this.options)));
+    this.publishCapsulesLoaded();
+  }
+
+  private registerDiscovered(discovered: ReturnType<typeof discoverCapsules>): void {
+    for (const problem of discovered.problems) this.logger.error("invalid capsule manifest skipped", { file: problem.file, error: problem.message });
+    for (const loaded of discovered.shadowed) this.logger.warn("capsule shadowed by an earlier copy", { name: loaded.manifest.package.name, dir: loaded.dir });
+    for (const loaded of discovered.capsules) {
+      for (const warning of loaded.warnings) this.logger.warn(warning);
+      if (this.registry.has(loaded.manifest.package.name)) continue;
+      if (loaded.manifest.component.length > 0) {
+        // Capsule code runs in worker threads, which this version does not start yet: say so, never pretend.
+        this.registry.register(loaded, "failed", "this daemon version cannot run capsule code yet ([[component]] is not supported)");
+        this.logger.error("capsule not loaded", { name: loaded.manifest.package.name, reason: "components not supported yet" });
+      } else {
+        this.registry.register(loaded, "ready");
+        this.logger.info("capsule loaded", { name: loaded.manifest.package.name, version: loaded.manifest.package.version, dir: loaded.dir });
+      }
+    }
+  }
+
+  private publishCapsulesLoaded(): void {
+    this.bus.publish({ topic: CAPSULES_LOADED_TOPIC, payload: rawJson({ status: "ready" }), source_id: this.options.sessionId });
+  }
+
+  /** Graceful shutdown (reference §2.9), idempotent; `exited` then resolves with 0. */
+  shutdown(reason: string): Promise<void> {
+    this.stopping ??= this.doShutdown(reason);
+    return this.stopping;
+  }
+
+  private async doShutdown(reason: string): Promise<void> {
+    this.logger.info("daemon shutting down", { reason });
+    this.bus.publish({
+      topic: KERNEL_SHUTDOWN_TOPIC,
+      payload: { type: "custom", data: { type: "kernel_shutdown", reason } },
+      source_id: this.options.sessionId,
+    });
+    this.idle.stop();
+    this.router.close();
+    // Readiness goes first so nobody mistakes a stopping daemon for a ready one.
+    rmIfExists(this.home.readyPath);
+    await this.server.close();
+    this.tracker.close();
+    rmIfExists(this.home.tokenPath);
+    this.logger.info("daemon stopped", { reason });
+    await closeLogger(this.logger);
+    this.resolveExit(0);
+  }
+}
+
+/** Discovery roots in precedence order: installed, then workspace (`--workspace`), then bundled. */
+function capsuleRoots(home: AstridHome, options: DaemonOptions): string[] {
+  return [
+    home.principalCapsulesDir("default"),
+    path.join(options.workspace, ".astrid", "capsules"),
+    options.env.ASTRID_BUNDLED_CAPSULES_DIR || options.bundledCapsulesDir,
+  ];
+}
+
+function rmIfExists(file: string): void {
+  fs.rmSync(file, { force: true });
+}

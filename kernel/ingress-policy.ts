@@ -1,0 +1,35 @@
+/**
+ * What socket clients may publish and what they receive (reference §4). In our design the main thread serves the
+ * socket itself; the policy is declared by the bundled `astrid-capsule-cli` manifest: its `ipc_publish` is the
+ * ingress allowlist (exact-segment matcher) and its `ipc_subscribe` the egress set (bus matcher).
+ */
+import { busTopicMatches, exactSegmentMatches } from "../protocol/topic-match";
+import type { CapsuleManifest } from "./capsules/manifest";
+
+/** Name of the capsule that declares the socket policy; the daemon refuses to run without it. */
+export const CLI_CAPSULE_NAME = "astrid-capsule-cli";
+
+/** The socket's ingress and egress rules. */
+export class SocketPolicy {
+  constructor(
+    /** Patterns a client may publish on (exact-segment). */
+    readonly ingress: readonly string[],
+    /** Patterns whose messages are forwarded to clients (bus matcher). */
+    readonly egress: readonly string[],
+  ) {}
+
+  /** The policy a CLI capsule manifest declares. */
+  static fromManifest(manifest: CapsuleManifest): SocketPolicy {
+    return new SocketPolicy(manifest.capabilities.ipc_publish, manifest.capabilities.ipc_subscribe);
+  }
+
+  /** True when a client may publish on `topic`. */
+  mayPublish(topic: string): boolean {
+    return this.ingress.some((p) => exactSegmentMatches(p, topic));
+  }
+
+  /** True when messages on `topic` go out to clients. */
+  forwards(topic: string): boolean {
+    return this.egress.some((p) => busTopicMatches(p, topic));
+  }
+}

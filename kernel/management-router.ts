@@ -1,0 +1,128 @@
+/**
+ * The management router (reference §5.1): reads `KernelRequest`s from `astrid.v1.request.*` and answers on the
+ * matching `astrid.v1.response.*` topic — to the requesting connection only, with its `request_id` echoed.
+ * Malformed requests get an `Error` reply instead of silence. Requests run concurrently, so a slow reload never
+ * blocks a status query; reloads serialise among themselves.
+ */
+import { AstridError, isAstridError } from "../protocol/errors";
+import { guestView, isJsonObject } from "../protocol/ipc-message";
+import {
+  errorResponse,
+  parseKernelRequest,
+  requestIdOf,
+  responsePayload,
+  type DaemonStatus,
+  type KernelRequest,
+  type KernelResponse,
+} from "../protocol/kernel-request";
+import { CLIENT_DISCONNECT_TOPIC, REQUEST_TOPIC_PATTERN, responseTopicFor } from "../protocol/topics";
+import type { BusEvent, EventBus } from "./bus";
+import type { Logger } from "./logger";
+import { RateLimiter } from "./rate-limiter";
+
+/** What the router asks of the kernel. */
+export interface ManagementHost {
+  status(): DaemonStatus;
+  capsuleNames(): string[];
+  commands(): Array<{ name: string; description: string; provider_capsule: string }>;
+  capsuleMetadata(): Array<{ name: string; interceptor_events: string[]; [extra: string]: unknown }>;
+  reloadCapsules(): Promise<void>;
+  /** Begins graceful shutdown after the reply has been handed to the socket. */
+  shutdown(reason: string): void;
+}
+
+/** Routes management requests to the host. */
+export class ManagementRouter {
+  private readonly limiter = new RateLimiter();
+  private readonly unsubscribe: () => void;
+  private reloadChain: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly bus: EventBus,
+    private readonly host: ManagementHost,
+    private readonly logger: Logger,
+    private readonly kernelSourceId: string,
+  ) {
+    const unsubscribeRequests = bus.subscribe(REQUEST_TOPIC_PATTERN, (event) => void this.handle(event));
+    const unsubscribeDisconnects = bus.subscribe(CLIENT_DISCONNECT_TOPIC, ({ origin }) => {
+      if (origin !== undefined) this.limiter.forget(`conn:${origin}`);
+    });
+    this.unsubscribe = () => {
+      unsubscribeRequests();
+      unsubscribeDisconnects();
+    };
+  }
+
+  /** Stops routing. */
+  close(): void {
+    this.unsubscribe();
+  }
+
+  private async handle(event: BusEvent): Promise<void> {
+    const { message } = event;
+    const body = guestView(message.payload);
+    const requestId = requestIdOf(body);
+    const reply = (response: KernelResponse) =>
+      this.bus.publish({
+        topic: responseTopicFor(message.topic),
+        payload: responsePayload(response, requestId),
+        source_id: this.kernelSourceId,
+        ...(event.origin !== undefined ? { target: event.origin } : {}),
+      });
+    if (message.payload.type !== "raw_json" || !isJsonObject(body)) {
+      reply(errorResponse("ASTRID_ERR_REQUEST_INVALID",
+        'a management request must be a raw_json object, e.g. {"type":"raw_json","method":"GetStatus"}'));
+      return;
+    }
+    let request: KernelRequest;
+    try {
+      request = parseKernelRequest(body).request;
+    } catch (err) {
+      const e = err as AstridError;
+      this.logger.warn("malformed management request", { topic: message.topic, error: e.message });
+      reply(errorResponse(e.code, e.message));
+      return;
+    }
+    const caller = event.origin !== undefined ? `conn:${event.origin}` : `principal:${message.principal ?? "default"}`;
+    const admitted = this.limiter.admit(caller, request.method);
+    if (!admitted.ok) {
+      reply(errorResponse("ASTRID_ERR_RATE_LIMITED", `Rate limited: max ${admitted.limit} ${request.method} requests per minute`));
+      return;
+    }
+    this.logger.debug("management request", { method: request.method, caller, request_id: requestId });
+    try {
+      const response = await this.dispatch(request);
+      reply(response);
+      if (request.method === "Shutdown") this.host.shutdown(request.params.reason ?? "shutdown request");
+    } catch (err) {
+      this.logger.error("management request failed", { method: request.method, error: (err as Error).message });
+      reply(isAstridError(err) ? errorResponse(err.code, err.message) : errorResponse("ASTRID_ERR_INTERNAL", `internal error: ${String(err)}`));
+    }
+  }
+
+  private async dispatch(request: KernelRequest): Promise<KernelResponse> {
+    switch (request.method) {
+      case "GetStatus":
+        return { status: "Status", data: this.host.status() };
+      case "ListCapsules":
+        return { status: "Success", data: this.host.capsuleNames() };
+      case "GetCommands":
+        return { status: "Commands", data: this.host.commands() };
+      case "GetCapsuleMetadata":
+        return { status: "CapsuleMetadata", data: this.host.capsuleMetadata() };
+      case "ReloadCapsules": {
+        const run = this.reloadChain.then(() => this.host.reloadCapsules());
+        this.reloadChain = run.catch(() => {});
+        await run;
+        return { status: "Success", data: { status: "reloaded" } };
+      }
+      case "Shutdown":
+        return { status: "Success", data: { status: "shutting_down" } };
+      case "InstallCapsule":
+        return errorResponse("ASTRID_ERR_NOT_IMPLEMENTED",
+          "InstallCapsule is not available yet; copy the capsule into $ASTRID_HOME/home/default/.local/capsules/<name>/ and send ReloadCapsules");
+      case "ApproveCapability":
+        return errorResponse("ASTRID_ERR_NOT_IMPLEMENTED", "ApproveCapability is not available yet");
+    }
+  }
+}

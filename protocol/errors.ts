@@ -1,0 +1,61 @@
+/**
+ * The one registry of error codes. Every error the daemon, the CLI or the client library reports to a user
+ * carries one of these codes; the README's error table is kept in step by `spec/unit/protocol/errors.test.ts`.
+ */
+
+/** Each code with the one-line meaning the README shows. */
+export const ERROR_CODES = {
+  ASTRID_ERR_HOME_INVALID: "ASTRID_HOME (or HOME) is unset, relative, or contains `..`",
+  ASTRID_ERR_INVALID_ARGUMENT: "a command-line flag or environment variable has an invalid value",
+  ASTRID_ERR_SOCKET_PATH_TOO_LONG: "the socket path is 108 bytes or longer (the platform limit)",
+  ASTRID_ERR_ALREADY_RUNNING: "another daemon is already serving this ASTRID_HOME",
+  ASTRID_ERR_SOCKET_UNAVAILABLE: "the socket path exists but cannot be checked or bound",
+  ASTRID_ERR_CLI_CAPSULE_MISSING: "the required `astrid-capsule-cli` capsule was not found or is invalid",
+  ASTRID_ERR_MANIFEST_INVALID: "a Capsule.toml failed to parse or validate",
+  ASTRID_ERR_BOOT_FAILED: "the daemon could not finish booting (see the message and the log)",
+  ASTRID_ERR_HANDSHAKE_INVALID: "the first frame was not a valid handshake object",
+  ASTRID_ERR_PROTOCOL_MISMATCH: "the client speaks a different protocol_version",
+  ASTRID_ERR_AUTH_FAILED: "the handshake token is missing, malformed or wrong",
+  ASTRID_ERR_TOO_MANY_CLIENTS: "the daemon already serves its maximum number of clients",
+  ASTRID_ERR_FRAME_TOO_LARGE: "a frame's length prefix exceeds the limit (4 KiB handshake, 10 MiB after)",
+  ASTRID_ERR_FRAME_INVALID_JSON: "a frame's body is not valid UTF-8 JSON",
+  ASTRID_ERR_MESSAGE_INVALID: "a frame is JSON but not a message object with a string `topic`",
+  ASTRID_ERR_TOPIC_DENIED: "clients may not publish on this topic (see the ingress allowlist)",
+  ASTRID_ERR_REQUEST_INVALID: "a management request is malformed (payload, params or request_id)",
+  ASTRID_ERR_UNKNOWN_METHOD: "a management request names a method the daemon does not have",
+  ASTRID_ERR_RATE_LIMITED: "too many requests of this method from this connection in the last minute",
+  ASTRID_ERR_NOT_IMPLEMENTED: "the method exists but is not available yet",
+  ASTRID_ERR_SHUTTING_DOWN: "the daemon is shutting down and takes no new work",
+  ASTRID_ERR_DAEMON_NOT_RUNNING: "no daemon is listening on this ASTRID_HOME's socket",
+  ASTRID_ERR_DAEMON_START_FAILED: "`astrid start` could not bring a daemon to readiness",
+  ASTRID_ERR_CONNECTION_CLOSED: "the connection closed before the reply arrived",
+  ASTRID_ERR_TIMEOUT: "no reply arrived before the deadline",
+  ASTRID_ERR_INTERNAL: "an unexpected internal error (the daemon log has the details)",
+} as const;
+
+/** A stable, documented error code. */
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+const BRAND = Symbol.for("astrid.error");
+
+/** An error with a stable code; the brand survives worker boundaries and jest's module sandboxes. */
+export class AstridError extends Error {
+  readonly code: ErrorCode;
+  readonly [BRAND] = true;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "AstridError";
+    this.code = code;
+  }
+}
+
+/** True for an AstridError from any realm (worker, jest sandbox) — never use instanceof across realms. */
+export function isAstridError(value: unknown): value is AstridError {
+  return typeof value === "object" && value !== null && (value as Record<symbol, unknown>)[BRAND] === true;
+}
+
+/** True when `value` is one of the registered codes. */
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === "string" && Object.prototype.hasOwnProperty.call(ERROR_CODES, value);
+}

@@ -1,0 +1,55 @@
+/**
+ * The handshake (reference §3.2): the client's first frame carries the session token and protocol version; the
+ * daemon checks the version before the token so a mismatch reply reveals nothing about the token.
+ */
+import { timingSafeEqual } from "node:crypto";
+import { z } from "zod";
+import type { ErrorCode } from "./errors";
+import { PROTOCOL_VERSION } from "./version";
+
+/** The client's first frame. Unknown extra fields are ignored. */
+export const HandshakeRequestSchema = z.looseObject({
+  token: z.string(),
+  protocol_version: z.number().int().min(0).max(255),
+  client_version: z.string().optional(),
+});
+/** The client's first frame, parsed. */
+export type HandshakeRequest = z.infer<typeof HandshakeRequestSchema>;
+
+/** The daemon's reply; `reason` and `code` are omitted on success (`code` is our addition). */
+export interface HandshakeResponse {
+  status: "ok" | "error";
+  protocol_version: number;
+  server_version: string;
+  reason?: string;
+  code?: ErrorCode;
+}
+
+/** Reason for any bad token, malformed or wrong alike (reference §3.2). */
+export const AUTH_FAILED_REASON = "authentication failed";
+
+/** The reply for a client speaking another protocol version. */
+export function protocolMismatchReason(clientVersion: number): string {
+  // The reference recommends `astrid daemon restart`, which does not exist (its §11 item 19).
+  return (
+    `Protocol version mismatch (client=${clientVersion}, server=${PROTOCOL_VERSION}). ` +
+    "Upgrade the client, or restart the daemon with `astrid stop` then `astrid start`."
+  );
+}
+
+/** Length of a token in hex characters (32 random bytes). */
+export const TOKEN_HEX_LENGTH = 64;
+const TOKEN_PATTERN = /^[0-9a-fA-F]{64}$/;
+
+/** Decodes a token as readers do: whitespace trimmed, either hex case; null when it is not 64 hex chars. */
+export function decodeToken(text: string): Buffer | null {
+  const trimmed = text.trim();
+  return TOKEN_PATTERN.test(trimmed) ? Buffer.from(trimmed, "hex") : null;
+}
+
+/** Constant-time token check; a malformed candidate fails without a comparison that could leak timing. */
+export function tokenMatches(expected: Buffer, candidate: string): boolean {
+  const decoded = decodeToken(candidate);
+  if (decoded === null || decoded.length !== expected.length) return false;
+  return timingSafeEqual(decoded, expected);
+}

@@ -1,0 +1,119 @@
+/**
+ * `KernelRequest` / `KernelResponse` of the management API (reference §5.2–5.3): adjacently tagged by
+ * `method`/`params` and `status`/`data`, carried inside a `raw_json` payload. Beside `method` a request may carry
+ * a `request_id` string, echoed beside `status` in its response (as the reference's admin API does, §5.4).
+ */
+import { z } from "zod";
+import { AstridError, type ErrorCode } from "./errors";
+import { isJsonObject, rawJson, type IpcPayload } from "./ipc-message";
+
+/** Methods that take no params: `params` may be absent or null, but not `{}` (serde's unit-variant rule). */
+export const UNIT_METHODS = ["GetStatus", "ListCapsules", "GetCommands", "GetCapsuleMetadata", "ReloadCapsules"] as const;
+
+const shutdownParams = z.strictObject({ reason: z.string().nullable().optional() });
+const installParams = z.strictObject({ source: z.string(), workspace: z.boolean() });
+const approveParams = z.strictObject({ request_id: z.string(), signature: z.string() });
+
+/** A management request, parsed. */
+export type KernelRequest =
+  | { method: (typeof UNIT_METHODS)[number] }
+  | { method: "Shutdown"; params: { reason: string | null } }
+  | { method: "InstallCapsule"; params: z.infer<typeof installParams> }
+  | { method: "ApproveCapability"; params: z.infer<typeof approveParams> };
+
+/** Every method name, for messages and help. */
+export const METHODS = [...UNIT_METHODS, "Shutdown", "InstallCapsule", "ApproveCapability"] as const;
+/** A method name. */
+export type KernelMethod = (typeof METHODS)[number];
+
+/** A parsed request with its optional correlation id. */
+export interface ParsedRequest {
+  request: KernelRequest;
+  requestId?: string;
+}
+
+/**
+ * Parses the guest view of a request payload (its fields without `type`). Throws an AstridError whose message
+ * tells the client exactly what to send instead; `requestIdOf` recovers the id for the error reply.
+ */
+export function parseKernelRequest(body: Record<string, unknown>): ParsedRequest {
+  const requestId = requestIdOf(body);
+  if (body.request_id !== undefined && requestId === undefined) {
+    fail("ASTRID_ERR_REQUEST_INVALID", "request_id must be a string");
+  }
+  const method = body.method;
+  if (typeof method !== "string") {
+    fail("ASTRID_ERR_REQUEST_INVALID", 'request has no string "method" (e.g. {"type":"raw_json","method":"GetStatus"})');
+  }
+  const params = body.params;
+  if ((UNIT_METHODS as readonly string[]).includes(method)) {
+    if (params !== undefined && params !== null) {
+      fail("ASTRID_ERR_REQUEST_INVALID", `${method} takes no params: omit "params" or send null`);
+    }
+    return withId({ method: method as (typeof UNIT_METHODS)[number] }, requestId);
+  }
+  switch (method) {
+    case "Shutdown": {
+      const p = parseParams(method, shutdownParams, params);
+      return withId({ method, params: { reason: p.reason ?? null } }, requestId);
+    }
+    case "InstallCapsule":
+      return withId({ method, params: parseParams(method, installParams, params) }, requestId);
+    case "ApproveCapability":
+      return withId({ method, params: parseParams(method, approveParams, params) }, requestId);
+    default:
+      return fail("ASTRID_ERR_UNKNOWN_METHOD", `unknown method "${method}"; expected one of ${METHODS.join(", ")}`);
+  }
+}
+
+/** The request_id of a request body when it is a string, for echoing even in an error reply. */
+export function requestIdOf(body: unknown): string | undefined {
+  return isJsonObject(body) && typeof body.request_id === "string" ? body.request_id : undefined;
+}
+
+function parseParams<T>(method: string, schema: z.ZodType<T>, params: unknown): T {
+  if (params === undefined || params === null) {
+    fail("ASTRID_ERR_REQUEST_INVALID", `${method} needs "params" (an object; {} for none)`);
+  }
+  const parsed = schema.safeParse(params);
+  if (!parsed.success) {
+    fail("ASTRID_ERR_REQUEST_INVALID", `${method} params are invalid: ${z.prettifyError(parsed.error).replace(/\n/g, " ")}`);
+  }
+  return parsed.data;
+}
+
+function withId(request: KernelRequest, requestId: string | undefined): ParsedRequest {
+  return requestId === undefined ? { request } : { request, requestId };
+}
+
+function fail(code: ErrorCode, message: string): never {
+  throw new AstridError(code, message);
+}
+
+/** `DaemonStatus` (reference §5.2). */
+export interface DaemonStatus {
+  pid: number;
+  uptime_secs: number;
+  version: string;
+  ephemeral: boolean;
+  connected_clients: number;
+  loaded_capsules: string[];
+}
+
+/** A management response; `code` is our addition on errors, ignored by clients that do not know it. */
+export type KernelResponse =
+  | { status: "Success"; data: unknown }
+  | { status: "Status"; data: DaemonStatus }
+  | { status: "Commands"; data: Array<{ name: string; description: string; provider_capsule: string }> }
+  | { status: "CapsuleMetadata"; data: Array<{ name: string; interceptor_events: string[]; [extra: string]: unknown }> }
+  | { status: "Error"; data: string; code: ErrorCode };
+
+/** The `raw_json` payload carrying a response, with the request's id echoed when it had one. */
+export function responsePayload(response: KernelResponse, requestId?: string): IpcPayload {
+  return rawJson(requestId === undefined ? { ...response } : { request_id: requestId, ...response });
+}
+
+/** An `Error` response carrying its stable code beside the reference's bare message string. */
+export function errorResponse(code: ErrorCode, message: string): KernelResponse {
+  return { status: "Error", data: message, code };
+}
