@@ -15,6 +15,7 @@ import { DEFAULT_MAX_CLIENTS } from "../kernel/socket-server";
 const UUID = /^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$/;
 
 async function main(): Promise<number> {
+  let argError: Error | undefined;
   const argv = await yargs(hideBin(process.argv))
     .scriptName("astrid-daemon")
     .usage("$0 [options]\n\nBoots the Astrid kernel in the foreground: binds $ASTRID_HOME/run/system.sock, loads capsules, serves frontends.")
@@ -34,15 +35,17 @@ async function main(): Promise<number> {
         "Logs: $ASTRID_HOME/log/astrid.YYYY-MM-DD.log (JSON lines, 7 days kept).",
       ].join("\n"),
     )
+    .wrap(110)
     .version(DAEMON_VERSION)
     .alias("version", "V")
     .help()
     .alias("help", "h")
     .strict()
     .fail((message, err) => {
-      throw err ?? new AstridError("ASTRID_ERR_INVALID_ARGUMENT", message);
+      argError = err ?? new AstridError("ASTRID_ERR_INVALID_ARGUMENT", `${message} (see astrid-daemon --help)`);
     })
     .parseAsync();
+  if (argError) throw argError;
 
   if (!UUID.test(argv.session)) {
     throw new AstridError("ASTRID_ERR_INVALID_ARGUMENT", `Invalid UUID format: ${argv.session}`);

@@ -1,0 +1,116 @@
+#!/usr/bin/env node
+/**
+ * `astrid`: the command-line frontend. Starts, stops and inspects the daemon of `$ASTRID_HOME` over its socket.
+ */
+import yargs from "yargs";
+import { hideBin } from "yargs/helpers";
+import { AstridError, isAstridError } from "../protocol/errors";
+import type { DaemonStatus } from "../protocol/kernel-request";
+import { DAEMON_VERSION } from "../protocol/version";
+import { resolveHome } from "../kernel/home";
+import { connect, daemonState, formatUptime, startDaemon, waitForExit } from "./cli/daemon-control";
+
+interface Global {
+  json: boolean;
+}
+
+/** Prints a result: the JSON object with --json, else the human lines. */
+function out(argv: Global, json: unknown, human: string): void {
+  process.stdout.write(argv.json ? `${JSON.stringify(json)}\n` : `${human}\n`);
+}
+
+async function start(argv: Global): Promise<void> {
+  const home = resolveHome();
+  if ((await daemonState(home)) === "live") {
+    return out(argv, { running: true, started: false }, "Astrid daemon is already running.");
+  }
+  const showProgress = !argv.json && process.stderr.isTTY;
+  const pid = await startDaemon(home, {
+    ephemeral: false,
+    workspace: process.cwd(),
+    env: process.env,
+    onPoll: showProgress ? (ms) => process.stderr.write(`\rStarting Astrid daemon… ${(ms / 1000).toFixed(1)} s`) : undefined,
+  });
+  if (showProgress) process.stderr.write("\r\x1b[K");
+  out(argv, { running: true, started: true, pid }, `Astrid daemon started (persistent mode, PID ${pid}).`);
+}
+
+async function stop(argv: Global): Promise<void> {
+  const home = resolveHome();
+  const state = await daemonState(home);
+  if (state === "absent") return out(argv, { running: false, stopped: false }, "No Astrid daemon is running.");
+  if (state === "cleaned") return out(argv, { running: false, stopped: false, cleaned: true }, "Cleaned up stale daemon socket.");
+  const client = await connect(home);
+  const reply = await client.request("Shutdown", { reason: "astrid stop" }, { topicSuffix: "shutdown" });
+  if (reply.status === "Error") throw new AstridError(reply.code ?? "ASTRID_ERR_INTERNAL", reply.data);
+  await client.waitClosed();
+  await waitForExit(home);
+  out(argv, { running: false, stopped: true }, "Astrid daemon stopped.");
+}
+
+async function status(argv: Global): Promise<void> {
+  const home = resolveHome();
+  const state = await daemonState(home);
+  if (state !== "live") {
+    const cleaned = state === "cleaned" ? " (a stale socket was cleaned up)" : "";
+    return out(argv, { running: false }, `No Astrid daemon is running.${cleaned}`);
+  }
+  const client = await connect(home);
+  try {
+    const reply = await client.request("GetStatus", undefined, { topicSuffix: "status" });
+    if (reply.status !== "Status") {
+      throw new AstridError(reply.status === "Error" ? (reply.code ?? "ASTRID_ERR_INTERNAL") : "ASTRID_ERR_INTERNAL",
+        reply.status === "Error" ? reply.data : "Unexpected response from daemon");
+    }
+    const s: DaemonStatus = reply.data;
+    out(argv, { running: true, ...s }, [
+      `Astrid daemon (PID ${s.pid}, uptime ${formatUptime(s.uptime_secs)})`,
+      `  Version:   ${s.version}`,
+      `  Mode:      ${s.ephemeral ? "ephemeral" : "persistent"}`,
+      `  Clients:   ${s.connected_clients}`,
+      `  Capsules:  ${s.loaded_capsules.length} loaded`,
+      ...s.loaded_capsules.map((name) => `    - ${name}`),
+    ].join("\n"));
+  } finally {
+    await client.close();
+  }
+}
+
+// Read before parsing: a usage error is reported before any middleware runs.
+const json = process.argv.includes("--json");
+let reported = false;
+
+/** Prints an error once: a JSON object on stdout with --json, else one line on stderr ending with its code. */
+function report(err: unknown): void {
+  if (reported) return;
+  reported = true;
+  const code = isAstridError(err) ? err.code : "ASTRID_ERR_INTERNAL";
+  const message = err instanceof Error ? err.message : String(err);
+  if (json) process.stdout.write(`${JSON.stringify({ error: { code, message } })}\n`);
+  else process.stderr.write(`astrid: ${message} [${code}]\n`);
+  process.exitCode = 1;
+}
+
+async function main(): Promise<void> {
+  await yargs(hideBin(process.argv))
+    .scriptName("astrid")
+    .usage("$0 <command> [options]\n\nControl the Astrid daemon serving $ASTRID_HOME (default ~/.astrid).")
+    .option("json", { type: "boolean", default: false, global: true, describe: "Print one JSON object (for scripts)" })
+    .command("start", "Start a persistent daemon in the background and wait until it is ready", {}, (argv) => start({ json: argv.json as boolean }))
+    .command("stop", "Ask the running daemon to shut down and wait until it has", {}, (argv) => stop({ json: argv.json as boolean }))
+    .command("status", "Show PID, uptime, version, clients and capsules of the running daemon", {}, (argv) => status({ json: argv.json as boolean }))
+    .demandCommand(1, "Name a command: start, stop or status.")
+    .epilogue("Exit status: 0 on success (also when no daemon is running for status/stop), 1 on an error.\nErrors end with a stable code, e.g. [ASTRID_ERR_DAEMON_START_FAILED]; see the README.")
+    .wrap(100)
+    .version(DAEMON_VERSION)
+    .alias("version", "V")
+    .help()
+    .alias("help", "h")
+    .strict()
+    // Pitfall 17: throwing from fail() prints yargs' minified bundle; report and set the exit code instead.
+    .fail((message, err) => report(err ?? new AstridError("ASTRID_ERR_INVALID_ARGUMENT", `${message} (see astrid --help)`)))
+    .parseAsync()
+    .catch(report);
+}
+
+void main();

@@ -1,0 +1,113 @@
+/**
+ * What the `astrid` CLI does to a daemon: find it, start it and wait for readiness, connect, stop it.
+ * Reference §9.3, with its races fixed: `stop` waits for the daemon to be gone, `status` reads its own reply.
+ */
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import { AstridError } from "../../protocol/errors";
+import { DaemonClient } from "../../protocol/client";
+import type { AstridHome } from "../../kernel/home";
+import { probeSocket } from "../../kernel/socket-prepare";
+import { readTokenFile } from "../../kernel/session-token";
+
+/** The daemon entry point beside this CLI. */
+export const DAEMON_SCRIPT = path.join(__dirname, "..", "astrid-daemon.js");
+
+/** Readiness polling (reference §9.3): every 50 ms, 200 times. */
+const READY_POLL_MS = 50;
+const READY_POLLS = 200;
+
+/** What is at the socket: a live daemon, nothing, or a stale file that was just removed. */
+export async function daemonState(home: AstridHome): Promise<"live" | "absent" | "cleaned"> {
+  const probe = await probeSocket(home.socketPath);
+  if (probe === "stale") {
+    fs.rmSync(home.socketPath, { force: true });
+    fs.rmSync(home.readyPath, { force: true });
+    return "cleaned";
+  }
+  return probe;
+}
+
+/** Connects with the token from `run/system.token`. */
+export async function connect(home: AstridHome, timeoutMs = 10_000): Promise<DaemonClient> {
+  const token = readTokenFile(home.tokenPath);
+  if (token === null) {
+    throw new AstridError("ASTRID_ERR_DAEMON_NOT_RUNNING", `No readable session token at ${home.tokenPath}; is the daemon running?`);
+  }
+  return DaemonClient.connect({ socketPath: home.socketPath, token, timeoutMs });
+}
+
+/** Options for spawning a daemon. */
+export interface StartOptions {
+  ephemeral: boolean;
+  workspace: string;
+  env: NodeJS.ProcessEnv;
+  /** Called on every poll, for a progress indicator. */
+  onPoll?: (elapsedMs: number) => void;
+}
+
+/**
+ * Spawns a detached daemon with null stdio and resolves with its PID once `run/system.ready` exists. Fails with
+ * ASTRID_ERR_DAEMON_START_FAILED (and the log path) when it exits early or is not ready within 10 s.
+ */
+export async function startDaemon(home: AstridHome, options: StartOptions): Promise<number> {
+  fs.rmSync(home.readyPath, { force: true });
+  const args = [DAEMON_SCRIPT, "--workspace", options.workspace];
+  if (options.ephemeral) args.push("--ephemeral");
+  const child = spawn(process.execPath, args, { detached: true, stdio: "ignore", env: options.env });
+  let exited: number | null | undefined;
+  child.once("exit", (code, signal) => (exited = code ?? (signal ? 128 : 1)));
+  const started = Date.now();
+  for (let i = 0; i < READY_POLLS; i++) {
+    if (fs.existsSync(home.readyPath)) {
+      child.unref();
+      return child.pid!;
+    }
+    if (exited !== undefined) {
+      throw new AstridError("ASTRID_ERR_DAEMON_START_FAILED",
+        `Daemon exited prematurely (exit code ${exited})${lastLoggedError(home)}. Check logs: ${home.logDir}`);
+    }
+    options.onPoll?.(Date.now() - started);
+    await new Promise((r) => setTimeout(r, READY_POLL_MS));
+  }
+  child.kill("SIGKILL");
+  throw new AstridError("ASTRID_ERR_DAEMON_START_FAILED", `Daemon failed to become ready within 10 seconds. Check logs: ${home.logDir}`);
+}
+
+/** `: <message>` of the newest error line in today's log, or "". */
+function lastLoggedError(home: AstridHome): string {
+  try {
+    const files = fs.readdirSync(home.logDir).filter((f) => /^astrid\.\d{4}-\d{2}-\d{2}\.log$/.test(f)).sort();
+    const newest = files.at(-1);
+    if (!newest) return "";
+    const lines = fs.readFileSync(path.join(home.logDir, newest), "utf8").trim().split("\n").reverse();
+    for (const line of lines) {
+      const entry = JSON.parse(line) as { level?: string; error?: string; message?: string };
+      if (entry.level === "error") return `: ${entry.error ?? entry.message}`;
+    }
+  } catch {
+    // No log to quote: the message still points at the directory.
+  }
+  return "";
+}
+
+/** Resolves once the socket file is gone (the daemon finished shutting down), or rejects after `timeoutMs`. */
+export async function waitForExit(home: AstridHome, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (fs.existsSync(home.socketPath)) {
+    if (Date.now() > deadline) throw new AstridError("ASTRID_ERR_TIMEOUT", `daemon did not finish shutting down within ${timeoutMs / 1000} s`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** `XhMMmSSs`, `MmSSs` or `Ss`, as the reference CLI prints uptime. */
+export function formatUptime(secs: number): string {
+  const h = Math.floor(secs / 3600);
+  const m = Math.floor((secs % 3600) / 60);
+  const s = secs % 60;
+  const pad = (n: number) => String(n).padStart(2, "0");
+  if (h > 0) return `${h}h${pad(m)}m${pad(s)}s`;
+  if (m > 0) return `${m}m${pad(s)}s`;
+  return `${s}s`;
+}
