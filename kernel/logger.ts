@@ -43,18 +43,35 @@ export function createLogger(options: LoggerOptions): Logger {
       }),
     );
   }
-  return winston.createLogger({ level: options.level, transports });
+  const logger = winston.createLogger({ level: options.level, transports });
+  // A line logged during teardown must never take the daemon down ("write after end").
+  logger.on("error", () => {});
+  return logger;
 }
 
 /** Flushes and closes the logger; resolves once every line is on disk (or after `timeoutMs`). */
-export function closeLogger(logger: Logger, timeoutMs = 2000): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, timeoutMs);
-    logger.on("finish", () => {
-      clearTimeout(timer);
-      // The file transport finishes its own stream a moment after the logger's finish event.
-      setImmediate(resolve);
+export async function closeLogger(logger: Logger, timeoutMs = 2000): Promise<void> {
+  const within = (work: (done: () => void) => void) =>
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, timeoutMs);
+      work(() => {
+        clearTimeout(timer);
+        resolve();
+      });
     });
+  const files = logger.transports.filter((t): t is DailyRotateFile => t instanceof DailyRotateFile);
+  await within((done) => {
+    logger.once("finish", done);
     logger.end();
   });
+  // The rotating transport acknowledges lines before its file stream has written them; close() ends that
+  // stream and emits "finish" only once the bytes are in the file.
+  await Promise.all(
+    files.map((t) =>
+      within((done) => {
+        t.once("finish", done);
+        t.close?.();
+      }),
+    ),
+  );
 }

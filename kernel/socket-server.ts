@@ -126,7 +126,8 @@ export class SocketServer {
     const drained = [...this.connections.values()].map(
       (conn) =>
         new Promise<void>((resolve) => {
-          if (conn.socket.destroyed) return resolve();
+          // `closed`, not `destroyed`: a destroyed socket still emits "close" (and its disconnect) a tick later.
+          if (conn.socket.closed) return resolve();
           conn.socket.once("close", () => resolve());
           conn.socket.end();
         }),

@@ -1,0 +1,209 @@
+/**
+ * Test helpers that drive the real daemon: a temp ASTRID_HOME, the compiled `astrid-daemon` process, real Unix
+ * socket clients (the library client and a raw one for malformed input).
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { DaemonClient } from "../../protocol/client";
+import { encodeFrame, FrameDecoder, MAX_SERVER_FRAME_BYTES } from "../../protocol/framing";
+import { NIL_UUID, type IpcMessage } from "../../protocol/ipc-message";
+
+export const ROOT = path.resolve(__dirname, "..", "..");
+export const DAEMON_BIN = path.join(ROOT, "dist", "bin", "astrid-daemon.js");
+export const CLI_BIN = path.join(ROOT, "dist", "bin", "astrid.js");
+
+const homes: string[] = [];
+const children = new Set<ChildProcess>();
+
+/** A fresh ASTRID_HOME under /tmp (short, so the socket path stays under 108 bytes). Removed after the file. */
+export function tempHome(): string {
+  const dir = fs.mkdtempSync("/tmp/astrid-t-");
+  homes.push(dir);
+  return dir;
+}
+
+/** Kills every daemon a test left running and removes the temp homes. Call from afterAll. */
+export async function cleanup(): Promise<void> {
+  const exits = [...children].map((child) => new Promise((r) => child.once("exit", r)));
+  for (const child of children) child.kill("SIGKILL");
+  await Promise.all(exits);
+  for (const dir of homes.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
+}
+
+/** A running daemon process. */
+export interface RunningDaemon {
+  home: string;
+  child: ChildProcess;
+  socketPath: string;
+  token: string;
+  stdout: () => string;
+  stderr: () => string;
+  /** Resolves with the exit code (or 128+signal). */
+  exited: Promise<number>;
+}
+
+/** Options for spawning. */
+export interface SpawnOptions {
+  home?: string;
+  args?: string[];
+  env?: Record<string, string | undefined>;
+  /** Wait for run/system.ready (default true). */
+  waitReady?: boolean;
+}
+
+/** Spawns `astrid-daemon` and (by default) waits until run/system.ready exists. */
+export async function spawnDaemon(options: SpawnOptions = {}): Promise<RunningDaemon> {
+  const home = options.home ?? tempHome();
+  const env = { ...process.env, ASTRID_HOME: home, ...options.env };
+  for (const [k, v] of Object.entries(env)) if (v === undefined) delete env[k];
+  const child = spawn(process.execPath, [DAEMON_BIN, ...(options.args ?? [])], { env, stdio: ["ignore", "pipe", "pipe"] });
+  children.add(child);
+  let out = "";
+  let err = "";
+  child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
+  child.stderr!.on("data", (d: Buffer) => (err += d.toString()));
+  const exited = new Promise<number>((resolve) =>
+    child.once("exit", (code, signal) => {
+      children.delete(child);
+      resolve(code ?? 128 + (signal ? os.constants.signals[signal] : 0));
+    }),
+  );
+  const daemon: RunningDaemon = {
+    home,
+    child,
+    socketPath: path.join(home, "run", "system.sock"),
+    token: "",
+    stdout: () => out,
+    stderr: () => err,
+    exited,
+  };
+  if (options.waitReady === false) return daemon;
+  const ready = path.join(home, "run", "system.ready");
+  const tokenFile = path.join(home, "run", "system.token");
+  let done = false;
+  void exited.then(() => (done = true));
+  const deadline = Date.now() + 15_000;
+  // The daemon removes a stale ready file before it writes the token, so token-then-ready is never stale.
+  while (!(fs.existsSync(tokenFile) && fs.existsSync(ready))) {
+    if (done) throw new Error(`daemon exited before ready: ${err}`);
+    if (Date.now() > deadline) throw new Error(`daemon not ready within 15 s: ${err}`);
+    await sleep(20);
+  }
+  daemon.token = fs.readFileSync(path.join(home, "run", "system.token"), "utf8");
+  return daemon;
+}
+
+/** Connects with the library client. */
+export function connect(daemon: RunningDaemon, extra: Partial<Parameters<typeof DaemonClient.connect>[0]> = {}): Promise<DaemonClient> {
+  return DaemonClient.connect({ socketPath: daemon.socketPath, token: daemon.token, ...extra });
+}
+
+/** Resolves after `ms`. */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** A raw socket client for malformed input: send any bytes, read frames, see the close. */
+export class RawClient {
+  readonly decoder = new FrameDecoder(MAX_SERVER_FRAME_BYTES);
+  private readonly frames: unknown[] = [];
+  private waiters: Array<() => void> = [];
+  closed = false;
+
+  private constructor(readonly socket: net.Socket) {
+    socket.on("data", (chunk: Buffer) => {
+      this.decoder.push(chunk);
+      for (let f = this.decoder.next(); f !== null; f = this.decoder.next()) this.frames.push(JSON.parse(f.toString()));
+      this.wake();
+    });
+    socket.on("close", () => {
+      this.closed = true;
+      this.wake();
+    });
+    socket.on("error", () => {});
+  }
+
+  /** Opens a raw connection. */
+  static open(socketPath: string): Promise<RawClient> {
+    return new Promise((resolve, reject) => {
+      const socket = net.connect(socketPath);
+      socket.once("connect", () => resolve(new RawClient(socket)));
+      socket.once("error", reject);
+    });
+  }
+
+  /** Opens and completes a valid handshake. */
+  static async authenticated(daemon: RunningDaemon): Promise<RawClient> {
+    const c = await RawClient.open(daemon.socketPath);
+    c.send(encodeFrame({ token: daemon.token, protocol_version: 1, client_version: "test" }));
+    const reply = (await c.next()) as { status: string };
+    if (reply.status !== "ok") throw new Error(`handshake refused: ${JSON.stringify(reply)}`);
+    return c;
+  }
+
+  /** Writes raw bytes. */
+  send(bytes: Buffer): void {
+    this.socket.write(bytes);
+  }
+
+  /** Publishes a message as the reference CLI does (full envelope). */
+  publish(topic: string, payload: unknown): void {
+    const message: Omit<IpcMessage, "payload"> & { payload: unknown } = {
+      topic, payload, signature: null, source_id: NIL_UUID, timestamp: new Date().toISOString(), seq: 0,
+    };
+    this.send(encodeFrame(message));
+  }
+
+  /** The next frame, or rejects after `timeoutMs` / when the connection closes first. */
+  async next(timeoutMs = 5000): Promise<unknown> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.frames.length === 0) {
+      if (this.closed) throw new Error("connection closed");
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error("no frame before the deadline");
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+    return this.frames.shift();
+  }
+
+  /** The next frame on `topic`, skipping others. */
+  async nextOn(topic: string, timeoutMs = 5000): Promise<IpcMessage> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const f = (await this.next(Math.max(1, deadline - Date.now()))) as IpcMessage;
+      if (f.topic === topic) return f;
+    }
+  }
+
+  /** Frames received and not yet read. */
+  get buffered(): number {
+    return this.frames.length;
+  }
+
+  /** Resolves true once the daemon closed the connection, false after `timeoutMs`. */
+  async waitClosed(timeoutMs = 7000): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.closed && Date.now() < deadline) await sleep(10);
+    return this.closed;
+  }
+
+  /** Closes from our side. */
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  private wake(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+}

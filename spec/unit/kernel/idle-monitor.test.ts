@@ -1,0 +1,48 @@
+import { IdleMonitor, idleSettings } from "../../../kernel/idle-monitor";
+
+describe("idle settings (reference §2.6)", () => {
+  it("uses the fixed ephemeral numbers whatever the environment says", () => {
+    expect(idleSettings(true, { ASTRID_IDLE_TIMEOUT_SECS: "1" })).toEqual({ timeoutMs: 30_000, graceMs: 5_000, pollMs: 1_000 });
+  });
+
+  it("reads ASTRID_IDLE_TIMEOUT_SECS in persistent mode; unparsable means 300 s; 0 disables", () => {
+    expect(idleSettings(false, {})).toEqual({ timeoutMs: 300_000, graceMs: 30_000, pollMs: 15_000 });
+    expect(idleSettings(false, { ASTRID_IDLE_TIMEOUT_SECS: "soon" }).timeoutMs).toBe(300_000);
+    expect(idleSettings(false, { ASTRID_IDLE_TIMEOUT_SECS: "0" }).timeoutMs).toBe(0);
+    expect(idleSettings(false, { ASTRID_IDLE_TIMEOUT_SECS: "2", ASTRID_IDLE_GRACE_SECS: "0" })).toEqual({ timeoutMs: 2000, graceMs: 0, pollMs: 500 });
+  });
+
+  it("rejects a bad grace value with a coded error", () => {
+    expect(() => idleSettings(false, { ASTRID_IDLE_GRACE_SECS: "-1" })).toThrow(expect.objectContaining({ code: "ASTRID_ERR_INVALID_ARGUMENT" }));
+  });
+});
+
+describe("IdleMonitor", () => {
+  beforeEach(() => jest.useFakeTimers());
+  afterEach(() => jest.useRealTimers());
+
+  it("fires after grace + a full idle timeout, and a busy moment restarts the clock", () => {
+    let idle = true;
+    let fired = 0;
+    const monitor = new IdleMonitor({ timeoutMs: 1000, graceMs: 500, pollMs: 100 }, () => idle, () => fired++, () => Date.now());
+    monitor.start();
+    jest.advanceTimersByTime(1000);
+    idle = false;
+    jest.advanceTimersByTime(200);
+    idle = true;
+    jest.advanceTimersByTime(900);
+    expect(fired).toBe(0);
+    jest.advanceTimersByTime(300);
+    expect(fired).toBe(1);
+    jest.advanceTimersByTime(5000);
+    expect(fired).toBe(1);
+  });
+
+  it("never fires when the timeout is 0", () => {
+    let fired = 0;
+    const monitor = new IdleMonitor({ timeoutMs: 0, graceMs: 0, pollMs: 100 }, () => true, () => fired++);
+    monitor.start();
+    jest.advanceTimersByTime(60_000);
+    expect(fired).toBe(0);
+  });
+});

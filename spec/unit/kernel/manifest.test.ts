@@ -1,0 +1,73 @@
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { discoverCapsules } from "../../../kernel/capsules/discovery";
+import { loadManifest } from "../../../kernel/capsules/manifest";
+
+let root: string;
+beforeEach(() => (root = fs.mkdtempSync(path.join(os.tmpdir(), "astrid-manifest-"))));
+afterEach(() => fs.rmSync(root, { recursive: true, force: true }));
+
+function capsule(dir: string, toml: string): string {
+  const full = path.join(root, dir);
+  fs.mkdirSync(full, { recursive: true });
+  fs.writeFileSync(path.join(full, "Capsule.toml"), toml);
+  return full;
+}
+
+const err = (dir: string) => {
+  try {
+    loadManifest(dir);
+  } catch (e) {
+    return e as { code: string; message: string };
+  }
+  throw new Error("expected an error");
+};
+
+describe("Capsule.toml", () => {
+  it("parses the bundled CLI policy capsule", () => {
+    const loaded = loadManifest(path.resolve(__dirname, "../../../capsules/astrid-capsule-cli"));
+    expect(loaded.manifest.package.name).toBe("astrid-capsule-cli");
+    expect(loaded.manifest.capabilities.ipc_publish).toContain("astrid.v1.request.*");
+    expect(loaded.warnings).toEqual([]);
+  });
+
+  it("names the file and line of a TOML syntax error", () => {
+    const e = err(capsule("bad", '[package]\nname = "x"\nversion = \n'));
+    expect(e.code).toBe("ASTRID_ERR_MANIFEST_INVALID");
+    expect(e.message).toMatch(/bad\/Capsule\.toml:3:\d+: TOML syntax error/);
+  });
+
+  it.each([
+    ["missing name", '[package]\nversion = "1.0.0"\n', /package\.name/],
+    ["bad semver", '[package]\nname = "x"\nversion = "1.0"\n', /package\.version: must be a semantic version/],
+    ["bad name", '[package]\nname = "X_Y"\nversion = "1.0.0"\n', /package\.name/],
+    ["bad topic", '[package]\nname = "x"\nversion = "1.0.0"\n[capabilities]\nipc_publish = ["a..b"]\n', /capabilities\.ipc_publish\.0: topic has an empty segment/],
+    ["uplink with imports", '[package]\nname = "x"\nversion = "1.0.0"\n[capabilities]\nuplink = true\n[imports.astrid]\nllm = "^1"\n', /uplink.*imports/],
+  ])("rejects a manifest with %s, naming the field", (_name, toml, pattern) => {
+    const e = err(capsule("c", toml));
+    expect(e.code).toBe("ASTRID_ERR_MANIFEST_INVALID");
+    expect(e.message).toMatch(pattern);
+  });
+
+  it("warns about unknown keys instead of ignoring them silently", () => {
+    const loaded = loadManifest(capsule("w", '[package]\nname = "x"\nversion = "1.0.0"\nfoo = 1\n[publish]\na = 1\n[capabilities]\nipc_pub = []\n'));
+    expect(loaded.warnings).toEqual([
+      expect.stringMatching(/unknown key publish/),
+      expect.stringMatching(/unknown key package\.foo/),
+      expect.stringMatching(/unknown key capabilities\.ipc_pub/),
+    ]);
+  });
+});
+
+describe("discovery", () => {
+  it("lets the first root win a name, skips invalid manifests with the file named", () => {
+    capsule("a/one", '[package]\nname = "one"\nversion = "1.0.0"\n');
+    capsule("b/one", '[package]\nname = "one"\nversion = "2.0.0"\n');
+    capsule("b/broken", "[package\n");
+    const result = discoverCapsules([path.join(root, "a"), path.join(root, "missing"), path.join(root, "b")]);
+    expect(result.capsules.map((c) => `${c.manifest.package.name}@${c.manifest.package.version}`)).toEqual(["one@1.0.0"]);
+    expect(result.shadowed).toHaveLength(1);
+    expect(result.problems).toEqual([expect.objectContaining({ file: path.join(root, "b", "broken", "Capsule.toml") })]);
+  });
+});
