@@ -92,10 +92,10 @@ function lastLoggedError(home: AstridHome): string {
   return "";
 }
 
-/** Resolves once the socket file is gone (the daemon finished shutting down), or rejects after `timeoutMs`. */
+/** Resolves once socket and token are gone (the daemon's last shutdown steps), or rejects after `timeoutMs`. */
 export async function waitForExit(home: AstridHome, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (fs.existsSync(home.socketPath)) {
+  while (fs.existsSync(home.socketPath) || fs.existsSync(home.tokenPath)) {
     if (Date.now() > deadline) throw new AstridError("ASTRID_ERR_TIMEOUT", `daemon did not finish shutting down within ${timeoutMs / 1000} s`);
     await new Promise((r) => setTimeout(r, 25));
   }

@@ -57,7 +57,7 @@ export interface SpawnOptions {
 /** Spawns `astrid-daemon` and (by default) waits until run/system.ready exists. */
 export async function spawnDaemon(options: SpawnOptions = {}): Promise<RunningDaemon> {
   const home = options.home ?? tempHome();
-  const env = { ...process.env, ASTRID_HOME: home, ...options.env };
+  const env: NodeJS.ProcessEnv = { ...process.env, ASTRID_HOME: home, ...options.env };
   for (const [k, v] of Object.entries(env)) if (v === undefined) delete env[k];
   const child = spawn(process.execPath, [DAEMON_BIN, ...(options.args ?? [])], { env, stdio: ["ignore", "pipe", "pipe"] });
   children.add(child);

@@ -1,0 +1,94 @@
+/** Issue #2: `astrid start|stop|status` as a user runs them, against a real background daemon. */
+import { spawnSync } from "node:child_process";
+import fs from "node:fs";
+import net from "node:net";
+import path from "node:path";
+import { CLI_BIN, cleanup, tempHome } from "../helpers/daemon";
+
+const started: number[] = [];
+afterAll(async () => {
+  for (const pid of started) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+  await cleanup();
+});
+
+/** True once `pid` is gone or a zombie (a detached daemon may be reparented to an init that does not reap). */
+async function exitedWithin(pid: number, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    try {
+      if (fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(" ")[2] === "Z") return true;
+    } catch {
+      return true;
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return false;
+}
+
+function astrid(home: string, args: string[], env: Record<string, string> = {}) {
+  const r = spawnSync(process.execPath, [CLI_BIN, ...args], { env: { ...process.env, ASTRID_HOME: home, ...env }, encoding: "utf8", timeout: 20_000 });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+describe("issue #2: astrid CLI", () => {
+  it("status and stop with no daemon say so and exit 0 (also as JSON)", () => {
+    const home = tempHome();
+    expect(astrid(home, ["status"])).toEqual({ code: 0, out: "No Astrid daemon is running.\n", err: "" });
+    expect(JSON.parse(astrid(home, ["status", "--json"]).out)).toEqual({ running: false });
+    expect(astrid(home, ["stop"])).toEqual({ code: 0, out: "No Astrid daemon is running.\n", err: "" });
+  });
+
+  it("start → status → start again → stop, leaving nothing in run/", async () => {
+    const home = tempHome();
+    const start = astrid(home, ["start", "--json"]);
+    expect(start.code).toBe(0);
+    const { pid } = JSON.parse(start.out) as { pid: number };
+    started.push(pid);
+    expect(fs.existsSync(path.join(home, "run", "system.ready"))).toBe(true);
+
+    const status = astrid(home, ["status"]);
+    expect(status.code).toBe(0);
+    expect(status.out).toMatch(new RegExp(`^Astrid daemon \\(PID ${pid}, uptime \\d+s\\)\\n  Version: +\\S+\\n  Mode: +persistent\\n  Clients: +1\\n  Capsules: +1 loaded\\n    - astrid-capsule-cli\\n$`));
+    expect(JSON.parse(astrid(home, ["status", "--json"]).out)).toMatchObject({ running: true, pid, ephemeral: false, loaded_capsules: ["astrid-capsule-cli"] });
+
+    expect(astrid(home, ["start"])).toMatchObject({ code: 0, out: "Astrid daemon is already running.\n" });
+    expect(astrid(home, ["stop"])).toMatchObject({ code: 0, out: "Astrid daemon stopped.\n" });
+    expect(fs.readdirSync(path.join(home, "run"))).toEqual([]);
+    expect(await exitedWithin(pid, 3000)).toBe(true);
+  });
+
+  it("cleans up a stale socket", async () => {
+    const home = tempHome();
+    fs.mkdirSync(path.join(home, "run"), { recursive: true });
+    const sock = path.join(home, "run", "system.sock");
+    const server = net.createServer();
+    await new Promise<void>((r) => server.listen(sock, r));
+    fs.linkSync(sock, `${sock}.keep`);
+    await new Promise<void>((r) => server.close(() => r()));
+    fs.renameSync(`${sock}.keep`, sock);
+    expect(astrid(home, ["stop"])).toMatchObject({ code: 0, out: "Cleaned up stale daemon socket.\n" });
+    expect(fs.existsSync(sock)).toBe(false);
+  });
+
+  it("start reports a daemon that dies during boot with its reason and the log path", () => {
+    const home = tempHome();
+    const r = astrid(home, ["start"], { ASTRID_BUNDLED_CAPSULES_DIR: tempHome() });
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/Daemon exited prematurely \(exit code 1\): CLI proxy capsule \(astrid-capsule-cli\) not found.*Check logs: .*\/log \[ASTRID_ERR_DAEMON_START_FAILED\]/);
+    expect(fs.readdirSync(path.join(home, "run"))).toEqual([]);
+  });
+
+  it("explains usage errors with a code, on stderr or as JSON", () => {
+    const home = tempHome();
+    expect(astrid(home, ["frobnicate"])).toMatchObject({ code: 1, err: expect.stringMatching(/Unknown argument: frobnicate.*\[ASTRID_ERR_INVALID_ARGUMENT\]/) });
+    expect(JSON.parse(astrid(home, ["--json"]).out)).toMatchObject({ error: { code: "ASTRID_ERR_INVALID_ARGUMENT" } });
+    expect(astrid("relative/home", ["status"])).toMatchObject({ code: 1, err: expect.stringMatching(/\[ASTRID_ERR_HOME_INVALID\]/) });
+    expect(astrid(home, ["--help"]).out).toMatch(/astrid start[\s\S]*astrid stop[\s\S]*astrid status/);
+  });
+});
