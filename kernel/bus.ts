@@ -3,8 +3,10 @@
  * order, every subscriber whose bus pattern matches (reference §7). Delivery runs from a queue, so a handler
  * that publishes never sees its own message overtake the one it is handling.
  */
+import { memoTopicPredicate } from "../protocol/topic-cache";
 import { busTopicMatches } from "../protocol/topic-match";
 import type { IpcMessage, IpcPayload } from "../protocol/ipc-message";
+import { nowRfc3339 } from "../protocol/timestamp";
 
 /** Identifies one socket connection, for replies that must reach only the client that asked. */
 export type ConnectionId = number;
@@ -30,7 +32,7 @@ export interface PublishInput {
 
 type Handler = (event: BusEvent) => void;
 interface Subscription {
-  patterns: readonly string[];
+  matches: (topic: string) => boolean;
   handler: Handler;
 }
 
@@ -53,7 +55,8 @@ export class EventBus {
 
   /** Calls `handler` for every message whose topic matches any of `patterns`; returns the unsubscribe function. */
   subscribe(patterns: string | readonly string[], handler: Handler): () => void {
-    const sub: Subscription = { patterns: typeof patterns === "string" ? [patterns] : patterns, handler };
+    const list = typeof patterns === "string" ? [patterns] : [...patterns];
+    const sub: Subscription = { matches: memoTopicPredicate((topic) => list.some((p) => busTopicMatches(p, topic))), handler };
     this.subscriptions.add(sub);
     return () => this.subscriptions.delete(sub);
   }
@@ -65,7 +68,7 @@ export class EventBus {
       payload: input.payload,
       signature: null,
       source_id: input.source_id,
-      timestamp: new Date().toISOString(),
+      timestamp: nowRfc3339(),
       seq: ++this.seq,
     };
     if (input.principal !== undefined) message.principal = input.principal;
@@ -83,7 +86,7 @@ export class EventBus {
       for (let event = this.queue.shift(); event !== undefined; event = this.queue.shift()) {
         const topic = event.message.topic;
         for (const sub of this.subscriptions) {
-          if (!sub.patterns.some((p) => busTopicMatches(p, topic))) continue;
+          if (!sub.matches(topic)) continue;
           try {
             sub.handler(event);
           } catch (err) {

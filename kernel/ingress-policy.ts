@@ -1,9 +1,11 @@
 /**
  * What socket clients may publish and what they receive (reference §4). In our design the main thread serves the
  * socket itself; the policy is declared by the bundled `astrid-capsule-cli` manifest: its `ipc_publish` is the
- * ingress allowlist (exact-segment matcher) and its `ipc_subscribe` the egress set (bus matcher).
+ * ingress allowlist (exact-segment matcher) and its `ipc_subscribe` the egress set (bus matcher, applied by the
+ * socket server's bus subscription).
  */
-import { busTopicMatches, exactSegmentMatches } from "../protocol/topic-match";
+import { memoTopicPredicate } from "../protocol/topic-cache";
+import { exactSegmentMatches } from "../protocol/topic-match";
 import type { CapsuleManifest } from "./capsules/manifest";
 
 /** Name of the capsule that declares the socket policy; the daemon refuses to run without it. */
@@ -11,6 +13,9 @@ export const CLI_CAPSULE_NAME = "astrid-capsule-cli";
 
 /** The socket's ingress and egress rules. */
 export class SocketPolicy {
+  /** True when a client may publish on `topic`. */
+  readonly mayPublish = memoTopicPredicate((topic) => this.ingress.some((p) => exactSegmentMatches(p, topic)));
+
   constructor(
     /** Patterns a client may publish on (exact-segment). */
     readonly ingress: readonly string[],
@@ -21,15 +26,5 @@ export class SocketPolicy {
   /** The policy a CLI capsule manifest declares. */
   static fromManifest(manifest: CapsuleManifest): SocketPolicy {
     return new SocketPolicy(manifest.capabilities.ipc_publish, manifest.capabilities.ipc_subscribe);
-  }
-
-  /** True when a client may publish on `topic`. */
-  mayPublish(topic: string): boolean {
-    return this.ingress.some((p) => exactSegmentMatches(p, topic));
-  }
-
-  /** True when messages on `topic` go out to clients. */
-  forwards(topic: string): boolean {
-    return this.egress.some((p) => busTopicMatches(p, topic));
   }
 }

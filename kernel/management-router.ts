@@ -5,7 +5,6 @@
  * blocks a status query; reloads serialise among themselves.
  */
 import { AstridError, isAstridError } from "../protocol/errors";
-import { guestView, isJsonObject } from "../protocol/ipc-message";
 import {
   errorResponse,
   parseKernelRequest,
@@ -58,9 +57,10 @@ export class ManagementRouter {
     this.unsubscribe();
   }
 
-  private async handle(event: BusEvent): Promise<void> {
+  private handle(event: BusEvent): void {
     const { message } = event;
-    const body = guestView(message.payload);
+    // The guest view of a raw_json payload is the payload minus `type`; reading the fields in place avoids a copy.
+    const body = message.payload;
     const requestId = requestIdOf(body);
     const reply = (response: KernelResponse) =>
       this.bus.publish({
@@ -69,7 +69,7 @@ export class ManagementRouter {
         source_id: this.kernelSourceId,
         ...(event.origin !== undefined ? { target: event.origin } : {}),
       });
-    if (message.payload.type !== "raw_json" || !isJsonObject(body)) {
+    if (body.type !== "raw_json") {
       reply(errorResponse("ASTRID_ERR_REQUEST_INVALID",
         'a management request must be a raw_json object, e.g. {"type":"raw_json","method":"GetStatus"}'));
       return;
@@ -89,18 +89,30 @@ export class ManagementRouter {
       reply(errorResponse("ASTRID_ERR_RATE_LIMITED", `Rate limited: max ${admitted.limit} ${request.method} requests per minute`));
       return;
     }
-    this.logger.debug("management request", { method: request.method, caller, request_id: requestId });
-    try {
-      const response = await this.dispatch(request);
-      reply(response);
-      if (request.method === "Shutdown") this.host.shutdown(request.params.reason ?? "shutdown request");
-    } catch (err) {
-      this.logger.error("management request failed", { method: request.method, error: (err as Error).message });
+    if (this.logger.isDebugEnabled()) this.logger.debug("management request", { method: request.method, caller, request_id: requestId });
+    const fail = (err: unknown) => {
+      this.logger.error("management request failed", { method: request.method, error: String(err) });
       reply(isAstridError(err) ? errorResponse(err.code, err.message) : errorResponse("ASTRID_ERR_INTERNAL", `internal error: ${String(err)}`));
+    };
+    try {
+      const response = this.dispatch(request);
+      if (response instanceof Promise) {
+        response.then((r) => this.finish(request, r, reply), fail);
+      } else {
+        this.finish(request, response, reply);
+      }
+    } catch (err) {
+      fail(err);
     }
   }
 
-  private async dispatch(request: KernelRequest): Promise<KernelResponse> {
+  private finish(request: KernelRequest, response: KernelResponse, reply: (r: KernelResponse) => void): void {
+    reply(response);
+    if (request.method === "Shutdown") this.host.shutdown(request.params.reason ?? "shutdown request");
+  }
+
+  /** Answers synchronously where it can; only the slow methods return a promise. */
+  private dispatch(request: KernelRequest): KernelResponse | Promise<KernelResponse> {
     switch (request.method) {
       case "GetStatus":
         return { status: "Status", data: this.host.status() };
@@ -113,8 +125,7 @@ export class ManagementRouter {
       case "ReloadCapsules": {
         const run = this.reloadChain.then(() => this.host.reloadCapsules());
         this.reloadChain = run.catch(() => {});
-        await run;
-        return { status: "Success", data: { status: "reloaded" } };
+        return run.then(() => ({ status: "Success", data: { status: "reloaded" } }));
       }
       case "Shutdown":
         return { status: "Success", data: { status: "shutting_down" } };

@@ -21,6 +21,7 @@ import type { BusEvent, ConnectionId, EventBus } from "./bus";
 import type { SocketPolicy } from "./ingress-policy";
 import type { Logger } from "./logger";
 import type { SessionToken } from "./session-token";
+import { nowRfc3339 } from "../protocol/timestamp";
 
 /** Default limit on authenticated clients (the reference hard-codes 8). */
 export const DEFAULT_MAX_CLIENTS = 256;
@@ -284,7 +285,7 @@ export class SocketServer {
       payload: rawJson({ code, message }),
       signature: null,
       source_id: this.options.kernelSourceId,
-      timestamp: new Date().toISOString(),
+      timestamp: nowRfc3339(),
       seq: 0,
     };
     return encodeFrame(frame);

@@ -12,6 +12,7 @@ import { isJsonObject, NIL_UUID, type IpcMessage, type IpcPayload } from "./ipc-
 import type { KernelMethod, KernelResponse } from "./kernel-request";
 import { REQUEST_TOPIC_PREFIX, RESPONSE_TOPIC_PREFIX } from "./topics";
 import { DAEMON_VERSION, PROTOCOL_VERSION } from "./version";
+import { nowRfc3339 } from "./timestamp";
 
 /** How to reach a daemon. */
 export interface ConnectOptions {
@@ -113,7 +114,7 @@ export class DaemonClient extends EventEmitter {
       payload,
       signature: null,
       source_id: NIL_UUID,
-      timestamp: new Date().toISOString(),
+      timestamp: nowRfc3339(),
       seq: 0,
     };
     this.socket.write(encodeFrame(message));

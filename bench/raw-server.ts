@@ -1,0 +1,54 @@
+/**
+ * The raw baseline for bench/status-roundtrip: a plain socket server that answers the same frames on its main
+ * thread with the same framing and timestamp code and the same reply shape, and nothing else (no bus, no policy,
+ * no router).
+ * Usage: node dist/bench/raw-server.js <socket path>; prints "ready" once listening.
+ */
+import net from "node:net";
+import { encodeFrame, FrameDecoder, MAX_CLIENT_FRAME_BYTES, parseFrameJson } from "../protocol/framing";
+import { nowRfc3339 } from "../protocol/timestamp";
+
+const socketPath = process.argv[2]!;
+const startedAt = Date.now();
+const server = net.createServer((socket) => {
+  socket.setNoDelay(true);
+  const decoder = new FrameDecoder(MAX_CLIENT_FRAME_BYTES);
+  let authed = false;
+  let seq = 0;
+  socket.on("data", (chunk: Buffer) => {
+    decoder.push(chunk);
+    for (let body = decoder.next(); body !== null; body = decoder.next()) {
+      const value = parseFrameJson(body) as { topic: string; payload: { request_id?: string } };
+      if (!authed) {
+        authed = true;
+        socket.write(encodeFrame({ status: "ok", protocol_version: 1, server_version: "raw" }));
+        continue;
+      }
+      socket.write(
+        encodeFrame({
+          topic: value.topic.replace("astrid.v1.request.", "astrid.v1.response."),
+          payload: {
+            type: "raw_json",
+            request_id: value.payload.request_id,
+            status: "Status",
+            data: {
+              pid: process.pid,
+              uptime_secs: Math.floor((Date.now() - startedAt) / 1000),
+              version: "raw",
+              ephemeral: false,
+              connected_clients: 1,
+              loaded_capsules: ["astrid-capsule-cli"],
+            },
+          },
+          signature: null,
+          source_id: "00000000-0000-0000-0000-000000000000",
+          timestamp: nowRfc3339(),
+          seq: ++seq,
+        }),
+      );
+    }
+  });
+  socket.on("error", () => {});
+});
+server.listen(socketPath, () => process.stdout.write("ready\n"));
+process.on("SIGTERM", () => server.close(() => process.exit(0)));
