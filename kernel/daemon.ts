@@ -206,9 +206,13 @@ export class Daemon {
     this.bus.publish({ topic: CAPSULES_LOADED_TOPIC, payload: rawJson({ status: "ready" }), source_id: this.options.sessionId });
   }
 
-  /** Graceful shutdown (reference §2.9), idempotent; `exited` then resolves with 0. */
+  /**
+   * Graceful shutdown (reference §2.9), idempotent; `exited` then resolves with 0. It starts on the next turn of
+   * the event loop: a caller inside a bus delivery (the Shutdown request) has queued its reply, which must reach
+   * the socket before the egress subscription goes away.
+   */
   shutdown(reason: string): Promise<void> {
-    this.stopping ??= this.doShutdown(reason);
+    this.stopping ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.doShutdown(reason));
     return this.stopping;
   }
 

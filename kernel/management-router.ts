@@ -5,6 +5,7 @@
  * blocks a status query; reloads serialise among themselves.
  */
 import { AstridError, isAstridError } from "../protocol/errors";
+import { guestView } from "../protocol/ipc-message";
 import {
   errorResponse,
   parseKernelRequest,
@@ -61,7 +62,7 @@ export class ManagementRouter {
     const { message } = event;
     // The guest view of a raw_json payload is the payload minus `type`; reading the fields in place avoids a copy.
     const body = message.payload;
-    const requestId = requestIdOf(body);
+    const requestId = requestIdOf(body.type === "raw_json" ? body : guestView(body));
     const reply = (response: KernelResponse) =>
       this.bus.publish({
         topic: responseTopicFor(message.topic),
