@@ -101,6 +101,19 @@ export function connect(daemon: RunningDaemon, extra: Partial<Parameters<typeof 
   return DaemonClient.connect({ socketPath: daemon.socketPath, token: daemon.token, ...extra });
 }
 
+/** Leaves a dead socket file at `<home>/run/system.sock` (as a crashed daemon does); returns its path. */
+export async function makeStaleSocket(home: string): Promise<string> {
+  fs.mkdirSync(path.join(home, "run"), { recursive: true });
+  const sock = path.join(home, "run", "system.sock");
+  const server = net.createServer();
+  await new Promise<void>((r) => server.listen(sock, r));
+  // Node removes the file on close; keep it as a dead socket by hard-linking it first.
+  fs.linkSync(sock, `${sock}.keep`);
+  await new Promise<void>((r) => server.close(() => r()));
+  fs.renameSync(`${sock}.keep`, sock);
+  return sock;
+}
+
 /** Resolves after `ms`. */
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));

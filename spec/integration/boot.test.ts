@@ -1,9 +1,8 @@
 /** Issue #2: boot order, home layout, socket preparation, failure cleanup and graceful shutdown of the real daemon. */
 import { execFileSync, spawnSync } from "node:child_process";
 import fs from "node:fs";
-import net from "node:net";
 import path from "node:path";
-import { cleanup, connect, DAEMON_BIN, spawnDaemon, tempHome } from "../helpers/daemon";
+import { cleanup, connect, DAEMON_BIN, makeStaleSocket, spawnDaemon, tempHome } from "../helpers/daemon";
 
 afterAll(cleanup);
 
@@ -103,15 +102,7 @@ describe("issue #2: socket preparation", () => {
 
   it("removes a stale socket (ECONNREFUSED) and boots", async () => {
     const home = tempHome();
-    fs.mkdirSync(path.join(home, "run"), { recursive: true });
-    const sock = path.join(home, "run", "system.sock");
-    // A socket file nobody listens on: bind, then close without unlinking.
-    const server = net.createServer();
-    await new Promise<void>((r) => server.listen(sock, r));
-    // Node removes the file on close; keep it as a dead socket by hard-linking it first.
-    fs.linkSync(sock, `${sock}.keep`);
-    await new Promise<void>((r) => server.close(() => r()));
-    fs.renameSync(`${sock}.keep`, sock);
+    await makeStaleSocket(home);
     fs.writeFileSync(path.join(home, "run", "system.ready"), "");
     const d = await spawnDaemon({ home });
     const c = await connect(d);

@@ -1,9 +1,8 @@
 /** Issue #2: `astrid start|stop|status` as a user runs them, against a real background daemon. */
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
-import net from "node:net";
 import path from "node:path";
-import { CLI_BIN, cleanup, tempHome } from "../helpers/daemon";
+import { CLI_BIN, cleanup, makeStaleSocket, tempHome } from "../helpers/daemon";
 
 const started: number[] = [];
 afterAll(async () => {
@@ -65,13 +64,7 @@ describe("issue #2: astrid CLI", () => {
 
   it("cleans up a stale socket", async () => {
     const home = tempHome();
-    fs.mkdirSync(path.join(home, "run"), { recursive: true });
-    const sock = path.join(home, "run", "system.sock");
-    const server = net.createServer();
-    await new Promise<void>((r) => server.listen(sock, r));
-    fs.linkSync(sock, `${sock}.keep`);
-    await new Promise<void>((r) => server.close(() => r()));
-    fs.renameSync(`${sock}.keep`, sock);
+    const sock = await makeStaleSocket(home);
     expect(astrid(home, ["stop"])).toMatchObject({ code: 0, out: "Cleaned up stale daemon socket.\n" });
     expect(fs.existsSync(sock)).toBe(false);
   });
