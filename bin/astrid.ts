@@ -8,6 +8,8 @@ import { AstridError, isAstridError } from "../protocol/errors";
 import type { DaemonStatus } from "../protocol/kernel-request";
 import { DAEMON_VERSION } from "../protocol/version";
 import { resolveHome } from "../kernel/home";
+import { OPERATOR_KV_SCOPE } from "../protocol/kernel-request";
+import { describeReport, tailAuditLog, verifyAuditLog } from "./cli/audit";
 import { connect, daemonState, formatUptime, startDaemon, waitForExit } from "./cli/daemon-control";
 
 interface Global {
@@ -91,6 +93,37 @@ function report(err: unknown): void {
   process.exitCode = 1;
 }
 
+async function auditVerify(argv: Global): Promise<void> {
+  const report = verifyAuditLog(resolveHome());
+  if (argv.json) {
+    out(argv, report, "");
+    if (!report.intact) process.exitCode = 1;
+    return;
+  }
+  out(argv, report, describeReport(report));
+}
+
+async function auditTail(argv: Global & { lines: number; follow: boolean }): Promise<void> {
+  if (!Number.isInteger(argv.lines) || argv.lines < 1) throw new AstridError("ASTRID_ERR_INVALID_ARGUMENT", "-n must be a positive integer");
+  await tailAuditLog(resolveHome(), argv.lines, argv.json, argv.follow, (line) => process.stdout.write(`${line}\n`));
+}
+
+/** Runs one KV request against the running daemon (KV lives in the daemon's storage worker). */
+async function kv(argv: Global, method: "KvGet" | "KvSet" | "KvList", params: Record<string, unknown>): Promise<unknown> {
+  const home = resolveHome();
+  if ((await daemonState(home)) !== "live") {
+    throw new AstridError("ASTRID_ERR_DAEMON_NOT_RUNNING", "No Astrid daemon is running; start one with `astrid start`.");
+  }
+  const client = await connect(home);
+  try {
+    const reply = await client.request(method, params, { topicSuffix: "kv" });
+    if (reply.status === "Error") throw new AstridError(reply.code ?? "ASTRID_ERR_INTERNAL", reply.data);
+    return reply.data;
+  } finally {
+    await client.close();
+  }
+}
+
 async function main(): Promise<void> {
   await yargs(hideBin(process.argv))
     .scriptName("astrid")
@@ -99,7 +132,42 @@ async function main(): Promise<void> {
     .command("start", "Start a persistent daemon in the background and wait until it is ready", {}, (argv) => start({ json: argv.json as boolean }))
     .command("stop", "Ask the running daemon to shut down and wait until it has", {}, (argv) => stop({ json: argv.json as boolean }))
     .command("status", "Show PID, uptime, version, clients and capsules of the running daemon", {}, (argv) => status({ json: argv.json as boolean }))
-    .demandCommand(1, "Name a command: start, stop or status.")
+    .command("audit <action>", "Verify or read the audit log (works with the daemon stopped)", (y) =>
+      y
+        .positional("action", { choices: ["verify", "tail"] as const, describe: "verify: check every link and signature (exit 1 if broken); tail: print the newest entries" })
+        .option("lines", { alias: "n", type: "number", default: 20, describe: "tail: how many entries" })
+        .option("follow", { alias: "f", type: "boolean", default: false, describe: "tail: keep printing new entries until Ctrl-C" }),
+      (argv) => (argv.action === "verify"
+        ? auditVerify({ json: argv.json as boolean })
+        : auditTail({ json: argv.json as boolean, lines: argv.lines, follow: argv.follow })))
+    .command("kv <action> [key] [value]", `Operator KV in the running daemon (scope ${OPERATOR_KV_SCOPE} unless --scope)`, (y) =>
+      y
+        .positional("action", { choices: ["get", "set", "list"] as const, describe: "get <key> | set <key> <value> | list [prefix]" })
+        .positional("key", { type: "string", describe: "the key (list: the prefix)" })
+        .positional("value", { type: "string", describe: "set: the value (UTF-8 text)" })
+        .option("scope", { type: "string", default: OPERATOR_KV_SCOPE, describe: "KV namespace, e.g. default:capsule:<name>" }),
+      async (argv) => {
+        const g = { json: argv.json as boolean };
+        const need = (v: string | undefined, what: string) => {
+          if (v === undefined) throw new AstridError("ASTRID_ERR_INVALID_ARGUMENT", `kv ${argv.action} needs ${what}`);
+          return v;
+        };
+        if (argv.action === "get") {
+          const key = need(argv.key, "a key");
+          const data = (await kv(g, "KvGet", { scope: argv.scope, key })) as { value: string; base64: string } | null;
+          if (data === null) throw new AstridError("ASTRID_ERR_NOT_FOUND", `no value for ${JSON.stringify(key)} in scope ${argv.scope}`);
+          out(g, { scope: argv.scope, key, ...data }, data.value);
+        } else if (argv.action === "set") {
+          const key = need(argv.key, "a key and a value");
+          const value = need(argv.value, "a value");
+          await kv(g, "KvSet", { scope: argv.scope, key, value });
+          out(g, { scope: argv.scope, key, stored: true }, `Stored ${JSON.stringify(key)} in ${argv.scope}.`);
+        } else {
+          const keys = (await kv(g, "KvList", { scope: argv.scope, prefix: argv.key ?? "" })) as string[];
+          out(g, { scope: argv.scope, keys }, keys.join("\n"));
+        }
+      })
+    .demandCommand(1, "Name a command: start, stop, status, audit or kv.")
     .epilogue("Exit status: 0 on success (also when no daemon is running for status/stop), 1 on an error.\nErrors end with a stable code, e.g. [ASTRID_ERR_DAEMON_START_FAILED]; see the README.")
     .wrap(100)
     .version(DAEMON_VERSION)

@@ -23,6 +23,9 @@ import { ManagementRouter } from "./management-router";
 import { SessionToken } from "./session-token";
 import { checkSocketPathLength, prepareSocketPath, probeSocket } from "./socket-prepare";
 import { SocketServer } from "./socket-server";
+import { AuditLog } from "./audit-log";
+import { loadOrCreateRuntimeKey } from "./runtime-key";
+import { StorageClient } from "./storage-client";
 
 /** The capsules shipped with the daemon (`<package>/capsules`), from source and from dist/ alike. */
 export const BUNDLED_CAPSULES_DIR = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? "../.." : "..", "capsules");
@@ -59,6 +62,9 @@ export class Daemon {
     private readonly tracker: ConnectionTracker,
     private readonly router: ManagementRouter,
     private readonly idle: IdleMonitor,
+    private readonly storage: StorageClient,
+    private readonly audit: AuditLog,
+    private readonly auditIntact: boolean,
   ) {}
 
   /** Boots the kernel; on failure nothing it created is left behind and the error says what to do. */
@@ -78,8 +84,21 @@ export class Daemon {
 
     let server: SocketServer | undefined;
     let token: SessionToken | undefined;
+    let storage: StorageClient | undefined;
     try {
-      // 3–5. (KV, audit and VFS arrive with the storage worker.)
+      // 3–4. The storage worker (KV + audit, var/state.db), signed with keys/runtime.key; verify the chain.
+      const seed = loadOrCreateRuntimeKey(path.join(home.keysDir, "runtime.key"));
+      storage = await StorageClient.open({
+        dbPath: home.stateDbPath,
+        seed,
+        logger,
+        allowFaultInjection: options.env.ASTRID_TEST_FAULTS === "1",
+      });
+      const audit = new AuditLog(storage, options.sessionId, logger);
+      const report = await storage.verifyAudit();
+      if (report.intact) logger.info("audit chain verified", { entries: report.entries });
+      // Reference §2.2 step 4: problems are logged at error level and never block boot.
+      else logger.error("audit chain is broken", { entries: report.entries, ...report.broken });
       // 6. Bind the socket, then write the token, before any capsule can see a client.
       await prepareSocketPath(home.socketPath);
       rmIfExists(home.readyPath);
@@ -99,6 +118,7 @@ export class Daemon {
         proxySourceId,
         kernelSourceId: options.sessionId,
         principal: "default",
+        audit,
       });
       await server.listen();
       token.write(home.tokenPath);
@@ -114,13 +134,16 @@ export class Daemon {
         capsuleMetadata: () => daemon!.capsuleMetadata(),
         reloadCapsules: () => daemon!.loadCapsules(),
         shutdown: (reason) => void daemon!.shutdown(reason),
-      }, logger, options.sessionId);
+        kvGet: (scope, key) => storage!.get(scope, key),
+        kvSet: (scope, key, value) => storage!.set(scope, key, value),
+        kvList: (scope, prefix) => storage!.listKeys(scope, prefix),
+      }, logger, options.sessionId, audit);
       const idle = new IdleMonitor(
         settings,
         () => tracker.total === 0 && registry.ready().every((r) => r.manifest.uplink.length === 0),
         () => void daemon!.shutdown("idle_timeout"),
       );
-      daemon = new Daemon(home, options, logger, bus, registry, server, tracker, router, idle);
+      daemon = new Daemon(home, options, logger, bus, registry, server, tracker, router, idle, storage, audit, report.intact);
 
       // 13. Load capsules. 14. Require the CLI proxy policy.
       daemon.registerDiscovered(discovered);
@@ -141,6 +164,7 @@ export class Daemon {
       logger.error("boot failed", { error: (err as Error).message, code: (err as AstridError).code });
       // Reference §11 item 11: it leaves the socket and token behind. We do not.
       await server?.close(500);
+      await storage?.close();
       if (token) rmIfExists(home.tokenPath);
       rmIfExists(home.readyPath);
       await closeLogger(logger);
@@ -157,6 +181,7 @@ export class Daemon {
       ephemeral: this.options.ephemeral,
       connected_clients: this.tracker.total,
       loaded_capsules: this.registry.ready().map((r) => r.name),
+      audit_chain_intact: this.auditIntact,
     };
   }
 
@@ -180,7 +205,12 @@ export class Daemon {
 
   /** ReloadCapsules: drop failed capsules, load what is not registered yet, announce the pass. */
   private async loadCapsules(): Promise<void> {
-    for (const record of this.registry.all()) if (record.state === "failed") this.registry.unregister(record.name);
+    for (const record of this.registry.all()) {
+      if (record.state !== "failed") continue;
+      this.registry.unregister(record.name);
+      this.audit.capsule("unload", record.name, { reason: "reload drops failed capsules" });
+    }
+    this.audit.capsule("reload", "*");
     this.registerDiscovered(discoverCapsules(capsuleRoots(this.home, this.options)));
     this.publishCapsulesLoaded();
   }
@@ -193,10 +223,13 @@ export class Daemon {
       if (this.registry.has(loaded.manifest.package.name)) continue;
       if (loaded.manifest.component.length > 0) {
         // Capsule code runs in worker threads, which this version does not start yet: say so, never pretend.
-        this.registry.register(loaded, "failed", "this daemon version cannot run capsule code yet ([[component]] is not supported)");
+        const reason = "this daemon version cannot run capsule code yet ([[component]] is not supported)";
+        this.registry.register(loaded, "failed", reason);
+        this.audit.capsule("fail", loaded.manifest.package.name, { reason });
         this.logger.error("capsule not loaded", { name: loaded.manifest.package.name, reason: "components not supported yet" });
       } else {
         this.registry.register(loaded, "ready");
+        this.audit.capsule("load", loaded.manifest.package.name, { version: loaded.manifest.package.version, dir: loaded.dir });
         this.logger.info("capsule loaded", { name: loaded.manifest.package.name, version: loaded.manifest.package.version, dir: loaded.dir });
       }
     }
@@ -229,6 +262,8 @@ export class Daemon {
     rmIfExists(this.home.readyPath);
     await this.server.close();
     this.tracker.close();
+    // Drain queued writes (the disconnects just recorded included), then close the database.
+    await this.storage.close();
     rmIfExists(this.home.tokenPath);
     this.logger.info("daemon stopped", { reason });
     await closeLogger(this.logger);

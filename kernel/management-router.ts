@@ -7,6 +7,7 @@
 import { AstridError, isAstridError } from "../protocol/errors";
 import { guestView } from "../protocol/ipc-message";
 import {
+  OPERATOR_KV_SCOPE,
   errorResponse,
   parseKernelRequest,
   requestIdOf,
@@ -18,7 +19,13 @@ import {
 import { CLIENT_DISCONNECT_TOPIC, REQUEST_TOPIC_PATTERN, responseTopicFor } from "../protocol/topics";
 import type { BusEvent, EventBus } from "./bus";
 import type { Logger } from "./logger";
+import type { AuditLog } from "./audit-log";
 import { RateLimiter } from "./rate-limiter";
+
+/** Who asked: the connection for socket clients, else the principal of the publishing capsule. */
+function callerOf(event: BusEvent): string {
+  return event.origin !== undefined ? `conn:${event.origin}` : `principal:${event.message.principal ?? "default"}`;
+}
 
 /** What the router asks of the kernel. */
 export interface ManagementHost {
@@ -27,6 +34,9 @@ export interface ManagementHost {
   commands(): Array<{ name: string; description: string; provider_capsule: string }>;
   capsuleMetadata(): Array<{ name: string; interceptor_events: string[]; [extra: string]: unknown }>;
   reloadCapsules(): Promise<void>;
+  kvGet(scope: string, key: string): Promise<Uint8Array | null>;
+  kvSet(scope: string, key: string, value: Uint8Array): Promise<void>;
+  kvList(scope: string, prefix: string): Promise<string[]>;
   /** Begins graceful shutdown after the reply has been handed to the socket. */
   shutdown(reason: string): void;
 }
@@ -42,6 +52,7 @@ export class ManagementRouter {
     private readonly host: ManagementHost,
     private readonly logger: Logger,
     private readonly kernelSourceId: string,
+    private readonly audit?: AuditLog,
   ) {
     const unsubscribeRequests = bus.subscribe(REQUEST_TOPIC_PATTERN, (event) => void this.handle(event));
     const unsubscribeDisconnects = bus.subscribe(CLIENT_DISCONNECT_TOPIC, ({ origin }) => {
@@ -63,6 +74,7 @@ export class ManagementRouter {
     // The guest view of a raw_json payload is the payload minus `type`; reading the fields in place avoids a copy.
     const body = message.payload;
     const requestId = requestIdOf(body.type === "raw_json" ? body : guestView(body));
+    const principal = message.principal ?? "default";
     const reply = (response: KernelResponse) =>
       this.bus.publish({
         topic: responseTopicFor(message.topic),
@@ -71,6 +83,7 @@ export class ManagementRouter {
         ...(event.origin !== undefined ? { target: event.origin } : {}),
       });
     if (body.type !== "raw_json") {
+      this.audit?.request("(not raw_json)", callerOf(event), principal, "payload is not raw_json");
       reply(errorResponse("ASTRID_ERR_REQUEST_INVALID",
         'a management request must be a raw_json object, e.g. {"type":"raw_json","method":"GetStatus"}'));
       return;
@@ -81,15 +94,20 @@ export class ManagementRouter {
     } catch (err) {
       const e = err as AstridError;
       this.logger.warn("malformed management request", { topic: message.topic, error: e.message });
+      this.audit?.request(typeof body.method === "string" ? body.method.slice(0, 64) : "(none)", callerOf(event), principal, e.message);
       reply(errorResponse(e.code, e.message));
       return;
     }
-    const caller = event.origin !== undefined ? `conn:${event.origin}` : `principal:${message.principal ?? "default"}`;
+    const caller = callerOf(event);
     const admitted = this.limiter.admit(caller, request.method);
     if (!admitted.ok) {
-      reply(errorResponse("ASTRID_ERR_RATE_LIMITED", `Rate limited: max ${admitted.limit} ${request.method} requests per minute`));
+      const text = `Rate limited: max ${admitted.limit} ${request.method} requests per minute`;
+      this.audit?.request(request.method, caller, principal, text);
+      reply(errorResponse("ASTRID_ERR_RATE_LIMITED", text));
       return;
     }
+    // Reference §5.1: the entry is written (queued) before the handler runs.
+    this.audit?.request(request.method, caller, principal);
     if (this.logger.isDebugEnabled()) this.logger.debug("management request", { method: request.method, caller, request_id: requestId });
     const fail = (err: unknown) => {
       this.logger.error("management request failed", { method: request.method, error: String(err) });
@@ -135,6 +153,21 @@ export class ManagementRouter {
           "InstallCapsule is not available yet; copy the capsule into $ASTRID_HOME/home/default/.local/capsules/<name>/ and send ReloadCapsules");
       case "ApproveCapability":
         return errorResponse("ASTRID_ERR_NOT_IMPLEMENTED", "ApproveCapability is not available yet");
+      case "KvGet": {
+        const { scope = OPERATOR_KV_SCOPE, key } = request.params;
+        return this.host.kvGet(scope, key).then((value) => ({
+          status: "Success",
+          data: value === null ? null : { value: Buffer.from(value).toString("utf8"), base64: Buffer.from(value).toString("base64") },
+        }));
+      }
+      case "KvSet": {
+        const { scope = OPERATOR_KV_SCOPE, key, value, encoding = "utf8" } = request.params;
+        return this.host.kvSet(scope, key, Buffer.from(value, encoding)).then(() => ({ status: "Success", data: { status: "stored" } }));
+      }
+      case "KvList": {
+        const { scope = OPERATOR_KV_SCOPE, prefix = "" } = request.params;
+        return this.host.kvList(scope, prefix).then((keys) => ({ status: "Success", data: keys }));
+      }
     }
   }
 }

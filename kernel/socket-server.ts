@@ -19,6 +19,7 @@ import { CLIENT_CONNECTED_TOPIC, CLIENT_DISCONNECT_TOPIC, CLIENT_ERROR_TOPIC } f
 import { DAEMON_VERSION, PROTOCOL_VERSION } from "../protocol/version";
 import type { BusEvent, ConnectionId, EventBus } from "./bus";
 import type { SocketPolicy } from "./ingress-policy";
+import type { AuditLog } from "./audit-log";
 import type { Logger } from "./logger";
 import type { SessionToken } from "./session-token";
 import { nowRfc3339 } from "../protocol/timestamp";
@@ -46,6 +47,8 @@ export interface SocketServerOptions {
   kernelSourceId: string;
   /** Principal of every socket client (the reference's proxy always publishes as `default`). */
   principal: string;
+  /** Where connects, failed authentications and disconnects are recorded. */
+  audit?: AuditLog;
 }
 
 type Phase = "handshake" | "open" | "closed";
@@ -210,6 +213,7 @@ export class SocketServer {
     }
     if (!tokenMatches(this.options.token.bytes, request.token)) {
       this.options.logger.warn("client authentication failed", { connection: conn.id });
+      this.options.audit?.client("client_auth_failed", conn.id, { reason: AUTH_FAILED_REASON });
       return this.refuse(conn, "ASTRID_ERR_AUTH_FAILED", AUTH_FAILED_REASON);
     }
     if (this.open.size >= this.options.maxClients) {
@@ -227,6 +231,7 @@ export class SocketServer {
       client_version: (request.client_version ?? "").slice(0, 64),
       clients: this.open.size,
     });
+    this.options.audit?.client("client_connected", conn.id, { client_version: (request.client_version ?? "").slice(0, 64) });
     this.flushOfflineBacklog(conn);
     this.publish(conn, CLIENT_CONNECTED_TOPIC, { type: "connect" });
   }
@@ -340,6 +345,7 @@ export class SocketServer {
   private markClosed(conn: Connection): void {
     if (!this.open.delete(conn.id)) return;
     this.options.logger.info("client disconnected", { connection: conn.id, clients: this.open.size });
+    this.options.audit?.client("client_disconnected", conn.id);
     this.options.bus.publish({
       topic: CLIENT_DISCONNECT_TOPIC,
       payload: { type: "disconnect", reason: "stream_closed" },

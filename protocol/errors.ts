@@ -30,6 +30,14 @@ export const ERROR_CODES = {
   ASTRID_ERR_DAEMON_START_FAILED: "`astrid start` could not bring a daemon to readiness",
   ASTRID_ERR_CONNECTION_CLOSED: "the connection closed before the reply arrived",
   ASTRID_ERR_TIMEOUT: "no reply arrived before the deadline",
+  ASTRID_ERR_RUNTIME_KEY_INVALID: "keys/runtime.key is not a 32-byte Ed25519 seed",
+  ASTRID_ERR_STORAGE_CORRUPT: "var/state.db cannot be opened or fails its integrity check (it is never overwritten)",
+  ASTRID_ERR_STORAGE_UNAVAILABLE: "the storage worker stopped before answering (it is restarted; retry)",
+  ASTRID_ERR_KV_SCOPE_INVALID: "a KV scope is empty, too long or contains NUL",
+  ASTRID_ERR_KV_KEY_INVALID: "a KV key or prefix is empty (prefixes may be), too long or contains NUL",
+  ASTRID_ERR_KV_VALUE_TOO_LARGE: "a KV value is larger than 8 MiB",
+  ASTRID_ERR_NOT_FOUND: "the KV key asked for does not exist",
+  ASTRID_ERR_AUDIT_BROKEN: "the audit chain failed verification (the message names the first bad entry)",
   ASTRID_ERR_INTERNAL: "an unexpected internal error (the daemon log has the details)",
 } as const;
 

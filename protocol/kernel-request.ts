@@ -13,16 +13,25 @@ export const UNIT_METHODS = ["GetStatus", "ListCapsules", "GetCommands", "GetCap
 const shutdownParams = z.strictObject({ reason: z.string().nullable().optional() });
 const installParams = z.strictObject({ source: z.string(), workspace: z.boolean() });
 const approveParams = z.strictObject({ request_id: z.string(), signature: z.string() });
+const kvGetParams = z.strictObject({ scope: z.string().optional(), key: z.string() });
+const kvSetParams = z.strictObject({ scope: z.string().optional(), key: z.string(), value: z.string(), encoding: z.enum(["utf8", "base64"]).optional() });
+const kvListParams = z.strictObject({ scope: z.string().optional(), prefix: z.string().optional() });
+
+/** The KV scope `astrid kv` uses unless told otherwise: the operator's own namespace of principal `default`. */
+export const OPERATOR_KV_SCOPE = "default:operator";
 
 /** A management request, parsed. */
 export type KernelRequest =
   | { method: (typeof UNIT_METHODS)[number] }
   | { method: "Shutdown"; params: { reason: string | null } }
   | { method: "InstallCapsule"; params: z.infer<typeof installParams> }
-  | { method: "ApproveCapability"; params: z.infer<typeof approveParams> };
+  | { method: "ApproveCapability"; params: z.infer<typeof approveParams> }
+  | { method: "KvGet"; params: z.infer<typeof kvGetParams> }
+  | { method: "KvSet"; params: z.infer<typeof kvSetParams> }
+  | { method: "KvList"; params: z.infer<typeof kvListParams> };
 
 /** Every method name, for messages and help. */
-export const METHODS = [...UNIT_METHODS, "Shutdown", "InstallCapsule", "ApproveCapability"] as const;
+export const METHODS = [...UNIT_METHODS, "Shutdown", "InstallCapsule", "ApproveCapability", "KvGet", "KvSet", "KvList"] as const;
 /** A method name. */
 export type KernelMethod = (typeof METHODS)[number];
 
@@ -61,6 +70,12 @@ export function parseKernelRequest(body: Record<string, unknown>): ParsedRequest
       return withId({ method, params: parseParams(method, installParams, params) }, requestId);
     case "ApproveCapability":
       return withId({ method, params: parseParams(method, approveParams, params) }, requestId);
+    case "KvGet":
+      return withId({ method, params: parseParams(method, kvGetParams, params) }, requestId);
+    case "KvSet":
+      return withId({ method, params: parseParams(method, kvSetParams, params) }, requestId);
+    case "KvList":
+      return withId({ method, params: parseParams(method, kvListParams, params) }, requestId);
     default:
       return fail("ASTRID_ERR_UNKNOWN_METHOD", `unknown method "${method}"; expected one of ${METHODS.join(", ")}`);
   }
@@ -98,6 +113,8 @@ export interface DaemonStatus {
   ephemeral: boolean;
   connected_clients: number;
   loaded_capsules: string[];
+  /** Our addition: whether the audit chain verified at boot (null before the first verification). */
+  audit_chain_intact?: boolean | null;
 }
 
 /** A management response; `code` is our addition on errors, ignored by clients that do not know it. */

@@ -1,0 +1,61 @@
+/**
+ * `astrid audit verify|tail`: read `var/state.db` directly (read-only), so both work with the daemon stopped.
+ */
+import path from "node:path";
+import { AstridError } from "../../protocol/errors";
+import type { AuditEntry, VerifyReport } from "../../protocol/storage-messages";
+import type { AstridHome } from "../../kernel/home";
+import { readRuntimeKey } from "../../kernel/runtime-key";
+import { publicKeyFromSeed, tailEntries, verifyChain } from "../../workers/storage/audit-chain";
+import { openStateDatabaseReadOnly } from "../../workers/storage/database";
+
+/** Verifies the chain with the public half of keys/runtime.key. */
+export function verifyAuditLog(home: AstridHome): VerifyReport {
+  const key = publicKeyFromSeed(readRuntimeKey(path.join(home.keysDir, "runtime.key")));
+  const db = openStateDatabaseReadOnly(home.stateDbPath);
+  try {
+    return verifyChain(db, key);
+  } finally {
+    db.close();
+  }
+}
+
+/** The human lines for a report; throws ASTRID_ERR_AUDIT_BROKEN when it is not intact. */
+export function describeReport(report: VerifyReport): string {
+  if (report.intact) return `Audit chain intact: ${report.entries} entries, signed through entry ${report.signed_through}.`;
+  const b = report.broken!;
+  throw new AstridError("ASTRID_ERR_AUDIT_BROKEN",
+    `Audit chain broken at entry ${b.seq}${b.id ? ` (id ${b.id})` : ""}: ${b.reason}. ${report.entries} entries before it verified.`);
+}
+
+/** One readable line for an entry. */
+export function formatEntry(e: AuditEntry): string {
+  const { type, ...rest } = e.action;
+  const detail = Object.entries(rest).map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`).join(" ");
+  const outcome = e.outcome.status === "success" ? "ok" : `FAILED: ${e.outcome.error}`;
+  return `#${e.seq} ${e.timestamp} ${e.principal ?? "-"} ${type}${detail ? ` ${detail}` : ""} → ${outcome}`;
+}
+
+/** Prints the newest `limit` entries, then (with `follow`) new ones as they are committed, until interrupted. */
+export async function tailAuditLog(home: AstridHome, limit: number, json: boolean, follow: boolean, write: (line: string) => void): Promise<void> {
+  const db = openStateDatabaseReadOnly(home.stateDbPath);
+  try {
+    let last = 0;
+    const show = (entries: AuditEntry[]) => {
+      for (const e of entries) {
+        write(json ? JSON.stringify(e) : formatEntry(e));
+        last = e.seq;
+      }
+    };
+    show(tailEntries(db, limit, 0));
+    if (!follow) return;
+    let stop = false;
+    process.once("SIGINT", () => (stop = true));
+    while (!stop) {
+      await new Promise((r) => setTimeout(r, 250));
+      show(tailEntries(db, 10_000, last));
+    }
+  } finally {
+    db.close();
+  }
+}

@@ -1,0 +1,201 @@
+/**
+ * The kernel's side of the storage worker. Every call made during one tick is sent as one piscina task (one
+ * transaction); each caller's promise resolves after that transaction commits (group commit). At most one batch is
+ * in flight, so a call waits behind at most one other batch. If the worker dies, the calls of its batch reject with
+ * ASTRID_ERR_STORAGE_UNAVAILABLE and piscina starts a fresh worker for the next batch.
+ */
+import path from "node:path";
+import { Piscina } from "piscina";
+import { AstridError, isErrorCode } from "../protocol/errors";
+import {
+  checkKv,
+  type AuditEntry,
+  type AuditInput,
+  type StorageOp,
+  type TaskResult,
+  type VerifyReport,
+} from "../protocol/storage-messages";
+import type { Logger } from "./logger";
+
+/** Most operations in one batch; more wait for the next one, so no batch grows without bound. */
+export const MAX_BATCH_OPS = 1024;
+
+/** The compiled worker (`dist/workers/storage.js`), also when this file runs from source under jest. */
+const WORKER_FILE = path.extname(__filename) === ".ts"
+  ? path.resolve(__dirname, "..", "dist", "workers", "storage.js")
+  : path.resolve(__dirname, "..", "workers", "storage.js");
+
+interface Pending {
+  op: StorageOp;
+  resolve: (value: unknown) => void;
+  reject: (err: Error) => void;
+}
+
+/** How to open storage. */
+export interface StorageOptions {
+  dbPath: string;
+  seed: Uint8Array;
+  logger: Logger;
+  /** Lets tests crash the worker on purpose. */
+  allowFaultInjection?: boolean;
+  /** Deadline for one batch (default 60 s). */
+  batchTimeoutMs?: number;
+}
+
+/** Storage as the kernel sees it: KV and the audit log, all calls async and group-committed. */
+export class StorageClient {
+  private pending: Pending[] = [];
+  private inFlight = false;
+  private scheduled = false;
+  private closing: Promise<void> | undefined;
+  private idleWaiters: Array<() => void> = [];
+
+  private constructor(
+    private readonly pool: Piscina,
+    private readonly options: StorageOptions,
+  ) {}
+
+  /** Starts the worker and opens the database; rejects with ASTRID_ERR_STORAGE_CORRUPT naming the file. */
+  static async open(options: StorageOptions): Promise<StorageClient> {
+    const pool = new Piscina({
+      filename: WORKER_FILE,
+      minThreads: 1,
+      maxThreads: 1,
+      idleTimeout: Number.POSITIVE_INFINITY,
+      workerData: { dbPath: options.dbPath, seed: options.seed, allowFaultInjection: options.allowFaultInjection ?? false },
+    });
+    const client = new StorageClient(pool, options);
+    try {
+      await client.submit({ op: "kv.list", scope: "system:storage", prefix: "" });
+    } catch (err) {
+      await pool.destroy();
+      throw err;
+    }
+    return client;
+  }
+
+  /** A value, or null when absent. */
+  get(scope: string, key: string): Promise<Uint8Array | null> {
+    return this.checked(() => checkKv(scope, key), { op: "kv.get", scope, key }) as Promise<Uint8Array | null>;
+  }
+
+  /** Stores a value; resolves once committed. */
+  set(scope: string, key: string, value: Uint8Array): Promise<void> {
+    return this.checked(() => checkKv(scope, key, value), { op: "kv.set", scope, key, value }) as Promise<void>;
+  }
+
+  /** Deletes a key; true when it existed. */
+  delete(scope: string, key: string): Promise<boolean> {
+    return this.checked(() => checkKv(scope, key), { op: "kv.delete", scope, key }) as Promise<boolean>;
+  }
+
+  /** Keys in `scope` starting with `prefix`, in byte order. */
+  listKeys(scope: string, prefix = ""): Promise<string[]> {
+    return this.checked(() => checkKv(scope, prefix, undefined, true), { op: "kv.list", scope, prefix }) as Promise<string[]>;
+  }
+
+  /** Deletes the keys in `scope` starting with `prefix`; resolves with how many. */
+  clearPrefix(scope: string, prefix: string): Promise<number> {
+    return this.checked(() => checkKv(scope, prefix, undefined, true), { op: "kv.clear", scope, prefix }) as Promise<number>;
+  }
+
+  /** Appends an audit entry; resolves with its seq and id once committed and chained. */
+  appendAudit(entry: AuditInput): Promise<{ seq: number; id: string }> {
+    return this.submit({ op: "audit.append", entry }) as Promise<{ seq: number; id: string }>;
+  }
+
+  /** Verifies the whole audit chain. */
+  verifyAudit(): Promise<VerifyReport> {
+    return this.submit({ op: "audit.verify" }) as Promise<VerifyReport>;
+  }
+
+  /** The newest entries after `afterSeq`. */
+  tailAudit(limit: number, afterSeq = 0): Promise<AuditEntry[]> {
+    return this.submit({ op: "audit.tail", limit, afterSeq }) as Promise<AuditEntry[]>;
+  }
+
+  /** Test hook: makes the worker exit mid-batch. */
+  crashForTest(): Promise<unknown> {
+    return this.submit({ op: "crash" });
+  }
+
+  /** Drains every pending call, closes the database (no -wal left to replay) and stops the worker. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await this.whenIdle();
+      try {
+        await this.pool.run({ close: true });
+      } catch (err) {
+        this.options.logger.warn("storage worker did not close cleanly", { error: (err as Error).message });
+      }
+      await this.pool.destroy();
+    })();
+    return this.closing;
+  }
+
+  private checked(check: () => void, op: StorageOp): Promise<unknown> {
+    try {
+      check();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.submit(op);
+  }
+
+  private submit(op: StorageOp): Promise<unknown> {
+    if (this.closing) return Promise.reject(new AstridError("ASTRID_ERR_SHUTTING_DOWN", "storage is closing"));
+    return new Promise((resolve, reject) => {
+      this.pending.push({ op, resolve, reject });
+      if (!this.scheduled && !this.inFlight) {
+        this.scheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  private flush(): void {
+    this.scheduled = false;
+    if (this.inFlight || this.pending.length === 0) {
+      if (!this.inFlight) this.notifyIdle();
+      return;
+    }
+    const batch = this.pending.splice(0, MAX_BATCH_OPS);
+    this.inFlight = true;
+    const timeout = AbortSignal.timeout(this.options.batchTimeoutMs ?? 60_000);
+    this.pool
+      .run({ ops: batch.map((p) => p.op) }, { signal: timeout })
+      .then(
+        (result: TaskResult) => {
+          if ("fatal" in result) {
+            const code = isErrorCode(result.fatal.code) ? result.fatal.code : "ASTRID_ERR_STORAGE_UNAVAILABLE";
+            for (const p of batch) p.reject(new AstridError(code, result.fatal.message));
+            return;
+          }
+          result.results.forEach((r, i) => {
+            if (r.ok) batch[i]!.resolve(r.value);
+            else batch[i]!.reject(new AstridError(isErrorCode(r.code) ? r.code : "ASTRID_ERR_INTERNAL", r.message));
+          });
+        },
+        (err: Error) => {
+          this.options.logger.error("storage worker failed; a fresh one takes the next batch", { error: err.message, ops: batch.length });
+          for (const p of batch) {
+            p.reject(new AstridError("ASTRID_ERR_STORAGE_UNAVAILABLE", `the storage worker stopped before committing: ${err.message}`, { cause: err }));
+          }
+        },
+      )
+      .finally(() => {
+        this.inFlight = false;
+        if (this.pending.length > 0) this.flush();
+        else this.notifyIdle();
+      });
+  }
+
+  private whenIdle(): Promise<void> {
+    if (!this.inFlight && this.pending.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private notifyIdle(): void {
+    for (const resolve of this.idleWaiters.splice(0)) resolve();
+  }
+}

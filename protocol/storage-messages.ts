@@ -1,0 +1,86 @@
+/**
+ * Messages between the kernel's storage client and the storage worker (one piscina task = one batch = one
+ * transaction), the KV limits both sides enforce, and the audit entry shapes the CLI prints.
+ */
+import { AstridError } from "./errors";
+
+/** Longest scope, in UTF-8 bytes. */
+export const MAX_KV_SCOPE_BYTES = 256;
+/** Longest key or prefix, in UTF-8 bytes. */
+export const MAX_KV_KEY_BYTES = 1024;
+/** Largest value, in bytes (8 MiB). */
+export const MAX_KV_VALUE_BYTES = 8 * 1024 * 1024;
+
+/** One storage operation. */
+export type StorageOp =
+  | { op: "kv.get"; scope: string; key: string }
+  | { op: "kv.set"; scope: string; key: string; value: Uint8Array }
+  | { op: "kv.delete"; scope: string; key: string }
+  | { op: "kv.list"; scope: string; prefix: string }
+  | { op: "kv.clear"; scope: string; prefix: string }
+  | { op: "audit.append"; entry: AuditInput }
+  | { op: "audit.verify" }
+  | { op: "audit.tail"; limit: number; afterSeq: number }
+  /** Fault injection for tests; refused unless the pool was created with it enabled. */
+  | { op: "crash" };
+
+/** A batch: what one piscina task carries. */
+export interface StorageTask {
+  ops: StorageOp[];
+}
+
+/** The outcome of one op. */
+export type OpResult = { ok: true; value: unknown } | { ok: false; code: string; message: string };
+
+/** What one task returns: per-op results, or a fatal error that failed the whole batch (e.g. an unopenable db). */
+export type TaskResult = { results: OpResult[] } | { fatal: { code: string; message: string } };
+
+/** What the kernel asks to record; the worker adds seq, id, timestamp and the chain fields. */
+export interface AuditInput {
+  session_id: string;
+  principal?: string;
+  /** What happened, tagged by `type` (snake_case), e.g. `{"type":"admin_request","method":"GetStatus",…}`. */
+  action: { type: string; [field: string]: unknown };
+  /** Why it was allowed, tagged by `type`, e.g. `{"type":"not_required","reason":"…"}`. */
+  authorization: { type: string; [field: string]: unknown };
+  outcome: { status: "success"; details?: string | null } | { status: "failure"; error: string };
+}
+
+/** A stored audit entry as the CLI shows it. */
+export interface AuditEntry extends AuditInput {
+  seq: number;
+  id: string;
+  timestamp: string;
+  /** Hex SHA-256 of the previous entry (64 zeros for the first). */
+  previous_hash: string;
+  /** Hex SHA-256 of this entry. */
+  hash: string;
+  /** Base64 Ed25519 signature over `hash`, on the last entry of each committed batch. */
+  signature?: string;
+}
+
+/** The result of verifying the chain. */
+export interface VerifyReport {
+  intact: boolean;
+  entries: number;
+  /** Highest seq covered by a valid signature. */
+  signed_through: number;
+  /** The first problem, when not intact. */
+  broken?: { seq: number; id: string | null; reason: string };
+}
+
+/** Throws the coded error for a scope, key or value outside the limits. */
+export function checkKv(scope: string, key: string | null, value?: Uint8Array, keyIsPrefix = false): void {
+  if (scope.length === 0 || scope.includes("\0") || Buffer.byteLength(scope) > MAX_KV_SCOPE_BYTES) {
+    throw new AstridError("ASTRID_ERR_KV_SCOPE_INVALID", `KV scope must be 1–${MAX_KV_SCOPE_BYTES} bytes without NUL`);
+  }
+  if (key !== null) {
+    if ((!keyIsPrefix && key.length === 0) || key.includes("\0") || Buffer.byteLength(key) > MAX_KV_KEY_BYTES) {
+      throw new AstridError("ASTRID_ERR_KV_KEY_INVALID",
+        `KV ${keyIsPrefix ? "prefix" : "key"} must be ${keyIsPrefix ? "0" : "1"}–${MAX_KV_KEY_BYTES} bytes without NUL`);
+    }
+  }
+  if (value !== undefined && value.byteLength > MAX_KV_VALUE_BYTES) {
+    throw new AstridError("ASTRID_ERR_KV_VALUE_TOO_LARGE", `KV value of ${value.byteLength} bytes exceeds the limit of ${MAX_KV_VALUE_BYTES} bytes`);
+  }
+}

@@ -1,0 +1,172 @@
+/**
+ * The storage worker: the one thread that owns `var/state.db`. Piscina runs it; each task is one batch of
+ * operations, executed in one transaction, so every caller's promise resolves only after its batch commits.
+ */
+import { randomUUID, type KeyObject } from "node:crypto";
+import { workerData } from "node:worker_threads";
+import type Database from "better-sqlite3";
+import { isAstridError } from "../protocol/errors";
+import { checkKv, type OpResult, type StorageOp, type StorageTask, type TaskResult } from "../protocol/storage-messages";
+import { contentHash, entryContent, GENESIS_HASH, privateKeyFromSeed, publicKeyFromSeed, signHash, tailEntries, verifyChain } from "./storage/audit-chain";
+import { openStateDatabase } from "./storage/database";
+
+/** What the kernel hands the worker at start. */
+export interface StorageWorkerData {
+  dbPath: string;
+  /** The 32-byte Ed25519 seed of keys/runtime.key. */
+  seed: Uint8Array;
+  /** Accept the `crash` op (tests only). */
+  allowFaultInjection: boolean;
+}
+
+const config = workerData as StorageWorkerData;
+
+interface State {
+  db: Database.Database;
+  signingKey: KeyObject;
+  verifyKey: KeyObject;
+  headSeq: number;
+  headHash: string;
+  stmts: ReturnType<typeof prepare>;
+}
+let state: State | undefined;
+
+function prepare(db: Database.Database) {
+  return {
+    get: db.prepare("SELECT value FROM kv WHERE scope = ? AND key = ?").pluck(),
+    set: db.prepare("INSERT INTO kv (scope, key, value) VALUES (?, ?, ?) ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value"),
+    del: db.prepare("DELETE FROM kv WHERE scope = ? AND key = ?"),
+    listAll: db.prepare("SELECT key FROM kv WHERE scope = ? ORDER BY key").pluck(),
+    listRange: db.prepare("SELECT key FROM kv WHERE scope = ? AND key >= ? AND key < ? ORDER BY key").pluck(),
+    listFrom: db.prepare("SELECT key FROM kv WHERE scope = ? AND key >= ? ORDER BY key").pluck(),
+    clearAll: db.prepare("DELETE FROM kv WHERE scope = ?"),
+    clearRange: db.prepare("DELETE FROM kv WHERE scope = ? AND key >= ? AND key < ?"),
+    clearFrom: db.prepare("DELETE FROM kv WHERE scope = ? AND key >= ?"),
+    append: db.prepare("INSERT INTO audit (seq, content, hash, signature) VALUES (?, ?, ?, ?)"),
+    setHead: db.prepare("INSERT INTO meta (key, value) VALUES ('audit_head', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"),
+  };
+}
+
+function open(): State {
+  if (state) return state;
+  const db = openStateDatabase(config.dbPath);
+  const last = db.prepare("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").get() as { seq: number; hash: Buffer } | undefined;
+  state = {
+    db,
+    signingKey: privateKeyFromSeed(config.seed),
+    verifyKey: publicKeyFromSeed(config.seed),
+    headSeq: last?.seq ?? 0,
+    headHash: last ? last.hash.toString("hex") : GENESIS_HASH,
+    stmts: prepare(db),
+  };
+  return state;
+}
+
+/** Keys are stored as UTF-8 bytes so prefix ranges compare bytewise, whatever characters they hold. */
+const keyBytes = (key: string) => Buffer.from(key, "utf8");
+
+/** The smallest byte string greater than every string starting with `prefix`, or null when there is none. */
+function prefixEnd(prefix: Buffer): Buffer | null {
+  const end = Buffer.from(prefix);
+  for (let i = end.length - 1; i >= 0; i--) {
+    if (end[i]! < 0xff) {
+      end[i]!++;
+      return end.subarray(0, i + 1);
+    }
+  }
+  return null;
+}
+
+function listKeys(s: State, scope: string, prefix: string): Buffer[] {
+  if (prefix === "") return s.stmts.listAll.all(scope) as Buffer[];
+  const start = keyBytes(prefix);
+  const end = prefixEnd(start);
+  return (end ? s.stmts.listRange.all(scope, start, end) : s.stmts.listFrom.all(scope, start)) as Buffer[];
+}
+
+function clearPrefix(s: State, scope: string, prefix: string): number {
+  if (prefix === "") return s.stmts.clearAll.run(scope).changes;
+  const start = keyBytes(prefix);
+  const end = prefixEnd(start);
+  return (end ? s.stmts.clearRange.run(scope, start, end) : s.stmts.clearFrom.run(scope, start)).changes;
+}
+
+function run(s: State, op: StorageOp, signThis: boolean): unknown {
+  switch (op.op) {
+    case "kv.get": {
+      checkKv(op.scope, op.key);
+      const value = s.stmts.get.get(op.scope, keyBytes(op.key)) as Buffer | undefined;
+      return value === undefined ? null : new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+    }
+    case "kv.set":
+      checkKv(op.scope, op.key, op.value);
+      s.stmts.set.run(op.scope, keyBytes(op.key), Buffer.from(op.value.buffer, op.value.byteOffset, op.value.byteLength));
+      return null;
+    case "kv.delete":
+      checkKv(op.scope, op.key);
+      return s.stmts.del.run(op.scope, keyBytes(op.key)).changes > 0;
+    case "kv.list":
+      checkKv(op.scope, op.prefix, undefined, true);
+      return listKeys(s, op.scope, op.prefix).map((k) => k.toString("utf8"));
+    case "kv.clear":
+      checkKv(op.scope, op.prefix, undefined, true);
+      return clearPrefix(s, op.scope, op.prefix);
+    case "audit.append": {
+      const seq = s.headSeq + 1;
+      const id = randomUUID();
+      const content = entryContent(seq, id, new Date().toISOString(), s.headHash, op.entry);
+      const hash = contentHash(content);
+      s.stmts.append.run(seq, content, hash, signThis ? signHash(s.signingKey, hash) : null);
+      s.headSeq = seq;
+      s.headHash = hash.toString("hex");
+      return { seq, id };
+    }
+    case "audit.verify":
+      return verifyChain(s.db, s.verifyKey);
+    case "audit.tail":
+      return tailEntries(s.db, op.limit, op.afterSeq);
+    case "crash":
+      if (config.allowFaultInjection) process.exit(70);
+      throw new Error("fault injection is disabled");
+  }
+}
+
+/** One batch: all ops in one transaction; a bad op fails alone, a database error fails the batch. */
+export default function runBatch(task: StorageTask | { close: true }): TaskResult {
+  if ("close" in task) {
+    state?.db.close();
+    state = undefined;
+    return { results: [] };
+  }
+  let s: State;
+  try {
+    s = open();
+  } catch (err) {
+    return { fatal: { code: isAstridError(err) ? err.code : "ASTRID_ERR_STORAGE_CORRUPT", message: (err as Error).message } };
+  }
+  let lastAppend = -1;
+  task.ops.forEach((op, i) => {
+    if (op.op === "audit.append") lastAppend = i;
+  });
+  const before = { seq: s.headSeq, hash: s.headHash };
+  try {
+    const results = s.db.transaction(() => {
+      const out: OpResult[] = task.ops.map((op, i) => {
+        try {
+          return { ok: true, value: run(s, op, i === lastAppend) };
+        } catch (err) {
+          if (!isAstridError(err)) throw err;
+          return { ok: false, code: err.code, message: err.message };
+        }
+      });
+      if (lastAppend >= 0) s.stmts.setHead.run(String(s.headSeq));
+      return out;
+    })();
+    return { results };
+  } catch (err) {
+    // The transaction rolled back: so does the in-memory chain head.
+    s.headSeq = before.seq;
+    s.headHash = before.hash;
+    return { fatal: { code: "ASTRID_ERR_STORAGE_UNAVAILABLE", message: `storage batch failed: ${(err as Error).message}` } };
+  }
+}
