@@ -1,0 +1,158 @@
+/** Issue #3: the storage worker inside the real daemon: audit entries, kill -9 durability, damaged files, the CLI. */
+import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
+import Database from "better-sqlite3";
+import type { AuditEntry } from "../../protocol/storage-messages";
+import { CLI_BIN, cleanup, connect, spawnDaemon, tempHome } from "../helpers/daemon";
+
+afterAll(cleanup);
+
+function astrid(home: string, args: string[]) {
+  const r = spawnSync(process.execPath, [CLI_BIN, ...args], { env: { ...process.env, ASTRID_HOME: home }, encoding: "utf8", timeout: 20_000 });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+function tail(home: string, n = 1000): AuditEntry[] {
+  const r = astrid(home, ["audit", "tail", "-n", String(n), "--json"]);
+  expect(r.code).toBe(0);
+  return r.out.trim().split("\n").filter(Boolean).map((l) => JSON.parse(l) as AuditEntry);
+}
+
+describe("issue #3: audit entries from the kernel", () => {
+  it("records capsule loads, connects, auth failures, requests (allowed and refused) and disconnects", async () => {
+    const d = await spawnDaemon();
+    const c = await connect(d);
+    await c.request("GetStatus");
+    await c.request("InstallCapsule", { source: "x", workspace: false });
+    await c.publish("astrid.v1.request.bad", { type: "raw_json", method: "Nope" });
+    await expect(connect(d, { token: "0".repeat(64) })).rejects.toMatchObject({ code: "ASTRID_ERR_AUTH_FAILED" });
+    await c.close();
+    d.child.kill("SIGTERM");
+    expect(await d.exited).toBe(0);
+    const actions = tail(d.home).map((e) => ({ type: e.action.type, method: e.action.method, change: e.action.change, status: e.outcome.status }));
+    expect(actions).toEqual(expect.arrayContaining([
+      { type: "capsule_lifecycle", method: undefined, change: "load", status: "success" },
+      { type: "client_connected", method: undefined, change: undefined, status: "success" },
+      { type: "admin_request", method: "GetStatus", change: undefined, status: "success" },
+      { type: "admin_request", method: "InstallCapsule", change: undefined, status: "success" },
+      { type: "admin_request", method: "Nope", change: undefined, status: "failure" },
+      { type: "client_auth_failed", method: undefined, change: undefined, status: "failure" },
+      { type: "client_disconnected", method: undefined, change: undefined, status: "success" },
+    ]));
+    const status = tail(d.home).find((e) => e.action.method === "GetStatus")!;
+    expect(status).toMatchObject({ principal: "default", action: { required_capability: "system:status" }, session_id: "00000000-0000-0000-0000-000000000000" });
+    expect(astrid(d.home, ["audit", "verify"])).toMatchObject({ code: 0, out: expect.stringMatching(/^Audit chain intact: \d+ entries/) });
+    expect(fs.readdirSync(path.join(d.home, "var"))).toEqual(["state.db"]);
+  });
+
+  it("every write whose reply arrived survives kill -9 during a write flood, and the chain still verifies", async () => {
+    const d = await spawnDaemon();
+    const c = await connect(d);
+    const acked: string[] = [];
+    let stop = false;
+    const writers = Array.from({ length: 8 }, async (_, w) => {
+      for (let i = 0; !stop; i++) {
+        const key = `w${w}-${i}`;
+        try {
+          const r = await c.request("KvSet", { key, value: `v-${key}` });
+          if (r.status === "Success") acked.push(key);
+        } catch {
+          return; // the connection died with the daemon
+        }
+      }
+    });
+    await new Promise((r) => setTimeout(r, 1500));
+    d.child.kill("SIGKILL");
+    stop = true;
+    await Promise.all(writers);
+    await d.exited;
+    expect(acked.length).toBeGreaterThan(100);
+    expect(astrid(d.home, ["audit", "verify"])).toMatchObject({ code: 0 });
+    // As `astrid start` does after a crash: the dead daemon's ready file must not be mistaken for the new one's.
+    fs.rmSync(path.join(d.home, "run", "system.ready"));
+    const again = await spawnDaemon({ home: d.home });
+    const c2 = await connect(again);
+    const stored = new Set((await c2.request("KvList", {})).data as string[]);
+    expect(acked.filter((k) => !stored.has(k))).toEqual([]);
+    expect(await c2.request("GetStatus")).toMatchObject({ data: { audit_chain_intact: true } });
+    await c2.close();
+    again.child.kill("SIGTERM");
+    expect(await again.exited).toBe(0);
+  }, 60_000);
+
+  it("a tampered entry is named by `astrid audit verify` (exit 1) and reported by GetStatus; boot goes on", async () => {
+    const d = await spawnDaemon();
+    d.child.kill("SIGTERM");
+    await d.exited;
+    const db = new Database(path.join(d.home, "var", "state.db"));
+    const row = db.prepare("SELECT seq, content FROM audit ORDER BY seq LIMIT 1").get() as { seq: number; content: string };
+    const id = (JSON.parse(row.content) as { id: string }).id;
+    db.prepare("UPDATE audit SET content = ? WHERE seq = ?").run(row.content.replace("load", "lOad"), row.seq);
+    db.close();
+    const verify = astrid(d.home, ["audit", "verify"]);
+    expect(verify.code).toBe(1);
+    expect(verify.err).toMatch(new RegExp(`Audit chain broken at entry ${row.seq} \\(id ${id}\\): its content does not match its hash.*\\[ASTRID_ERR_AUDIT_BROKEN\\]`));
+    expect(JSON.parse(astrid(d.home, ["audit", "verify", "--json"]).out)).toMatchObject({ intact: false, broken: { seq: row.seq, id } });
+    const again = await spawnDaemon({ home: d.home });
+    const c = await connect(again);
+    expect(await c.request("GetStatus")).toMatchObject({ data: { audit_chain_intact: false } });
+    await c.close();
+    again.child.kill("SIGTERM");
+    expect(await again.exited).toBe(0);
+  });
+
+  it("refuses to start on a corrupt state.db, naming it, leaving it byte-for-byte and no socket or token", async () => {
+    const home = tempHome();
+    fs.mkdirSync(path.join(home, "var"), { recursive: true });
+    const db = path.join(home, "var", "state.db");
+    fs.writeFileSync(db, "SQLite format 3\u0000" + "garbage".repeat(1000));
+    const before = createHash("sha256").update(fs.readFileSync(db)).digest("hex");
+    const d = await spawnDaemon({ home, waitReady: false });
+    expect(await d.exited).toBe(1);
+    expect(d.stderr()).toMatch(new RegExp(`${db.replace(/[/.]/g, "\\$&")}.*\\[ASTRID_ERR_STORAGE_CORRUPT\\]`));
+    expect(createHash("sha256").update(fs.readFileSync(db)).digest("hex")).toBe(before);
+    expect(fs.readdirSync(path.join(home, "run"))).toEqual([]);
+  });
+
+  it("a runtime key of the wrong length is a fatal boot error with a clear message", async () => {
+    const home = tempHome();
+    fs.mkdirSync(path.join(home, "keys"), { recursive: true });
+    fs.writeFileSync(path.join(home, "keys", "runtime.key"), Buffer.alloc(31));
+    const d = await spawnDaemon({ home, waitReady: false });
+    expect(await d.exited).toBe(1);
+    expect(d.stderr()).toMatch(/invalid runtime key: .*runtime\.key holds 31 bytes, expected 32.*\[ASTRID_ERR_RUNTIME_KEY_INVALID\]/);
+    expect(fs.readdirSync(path.join(home, "run"))).toEqual([]);
+  });
+
+  it("generates keys/runtime.key (32 bytes, 0600) and keeps it across boots", async () => {
+    const d = await spawnDaemon();
+    const key = path.join(d.home, "keys", "runtime.key");
+    const first = fs.readFileSync(key);
+    expect(first.length).toBe(32);
+    expect(fs.statSync(key).mode & 0o777).toBe(0o600);
+    expect(fs.statSync(path.join(d.home, "var", "state.db")).mode & 0o777).toBe(0o600);
+    d.child.kill("SIGTERM");
+    await d.exited;
+    const again = await spawnDaemon({ home: d.home });
+    expect(fs.readFileSync(key).equals(first)).toBe(true);
+    again.child.kill("SIGTERM");
+    await again.exited;
+  });
+});
+
+describe("issue #3: astrid kv", () => {
+  it("sets, gets and lists operator keys through the running daemon; says when none runs", async () => {
+    const d = await spawnDaemon();
+    expect(astrid(d.home, ["kv", "set", "greeting", "hello world"])).toMatchObject({ code: 0 });
+    expect(astrid(d.home, ["kv", "get", "greeting"])).toEqual({ code: 0, out: "hello world\n", err: "" });
+    expect(JSON.parse(astrid(d.home, ["kv", "list", "--json"]).out)).toEqual({ scope: "default:operator", keys: ["greeting"] });
+    expect(astrid(d.home, ["kv", "get", "nope"])).toMatchObject({ code: 1, err: expect.stringMatching(/\[ASTRID_ERR_NOT_FOUND\]/) });
+    expect(astrid(d.home, ["kv", "get", "greeting", "--scope", "default:capsule:other"])).toMatchObject({ code: 1 });
+    expect(astrid(d.home, ["kv", "set", "", "x"])).toMatchObject({ code: 1, err: expect.stringMatching(/\[ASTRID_ERR_KV_KEY_INVALID\]/) });
+    d.child.kill("SIGTERM");
+    await d.exited;
+    expect(astrid(d.home, ["kv", "get", "greeting"])).toMatchObject({ code: 1, err: expect.stringMatching(/\[ASTRID_ERR_DAEMON_NOT_RUNNING\]/) });
+  });
+});
