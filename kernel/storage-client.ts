@@ -19,6 +19,14 @@ import type { Logger } from "./logger";
 
 /** Most operations in one batch; more wait for the next one, so no batch grows without bound. */
 export const MAX_BATCH_OPS = 1024;
+/**
+ * How long audit-only work may wait for company. A batch costs ~0.3 ms of CPU whatever its size (task hand-off,
+ * commit, one signature), so a trickle of audit entries is gathered for up to this long; any KV call, or a
+ * batch of 64 entries, flushes at once. The kernel never awaits audit writes on a request path.
+ */
+export const AUDIT_LINGER_MS = 5;
+/** Pending audit entries that flush without waiting for the linger. */
+export const AUDIT_FLUSH_AT = 64;
 
 /** The compiled worker (`dist/workers/storage.js`), also when this file runs from source under jest. */
 const WORKER_FILE = path.extname(__filename) === ".ts"
@@ -47,6 +55,9 @@ export class StorageClient {
   private pending: Pending[] = [];
   private inFlight = false;
   private scheduled = false;
+  private lingerTimer: NodeJS.Timeout | undefined;
+  /** A pending op other than an audit append: someone is waiting on it. */
+  private urgent = false;
   private closing: Promise<void> | undefined;
   private idleWaiters: Array<() => void> = [];
 
@@ -122,6 +133,8 @@ export class StorageClient {
   /** Drains every pending call, closes the database (no -wal left to replay) and stops the worker. Idempotent. */
   close(): Promise<void> {
     this.closing ??= (async () => {
+      this.urgent = true;
+      this.schedule();
       await this.whenIdle();
       try {
         await this.pool.run({ close: true });
@@ -146,20 +159,32 @@ export class StorageClient {
     if (this.closing) return Promise.reject(new AstridError("ASTRID_ERR_SHUTTING_DOWN", "storage is closing"));
     return new Promise((resolve, reject) => {
       this.pending.push({ op, resolve, reject });
-      if (!this.scheduled && !this.inFlight) {
-        this.scheduled = true;
-        setImmediate(() => this.flush());
-      }
+      if (op.op !== "audit.append") this.urgent = true;
+      this.schedule();
     });
+  }
+
+  /** Plans the next flush: now-ish when a caller waits on KV or the batch is big, after the linger otherwise. */
+  private schedule(): void {
+    if (this.inFlight || this.scheduled || this.pending.length === 0) return;
+    if (this.urgent || this.pending.length >= AUDIT_FLUSH_AT) {
+      this.scheduled = true;
+      setImmediate(() => this.flush());
+    } else {
+      this.lingerTimer ??= setTimeout(() => this.flush(), AUDIT_LINGER_MS);
+    }
   }
 
   private flush(): void {
     this.scheduled = false;
+    clearTimeout(this.lingerTimer);
+    this.lingerTimer = undefined;
     if (this.inFlight || this.pending.length === 0) {
       if (!this.inFlight) this.notifyIdle();
       return;
     }
     const batch = this.pending.splice(0, MAX_BATCH_OPS);
+    this.urgent = this.pending.some((p) => p.op.op !== "audit.append");
     this.inFlight = true;
     const timeout = AbortSignal.timeout(this.options.batchTimeoutMs ?? 60_000);
     this.pool
@@ -185,7 +210,7 @@ export class StorageClient {
       )
       .finally(() => {
         this.inFlight = false;
-        if (this.pending.length > 0) this.flush();
+        if (this.pending.length > 0) this.schedule();
         else this.notifyIdle();
       });
   }
