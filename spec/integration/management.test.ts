@@ -38,7 +38,10 @@ describe("issue #2: management requests", () => {
     expect(reply).toEqual({
       request_id: expect.any(String),
       status: "Status",
-      data: { pid: d.child.pid, uptime_secs: expect.any(Number), version: expect.any(String), ephemeral: false, connected_clients: 1, loaded_capsules: ["astrid-capsule-cli"] },
+      data: {
+        pid: d.child.pid, uptime_secs: expect.any(Number), version: expect.any(String), ephemeral: false, connected_clients: 1,
+        loaded_capsules: ["astrid-capsule-cli"], audit_chain_intact: true,
+      },
     });
     await c.close();
   });
