@@ -54,7 +54,19 @@ async function main(): Promise<number> {
   if (!Number.isInteger(maxClients) || maxClients < 1) {
     throw new AstridError("ASTRID_ERR_INVALID_ARGUMENT", `max clients must be a positive integer (got ${String(maxClients)})`);
   }
-  const daemon = await Daemon.boot({
+  // Handlers go in before boot: a signal that arrives between "ready" and here would otherwise kill the process
+  // by default action, skipping the drain of queued audit and KV writes. During boot it is remembered.
+  let daemon: Daemon | undefined;
+  let pending: string | undefined;
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (++signals > 1) process.exit(130); // a second Ctrl-C does not wait for the drain
+    if (daemon) void daemon.shutdown(`signal ${signal}`);
+    else pending = `signal ${signal}`;
+  };
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+  daemon = await Daemon.boot({
     sessionId: argv.session.toLowerCase(),
     workspace: path.resolve(argv.workspace ?? process.cwd()),
     ephemeral: argv.ephemeral,
@@ -64,13 +76,7 @@ async function main(): Promise<number> {
     env: process.env,
     bundledCapsulesDir: BUNDLED_CAPSULES_DIR,
   });
-  let signals = 0;
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (++signals > 1) process.exit(130); // a second Ctrl-C does not wait for the drain
-    void daemon.shutdown(`signal ${signal}`);
-  };
-  process.on("SIGTERM", onSignal);
-  process.on("SIGINT", onSignal);
+  if (pending) void daemon.shutdown(pending);
   return daemon.exited;
 }
 

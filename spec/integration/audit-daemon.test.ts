@@ -82,10 +82,19 @@ describe("issue #3: audit entries from the kernel", () => {
     expect(await again.exited).toBe(0);
   }, 60_000);
 
+  it("a SIGTERM the moment run/system.ready appears still drains queued entries and exits 0", async () => {
+    for (let i = 0; i < 3; i++) {
+      const d = await spawnDaemon();
+      d.child.kill("SIGTERM");
+      expect(await d.exited).toBe(0);
+      expect(tail(d.home).some((e) => e.action.type === "capsule_lifecycle" && e.action.change === "load")).toBe(true);
+    }
+  });
+
   it("a tampered entry is named by `astrid audit verify` (exit 1) and reported by GetStatus; boot goes on", async () => {
     const d = await spawnDaemon();
     d.child.kill("SIGTERM");
-    await d.exited;
+    expect(await d.exited).toBe(0);
     const db = new Database(path.join(d.home, "var", "state.db"));
     const row = db.prepare("SELECT seq, content FROM audit ORDER BY seq LIMIT 1").get() as { seq: number; content: string };
     const id = (JSON.parse(row.content) as { id: string }).id;
