@@ -6,6 +6,7 @@ import { randomUUID, type KeyObject } from "node:crypto";
 import { workerData } from "node:worker_threads";
 import type Database from "better-sqlite3";
 import { isAstridError } from "../protocol/errors";
+import { nowRfc3339 } from "../protocol/timestamp";
 import { checkKv, type OpResult, type StorageOp, type StorageTask, type TaskResult } from "../protocol/storage-messages";
 import { contentHash, entryContent, GENESIS_HASH, privateKeyFromSeed, publicKeyFromSeed, signHash, tailEntries, verifyChain } from "./storage/audit-chain";
 import { openStateDatabase } from "./storage/database";
@@ -114,7 +115,7 @@ function run(s: State, op: StorageOp, signThis: boolean): unknown {
     case "audit.append": {
       const seq = s.headSeq + 1;
       const id = randomUUID();
-      const content = entryContent(seq, id, new Date().toISOString(), s.headHash, op.entry);
+      const content = entryContent(seq, id, nowRfc3339(), s.headHash, op.entry);
       const hash = contentHash(content);
       s.stmts.append.run(seq, content, hash, signThis ? signHash(s.signingKey, hash) : null);
       s.headSeq = seq;

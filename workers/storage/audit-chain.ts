@@ -3,7 +3,7 @@
  * SHA-256 of that text, so any changed byte, removed row or reordering breaks a link. The last entry of every
  * committed batch carries an Ed25519 signature over its hash, which vouches for every entry before it.
  */
-import { createHash, createPrivateKey, createPublicKey, sign, verify, type KeyObject } from "node:crypto";
+import crypto, { createHash, createPrivateKey, createPublicKey, sign, verify, type KeyObject } from "node:crypto";
 import type Database from "better-sqlite3";
 import type { AuditEntry, AuditInput, VerifyReport } from "../../protocol/storage-messages";
 
@@ -38,10 +38,13 @@ export function entryContent(seq: number, id: string, timestamp: string, previou
   });
 }
 
-/** SHA-256 of an entry's stored text. */
+/** SHA-256 of an entry's stored text (the one-shot `crypto.hash` is about twice as fast as a Hash object). */
 export function contentHash(content: string): Buffer {
-  return createHash("sha256").update(content).digest();
+  return hashOnce ? (hashOnce("sha256", content, "buffer") as Buffer) : createHash("sha256").update(content).digest();
 }
+
+// `crypto.hash` exists from Node 20.12; the type definitions for Node 20 may not declare it.
+const hashOnce = (crypto as unknown as { hash?: (alg: string, data: string, enc: string) => Buffer | string }).hash;
 
 /** Signs an entry hash. */
 export function signHash(key: KeyObject, hash: Buffer): Buffer {
