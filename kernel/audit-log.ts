@@ -54,11 +54,13 @@ export class AuditLog {
   }
 
   /** A capsule lifecycle change: load, fail, restart, reload, unload. */
-  capsule(change: "load" | "fail" | "restart" | "reload" | "unload", name: string, detail: Record<string, unknown> = {}): void {
+  capsule(change: "load" | "fail" | "restart" | "reload" | "unload" | "denied", name: string, detail: Record<string, unknown> = {}): void {
     this.record({
       action: { type: "capsule_lifecycle", change, capsule: name, ...detail },
       authorization: { type: "system", reason: "kernel" },
-      outcome: change === "fail" ? { status: "failure", error: String(detail.reason ?? "") } : { status: "success", details: null },
+      outcome: change === "fail" || change === "denied"
+        ? { status: "failure", error: String(detail.reason ?? detail.detail ?? "") }
+        : { status: "success", details: null },
     });
   }
 

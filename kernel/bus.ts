@@ -53,10 +53,17 @@ export class EventBus {
     return this.seq;
   }
 
-  /** Calls `handler` for every message whose topic matches any of `patterns`; returns the unsubscribe function. */
-  subscribe(patterns: string | readonly string[], handler: Handler): () => void {
+  /**
+   * Calls `handler` for every message whose topic matches any of `patterns` (bus matcher unless another is given,
+   * e.g. the exact-segment matcher for interceptors); returns the unsubscribe function.
+   */
+  subscribe(
+    patterns: string | readonly string[],
+    handler: Handler,
+    matcher: (pattern: string, topic: string) => boolean = busTopicMatches,
+  ): () => void {
     const list = typeof patterns === "string" ? [patterns] : [...patterns];
-    const sub: Subscription = { matches: memoTopicPredicate((topic) => list.some((p) => busTopicMatches(p, topic))), handler };
+    const sub: Subscription = { matches: memoTopicPredicate((topic) => list.some((p) => matcher(p, topic))), handler };
     this.subscriptions.add(sub);
     return () => this.subscriptions.delete(sub);
   }

@@ -13,7 +13,9 @@ import { rawJson } from "../protocol/ipc-message";
 import { DAEMON_VERSION } from "../protocol/version";
 import { EventBus } from "./bus";
 import { discoverCapsules } from "./capsules/discovery";
-import { CapsuleRegistry } from "./capsules/registry";
+import { CapsuleRegistry, type CapsuleRecord } from "./capsules/registry";
+import { capsuleEnv } from "./capsules/capsule-env";
+import { CapsuleSupervisor, supervisorSettings } from "./capsules/supervisor";
 import { ConnectionTracker } from "./connection-tracker";
 import { resolveHome, type AstridHome } from "./home";
 import { IdleMonitor, idleSettings } from "./idle-monitor";
@@ -65,6 +67,7 @@ export class Daemon {
     private readonly storage: StorageClient,
     private readonly audit: AuditLog,
     private readonly auditIntact: boolean,
+    private readonly supervisor: CapsuleSupervisor,
   ) {}
 
   /** Boots the kernel; on failure nothing it created is left behind and the error says what to do. */
@@ -143,10 +146,11 @@ export class Daemon {
         () => tracker.total === 0 && registry.ready().every((r) => r.manifest.uplink.length === 0),
         () => void daemon!.shutdown("idle_timeout"),
       );
-      daemon = new Daemon(home, options, logger, bus, registry, server, tracker, router, idle, storage, audit, report.intact);
+      const supervisor = new CapsuleSupervisor(bus, storage, logger, audit, supervisorSettings(options.env), (record) => capsuleEnv(home, record));
+      daemon = new Daemon(home, options, logger, bus, registry, server, tracker, router, idle, storage, audit, report.intact, supervisor);
 
       // 13. Load capsules. 14. Require the CLI proxy policy.
-      daemon.registerDiscovered(discovered);
+      await daemon.loadDiscovered(discovered);
       daemon.publishCapsulesLoaded();
       const cliRecord = registry.get(CLI_CAPSULE_NAME);
       if (!cliRecord || cliRecord.state !== "ready") {
@@ -199,6 +203,7 @@ export class Daemon {
       state: r.state,
       source_dir: r.dir,
       restarts: r.restarts,
+      dropped_events: this.supervisor.droppedEvents(r.name),
       ...(r.lastError !== undefined ? { last_error: r.lastError } : {}),
     }));
   }
@@ -211,31 +216,36 @@ export class Daemon {
       this.audit.capsule("unload", record.name, { reason: "reload drops failed capsules" });
     }
     this.audit.capsule("reload", "*");
-    this.registerDiscovered(discoverCapsules(capsuleRoots(this.home, this.options)));
+    await this.loadDiscovered(discoverCapsules(capsuleRoots(this.home, this.options)));
     this.publishCapsulesLoaded();
   }
 
-  private registerDiscovered(discovered: ReturnType<typeof discoverCapsules>): void {
+  /**
+   * Registers what discovery found and starts the capsules that have code (reference §6.3): uplinks first, then
+   * the rest, each group started in parallel and awaited until ready or failed.
+   */
+  private async loadDiscovered(discovered: ReturnType<typeof discoverCapsules>): Promise<void> {
     for (const problem of discovered.problems) this.logger.error("invalid capsule manifest skipped", { file: problem.file, error: problem.message });
     for (const loaded of discovered.shadowed) this.logger.warn("capsule shadowed by an earlier copy", { name: loaded.manifest.package.name, dir: loaded.dir });
+    const toStart: CapsuleRecord[] = [];
     for (const loaded of discovered.capsules) {
       for (const warning of loaded.warnings) this.logger.warn(warning);
       if (this.registry.has(loaded.manifest.package.name)) continue;
       if (loaded.manifest.component.length > 0) {
-        // Capsule code runs in worker threads, which this version does not start yet: say so, never pretend.
-        const reason = "this daemon version cannot run capsule code yet ([[component]] is not supported)";
-        this.registry.register(loaded, "failed", reason);
-        this.audit.capsule("fail", loaded.manifest.package.name, { reason });
-        this.logger.error("capsule not loaded", { name: loaded.manifest.package.name, reason: "components not supported yet" });
+        toStart.push(this.registry.register(loaded, "loading"));
       } else {
         this.registry.register(loaded, "ready");
-        this.audit.capsule("load", loaded.manifest.package.name, { version: loaded.manifest.package.version, dir: loaded.dir });
         this.logger.info("capsule loaded", { name: loaded.manifest.package.name, version: loaded.manifest.package.version, dir: loaded.dir });
+        this.audit.capsule("load", loaded.manifest.package.name, { version: loaded.manifest.package.version, dir: loaded.dir });
       }
     }
+    const uplinks = toStart.filter((r) => r.manifest.capabilities.uplink);
+    await Promise.all(uplinks.map((r) => this.supervisor.start(r)));
+    await Promise.all(toStart.filter((r) => !r.manifest.capabilities.uplink).map((r) => this.supervisor.start(r)));
   }
 
-  private publishCapsulesLoaded(): void {
+  /** Publishes `astrid.v1.capsules_loaded` at the end of a load pass. */
+  publishCapsulesLoaded(): void {
     this.bus.publish({ topic: CAPSULES_LOADED_TOPIC, payload: rawJson({ status: "ready" }), source_id: this.options.sessionId });
   }
 
@@ -258,6 +268,7 @@ export class Daemon {
     });
     this.idle.stop();
     this.router.close();
+    await this.supervisor.stopAll();
     // Readiness goes first so nobody mistakes a stopping daemon for a ready one.
     rmIfExists(this.home.readyPath);
     await this.server.close();

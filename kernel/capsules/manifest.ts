@@ -103,6 +103,18 @@ export function loadManifest(dir: string): LoadedManifest {
     const field = issue.path.join(".") || "(root)";
     throw new AstridError("ASTRID_ERR_MANIFEST_INVALID", `${file}: field ${field}: ${issue.message}`);
   }
+  const component = parsed.data.component[0];
+  if (component) {
+    const entry = component.file ?? component.entrypoint;
+    const field = component.file !== undefined ? "component.0.file" : "component.0.entrypoint";
+    if (entry === undefined) throw new AstridError("ASTRID_ERR_MANIFEST_INVALID", `${file}: field component.0.file: missing (the capsule's JavaScript module)`);
+    const resolved = path.resolve(dir, entry);
+    const relative = path.relative(dir, resolved);
+    if (path.isAbsolute(entry) || relative.startsWith("..") || path.isAbsolute(relative)) {
+      throw new AstridError("ASTRID_ERR_MANIFEST_INVALID", `${file}: field ${field}: ${JSON.stringify(entry)} points outside the capsule directory`);
+    }
+    if (!fs.existsSync(resolved)) throw new AstridError("ASTRID_ERR_MANIFEST_INVALID", `${file}: field ${field}: ${JSON.stringify(entry)} does not exist`);
+  }
   const warnings: string[] = [];
   const record = raw as Record<string, unknown>;
   for (const [table, known] of Object.entries(KNOWN_KEYS)) {

@@ -1,0 +1,117 @@
+/**
+ * Runs inside a capsule's worker thread: loads the capsule module, hands it its `CapsuleApi`, delivers events in
+ * order, and turns API calls into syscalls the kernel checks. Nothing here is trusted by the kernel.
+ */
+import { pathToFileURL } from "node:url";
+import type { MessagePort } from "node:worker_threads";
+import type { CapsuleWorkerData, FromCapsule, SyscallName, ToCapsule } from "../protocol/capsule-messages";
+import { busTopicMatches } from "../protocol/topic-match";
+import type { CapsuleApi, CapsuleDefinition, CapsuleEvent } from "./sdk";
+
+/** Deadline for one syscall's reply. */
+const SYSCALL_TIMEOUT_MS = 30_000;
+
+/** A coded error from the kernel, as the capsule sees it. */
+export class CapsuleCallError extends Error {
+  constructor(readonly code: string, message: string) {
+    super(message);
+    this.name = "CapsuleCallError";
+  }
+}
+
+/** Boots the capsule on `port` (the worker's parentPort). */
+export async function runCapsule(port: MessagePort, data: CapsuleWorkerData): Promise<void> {
+  const send = (message: FromCapsule) => port.postMessage(message);
+  const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
+  let nextId = 1;
+  const call = (name: SyscallName, ...args: unknown[]) =>
+    new Promise<unknown>((resolve, reject) => {
+      const id = nextId++;
+      const timer = setTimeout(() => {
+        pending.delete(id);
+        reject(new CapsuleCallError("ASTRID_ERR_TIMEOUT", `${name} got no reply within ${SYSCALL_TIMEOUT_MS} ms`));
+      }, SYSCALL_TIMEOUT_MS);
+      pending.set(id, { resolve, reject, timer });
+      send({ t: "syscall", id, call: name, args });
+    });
+
+  const subscriptions: Array<{ pattern: string; handler: (e: CapsuleEvent) => unknown }> = [];
+  const log = (level: "debug" | "info" | "warn" | "error") => (message: string) => send({ t: "log", level, message: String(message) });
+  const api: CapsuleApi = {
+    name: data.name,
+    ipc: {
+      publish: async (topic, payload) => {
+        await call("ipc.publish", topic, payload);
+      },
+      subscribe: async (pattern, handler) => {
+        await call("ipc.subscribe", pattern);
+        subscriptions.push({ pattern, handler });
+      },
+    },
+    kv: {
+      get: (key) => call("kv.get", key) as Promise<string | null>,
+      set: async (key, value) => {
+        await call("kv.set", key, value);
+      },
+      delete: (key) => call("kv.delete", key) as Promise<boolean>,
+      list: (prefix = "") => call("kv.list", prefix) as Promise<string[]>,
+    },
+    log: { debug: log("debug"), info: log("info"), warn: log("warn"), error: log("error") },
+    env: { get: (key) => data.env[key] ?? "" },
+  };
+
+  let definition: CapsuleDefinition | undefined;
+  // Events are handled one at a time, in arrival order; each handled event is acknowledged.
+  const queue: Array<Extract<ToCapsule, { t: "event" }>> = [];
+  let draining = false;
+  const drain = async () => {
+    if (draining) return;
+    draining = true;
+    while (queue.length > 0) {
+      const message = queue.shift()!;
+      const event: CapsuleEvent = { topic: message.topic, payload: message.payload, source_id: message.source_id, seq: message.seq };
+      if (message.principal !== undefined) event.principal = message.principal;
+      try {
+        if (message.action !== undefined) await definition?.interceptors?.[message.action]?.(event, api);
+        for (const sub of subscriptions) if (busTopicMatches(sub.pattern, event.topic)) await sub.handler(event);
+      } catch (err) {
+        // A throwing handler is the capsule's problem, not the kernel's: report it and go on.
+        send({ t: "log", level: "error", message: `handler for ${event.topic} threw: ${(err as Error)?.stack ?? String(err)}` });
+      }
+      send({ t: "ack", n: 1 });
+    }
+    draining = false;
+  };
+
+  port.on("message", (message: ToCapsule) => {
+    if (message.t === "reply") {
+      const waiter = pending.get(message.id);
+      if (!waiter) return;
+      pending.delete(message.id);
+      clearTimeout(waiter.timer);
+      if (message.ok) waiter.resolve(message.value);
+      else waiter.reject(new CapsuleCallError(message.code, message.message));
+    } else if (message.t === "event") {
+      queue.push(message);
+      if (definition) void drain();
+    }
+  });
+
+  try {
+    const loaded = (await import(pathToFileURL(data.file).href)) as { default?: unknown };
+    const candidate = (loaded.default as { default?: unknown } | undefined)?.default ?? loaded.default ?? loaded;
+    if (typeof candidate !== "object" || candidate === null) {
+      throw new Error(`${data.file} must export a capsule definition object (use defineCapsule({...}))`);
+    }
+    const def = candidate as CapsuleDefinition;
+    const missing = data.actions.filter((a) => typeof def.interceptors?.[a] !== "function");
+    if (missing.length > 0) throw new Error(`interceptor action(s) declared in Capsule.toml but not exported: ${missing.join(", ")}`);
+    definition = def;
+    await def.setup?.(api);
+  } catch (err) {
+    send({ t: "failed", message: (err as Error)?.message ?? String(err) });
+    return;
+  }
+  send({ t: "ready" });
+  void drain();
+}

@@ -1,0 +1,50 @@
+/**
+ * The capsule authoring SDK (`astrid-daemon/capsule`). A capsule module exports (default or `module.exports`) the
+ * object `defineCapsule` returns. Plain JavaScript works; TypeScript gets the types. A capsule never imports
+ * kernel internals: everything it can do goes through the `CapsuleApi` it is handed.
+ */
+
+/** A message delivered to a capsule: the guest view of the payload (raw_json/custom untagged). */
+export interface CapsuleEvent {
+  topic: string;
+  payload: unknown;
+  source_id: string;
+  principal?: string;
+  seq: number;
+}
+
+/** What a capsule can do; every call is checked by the kernel against the capsule's manifest. */
+export interface CapsuleApi {
+  /** The capsule's package name. */
+  readonly name: string;
+  ipc: {
+    /** Publishes on `topic` (must match `ipc_publish`). `payload` is any JSON; objects become raw_json. */
+    publish(topic: string, payload: unknown): Promise<void>;
+    /** Receives messages matching `pattern` (the pattern must be allowed by `ipc_subscribe`). */
+    subscribe(pattern: string, handler: (event: CapsuleEvent) => void | Promise<void>): Promise<void>;
+  };
+  /** The capsule's own KV scope (`default:capsule:<name>`); values are strings here, bytes in storage. */
+  kv: {
+    get(key: string): Promise<string | null>;
+    set(key: string, value: string): Promise<void>;
+    delete(key: string): Promise<boolean>;
+    list(prefix?: string): Promise<string[]>;
+  };
+  /** Lines in the daemon's log, tagged with the capsule's name. */
+  log: Record<"debug" | "info" | "warn" | "error", (message: string) => void>;
+  /** Resolved `[env]` values; a missing key reads as "". */
+  env: { get(key: string): string };
+}
+
+/** A capsule definition. */
+export interface CapsuleDefinition {
+  /** Runs once after load; subscribe here. The capsule is ready when it resolves. */
+  setup?(api: CapsuleApi): void | Promise<void>;
+  /** `[[interceptor]] action` → handler, called for each matching event. */
+  interceptors?: Record<string, (event: CapsuleEvent, api: CapsuleApi) => unknown>;
+}
+
+/** Declares a capsule; returns the definition unchanged (it exists for the types). */
+export function defineCapsule<T extends CapsuleDefinition>(definition: T): T {
+  return definition;
+}

@@ -1,0 +1,319 @@
+/**
+ * Runs each capsule with code in its own worker thread, answers its syscalls after checking them against its
+ * manifest, delivers its events (one-way port messages, at most 256 unacknowledged, the rest dropped and
+ * counted), and contains every way a capsule can fail: throw at load, exit, hang, run out of memory. A failed
+ * capsule is marked with its reason, announced on `astrid.v1.health.failed`, and restarted with backoff
+ * (2 s doubling to 120 s, 5 attempts), then stays failed and visible.
+ */
+import { randomUUID } from "node:crypto";
+import path from "node:path";
+import { Worker } from "node:worker_threads";
+import { AstridError, isAstridError, type ErrorCode } from "../../protocol/errors";
+import { CAPSULE_QUEUE_LIMIT, type CapsuleWorkerData, type FromCapsule, type ToCapsule } from "../../protocol/capsule-messages";
+import { guestView, normalizePayload } from "../../protocol/ipc-message";
+import { exactSegmentMatches, topicProblem } from "../../protocol/topic-match";
+import { HEALTH_FAILED_TOPIC } from "../../protocol/topics";
+import type { AuditLog } from "../audit-log";
+import type { BusEvent, EventBus } from "../bus";
+import type { Logger } from "../logger";
+import type { StorageClient } from "../storage-client";
+import type { CapsuleRecord } from "./registry";
+
+/** The compiled capsule worker entry, also when this file runs from source under jest. */
+const WORKER_FILE = path.extname(__filename) === ".ts"
+  ? path.resolve(__dirname, "..", "..", "dist", "workers", "capsule.js")
+  : path.resolve(__dirname, "..", "..", "workers", "capsule.js");
+
+/** Restart policy (reference §2.8). */
+export const RESTART_BACKOFF_MS = 2000;
+export const RESTART_BACKOFF_MAX_MS = 120_000;
+export const MAX_RESTARTS = 5;
+/** Largest payload a capsule may publish (reference §6.8). */
+export const MAX_CAPSULE_PAYLOAD_BYTES = 5 * 1024 * 1024;
+/** Most subscriptions one capsule may hold. */
+export const MAX_CAPSULE_SUBSCRIPTIONS = 128;
+
+/** Tunables, read once from the environment (tests shorten them). */
+export interface SupervisorSettings {
+  /** How long a capsule may take from spawn to ready. */
+  readyTimeoutMs: number;
+  /** How long an event may stay unacknowledged before the capsule counts as hung and is restarted. */
+  handlerTimeoutMs: number;
+  /** First restart delay; doubles per attempt up to RESTART_BACKOFF_MAX_MS. */
+  backoffMs: number;
+  /** V8 old-generation limit per capsule worker. */
+  maxHeapMb: number;
+}
+
+/** Settings from `ASTRID_CAPSULE_*` variables, with defaults. */
+export function supervisorSettings(env: NodeJS.ProcessEnv): SupervisorSettings {
+  const num = (name: string, fallback: number) => {
+    const v = Number(env[name]);
+    return env[name] !== undefined && Number.isFinite(v) && v > 0 ? v : fallback;
+  };
+  return {
+    readyTimeoutMs: num("ASTRID_CAPSULE_READY_TIMEOUT_MS", 10_000),
+    handlerTimeoutMs: num("ASTRID_CAPSULE_HANDLER_TIMEOUT_MS", 30_000),
+    backoffMs: num("ASTRID_CAPSULE_RESTART_BACKOFF_MS", RESTART_BACKOFF_MS),
+    maxHeapMb: num("ASTRID_CAPSULE_MAX_HEAP_MB", 64),
+  };
+}
+
+/** One running (or starting) capsule worker. */
+class CapsuleRun {
+  readonly sourceId = randomUUID();
+  outstanding = 0;
+  dropped = 0;
+  oldestUnacked = 0;
+  readonly unsubscribe: Array<() => void> = [];
+  subscriptions = 0;
+  ended = false;
+
+  constructor(readonly record: CapsuleRecord, readonly worker: Worker) {}
+
+  post(message: ToCapsule): void {
+    if (!this.ended) this.worker.postMessage(message);
+  }
+}
+
+/** Starts, watches and restarts capsule workers. */
+export class CapsuleSupervisor {
+  private readonly runs = new Map<string, CapsuleRun>();
+  private readonly restartTimers = new Map<string, NodeJS.Timeout>();
+  private readonly watchdog: NodeJS.Timeout;
+  private stopping = false;
+
+  constructor(
+    private readonly bus: EventBus,
+    private readonly storage: StorageClient,
+    private readonly logger: Logger,
+    private readonly audit: AuditLog,
+    private readonly settings: SupervisorSettings,
+    private readonly env: (record: CapsuleRecord) => Record<string, string>,
+  ) {
+    this.watchdog = setInterval(() => this.checkHung(), Math.min(1000, settings.handlerTimeoutMs / 2));
+    this.watchdog.unref();
+  }
+
+  /** Starts a capsule; resolves once it is ready or has failed (its record says which). */
+  start(record: CapsuleRecord): Promise<void> {
+    const component = record.manifest.component[0]!;
+    const file = path.resolve(record.dir, component.file ?? component.entrypoint ?? "");
+    const data: CapsuleWorkerData = {
+      name: record.name,
+      file,
+      env: this.env(record),
+      actions: [...new Set(record.manifest.interceptor.map((i) => i.action))],
+    };
+    record.state = "loading";
+    const worker = new Worker(WORKER_FILE, {
+      workerData: data,
+      resourceLimits: { maxOldGenerationSizeMb: this.settings.maxHeapMb, maxYoungGenerationSizeMb: 16 },
+      stdout: false,
+      stderr: false,
+    });
+    const run = new CapsuleRun(record, worker);
+    this.runs.set(record.name, run);
+    return new Promise<void>((resolve) => {
+      let settled = false;
+      const settle = () => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(readyTimer);
+        resolve();
+      };
+      const readyTimer = setTimeout(() => {
+        this.fail(run, `did not become ready within ${this.settings.readyTimeoutMs} ms`);
+        settle();
+      }, this.settings.readyTimeoutMs);
+      worker.on("message", (message: FromCapsule) => {
+        if (message.t === "ready") {
+          record.state = "ready";
+          delete record.lastError;
+          this.logger.info("capsule ready", { capsule: record.name, version: record.version });
+          this.audit.capsule(record.restarts > 0 ? "restart" : "load", record.name, { version: record.version });
+          this.bindInterceptors(record);
+          settle();
+        } else if (message.t === "failed") {
+          this.fail(run, `failed to load: ${message.message}`);
+          settle();
+        } else this.onMessage(run, message);
+      });
+      worker.on("error", (err: Error & { code?: string }) => {
+        const reason = err.code === "ERR_WORKER_OUT_OF_MEMORY" ? "ran out of memory (worker resource limit)" : `crashed: ${err.message}`;
+        this.fail(run, reason);
+        settle();
+      });
+      worker.on("exit", (code) => {
+        this.fail(run, `exited with code ${code}`);
+        settle();
+      });
+    });
+  }
+
+  /** Number of events dropped for a capsule because its queue was full. */
+  droppedEvents(name: string): number {
+    return this.runs.get(name)?.dropped ?? 0;
+  }
+
+  /** Stops every capsule (shutdown): no restarts, workers terminated. */
+  async stopAll(): Promise<void> {
+    this.stopping = true;
+    clearInterval(this.watchdog);
+    for (const timer of this.restartTimers.values()) clearTimeout(timer);
+    this.restartTimers.clear();
+    await Promise.all([...this.runs.values()].map((run) => this.end(run)));
+  }
+
+  private async end(run: CapsuleRun): Promise<void> {
+    if (run.ended) return;
+    run.ended = true;
+    for (const off of run.unsubscribe.splice(0)) off();
+    await run.worker.terminate();
+  }
+
+  /** Marks a capsule failed once per run, announces it, and schedules a restart if attempts remain. */
+  private fail(run: CapsuleRun, reason: string): void {
+    if (run.ended || this.stopping) {
+      void this.end(run);
+      return;
+    }
+    void this.end(run);
+    const record = run.record;
+    record.state = "failed";
+    record.lastError = reason;
+    this.logger.error("capsule failed", { capsule: record.name, reason, restarts: record.restarts });
+    this.audit.capsule("fail", record.name, { reason });
+    this.bus.publish({ topic: HEALTH_FAILED_TOPIC, payload: { type: "custom", data: { capsule_id: record.name, reason } }, source_id: randomUUID() });
+    if (record.restarts >= MAX_RESTARTS) {
+      record.lastError = `${reason} (gave up after ${MAX_RESTARTS} restarts)`;
+      return;
+    }
+    const delay = Math.min(this.settings.backoffMs * 2 ** record.restarts, RESTART_BACKOFF_MAX_MS);
+    const timer = setTimeout(() => {
+      this.restartTimers.delete(record.name);
+      if (this.stopping || this.runs.get(record.name) !== run) return;
+      record.restarts++;
+      this.logger.info("restarting capsule", { capsule: record.name, attempt: record.restarts });
+      void this.start(record);
+    }, delay);
+    this.restartTimers.set(record.name, timer);
+  }
+
+  private checkHung(): void {
+    const now = Date.now();
+    for (const run of this.runs.values()) {
+      if (!run.ended && run.outstanding > 0 && now - run.oldestUnacked > this.settings.handlerTimeoutMs) {
+        this.fail(run, `an event handler ran longer than ${this.settings.handlerTimeoutMs} ms (hung?)`);
+      }
+    }
+  }
+
+  private deliver(run: CapsuleRun, event: BusEvent, action?: string): void {
+    if (run.ended || run.record.state !== "ready") return;
+    if (run.outstanding >= CAPSULE_QUEUE_LIMIT) {
+      if (run.dropped++ % 1000 === 0) this.logger.warn("capsule queue full; dropping events", { capsule: run.record.name, dropped: run.dropped });
+      return;
+    }
+    if (run.outstanding === 0) run.oldestUnacked = Date.now();
+    run.outstanding++;
+    const { message } = event;
+    const out: ToCapsule = { t: "event", topic: message.topic, payload: guestView(message.payload), source_id: message.source_id, seq: message.seq };
+    if (message.principal !== undefined) out.principal = message.principal;
+    if (action !== undefined) out.action = action;
+    run.post(out);
+  }
+
+  private onMessage(run: CapsuleRun, message: FromCapsule): void {
+    switch (message.t) {
+      case "log":
+        this.logger.log(message.level, String(message.message).slice(0, 16_384), { capsule: run.record.name });
+        return;
+      case "ack":
+        run.outstanding = Math.max(0, run.outstanding - message.n);
+        run.oldestUnacked = Date.now();
+        return;
+      case "syscall":
+        this.syscall(run, message.id, message.call, Array.isArray(message.args) ? message.args : []).then(
+          (value) => run.post({ t: "reply", id: message.id, ok: true, value }),
+          (err: unknown) => {
+            const code: ErrorCode = isAstridError(err) ? err.code : "ASTRID_ERR_INTERNAL";
+            run.post({ t: "reply", id: message.id, ok: false, code, message: (err as Error).message });
+          },
+        );
+        return;
+      default:
+        return;
+    }
+  }
+
+  /** Every capsule call, checked against the manifest here in the main thread. */
+  private async syscall(run: CapsuleRun, id: number, call: string, args: unknown[]): Promise<unknown> {
+    const { record } = run;
+    const caps = record.manifest.capabilities;
+    const scope = `default:capsule:${record.name}`;
+    const deny = (what: string) => {
+      this.audit.capsule("denied", record.name, { call, detail: what });
+      return new AstridError("ASTRID_ERR_CAPABILITY_DENIED", `${record.name}: ${what}`);
+    };
+    const str = (v: unknown, name: string) => {
+      if (typeof v !== "string") throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `${call}: ${name} must be a string`);
+      return v;
+    };
+    switch (call) {
+      case "ipc.publish": {
+        const topic = str(args[0], "topic");
+        const problem = topicProblem(topic);
+        if (problem) throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `ipc.publish: ${problem}`);
+        if (!caps.ipc_publish.some((p) => exactSegmentMatches(p, topic))) throw deny(`may not publish on ${topic} (not in ipc_publish)`);
+        const size = Buffer.byteLength(JSON.stringify(args[1] ?? null));
+        if (size > MAX_CAPSULE_PAYLOAD_BYTES) throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `ipc.publish: payload of ${size} bytes exceeds 5 MiB`);
+        const raw = args[1];
+        const payload = raw !== null && typeof raw === "object" && !Array.isArray(raw) && typeof (raw as { type?: unknown }).type !== "string"
+          ? { type: "raw_json", ...(raw as Record<string, unknown>) }
+          : normalizePayload(raw);
+        this.bus.publish({ topic, payload, source_id: run.sourceId, principal: "default" });
+        return null;
+      }
+      case "ipc.subscribe": {
+        const pattern = str(args[0], "pattern");
+        const segments = pattern.split(".");
+        if (Buffer.byteLength(pattern) > 256 || segments.length > 8 || segments.some((s, i) => s === "" || (s === "*" && i !== segments.length - 1))) {
+          throw new AstridError("ASTRID_ERR_REQUEST_INVALID", "ipc.subscribe: pattern must be ≤ 256 bytes, ≤ 8 non-empty segments, `*` only last");
+        }
+        if (!caps.ipc_subscribe.some((p) => exactSegmentMatches(p, pattern))) throw deny(`may not subscribe to ${pattern} (not in ipc_subscribe)`);
+        if (run.subscriptions >= MAX_CAPSULE_SUBSCRIPTIONS) throw new AstridError("ASTRID_ERR_REQUEST_INVALID", "ipc.subscribe: at most 128 subscriptions");
+        run.subscriptions++;
+        run.unsubscribe.push(this.bus.subscribe(pattern, (event) => {
+          // A capsule never receives its own publications back through its subscriptions.
+          if (event.message.source_id !== run.sourceId) this.deliver(run, event);
+        }));
+        return null;
+      }
+      case "kv.get": {
+        const value = await this.storage.get(scope, str(args[0], "key"));
+        return value === null ? null : Buffer.from(value).toString("utf8");
+      }
+      case "kv.set":
+        await this.storage.set(scope, str(args[0], "key"), Buffer.from(str(args[1], "value"), "utf8"));
+        return null;
+      case "kv.delete":
+        return this.storage.delete(scope, str(args[0], "key"));
+      case "kv.list":
+        return this.storage.listKeys(scope, str(args[0] ?? "", "prefix"));
+      default:
+        throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `unknown capsule call ${JSON.stringify(call)} (id ${id})`);
+    }
+  }
+
+  /** Subscribes a ready capsule's `[[interceptor]]` events (exact-segment matcher). */
+  bindInterceptors(record: CapsuleRecord): void {
+    const run = this.runs.get(record.name);
+    if (!run) return;
+    for (const interceptor of record.manifest.interceptor) {
+      run.unsubscribe.push(this.bus.subscribe(interceptor.event, (event) => {
+        if (event.message.source_id !== run.sourceId) this.deliver(run, event, interceptor.action);
+      }, exactSegmentMatches));
+    }
+  }
+}

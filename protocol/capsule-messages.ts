@@ -1,0 +1,36 @@
+/**
+ * Messages between the kernel and one capsule worker. Events flow one way (kernel → worker) as plain port
+ * messages — no reply, no proxy — and the worker acknowledges them in batches so the kernel can bound the queue.
+ * Capsule calls (syscalls) carry an id and get exactly one reply; the kernel checks each against the manifest.
+ */
+
+/** What the worker needs to start. */
+export interface CapsuleWorkerData {
+  name: string;
+  /** Absolute path of the capsule's JavaScript module (checked to lie inside the capsule directory). */
+  file: string;
+  /** Resolved `[env]` values. */
+  env: Record<string, string>;
+  /** Interceptor actions declared in the manifest, so the host can check the module implements them. */
+  actions: string[];
+}
+
+/** Kernel → worker. */
+export type ToCapsule =
+  | { t: "event"; topic: string; payload: unknown; source_id: string; principal?: string; seq: number; action?: string }
+  | { t: "reply"; id: number; ok: true; value: unknown }
+  | { t: "reply"; id: number; ok: false; code: string; message: string };
+
+/** Calls a capsule can make; every one is checked in the main thread. */
+export type SyscallName = "ipc.publish" | "ipc.subscribe" | "kv.get" | "kv.set" | "kv.delete" | "kv.list";
+
+/** Worker → kernel. */
+export type FromCapsule =
+  | { t: "ready" }
+  | { t: "failed"; message: string }
+  | { t: "syscall"; id: number; call: SyscallName; args: unknown[] }
+  | { t: "log"; level: "debug" | "info" | "warn" | "error"; message: string }
+  | { t: "ack"; n: number };
+
+/** Events a capsule may have delivered but not yet handled before new ones are dropped (and counted). */
+export const CAPSULE_QUEUE_LIMIT = 256;

@@ -1,0 +1,110 @@
+/**
+ * Issue #4 (first slice): capsules with code run in their own worker threads; every misbehaviour is contained while
+ * the kernel and the other capsules keep working. One daemon loads every fixture at once.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import type { DaemonClient } from "../../protocol/client";
+import type { IpcMessage } from "../../protocol/ipc-message";
+import { cleanup, connect, ROOT, sleep, spawnDaemon, tempHome, type RunningDaemon } from "../helpers/daemon";
+
+const FIXTURES = path.join(ROOT, "spec", "fixtures", "capsules");
+let d: RunningDaemon;
+let c: DaemonClient;
+const received: IpcMessage[] = [];
+
+beforeAll(async () => {
+  const workspace = tempHome();
+  fs.cpSync(FIXTURES, path.join(workspace, ".astrid", "capsules"), { recursive: true });
+  d = await spawnDaemon({
+    args: ["--workspace", workspace],
+    env: {
+      ASTRID_CAPSULE_RESTART_BACKOFF_MS: "200",
+      ASTRID_CAPSULE_HANDLER_TIMEOUT_MS: "1500",
+      ASTRID_CAPSULE_MAX_HEAP_MB: "32",
+    },
+  });
+  c = await connect(d);
+  c.on("message", (m: IpcMessage) => received.push(m));
+}, 30_000);
+afterAll(async () => {
+  await c?.close();
+  d.child.kill("SIGTERM");
+  expect(await d.exited).toBe(0);
+  await cleanup();
+});
+
+interface Meta { name: string; state: string; restarts: number; last_error?: string }
+async function metadata(): Promise<Record<string, Meta>> {
+  const reply = await c.request("GetCapsuleMetadata");
+  return Object.fromEntries((reply.data as Meta[]).map((m) => [m.name, m]));
+}
+
+async function until<T>(what: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await what();
+    if (ok(v)) return v;
+    if (Date.now() > deadline) throw new Error(`condition not met: ${JSON.stringify(v)}`);
+    await sleep(100);
+  }
+}
+
+async function prompt(text: string): Promise<string[]> {
+  const before = received.length;
+  c.publish("user.v1.prompt", { type: "user_input", text, session_id: "s1" });
+  await until(async () => received.slice(before).filter((m) => m.topic === "agent.v1.response").length, (n) => n >= 2, 5000);
+  return received.slice(before).filter((m) => m.topic === "agent.v1.response").map((m) => String(m.payload.text)).sort();
+}
+
+describe("issue #4: capsule workers", () => {
+  it("loads valid capsules, skips manifests whose component file is outside the dir or missing", async () => {
+    const meta = await metadata();
+    expect(meta.echo).toMatchObject({ state: "ready", restarts: 0 });
+    expect(meta["file-outside"]).toBeUndefined();
+    expect(meta["missing-file"]).toBeUndefined();
+    const log = fs.readFileSync(path.join(d.home, "log", fs.readdirSync(path.join(d.home, "log")).find((f) => f.startsWith("astrid."))!), "utf8");
+    expect(log).toMatch(/file-outside\/Capsule\.toml: field component\.0\.file: \\"\.\.\/echo\/echo\.mjs\\" points outside the capsule directory/);
+    expect(log).toMatch(/missing-file\/Capsule\.toml: field component\.0\.file: \\"nope\.js\\" does not exist/);
+    expect(await c.request("GetCommands")).toMatchObject({ data: expect.arrayContaining([{ name: "echo", description: "Repeat what you say", provider_capsule: "echo" }]) });
+  });
+
+  it("a capsule whose subscribe exceeds its ACL fails to load with the denial as its reason", async () => {
+    const meta = await until(metadata, (m) => m["subscribe-outside-acl"]?.state === "failed");
+    expect(meta["subscribe-outside-acl"]!.last_error).toMatch(/ASTRID_ERR_CAPABILITY_DENIED|may not subscribe to user\.v1\.\*/);
+  });
+
+  it("answers a prompt through the echo capsule while others throw, exit, hang and run out of memory", async () => {
+    const replies = await prompt("hello");
+    expect(replies).toEqual(["acl: ASTRID_ERR_CAPABILITY_DENIED", "echo: hello"]);
+    const failed = await until(metadata, (m) =>
+      m["process-exit"]!.restarts + (m["process-exit"]!.state === "failed" ? 1 : 0) >= 1 &&
+      m["memory-hog"]!.restarts + (m["memory-hog"]!.state === "failed" ? 1 : 0) >= 1 &&
+      m["infinite-loop"]!.restarts + (m["infinite-loop"]!.state === "failed" ? 1 : 0) >= 1);
+    expect(failed["throw-in-handler"]).toMatchObject({ state: "ready", restarts: 0 });
+    // Each comes back after its backoff and answers (or misbehaves) again; echo never stopped.
+    const back = await until(metadata, (m) => ["process-exit", "memory-hog", "infinite-loop"].every((n) => m[n]!.state === "ready" && m[n]!.restarts >= 1));
+    expect(back.echo).toMatchObject({ state: "ready", restarts: 0 });
+    expect(await prompt("again")).toEqual(["acl: ASTRID_ERR_CAPABILITY_DENIED", "echo: again"]);
+  }, 40_000);
+
+  it("records why each capsule failed: exit code, memory limit, hang", async () => {
+    const entries = fs.readFileSync(path.join(d.home, "log", fs.readdirSync(path.join(d.home, "log")).find((f) => f.startsWith("astrid."))!), "utf8");
+    expect(entries).toMatch(/"capsule":"process-exit".*"reason":"exited with code 3"|"reason":"exited with code 3".*"capsule":"process-exit"/);
+    expect(entries).toMatch(/ran out of memory/);
+    expect(entries).toMatch(/an event handler ran longer than 1500 ms/);
+    expect(entries).toMatch(/handler for user\.v1\.prompt threw: Error: handler exploded/);
+  });
+
+  it("keeps a capsule that crashes at load listed as failed, restarting with backoff up to 5 times", async () => {
+    const meta = await until(metadata, (m) => m["crash-at-load"]!.restarts >= 5 && m["crash-at-load"]!.state === "failed", 25_000);
+    expect(meta["crash-at-load"]!.last_error).toMatch(/failed to load: boom at load \(gave up after 5 restarts\)/);
+    await sleep(500);
+    expect((await metadata())["crash-at-load"]!.restarts).toBe(5);
+    expect((await c.request("ListCapsules")).data).toEqual(expect.arrayContaining(["crash-at-load", "echo"]));
+  }, 30_000);
+
+  it("gives the capsule its own KV scope", async () => {
+    expect(await c.request("KvGet", { scope: "default:capsule:echo", key: "last" })).toMatchObject({ data: { value: "again" } });
+  });
+});

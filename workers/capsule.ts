@@ -1,0 +1,9 @@
+/**
+ * Thread entry point of one capsule: boots `capsule-host/` with the data the kernel passed in.
+ */
+import { parentPort, workerData } from "node:worker_threads";
+import { runCapsule } from "../capsule-host/host";
+import type { CapsuleWorkerData } from "../protocol/capsule-messages";
+
+if (!parentPort) throw new Error("workers/capsule must run in a worker thread");
+void runCapsule(parentPort, workerData as CapsuleWorkerData);
