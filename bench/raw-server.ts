@@ -1,5 +1,6 @@
 /**
- * The raw baseline for bench/status-roundtrip: a plain socket server that answers the same frames on its main
+ * The raw baseline for bench/status-roundtrip and bench/chat-path: a plain socket server that answers the same
+ * frames on its main
  * thread with the same framing and timestamp code and the same reply shape, and nothing else (no bus, no policy,
  * no router).
  * Usage: node dist/bench/raw-server.js <socket path>; prints "ready" once listening.
@@ -10,7 +11,11 @@ import { nowRfc3339 } from "../protocol/timestamp";
 
 const socketPath = process.argv[2]!;
 const startedAt = Date.now();
+const connections = new Set<net.Socket>();
+let broadcastSeq = 0;
 const server = net.createServer((socket) => {
+  connections.add(socket);
+  socket.on("close", () => connections.delete(socket));
   socket.setNoDelay(true);
   const decoder = new FrameDecoder(MAX_CLIENT_FRAME_BYTES);
   let authed = false;
@@ -18,10 +23,25 @@ const server = net.createServer((socket) => {
   socket.on("data", (chunk: Buffer) => {
     decoder.push(chunk);
     for (let body = decoder.next(); body !== null; body = decoder.next()) {
-      const value = parseFrameJson(body) as { topic: string; payload: { request_id?: string } };
+      const value = parseFrameJson(body) as { topic: string; payload: { request_id?: string; text?: string; session_id?: string } };
       if (!authed) {
         authed = true;
         socket.write(encodeFrame({ status: "ok", protocol_version: 1, server_version: "raw" }));
+        continue;
+      }
+      if (value.topic === "user.v1.prompt") {
+        // The chat floor: answer a prompt on the main thread and send the reply to every client, as the daemon's
+        // egress does for agent.v1.response.
+        const frame = encodeFrame({
+          topic: "agent.v1.response",
+          payload: { type: "agent_response", text: `echo: ${value.payload.text}`, is_final: true, session_id: value.payload.session_id },
+          signature: null,
+          source_id: "00000000-0000-0000-0000-000000000000",
+          timestamp: nowRfc3339(),
+          seq: ++broadcastSeq,
+          principal: "default",
+        });
+        for (const c of connections) c.write(frame);
         continue;
       }
       socket.write(

@@ -81,7 +81,7 @@ export function normalizePayload(value: unknown): IpcPayload {
     const schema = VARIANTS[value.type];
     if (schema) {
       const parsed = schema.safeParse(value);
-      if (parsed.success) return { ...parsed.data, type: value.type };
+      if (parsed.success) return { type: value.type, ...parsed.data };
     }
   }
   return { type: "custom", data: value };

@@ -1,0 +1,170 @@
+/**
+ * Issue #4 benchmark.
+ * 1. The chat path: a `user.v1.prompt` frame from a socket client → bus → the echo capsule in its worker thread →
+ *    bus → `agent.v1.response` back out (to every client, as the reference does), at 1 and 32 clients, against
+ *    bench/raw-server answering the same frames on its main thread, in the same run. Target ratio ≥ 0.5.
+ * 2. Boot to ready with 16 capsule workers, against boot with none.
+ * 3. RSS per idle capsule worker: (RSS with 16 idle capsules − RSS with none) / 16. Target ≤ 12 MB.
+ *
+ *   node dist/bench/chat-path.js [--seconds 2] [--rounds 3] [--runs 5]
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import { DaemonClient } from "../protocol/client";
+import type { IpcMessage } from "../protocol/ipc-message";
+
+const args = process.argv.slice(2);
+const opt = (name: string, fallback: number) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? Number(args[i + 1]) : fallback;
+};
+const SECONDS = opt("seconds", 2);
+const ROUNDS = opt("rounds", 3);
+const RUNS = opt("runs", 5);
+
+const DIST = path.resolve(__dirname, "..");
+const ROOT = path.resolve(DIST, "..");
+const DAEMON = path.join(DIST, "bin", "astrid-daemon.js");
+const RAW = path.join(__dirname, "raw-server.js");
+const ECHO = path.join(ROOT, "spec", "fixtures", "capsules", "echo");
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** The data path only: the fixture's echo also writes KV on every prompt, which is not what this measures. */
+const PURE_ECHO = `export default {
+  async setup(api) {
+    await api.ipc.subscribe("user.v1.prompt", (event) =>
+      api.ipc.publish("agent.v1.response", { type: "agent_response", text: "echo: " + event.payload.text, is_final: true, session_id: event.payload.session_id }));
+  },
+};
+`;
+
+/** A workspace with `n` copies of the echo capsule (distinct names). */
+function workspace(n: number): string {
+  const dir = fs.mkdtempSync("/tmp/astrid-bench-ws-");
+  for (let i = 0; i < n; i++) {
+    const target = path.join(dir, ".astrid", "capsules", `echo-${i}`);
+    fs.cpSync(ECHO, target, { recursive: true });
+    fs.writeFileSync(path.join(target, "echo.mjs"), PURE_ECHO);
+    const toml = path.join(target, "Capsule.toml");
+    fs.writeFileSync(toml, fs.readFileSync(toml, "utf8").replace('name = "echo"', `name = "echo-${i}"`).replace(/\[\[command\]\][\s\S]*$/, ""));
+  }
+  return dir;
+}
+
+async function boot(capsules: number): Promise<{ child: ChildProcess; home: string; ws: string; ms: number }> {
+  const home = fs.mkdtempSync("/tmp/astrid-bench-");
+  const ws = workspace(capsules);
+  const t = process.hrtime.bigint();
+  const child = spawn(process.execPath, [DAEMON, "--workspace", ws], { env: { ...process.env, ASTRID_HOME: home, ASTRID_IDLE_TIMEOUT_SECS: "0" }, stdio: "ignore" });
+  const ready = path.join(home, "run", "system.ready");
+  while (!fs.existsSync(ready)) {
+    if (child.exitCode !== null) throw new Error("daemon exited during boot");
+    await sleep(2);
+  }
+  return { child, home, ws, ms: Number(process.hrtime.bigint() - t) / 1e6 };
+}
+
+async function stop(d: { child: ChildProcess; home: string; ws: string }): Promise<void> {
+  const exited = new Promise((r) => d.child.once("exit", r));
+  d.child.kill("SIGTERM");
+  await exited;
+  fs.rmSync(d.home, { recursive: true, force: true });
+  fs.rmSync(d.ws, { recursive: true, force: true });
+}
+
+/** Total RSS of a process (all its threads share it), from /proc. */
+function rssBytes(pid: number): number {
+  const line = fs.readFileSync(`/proc/${pid}/status`, "utf8").split("\n").find((l) => l.startsWith("VmRSS:"))!;
+  return Number(line.replace(/\D+/g, "")) * 1024;
+}
+
+/** Prompts answered per second: each client sends a prompt and waits for the reply to its own session. */
+async function chatRate(socketPath: string, token: string, clients: number): Promise<number> {
+  const conns = await Promise.all(Array.from({ length: clients }, () => DaemonClient.connect({ socketPath, token })));
+  // Every reply reaches every client; a waiter is keyed by the prompt's unique text so that only the reply to
+  // that very prompt releases the next one (keying by session would let a late copy release a newer prompt).
+  const waiters = new Map<string, () => void>();
+  for (const c of conns) {
+    c.on("message", (m: IpcMessage) => {
+      if (m.topic !== "agent.v1.response") return;
+      const key = String(m.payload.text);
+      const waiter = waiters.get(key);
+      if (waiter) {
+        waiters.delete(key);
+        waiter();
+      }
+    });
+  }
+  const ask = (c: DaemonClient, session: string, i: number) =>
+    new Promise<void>((resolve) => {
+      const text = `${session}#${i}`;
+      waiters.set(`echo: ${text}`, resolve);
+      c.publish("user.v1.prompt", { type: "user_input", text, session_id: session });
+    });
+  const loop = async (until: number) => {
+    let n = 0;
+    await Promise.all(conns.map(async (c, k) => {
+      for (let i = 0; Date.now() < until; i++, n++) await ask(c, `s${k}`, i);
+    }));
+    return n;
+  };
+  await loop(Date.now() + 300); // warm-up
+  const t = process.hrtime.bigint();
+  const n = await loop(Date.now() + SECONDS * 1000);
+  const secs = Number(process.hrtime.bigint() - t) / 1e9;
+  await Promise.all(conns.map((c) => c.close()));
+  return n / secs;
+}
+
+async function main(): Promise<void> {
+  const one = await boot(1);
+  const token = fs.readFileSync(path.join(one.home, "run", "system.token"), "utf8");
+  const rawSock = path.join(one.home, "raw.sock");
+  const raw = spawn(process.execPath, [RAW, rawSock], { stdio: ["ignore", "pipe", "inherit"] });
+  await new Promise<void>((resolve) => raw.stdout!.once("data", () => resolve()));
+  const rows: Array<[string, number, number]> = [];
+  for (const clients of [1, 32]) {
+    const r: number[] = [];
+    const d: number[] = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      r.push(await chatRate(rawSock, token, clients));
+      d.push(await chatRate(path.join(one.home, "run", "system.sock"), token, clients));
+    }
+    rows.push([`${clients} client${clients > 1 ? "s" : ""}`, median(r), median(d)]);
+  }
+  raw.kill("SIGTERM");
+  await stop(one);
+
+  const boot0: number[] = [];
+  const boot16: number[] = [];
+  const rss0: number[] = [];
+  const rss16: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    const none = await boot(0);
+    boot0.push(none.ms);
+    await sleep(500);
+    rss0.push(rssBytes(none.child.pid!));
+    await stop(none);
+    const many = await boot(16);
+    boot16.push(many.ms);
+    await sleep(500);
+    rss16.push(rssBytes(many.child.pid!));
+    await stop(many);
+  }
+  const perWorker = (median(rss16) - median(rss0)) / 16 / (1024 * 1024);
+
+  console.log(`Chat path, prompt → echo capsule (worker) → reply (median of ${ROUNDS} alternating rounds of ${SECONDS} s; target ratio ≥ 0.50)`);
+  for (const [name, r, d] of rows) {
+    console.log(`  ${name.padEnd(10)} raw ${r.toFixed(0).padStart(7)}/s   daemon ${d.toFixed(0).padStart(7)}/s   ratio ${(d / r).toFixed(2)} ${d / r >= 0.5 ? "(meets target)" : "(BELOW TARGET)"}`);
+  }
+  console.log(`Boot to ready: 16 capsules ${median(boot16).toFixed(0)} ms, none ${median(boot0).toFixed(0)} ms (median of ${RUNS})`);
+  console.log(`RSS per idle capsule worker: ${perWorker.toFixed(1)} MB (target ≤ 12 MB; daemon without capsules ${(median(rss0) / 1048576).toFixed(0)} MB)`);
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
