@@ -124,6 +124,62 @@ async function kv(argv: Global, method: "KvGet" | "KvSet" | "KvList", params: Re
   }
 }
 
+interface CapsuleMeta {
+  name: string;
+  version: string;
+  state: string;
+  source_dir: string;
+  restarts: number;
+  interceptor_events: string[];
+  dropped_events?: number;
+  last_error?: string;
+  capabilities?: Record<string, unknown>;
+  commands?: Array<{ name: string; description: string }>;
+}
+
+/** GetCapsuleMetadata from the running daemon. */
+async function capsuleMetadata(): Promise<CapsuleMeta[]> {
+  const home = resolveHome();
+  if ((await daemonState(home)) !== "live") {
+    throw new AstridError("ASTRID_ERR_DAEMON_NOT_RUNNING", "No Astrid daemon is running; start one with `astrid start`.");
+  }
+  const client = await connect(home);
+  try {
+    const reply = await client.request("GetCapsuleMetadata", undefined, { topicSuffix: "capsules" });
+    if (reply.status === "Error") throw new AstridError(reply.code ?? "ASTRID_ERR_INTERNAL", reply.data);
+    return reply.data as CapsuleMeta[];
+  } finally {
+    await client.close();
+  }
+}
+
+async function capsuleList(argv: Global): Promise<void> {
+  const capsules = await capsuleMetadata();
+  const width = Math.max(4, ...capsules.map((c) => c.name.length));
+  out(argv, capsules, [
+    `${"NAME".padEnd(width)}  VERSION    STATE     RESTARTS`,
+    ...capsules.map((c) => `${c.name.padEnd(width)}  ${c.version.padEnd(9)}  ${c.state.padEnd(8)}  ${c.restarts}${c.last_error ? `  (${c.last_error})` : ""}`),
+  ].join("\n"));
+}
+
+async function capsuleInfo(argv: Global, name: string): Promise<void> {
+  const c = (await capsuleMetadata()).find((m) => m.name === name);
+  if (!c) throw new AstridError("ASTRID_ERR_NOT_FOUND", `no capsule named ${JSON.stringify(name)} is registered (see astrid capsule list)`);
+  const caps = c.capabilities ?? {};
+  const list = (v: unknown) => (Array.isArray(v) && v.length > 0 ? v.join(", ") : "-");
+  out(argv, c, [
+    `${c.name} ${c.version}`,
+    `  State:         ${c.state}${c.last_error ? ` — ${c.last_error}` : ""}`,
+    `  Source:        ${c.source_dir}`,
+    `  Restarts:      ${c.restarts}`,
+    `  Publishes:     ${list(caps.ipc_publish)}`,
+    `  Subscribes:    ${list(caps.ipc_subscribe)}`,
+    `  Interceptors:  ${list(c.interceptor_events)}`,
+    `  Commands:      ${list((c.commands ?? []).map((x) => x.name))}`,
+    `  Dropped events: ${c.dropped_events ?? 0}`,
+  ].join("\n"));
+}
+
 async function main(): Promise<void> {
   await yargs(hideBin(process.argv))
     .scriptName("astrid")
@@ -167,7 +223,17 @@ async function main(): Promise<void> {
           out(g, { scope: argv.scope, keys }, keys.join("\n"));
         }
       })
-    .demandCommand(1, "Name a command: start, stop, status, audit or kv.")
+    .command("capsule <action> [name]", "List the daemon's capsules, or show one (state, source, capabilities, restarts)", (y) =>
+      y
+        .positional("action", { choices: ["list", "info"] as const, describe: "list | info <name>" })
+        .positional("name", { type: "string", describe: "info: the capsule's name" }),
+      async (argv) => {
+        const g = { json: argv.json as boolean };
+        if (argv.action === "list") return capsuleList(g);
+        if (!argv.name) throw new AstridError("ASTRID_ERR_INVALID_ARGUMENT", "capsule info needs a capsule name");
+        return capsuleInfo(g, argv.name);
+      })
+    .demandCommand(1, "Name a command: start, stop, status, audit, kv or capsule.")
     .epilogue("Exit status: 0 on success (also when no daemon is running for status/stop), 1 on an error.\nErrors end with a stable code, e.g. [ASTRID_ERR_DAEMON_START_FAILED]; see the README.")
     .wrap(100)
     .version(DAEMON_VERSION)

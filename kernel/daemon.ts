@@ -204,6 +204,8 @@ export class Daemon {
       source_dir: r.dir,
       restarts: r.restarts,
       dropped_events: this.supervisor.droppedEvents(r.name),
+      capabilities: r.manifest.capabilities,
+      commands: r.manifest.command.map((c) => ({ name: c.name, description: c.description ?? "No description" })),
       ...(r.lastError !== undefined ? { last_error: r.lastError } : {}),
     }));
   }

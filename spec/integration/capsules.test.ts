@@ -2,11 +2,12 @@
  * Issue #4 (first slice): capsules with code run in their own worker threads; every misbehaviour is contained while
  * the kernel and the other capsules keep working. One daemon loads every fixture at once.
  */
+import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import type { DaemonClient } from "../../protocol/client";
 import type { IpcMessage } from "../../protocol/ipc-message";
-import { cleanup, connect, ROOT, sleep, spawnDaemon, tempHome, type RunningDaemon } from "../helpers/daemon";
+import { CLI_BIN, cleanup, connect, ROOT, sleep, spawnDaemon, tempHome, type RunningDaemon } from "../helpers/daemon";
 
 const FIXTURES = path.join(ROOT, "spec", "fixtures", "capsules");
 let d: RunningDaemon;
@@ -34,7 +35,7 @@ afterAll(async () => {
   await cleanup();
 });
 
-interface Meta { name: string; state: string; restarts: number; last_error?: string }
+interface Meta { name: string; state: string; restarts: number; last_error?: string; dropped_events: number }
 async function metadata(): Promise<Record<string, Meta>> {
   const reply = await c.request("GetCapsuleMetadata");
   return Object.fromEntries((reply.data as Meta[]).map((m) => [m.name, m]));
@@ -104,7 +105,33 @@ describe("issue #4: capsule workers", () => {
     expect((await c.request("ListCapsules")).data).toEqual(expect.arrayContaining(["crash-at-load", "echo"]));
   }, 30_000);
 
+  it("a flooded capsule's queue is bounded: overflow is dropped and counted, the bus and other capsules go on", async () => {
+    c.publish("user.v1.prompt", { type: "user_input", text: "flood", session_id: "s1" });
+    const meta = await until(metadata, (m) => m["slow-handler"]!.dropped_events > 0);
+    expect(meta["slow-handler"]).toMatchObject({ state: "ready" });
+    // While the slow capsule is still working through its 256 queued events, everything else answers promptly.
+    const started = Date.now();
+    expect(await prompt("still here")).toEqual(["acl: ASTRID_ERR_CAPABILITY_DENIED", "echo: still here"]);
+    expect((await c.request("GetStatus")).status).toBe("Status");
+    expect(Date.now() - started).toBeLessThan(2000);
+    expect((await metadata())["slow-handler"]!.dropped_events).toBeGreaterThan(2000);
+  });
+
+  it("astrid capsule list/info show name, version, state, restarts, capabilities and commands", async () => {
+    const run = (args: string[]) => spawnSync(process.execPath, [CLI_BIN, ...args], { env: { ...process.env, ASTRID_HOME: d.home }, encoding: "utf8" });
+    const list = run(["capsule", "list"]);
+    expect(list.status).toBe(0);
+    expect(list.stdout).toMatch(/^NAME +VERSION +STATE +RESTARTS\n/);
+    expect(list.stdout).toMatch(/\becho +1\.0\.0 +ready +0\n/);
+    expect(list.stdout).toMatch(/crash-at-load +0\.1\.0 +failed +\d+ +\(failed to load: boom at load/);
+    const info = run(["capsule", "info", "slow-handler"]);
+    expect(info.stdout).toMatch(/Subscribes: +flood\.v1\.tick\n[\s\S]*Interceptors: +user\.v1\.prompt\n +Commands: +flood/);
+    expect(JSON.parse(run(["capsule", "info", "echo", "--json"]).stdout)).toMatchObject({ name: "echo", state: "ready", capabilities: { ipc_publish: ["agent.v1.response"] } });
+    expect(run(["capsule", "info", "nope"])).toMatchObject({ status: 1, stderr: expect.stringMatching(/\[ASTRID_ERR_NOT_FOUND\]/) });
+  });
+
   it("gives the capsule its own KV scope", async () => {
-    expect(await c.request("KvGet", { scope: "default:capsule:echo", key: "last" })).toMatchObject({ data: { value: "again" } });
+    expect(await c.request("KvGet", { scope: "default:capsule:echo", key: "last" })).toMatchObject({ data: { value: "still here" } });
+    expect(await c.request("KvGet", { scope: "default:capsule:slow-handler", key: "last" })).toMatchObject({ status: "Success", data: null });
   });
 });
