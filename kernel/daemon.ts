@@ -15,6 +15,7 @@ import { EventBus } from "./bus";
 import { discoverCapsules } from "./capsules/discovery";
 import { CapsuleRegistry, type CapsuleRecord } from "./capsules/registry";
 import { capsuleEnv } from "./capsules/capsule-env";
+import { loadOrder } from "./capsules/load-order";
 import { CapsuleSupervisor, supervisorSettings } from "./capsules/supervisor";
 import { ConnectionTracker } from "./connection-tracker";
 import { resolveHome, type AstridHome } from "./home";
@@ -229,8 +230,13 @@ export class Daemon {
   private async loadDiscovered(discovered: ReturnType<typeof discoverCapsules>): Promise<void> {
     for (const problem of discovered.problems) this.logger.error("invalid capsule manifest skipped", { file: problem.file, error: problem.message });
     for (const loaded of discovered.shadowed) this.logger.warn("capsule shadowed by an earlier copy", { name: loaded.manifest.package.name, dir: loaded.dir });
+    const plan = loadOrder(discovered.capsules);
+    if (plan.cycle.length > 0) this.logger.error("capsule import cycle; loading in discovery order", { capsules: plan.cycle });
+    for (const line of plan.unmet) this.logger.error("unsatisfied capsule import", { import: line });
+    for (const line of plan.unmetOptional) this.logger.info("unsatisfied optional capsule import", { import: line });
+    for (const key of plan.duplicates) this.logger.warn("interface exported by more than one capsule", { interface: key });
     const toStart: CapsuleRecord[] = [];
-    for (const loaded of discovered.capsules) {
+    for (const loaded of plan.order) {
       for (const warning of loaded.warnings) this.logger.warn(warning);
       if (this.registry.has(loaded.manifest.package.name)) continue;
       if (loaded.manifest.component.length > 0) {

@@ -70,6 +70,14 @@ describe("issue #4: capsule workers", () => {
     expect(await c.request("GetCommands")).toMatchObject({ data: expect.arrayContaining([{ name: "echo", description: "Repeat what you say", provider_capsule: "echo" }]) });
   });
 
+  it("reports an import cycle without failing either capsule", async () => {
+    const meta = await metadata();
+    expect(meta["cycle-a"]).toMatchObject({ state: "ready" });
+    expect(meta["cycle-b"]).toMatchObject({ state: "ready" });
+    const log = fs.readFileSync(path.join(d.home, "log", fs.readdirSync(path.join(d.home, "log")).find((f) => f.startsWith("astrid."))!), "utf8");
+    expect(log).toMatch(/"capsules":\["cycle-a","cycle-b"\].*"message":"capsule import cycle; loading in discovery order"/);
+  });
+
   it("a capsule whose subscribe exceeds its ACL fails to load with the denial as its reason", async () => {
     const meta = await until(metadata, (m) => m["subscribe-outside-acl"]?.state === "failed");
     expect(meta["subscribe-outside-acl"]!.last_error).toMatch(/ASTRID_ERR_CAPABILITY_DENIED|may not subscribe to user\.v1\.\*/);
