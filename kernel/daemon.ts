@@ -216,6 +216,7 @@ export class Daemon {
     for (const record of this.registry.all()) {
       if (record.state !== "failed") continue;
       this.registry.unregister(record.name);
+      await this.supervisor.forget(record.name);
       this.audit.capsule("unload", record.name, { reason: "reload drops failed capsules" });
     }
     this.audit.capsule("reload", "*");

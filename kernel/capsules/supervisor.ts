@@ -156,6 +156,15 @@ export class CapsuleSupervisor {
     return this.runs.get(name)?.dropped ?? 0;
   }
 
+  /** Forgets a capsule (ReloadCapsules drops failed ones): cancels its pending restart and ends its worker. */
+  async forget(name: string): Promise<void> {
+    clearTimeout(this.restartTimers.get(name));
+    this.restartTimers.delete(name);
+    const run = this.runs.get(name);
+    this.runs.delete(name);
+    if (run) await this.end(run);
+  }
+
   /** Stops every capsule (shutdown): no restarts, workers terminated. */
   async stopAll(): Promise<void> {
     this.stopping = true;

@@ -138,6 +138,16 @@ describe("issue #4: capsule workers", () => {
     expect(run(["capsule", "info", "nope"])).toMatchObject({ status: 1, stderr: expect.stringMatching(/\[ASTRID_ERR_NOT_FOUND\]/) });
   });
 
+  it("ReloadCapsules drops failed capsules (cancelling their pending restarts) and loads them afresh", async () => {
+    expect((await metadata())["crash-at-load"]).toMatchObject({ state: "failed", restarts: 5 });
+    expect(await c.request("ReloadCapsules")).toMatchObject({ status: "Success" });
+    const fresh = await metadata();
+    // Loaded again from scratch: a new record whose restart budget starts over.
+    expect(fresh["crash-at-load"]).toMatchObject({ state: "failed" });
+    expect(fresh["crash-at-load"]!.restarts).toBeLessThan(5);
+    expect(fresh.echo).toMatchObject({ state: "ready", restarts: 0 });
+  });
+
   it("gives the capsule its own KV scope", async () => {
     expect(await c.request("KvGet", { scope: "default:capsule:echo", key: "last" })).toMatchObject({ data: { value: "still here" } });
     expect(await c.request("KvGet", { scope: "default:capsule:slow-handler", key: "last" })).toMatchObject({ status: "Success", data: null });
