@@ -4,9 +4,11 @@
  */
 import { pathToFileURL } from "node:url";
 import type { MessagePort } from "node:worker_threads";
-import type { CapsuleWorkerData, FromCapsule, SyscallName, ToCapsule } from "../protocol/capsule-messages";
+import * as Comlink from "comlink";
+import nodeEndpoint from "comlink/dist/umd/node-adapter";
+import type { CapsuleControl, CapsuleWorkerData, FromCapsule, InterceptResult, SyscallName, ToCapsule } from "../protocol/capsule-messages";
 import { busTopicMatches } from "../protocol/topic-match";
-import type { CapsuleApi, CapsuleDefinition, CapsuleEvent } from "./sdk";
+import type { CapsuleApi, CapsuleDefinition, CapsuleEvent, FinalResult } from "./sdk";
 
 /** Deadline for one syscall's reply. */
 const SYSCALL_TIMEOUT_MS = 30_000;
@@ -72,8 +74,9 @@ export async function runCapsule(port: MessagePort, data: CapsuleWorkerData): Pr
       const event: CapsuleEvent = { topic: message.topic, payload: message.payload, source_id: message.source_id, seq: message.seq };
       if (message.principal !== undefined) event.principal = message.principal;
       try {
+        // An interceptor delivery runs that interceptor only; a subscription delivery runs the matching handlers.
         if (message.action !== undefined) await definition?.interceptors?.[message.action]?.(event, api);
-        for (const sub of subscriptions) if (busTopicMatches(sub.pattern, event.topic)) await sub.handler(event);
+        else for (const sub of subscriptions) if (busTopicMatches(sub.pattern, event.topic)) await sub.handler(event);
       } catch (err) {
         // A throwing handler is the capsule's problem, not the kernel's: report it and go on.
         send({ t: "log", level: "error", message: `handler for ${event.topic} threw: ${(err as Error)?.stack ?? String(err)}` });
@@ -96,6 +99,22 @@ export async function runCapsule(port: MessagePort, data: CapsuleWorkerData): Pr
       if (definition) void drain();
     }
   });
+
+  // The control plane: the kernel calls interceptors of a chain here and waits for each decision.
+  const control: CapsuleControl = {
+    async intercept(action, event): Promise<InterceptResult> {
+      const handler = definition?.interceptors?.[action];
+      if (!handler) return { action: "continue" };
+      try {
+        const out = await handler(event, api);
+        if (out !== null && typeof out === "object" && (out as FinalResult).__astrid === "final") return { action: "final", data: (out as FinalResult).data };
+        return out === undefined ? { action: "continue" } : { action: "continue", data: out };
+      } catch (err) {
+        return { action: "deny", reason: (err as Error)?.message ?? String(err) };
+      }
+    },
+  };
+  Comlink.expose(control, nodeEndpoint(data.control));
 
   try {
     const loaded = (await import(pathToFileURL(data.file).href)) as { default?: unknown };

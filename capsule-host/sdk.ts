@@ -40,8 +40,23 @@ export interface CapsuleApi {
 export interface CapsuleDefinition {
   /** Runs once after load; subscribe here. The capsule is ready when it resolves. */
   setup?(api: CapsuleApi): void | Promise<void>;
-  /** `[[interceptor]] action` → handler, called for each matching event. */
+  /**
+   * `[[interceptor]] action` → handler, called for each matching event. In a chain (several capsules intercept
+   * the same event, run by ascending priority) returning a value passes it on as the next payload, returning
+   * `undefined` passes the payload on unchanged, `final(x)` stops the chain, and throwing denies the event.
+   */
   interceptors?: Record<string, (event: CapsuleEvent, api: CapsuleApi) => unknown>;
+}
+
+/** What an interceptor returns to stop the chain with a final value (later interceptors do not run). */
+export interface FinalResult {
+  __astrid: "final";
+  data?: unknown;
+}
+
+/** Ends the interceptor chain here with `data`. Throwing from an interceptor denies instead. */
+export function final(data?: unknown): FinalResult {
+  return { __astrid: "final", data };
 }
 
 /** Declares a capsule; returns the definition unchanged (it exists for the types). */

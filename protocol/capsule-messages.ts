@@ -13,6 +13,17 @@ export interface CapsuleWorkerData {
   env: Record<string, string>;
   /** Interceptor actions declared in the manifest, so the host can check the module implements them. */
   actions: string[];
+  /** The port the kernel's control-plane calls (comlink) arrive on. */
+  control: import("node:worker_threads").MessagePort;
+}
+
+/** What an interceptor decided (reference §6.7): go on (optionally with a new payload), stop, or refuse. */
+export type InterceptResult = { action: "continue"; data?: unknown } | { action: "final"; data?: unknown } | { action: "deny"; reason: string };
+
+/** The control plane a capsule worker exposes to the kernel (comlink). */
+export interface CapsuleControl {
+  /** Runs the interceptor `action` on an event and reports its decision. */
+  intercept(action: string, event: { topic: string; payload: unknown; source_id: string; principal?: string; seq: number }): Promise<InterceptResult>;
 }
 
 /** Kernel → worker. */

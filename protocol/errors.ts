@@ -39,6 +39,7 @@ export const ERROR_CODES = {
   ASTRID_ERR_NOT_FOUND: "the KV key asked for does not exist",
   ASTRID_ERR_AUDIT_BROKEN: "the audit chain failed verification (the message names the first bad entry)",
   ASTRID_ERR_CAPABILITY_DENIED: "a capsule called something its Capsule.toml does not allow (the call is audited)",
+  ASTRID_ERR_CAPSULE_UNAVAILABLE: "the capsule's worker stopped before answering a call to it",
   ASTRID_ERR_INTERNAL: "an unexpected internal error (the daemon log has the details)",
 } as const;
 

@@ -7,15 +7,23 @@
  */
 import { randomUUID } from "node:crypto";
 import path from "node:path";
-import { Worker } from "node:worker_threads";
+import { MessageChannel, Worker } from "node:worker_threads";
 import { AstridError, isAstridError, type ErrorCode } from "../../protocol/errors";
-import { CAPSULE_QUEUE_LIMIT, type CapsuleWorkerData, type FromCapsule, type ToCapsule } from "../../protocol/capsule-messages";
+import {
+  CAPSULE_QUEUE_LIMIT,
+  type CapsuleControl,
+  type CapsuleWorkerData,
+  type FromCapsule,
+  type InterceptResult,
+  type ToCapsule,
+} from "../../protocol/capsule-messages";
 import { guestView, normalizePayload } from "../../protocol/ipc-message";
 import { exactSegmentMatches, topicProblem } from "../../protocol/topic-match";
 import { HEALTH_FAILED_TOPIC } from "../../protocol/topics";
 import type { AuditLog } from "../audit-log";
 import type { BusEvent, EventBus } from "../bus";
 import type { Logger } from "../logger";
+import { BoundedRemote } from "../rpc";
 import type { StorageClient } from "../storage-client";
 import type { CapsuleRecord } from "./registry";
 
@@ -62,6 +70,7 @@ export function supervisorSettings(env: NodeJS.ProcessEnv): SupervisorSettings {
 /** One running (or starting) capsule worker. */
 class CapsuleRun {
   readonly sourceId = randomUUID();
+  remote!: BoundedRemote<CapsuleControl>;
   outstanding = 0;
   dropped = 0;
   oldestUnacked = 0;
@@ -80,6 +89,8 @@ class CapsuleRun {
 export class CapsuleSupervisor {
   private readonly runs = new Map<string, CapsuleRun>();
   private readonly restartTimers = new Map<string, NodeJS.Timeout>();
+  /** Interceptor matches of bus events collected in the current delivery pass. */
+  private readonly chains = new Map<BusEvent, Array<{ run: CapsuleRun; action: string; priority: number }>>();
   private readonly watchdog: NodeJS.Timeout;
   private stopping = false;
 
@@ -99,20 +110,23 @@ export class CapsuleSupervisor {
   start(record: CapsuleRecord): Promise<void> {
     const component = record.manifest.component[0]!;
     const file = path.resolve(record.dir, component.file ?? component.entrypoint ?? "");
-    const data: CapsuleWorkerData = {
+    const data: Omit<CapsuleWorkerData, "control"> = {
       name: record.name,
       file,
       env: this.env(record),
       actions: [...new Set(record.manifest.interceptor.map((i) => i.action))],
     };
     record.state = "loading";
+    const channel = new MessageChannel();
     const worker = new Worker(WORKER_FILE, {
-      workerData: data,
+      workerData: { ...data, control: channel.port2 },
+      transferList: [channel.port2],
       resourceLimits: { maxOldGenerationSizeMb: this.settings.maxHeapMb, maxYoungGenerationSizeMb: 16 },
       stdout: false,
       stderr: false,
     });
     const run = new CapsuleRun(record, worker);
+    run.remote = new BoundedRemote<CapsuleControl>(channel.port1, `capsule ${record.name}`);
     this.runs.set(record.name, run);
     return new Promise<void>((resolve) => {
       let settled = false;
@@ -177,6 +191,7 @@ export class CapsuleSupervisor {
   private async end(run: CapsuleRun): Promise<void> {
     if (run.ended) return;
     run.ended = true;
+    run.remote.close("its worker stopped");
     for (const off of run.unsubscribe.splice(0)) off();
     await run.worker.terminate();
   }
@@ -315,14 +330,55 @@ export class CapsuleSupervisor {
     }
   }
 
-  /** Subscribes a ready capsule's `[[interceptor]]` events (exact-segment matcher). */
+  /**
+   * Subscribes a ready capsule's `[[interceptor]]` events (exact-segment matcher). Every match of one bus event is
+   * collected first (the bus calls all subscribers of an event in one synchronous pass), then dispatched once.
+   */
   bindInterceptors(record: CapsuleRecord): void {
     const run = this.runs.get(record.name);
     if (!run) return;
     for (const interceptor of record.manifest.interceptor) {
       run.unsubscribe.push(this.bus.subscribe(interceptor.event, (event) => {
-        if (event.message.source_id !== run.sourceId) this.deliver(run, event, interceptor.action);
+        if (event.message.source_id === run.sourceId) return;
+        let matches = this.chains.get(event);
+        if (!matches) {
+          matches = [];
+          this.chains.set(event, matches);
+          queueMicrotask(() => void this.dispatch(event));
+        }
+        matches.push({ run, action: interceptor.action, priority: interceptor.priority });
       }, exactSegmentMatches));
+    }
+  }
+
+  /**
+   * Reference §6.7: one match goes onto that capsule's ordered queue; several run as a chain by ascending priority,
+   * each call bounded by the handler deadline — a returned payload replaces the event's for the next interceptor,
+   * `final` or a denial stops the chain, an error or a dead capsule skips that link.
+   */
+  private async dispatch(event: BusEvent): Promise<void> {
+    const matches = this.chains.get(event) ?? [];
+    this.chains.delete(event);
+    if (matches.length === 1) return this.deliver(matches[0]!.run, event, matches[0]!.action);
+    matches.sort((a, b) => a.priority - b.priority);
+    const { message } = event;
+    let payload = guestView(message.payload);
+    for (const link of matches) {
+      if (link.run.ended || link.run.record.state !== "ready") continue;
+      const input = { topic: message.topic, payload, source_id: message.source_id, seq: message.seq, ...(message.principal !== undefined ? { principal: message.principal } : {}) };
+      let result: InterceptResult;
+      try {
+        result = await link.run.remote.call<InterceptResult>((r) => r.intercept(link.action, input) as Promise<InterceptResult>, this.settings.handlerTimeoutMs);
+      } catch (err) {
+        this.logger.warn("interceptor skipped", { capsule: link.run.record.name, action: link.action, error: (err as Error).message });
+        continue;
+      }
+      if (result.action === "deny") {
+        this.logger.info("interceptor denied an event", { capsule: link.run.record.name, topic: message.topic, reason: result.reason });
+        return;
+      }
+      if (result.data !== undefined) payload = result.data;
+      if (result.action === "final") return;
     }
   }
 }

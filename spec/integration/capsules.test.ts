@@ -51,10 +51,11 @@ async function until<T>(what: () => Promise<T>, ok: (v: T) => boolean, timeoutMs
   }
 }
 
-async function prompt(text: string): Promise<string[]> {
+async function prompt(text: string, expected = 3): Promise<string[]> {
   const before = received.length;
   c.publish("user.v1.prompt", { type: "user_input", text, session_id: "s1" });
-  await until(async () => received.slice(before).filter((m) => m.topic === "agent.v1.response").length, (n) => n >= 2, 5000);
+  await until(async () => received.slice(before).filter((m) => m.topic === "agent.v1.response").length, (n) => n >= expected, 5000);
+  await sleep(200); // anything beyond the expected replies would show up here
   return received.slice(before).filter((m) => m.topic === "agent.v1.response").map((m) => String(m.payload.text)).sort();
 }
 
@@ -85,7 +86,7 @@ describe("issue #4: capsule workers", () => {
 
   it("answers a prompt through the echo capsule while others throw, exit, hang and run out of memory", async () => {
     const replies = await prompt("hello");
-    expect(replies).toEqual(["acl: ASTRID_ERR_CAPABILITY_DENIED", "echo: hello"]);
+    expect(replies).toEqual(["acl: ASTRID_ERR_CAPABILITY_DENIED", "chain: HELLO", "echo: hello"]);
     const failed = await until(metadata, (m) =>
       m["process-exit"]!.restarts + (m["process-exit"]!.state === "failed" ? 1 : 0) >= 1 &&
       m["memory-hog"]!.restarts + (m["memory-hog"]!.state === "failed" ? 1 : 0) >= 1 &&
@@ -94,7 +95,7 @@ describe("issue #4: capsule workers", () => {
     // Each comes back after its backoff and answers (or misbehaves) again; echo never stopped.
     const back = await until(metadata, (m) => ["process-exit", "memory-hog", "infinite-loop"].every((n) => m[n]!.state === "ready" && m[n]!.restarts >= 1));
     expect(back.echo).toMatchObject({ state: "ready", restarts: 0 });
-    expect(await prompt("again")).toEqual(["acl: ASTRID_ERR_CAPABILITY_DENIED", "echo: again"]);
+    expect(await prompt("again")).toEqual(["acl: ASTRID_ERR_CAPABILITY_DENIED", "chain: AGAIN", "echo: again"]);
   }, 40_000);
 
   it("records why each capsule failed: exit code, memory limit, hang", async () => {
@@ -119,7 +120,7 @@ describe("issue #4: capsule workers", () => {
     expect(meta["slow-handler"]).toMatchObject({ state: "ready" });
     // While the slow capsule is still working through its 256 queued events, everything else answers promptly.
     const started = Date.now();
-    expect(await prompt("still here")).toEqual(["acl: ASTRID_ERR_CAPABILITY_DENIED", "echo: still here"]);
+    expect(await prompt("still here")).toEqual(["acl: ASTRID_ERR_CAPABILITY_DENIED", "chain: STILL HERE", "echo: still here"]);
     expect((await c.request("GetStatus")).status).toBe("Status");
     expect(Date.now() - started).toBeLessThan(2000);
     expect((await metadata())["slow-handler"]!.dropped_events).toBeGreaterThan(2000);
@@ -148,8 +149,17 @@ describe("issue #4: capsule workers", () => {
     expect(fresh.echo).toMatchObject({ state: "ready", restarts: 0 });
   });
 
+  it("runs interceptors of one event as a chain by priority: payload replaced, final and deny stop it", async () => {
+    // guard (5) passes, upper (10) rewrites, reply (20) sees the rewritten payload.
+    expect(await prompt("chain me")).toEqual(["acl: ASTRID_ERR_CAPABILITY_DENIED", "chain: CHAIN ME", "echo: chain me"]);
+    // upper returns final(): reply never runs; subscribers (echo, acl) are not part of the chain.
+    expect(await prompt("stop", 2)).toEqual(["acl: ASTRID_ERR_CAPABILITY_DENIED", "echo: stop"]);
+    // guard throws: denied before anything else in the chain runs.
+    expect(await prompt("forbidden", 2)).toEqual(["acl: ASTRID_ERR_CAPABILITY_DENIED", "echo: forbidden"]);
+  });
+
   it("gives the capsule its own KV scope", async () => {
-    expect(await c.request("KvGet", { scope: "default:capsule:echo", key: "last" })).toMatchObject({ data: { value: "still here" } });
+    expect(await c.request("KvGet", { scope: "default:capsule:echo", key: "last" })).toMatchObject({ data: { value: "forbidden" } });
     expect(await c.request("KvGet", { scope: "default:capsule:slow-handler", key: "last" })).toMatchObject({ status: "Success", data: null });
   });
 });
