@@ -18,6 +18,8 @@ export const CLIENT_TOPIC_PATTERN = "client.v1.*";
 export const CAPSULES_LOADED_TOPIC = "astrid.v1.capsules_loaded";
 /** Published for each failed capsule. */
 export const HEALTH_FAILED_TOPIC = "astrid.v1.health.failed";
+/** Published when a capsule loads with `[env]` values nobody provided yet. */
+export const ONBOARDING_REQUIRED_TOPIC = "astrid.v1.onboarding.required";
 /** Lifecycle event seen by interceptors at shutdown. */
 export const KERNEL_SHUTDOWN_TOPIC = "astrid.v1.lifecycle.kernel_shutdown";
 /** Where the daemon tells one client that a frame it sent was refused (our addition; reference drops silently). */

@@ -17,14 +17,15 @@ import {
   type InterceptResult,
   type ToCapsule,
 } from "../../protocol/capsule-messages";
-import { guestView, normalizePayload } from "../../protocol/ipc-message";
+import { guestView, NIL_UUID, normalizePayload } from "../../protocol/ipc-message";
 import { exactSegmentMatches, topicProblem } from "../../protocol/topic-match";
-import { HEALTH_FAILED_TOPIC } from "../../protocol/topics";
+import { HEALTH_FAILED_TOPIC, ONBOARDING_REQUIRED_TOPIC } from "../../protocol/topics";
 import type { AuditLog } from "../audit-log";
 import type { BusEvent, EventBus } from "../bus";
 import type { Logger } from "../logger";
 import { BoundedRemote } from "../rpc";
 import type { StorageClient } from "../storage-client";
+import type { ResolvedEnv } from "./capsule-env";
 import type { CapsuleRecord } from "./registry";
 
 /** The compiled capsule worker entry, also when this file runs from source under jest. */
@@ -100,7 +101,7 @@ export class CapsuleSupervisor {
     private readonly logger: Logger,
     private readonly audit: AuditLog,
     private readonly settings: SupervisorSettings,
-    private readonly env: (record: CapsuleRecord) => Record<string, string>,
+    private readonly env: (record: CapsuleRecord) => ResolvedEnv,
   ) {
     this.watchdog = setInterval(() => this.checkHung(), Math.min(1000, settings.handlerTimeoutMs / 2));
     this.watchdog.unref();
@@ -110,10 +111,19 @@ export class CapsuleSupervisor {
   start(record: CapsuleRecord): Promise<void> {
     const component = record.manifest.component[0]!;
     const file = path.resolve(record.dir, component.file ?? component.entrypoint ?? "");
+    const env = this.env(record);
+    if (env.onboarding.length > 0) {
+      // Reference §6.5: one event per load listing what the operator must provide; the keys read as "" meanwhile.
+      this.bus.publish({
+        topic: ONBOARDING_REQUIRED_TOPIC,
+        payload: { type: "onboarding_required", capsule_id: record.name, fields: env.onboarding },
+        source_id: NIL_UUID,
+      });
+    }
     const data: Omit<CapsuleWorkerData, "control"> = {
       name: record.name,
       file,
-      env: this.env(record),
+      env: env.values,
       actions: [...new Set(record.manifest.interceptor.map((i) => i.action))],
     };
     record.state = "loading";

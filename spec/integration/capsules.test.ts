@@ -26,6 +26,7 @@ beforeAll(async () => {
     },
   });
   c = await connect(d);
+  // Attached before the next tick: the boot-time backlog (capsules_loaded, onboarding) arrives with the handshake.
   c.on("message", (m: IpcMessage) => received.push(m));
 }, 30_000);
 afterAll(async () => {
@@ -158,8 +159,27 @@ describe("issue #4: capsule workers", () => {
     expect(await prompt("forbidden", 2)).toEqual(["acl: ASTRID_ERR_CAPABILITY_DENIED", "echo: forbidden"]);
   });
 
+  it("asks the operator for [env] values nobody provided, once, and gives the capsule the rest", async () => {
+    const onboarding = received.filter((m) => m.topic === "astrid.v1.onboarding.required");
+    expect(onboarding).toHaveLength(1);
+    expect(onboarding[0]).toMatchObject({
+      source_id: "00000000-0000-0000-0000-000000000000",
+      payload: {
+        type: "onboarding_required",
+        capsule_id: "needs-env",
+        fields: [
+          { key: "API_KEY", prompt: "Your API key", field_type: "Secret" },
+          { key: "MODEL", prompt: "Please enter value for MODEL", field_type: { Enum: ["small", "large"] } },
+          { key: "TIER", prompt: "Please enter value for TIER", field_type: "Text", default: "only" },
+        ],
+      },
+    });
+    const replies = await prompt("env?", 4);
+    expect(replies).toContain("env: API_KEY= MODEL= TIER= REGION=eu STORED=from-file");
+  });
+
   it("gives the capsule its own KV scope", async () => {
-    expect(await c.request("KvGet", { scope: "default:capsule:echo", key: "last" })).toMatchObject({ data: { value: "forbidden" } });
+    expect(await c.request("KvGet", { scope: "default:capsule:echo", key: "last" })).toMatchObject({ data: { value: "env?" } });
     expect(await c.request("KvGet", { scope: "default:capsule:slow-handler", key: "last" })).toMatchObject({ status: "Success", data: null });
   });
 });
