@@ -13,15 +13,11 @@ import fs from "node:fs";
 import path from "node:path";
 import { DaemonClient } from "../protocol/client";
 import type { IpcMessage } from "../protocol/ipc-message";
+import { median, option, sleep } from "./bench-options";
 
-const args = process.argv.slice(2);
-const opt = (name: string, fallback: number) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? Number(args[i + 1]) : fallback;
-};
-const SECONDS = opt("seconds", 2);
-const ROUNDS = opt("rounds", 3);
-const RUNS = opt("runs", 5);
+const SECONDS = option("seconds", 2);
+const ROUNDS = option("rounds", 3);
+const RUNS = option("runs", 5);
 
 const DIST = path.resolve(__dirname, "..");
 const ROOT = path.resolve(DIST, "..");
@@ -29,8 +25,6 @@ const DAEMON = path.join(DIST, "bin", "astrid-daemon.js");
 const RAW = path.join(__dirname, "raw-server.js");
 const ECHO = path.join(ROOT, "spec", "fixtures", "capsules", "echo");
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The data path only: the fixture's echo also writes KV on every prompt, which is not what this measures. */
 const PURE_ECHO = `export default {

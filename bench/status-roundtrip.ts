@@ -14,28 +14,18 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { DaemonClient } from "../protocol/client";
+import { flag, median, option, sleep } from "./bench-options";
 
-const args = process.argv.slice(2);
-const opt = (name: string, fallback: number) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? Number(args[i + 1]) : fallback;
-};
-const SECONDS = opt("seconds", 2);
-const ROUNDS = opt("rounds", 3);
-const RUNS = opt("runs", 10);
-const JSON_OUT = args.includes("--json");
+const SECONDS = option("seconds", 2);
+const ROUNDS = option("rounds", 3);
+const RUNS = option("runs", 10);
+const JSON_OUT = flag("json");
 
 const DIST = path.resolve(__dirname, "..");
 const DAEMON = path.join(DIST, "bin", "astrid-daemon.js");
 const CLI = path.join(DIST, "bin", "astrid.js");
 const RAW = path.join(__dirname, "raw-server.js");
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function tempHome(): string {
   return fs.mkdtempSync("/tmp/astrid-bench-");

@@ -16,14 +16,10 @@ import type { AuditInput } from "../protocol/storage-messages";
 import { StorageClient } from "../kernel/storage-client";
 import { contentHash, entryContent, GENESIS_HASH } from "../workers/storage/audit-chain";
 import { openStateDatabase } from "../workers/storage/database";
+import { flag, median, option, percentile } from "./bench-options";
 
-const args = process.argv.slice(2);
-const opt = (name: string, fallback: number) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? Number(args[i + 1]) : fallback;
-};
-const ENTRIES = opt("entries", 50_000);
-const ROUNDS = opt("rounds", 3);
+const ENTRIES = option("entries", 50_000);
+const ROUNDS = option("rounds", 3);
 const IN_FLIGHT = 256;
 const silent = { error: () => {}, warn: () => {}, info: () => {}, debug: () => {} } as never;
 
@@ -35,8 +31,6 @@ const entry: AuditInput = {
   outcome: { status: "success", details: null },
 };
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))]!;
 
 async function throughWorker(dir: string): Promise<number> {
   const client = await StorageClient.open({ dbPath: path.join(dir, "worker.db"), seed: randomBytes(32), logger: silent });
@@ -114,10 +108,10 @@ async function kvLatency(dir: string) {
   db.close();
   const skip = (xs: number[]) => xs.slice(500); // warm-up
   return {
-    set: { p50: pct(skip(sets), 50), p99: pct(skip(sets), 99) },
-    get: { p50: pct(skip(gets), 50), p99: pct(skip(gets), 99) },
-    inline_set: { p50: pct(skip(rawSets), 50), p99: pct(skip(rawSets), 99) },
-    inline_get: { p50: pct(skip(rawGets), 50), p99: pct(skip(rawGets), 99) },
+    set: { p50: percentile(skip(sets), 50), p99: percentile(skip(sets), 99) },
+    get: { p50: percentile(skip(gets), 50), p99: percentile(skip(gets), 99) },
+    inline_set: { p50: percentile(skip(rawSets), 50), p99: percentile(skip(rawSets), 99) },
+    inline_get: { p50: percentile(skip(rawGets), 50), p99: percentile(skip(rawGets), 99) },
   };
 }
 
@@ -138,7 +132,7 @@ async function main(): Promise<void> {
       entries: ENTRIES,
       rounds: ROUNDS,
     };
-    if (args.includes("--json")) {
+    if (flag("json")) {
       console.log(JSON.stringify(result, null, 2));
       return;
     }
