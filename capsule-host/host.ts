@@ -6,7 +6,15 @@ import { pathToFileURL } from "node:url";
 import type { MessagePort } from "node:worker_threads";
 import * as Comlink from "comlink";
 import nodeEndpoint from "comlink/dist/umd/node-adapter";
-import type { CapsuleControl, CapsuleWorkerData, FromCapsule, InterceptResult, SyscallName, ToCapsule } from "../protocol/capsule-messages";
+import type {
+  CapsuleControl,
+  CapsuleWorkerData,
+  FromCapsule,
+  InterceptResult,
+  SyscallName,
+  ToCapsule,
+  ToolOutcome,
+} from "../protocol/capsule-messages";
 import { busTopicMatches } from "../protocol/topic-match";
 import type { CapsuleApi, CapsuleDefinition, CapsuleEvent, FinalResult } from "./sdk";
 
@@ -113,6 +121,16 @@ export async function runCapsule(port: MessagePort, data: CapsuleWorkerData): Pr
         return { action: "deny", reason: (err as Error)?.message ?? String(err) };
       }
     },
+    async executeTool(name, args): Promise<ToolOutcome> {
+      const tool = definition?.tools?.[name];
+      if (!tool) return { content: `no tool named ${name}`, is_error: true };
+      try {
+        const content = await tool.execute(args, api);
+        return { content: content === undefined ? null : content, is_error: false };
+      } catch (err) {
+        return { content: (err as Error)?.message ?? String(err), is_error: true };
+      }
+    },
   };
   Comlink.expose(control, nodeEndpoint(data.control));
 
@@ -131,6 +149,11 @@ export async function runCapsule(port: MessagePort, data: CapsuleWorkerData): Pr
     send({ t: "failed", message: (err as Error)?.message ?? String(err) });
     return;
   }
-  send({ t: "ready" });
+  const tools = Object.entries(definition.tools ?? {}).map(([name, tool]) => ({
+    name,
+    description: tool.description ?? "No description",
+    ...(tool.inputSchema !== undefined ? { input_schema: tool.inputSchema } : {}),
+  }));
+  send({ t: "ready", tools });
   void drain();
 }

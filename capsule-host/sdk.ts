@@ -36,8 +36,19 @@ export interface CapsuleApi {
   env: { get(key: string): string };
 }
 
+/** A tool other capsules can run by publishing `tool.v1.execute.<name>` (a `tool_execute_request`). */
+export interface ToolDefinition {
+  description?: string;
+  /** JSON Schema of `args`, reported to whoever lists the tools. */
+  inputSchema?: unknown;
+  /** Runs the tool; the return value is the result's `content`, a throw makes `is_error: true`. */
+  execute(args: unknown, api: CapsuleApi): unknown;
+}
+
 /** A capsule definition. */
 export interface CapsuleDefinition {
+  /** Tools by name. The result is published on `tool.v1.execute.<name>.result`. */
+  tools?: Record<string, ToolDefinition>;
   /** Runs once after load; subscribe here. The capsule is ready when it resolves. */
   setup?(api: CapsuleApi): void | Promise<void>;
   /**

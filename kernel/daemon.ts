@@ -207,6 +207,7 @@ export class Daemon {
       dropped_events: this.supervisor.droppedEvents(r.name),
       capabilities: r.manifest.capabilities,
       commands: r.manifest.command.map((c) => ({ name: c.name, description: c.description ?? "No description" })),
+      tools: r.tools ?? [],
       ...(r.lastError !== undefined ? { last_error: r.lastError } : {}),
     }));
   }

@@ -24,6 +24,8 @@ export type InterceptResult = { action: "continue"; data?: unknown } | { action:
 export interface CapsuleControl {
   /** Runs the interceptor `action` on an event and reports its decision. */
   intercept(action: string, event: { topic: string; payload: unknown; source_id: string; principal?: string; seq: number }): Promise<InterceptResult>;
+  /** Runs tool `name` with `args`; a throw becomes `is_error: true` with its message. */
+  executeTool(name: string, args: unknown): Promise<ToolOutcome>;
 }
 
 /** Kernel → worker. */
@@ -36,8 +38,21 @@ export type ToCapsule =
 export type SyscallName = "ipc.publish" | "ipc.subscribe" | "kv.get" | "kv.set" | "kv.delete" | "kv.list";
 
 /** Worker → kernel. */
+/** A tool a capsule offers, as it describes itself when ready. */
+export interface ToolDescriptor {
+  name: string;
+  description: string;
+  input_schema?: unknown;
+}
+
+/** What a tool run produced: `content` is the tool's return value (or the error message). */
+export interface ToolOutcome {
+  content: unknown;
+  is_error: boolean;
+}
+
 export type FromCapsule =
-  | { t: "ready" }
+  | { t: "ready"; tools: ToolDescriptor[] }
   | { t: "failed"; message: string }
   | { t: "syscall"; id: number; call: SyscallName; args: unknown[] }
   | { t: "log"; level: "debug" | "info" | "warn" | "error"; message: string }

@@ -20,6 +20,8 @@ export const CAPSULES_LOADED_TOPIC = "astrid.v1.capsules_loaded";
 export const HEALTH_FAILED_TOPIC = "astrid.v1.health.failed";
 /** Published when a capsule loads with `[env]` values nobody provided yet. */
 export const ONBOARDING_REQUIRED_TOPIC = "astrid.v1.onboarding.required";
+/** Tool calls: `tool.v1.execute.<name>` carries the request, `….result` the outcome. */
+export const TOOL_EXECUTE_PREFIX = "tool.v1.execute.";
 /** Lifecycle event seen by interceptors at shutdown. */
 export const KERNEL_SHUTDOWN_TOPIC = "astrid.v1.lifecycle.kernel_shutdown";
 /** Where the daemon tells one client that a frame it sent was refused (our addition; reference drops silently). */

@@ -1,6 +1,7 @@
 /**
  * The capsule registry: every capsule the daemon knows, loaded or failed, with why. Management requests read it.
  */
+import type { ToolDescriptor } from "../../protocol/capsule-messages";
 import type { CapsuleManifest, LoadedManifest } from "./manifest";
 
 /** Lifecycle state of a registered capsule (reference §6.3). */
@@ -15,6 +16,8 @@ export interface CapsuleRecord {
   state: CapsuleState;
   /** Why it failed, when it did. */
   lastError?: string;
+  /** The tools it described when it became ready. */
+  tools?: ToolDescriptor[];
   restarts: number;
 }
 

@@ -16,10 +16,11 @@ import {
   type FromCapsule,
   type InterceptResult,
   type ToCapsule,
+  type ToolOutcome,
 } from "../../protocol/capsule-messages";
 import { guestView, NIL_UUID, normalizePayload } from "../../protocol/ipc-message";
 import { exactSegmentMatches, topicProblem } from "../../protocol/topic-match";
-import { HEALTH_FAILED_TOPIC, ONBOARDING_REQUIRED_TOPIC } from "../../protocol/topics";
+import { HEALTH_FAILED_TOPIC, ONBOARDING_REQUIRED_TOPIC, TOOL_EXECUTE_PREFIX } from "../../protocol/topics";
 import type { AuditLog } from "../audit-log";
 import type { BusEvent, EventBus } from "../bus";
 import type { Logger } from "../logger";
@@ -154,9 +155,11 @@ export class CapsuleSupervisor {
         if (message.t === "ready") {
           record.state = "ready";
           delete record.lastError;
+          record.tools = Array.isArray(message.tools) ? message.tools : [];
           this.logger.info("capsule ready", { capsule: record.name, version: record.version });
           this.audit.capsule(record.restarts > 0 ? "restart" : "load", record.name, { version: record.version });
           this.bindInterceptors(record);
+          this.bindTools(run);
           settle();
         } else if (message.t === "failed") {
           this.fail(run, `failed to load: ${message.message}`);
@@ -359,6 +362,40 @@ export class CapsuleSupervisor {
         matches.push({ run, action: interceptor.action, priority: interceptor.priority });
       }, exactSegmentMatches));
     }
+  }
+
+  /**
+   * Serves a ready capsule's tools: a `tool_execute_request` on `tool.v1.execute.<name>` runs the tool in the
+   * capsule's worker (comlink, handler deadline) and the outcome is published as a `tool_execute_result` on
+   * `tool.v1.execute.<name>.result`. A dead or slow capsule yields `is_error: true`, never silence.
+   */
+  private bindTools(run: CapsuleRun): void {
+    for (const tool of run.record.tools ?? []) {
+      const topic = `${TOOL_EXECUTE_PREFIX}${tool.name}`;
+      if (topicProblem(topic)) {
+        this.logger.warn("tool name cannot form a topic; not served", { capsule: run.record.name, tool: tool.name });
+        continue;
+      }
+      run.unsubscribe.push(this.bus.subscribe(topic, (event) => void this.runTool(run, tool.name, event), exactSegmentMatches));
+    }
+  }
+
+  private async runTool(run: CapsuleRun, name: string, event: BusEvent): Promise<void> {
+    const request = event.message.payload;
+    if (request.type !== "tool_execute_request") return;
+    const callId = String(request.call_id);
+    let outcome: ToolOutcome;
+    try {
+      outcome = await run.remote.call<ToolOutcome>((r) => r.executeTool(name, request.arguments) as Promise<ToolOutcome>, this.settings.handlerTimeoutMs);
+    } catch (err) {
+      outcome = { content: (err as Error).message, is_error: true };
+    }
+    this.bus.publish({
+      topic: `${TOOL_EXECUTE_PREFIX}${name}.result`,
+      payload: { type: "tool_execute_result", call_id: callId, result: { call_id: callId, content: outcome.content, is_error: outcome.is_error } },
+      source_id: run.sourceId,
+      principal: "default",
+    });
   }
 
   /**

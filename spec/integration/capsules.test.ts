@@ -36,7 +36,7 @@ afterAll(async () => {
   await cleanup();
 });
 
-interface Meta { name: string; state: string; restarts: number; last_error?: string; dropped_events: number }
+interface Meta { name: string; state: string; restarts: number; last_error?: string; dropped_events: number; tools?: unknown[] }
 async function metadata(): Promise<Record<string, Meta>> {
   const reply = await c.request("GetCapsuleMetadata");
   return Object.fromEntries((reply.data as Meta[]).map((m) => [m.name, m]));
@@ -178,8 +178,20 @@ describe("issue #4: capsule workers", () => {
     expect(replies).toContain("env: API_KEY= MODEL= TIER= REGION=eu STORED=from-file");
   });
 
+  it("runs a capsule's tools for another capsule and publishes the result, errors included", async () => {
+    expect((await metadata()).calculator).toMatchObject({
+      state: "ready",
+      tools: [
+        { name: "add", description: "Adds two numbers", input_schema: { type: "object" } },
+        { name: "divide", description: "No description" },
+      ],
+    });
+    expect(await prompt("add 2 3", 4)).toContain("tool: 5");
+    expect(await prompt("divide 1 0", 4)).toContain('tool: error "division by zero"');
+  });
+
   it("gives the capsule its own KV scope", async () => {
-    expect(await c.request("KvGet", { scope: "default:capsule:echo", key: "last" })).toMatchObject({ data: { value: "env?" } });
+    expect(await c.request("KvGet", { scope: "default:capsule:echo", key: "last" })).toMatchObject({ data: { value: "divide 1 0" } });
     expect(await c.request("KvGet", { scope: "default:capsule:slow-handler", key: "last" })).toMatchObject({ status: "Success", data: null });
   });
 });
