@@ -48,12 +48,46 @@ const UplinkSchema = z.looseObject({
   profile: z.enum(["chat", "interactive", "notify", "bridge"]),
 });
 
+/** Namespace and interface names in `[imports]`/`[exports]`. */
+const INTERFACE_NAME = /^[a-z][a-z0-9-]*$/;
+const interfaces = z
+  .record(z.string(), z.record(z.string(), z.unknown()))
+  .default({})
+  .superRefine((namespaces, ctx) => {
+    for (const [ns, ifaces] of Object.entries(namespaces)) {
+      if (!INTERFACE_NAME.test(ns)) ctx.addIssue({ code: "custom", path: [ns], message: "must match ^[a-z][a-z0-9-]*$" });
+      for (const iface of Object.keys(ifaces)) {
+        if (!INTERFACE_NAME.test(iface)) ctx.addIssue({ code: "custom", path: [ns, iface], message: "must match ^[a-z][a-z0-9-]*$" });
+      }
+    }
+  });
+
+/** `[[topic]]` names: segments of [A-Za-z0-9_-], a trailing `.*` allowed, no bare or inner `*`. */
+const TopicDocSchema = z.looseObject({
+  name: z.string().refine((name) => {
+    const segments = name.split(".");
+    if (name === "*" || segments.some((seg) => seg === "")) return false;
+    return segments.every((seg, i) => (seg === "*" ? i === segments.length - 1 : /^[A-Za-z0-9_-]+$/.test(seg)));
+  }, "must be dot-separated segments of [A-Za-z0-9_-], with `*` only as a trailing segment"),
+  direction: z.enum(["publish", "subscribe"]),
+  description: z.string().optional(),
+  schema: z
+    .string()
+    .refine((p) => !p.startsWith("/") && !p.split(/[\\/]/).includes(".."), "must be a relative path inside the capsule")
+    .optional(),
+  wit_type: z.string().optional(),
+});
+
 const ManifestSchema = z
   .looseObject({
     package: PackageSchema,
     component: z.array(ComponentSchema).default([]),
-    imports: z.record(z.string(), z.record(z.string(), z.unknown())).default({}),
-    exports: z.record(z.string(), z.record(z.string(), z.unknown())).default({}),
+    imports: interfaces,
+    exports: interfaces,
+    topic: z
+      .array(TopicDocSchema)
+      .default([])
+      .refine((topics) => new Set(topics.map((t) => `${t.name}\u0000${t.direction}`)).size === topics.length, "a (name, direction) pair is declared twice"),
     capabilities: CapabilitiesSchema.default(CapabilitiesSchema.parse({})),
     env: z.record(z.string(), z.unknown()).default({}),
     command: z.array(CommandSchema).default([]),

@@ -43,11 +43,21 @@ describe("Capsule.toml", () => {
     ["bad semver", '[package]\nname = "x"\nversion = "1.0"\n', /package\.version: must be a semantic version/],
     ["bad name", '[package]\nname = "X_Y"\nversion = "1.0.0"\n', /package\.name/],
     ["bad topic", '[package]\nname = "x"\nversion = "1.0.0"\n[capabilities]\nipc_publish = ["a..b"]\n', /capabilities\.ipc_publish\.0: topic has an empty segment/],
+    ["a bad import name", '[package]\nname = "x"\nversion = "1.0.0"\n[imports.Astrid]\nllm = "^1"\n', /field imports\.Astrid: must match/],
+    ["a [[topic]] with an inner *", '[package]\nname = "x"\nversion = "1.0.0"\n[[topic]]\nname = "a.*.b"\ndirection = "publish"\n', /field topic\.0\.name/],
+    ["a bare * [[topic]]", '[package]\nname = "x"\nversion = "1.0.0"\n[[topic]]\nname = "*"\ndirection = "subscribe"\n', /field topic\.0\.name/],
+    ["a [[topic]] schema outside the capsule", '[package]\nname = "x"\nversion = "1.0.0"\n[[topic]]\nname = "a.b"\ndirection = "publish"\nschema = "../s.json"\n', /field topic\.0\.schema/],
+    ["a duplicated [[topic]]", '[package]\nname = "x"\nversion = "1.0.0"\n[[topic]]\nname = "a.b"\ndirection = "publish"\n[[topic]]\nname = "a.b"\ndirection = "publish"\n', /declared twice/],
     ["uplink with imports", '[package]\nname = "x"\nversion = "1.0.0"\n[capabilities]\nuplink = true\n[imports.astrid]\nllm = "^1"\n', /uplink.*imports/],
   ])("rejects a manifest with %s, naming the field", (_name, toml, pattern) => {
     const e = err(capsule("c", toml));
     expect(e.code).toBe("ASTRID_ERR_MANIFEST_INVALID");
     expect(e.message).toMatch(pattern);
+  });
+
+  it("accepts a trailing .* [[topic]] and the same name in both directions", () => {
+    const ok = loadManifest(capsule("t", '[package]\nname = "x"\nversion = "1.0.0"\n[[topic]]\nname = "a.b.*"\ndirection = "subscribe"\n[[topic]]\nname = "a.b.*"\ndirection = "publish"\n'));
+    expect(ok.warnings).toEqual([]);
   });
 
   it("warns about unknown keys instead of ignoring them silently", () => {
