@@ -4,7 +4,6 @@
  * in flight, so a call waits behind at most one other batch. If the worker dies, the calls of its batch reject with
  * ASTRID_ERR_STORAGE_UNAVAILABLE and piscina starts a fresh worker for the next batch.
  */
-import path from "node:path";
 import { Piscina } from "piscina";
 import { AstridError, isErrorCode } from "../protocol/errors";
 import {
@@ -16,6 +15,7 @@ import {
   type VerifyReport,
 } from "../protocol/storage-messages";
 import type { Logger } from "./logger";
+import { workerEntry } from "./worker-entry";
 
 /** Most operations in one batch; more wait for the next one, so no batch grows without bound. */
 export const MAX_BATCH_OPS = 1024;
@@ -28,10 +28,6 @@ export const AUDIT_LINGER_MS = 5;
 /** Pending audit entries that flush without waiting for the linger. */
 export const AUDIT_FLUSH_AT = 64;
 
-/** The compiled worker (`dist/workers/storage.js`), also when this file runs from source under jest. */
-const WORKER_FILE = path.extname(__filename) === ".ts"
-  ? path.resolve(__dirname, "..", "dist", "workers", "storage.js")
-  : path.resolve(__dirname, "..", "workers", "storage.js");
 
 interface Pending {
   op: StorageOp;
@@ -69,7 +65,7 @@ export class StorageClient {
   /** Starts the worker and opens the database; rejects with ASTRID_ERR_STORAGE_CORRUPT naming the file. */
   static async open(options: StorageOptions): Promise<StorageClient> {
     const pool = new Piscina({
-      filename: WORKER_FILE,
+      filename: workerEntry("storage"),
       minThreads: 1,
       maxThreads: 1,
       idleTimeout: Number.POSITIVE_INFINITY,

@@ -25,14 +25,11 @@ import type { AuditLog } from "../audit-log";
 import type { BusEvent, EventBus } from "../bus";
 import type { Logger } from "../logger";
 import { BoundedRemote } from "../rpc";
+import { workerEntry } from "../worker-entry";
 import type { StorageClient } from "../storage-client";
 import type { ResolvedEnv } from "./capsule-env";
 import type { CapsuleRecord } from "./registry";
 
-/** The compiled capsule worker entry, also when this file runs from source under jest. */
-const WORKER_FILE = path.extname(__filename) === ".ts"
-  ? path.resolve(__dirname, "..", "..", "dist", "workers", "capsule.js")
-  : path.resolve(__dirname, "..", "..", "workers", "capsule.js");
 
 /** Restart policy (reference §2.8). */
 export const RESTART_BACKOFF_MS = 2000;
@@ -129,7 +126,7 @@ export class CapsuleSupervisor {
     };
     record.state = "loading";
     const channel = new MessageChannel();
-    const worker = new Worker(WORKER_FILE, {
+    const worker = new Worker(workerEntry("capsule"), {
       workerData: { ...data, control: channel.port2 },
       transferList: [channel.port2],
       resourceLimits: { maxOldGenerationSizeMb: this.settings.maxHeapMb, maxYoungGenerationSizeMb: 16 },
