@@ -12,7 +12,6 @@ export const ERROR_CODES = {
   ASTRID_ERR_SOCKET_UNAVAILABLE: "the socket path exists but cannot be checked or bound",
   ASTRID_ERR_CLI_CAPSULE_MISSING: "the required `astrid-capsule-cli` capsule was not found or is invalid",
   ASTRID_ERR_MANIFEST_INVALID: "a Capsule.toml failed to parse or validate",
-  ASTRID_ERR_BOOT_FAILED: "the daemon could not finish booting (see the message and the log)",
   ASTRID_ERR_HANDSHAKE_INVALID: "the first frame was not a valid handshake object",
   ASTRID_ERR_PROTOCOL_MISMATCH: "the client speaks a different protocol_version",
   ASTRID_ERR_AUTH_FAILED: "the handshake token is missing, malformed or wrong",

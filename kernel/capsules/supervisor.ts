@@ -30,7 +30,6 @@ import type { StorageClient } from "../storage-client";
 import type { ResolvedEnv } from "./capsule-env";
 import type { CapsuleRecord } from "./registry";
 
-
 /** Restart policy (reference §2.8). */
 export const RESTART_BACKOFF_MS = 2000;
 export const RESTART_BACKOFF_MAX_MS = 120_000;
