@@ -4,9 +4,11 @@
  */
 import fs from "node:fs";
 import path from "node:path";
+import semver from "semver";
 import { parse as parseToml, TomlError } from "smol-toml";
 import { z } from "zod";
 import { AstridError } from "../../protocol/errors";
+import { DAEMON_VERSION } from "../../protocol/version";
 
 /** The manifest's file name inside a capsule directory. */
 export const MANIFEST_FILE = "Capsule.toml";
@@ -23,6 +25,10 @@ const PackageSchema = z.looseObject({
   name: z.string().regex(CAPSULE_NAME, "must match [a-z0-9-]+"),
   version: z.string().regex(SEMVER, "must be a semantic version such as 1.2.3"),
   description: z.string().optional(),
+  "astrid-version": z
+    .string()
+    .refine((range) => semver.validRange(range) !== null, "must be a semver range such as >=0.1")
+    .optional(),
 });
 
 const CapabilitiesSchema = z.looseObject({
@@ -123,31 +129,41 @@ export interface LoadedManifest {
 export function loadManifest(dir: string): LoadedManifest {
   const file = path.join(dir, MANIFEST_FILE);
   let raw: unknown;
+  let text = "";
   try {
-    raw = parseToml(fs.readFileSync(file, "utf8"));
+    text = fs.readFileSync(file, "utf8");
+    raw = parseToml(text);
   } catch (err) {
     if (err instanceof TomlError) {
       throw new AstridError("ASTRID_ERR_MANIFEST_INVALID", `${file}:${err.line}:${err.column}: TOML syntax error: ${firstLine(err.message)}`, { cause: err });
     }
     throw new AstridError("ASTRID_ERR_MANIFEST_INVALID", `${file}: cannot read: ${(err as Error).message}`, { cause: err });
   }
+  // Every schema problem names the file, the line (found in the TOML text) and the field.
+  const invalid = (field: PropertyKey[], message: string) => {
+    const line = fieldLine(text, field);
+    return new AstridError("ASTRID_ERR_MANIFEST_INVALID", `${file}${line ? `:${line}` : ""}: field ${field.map(String).join(".") || "(root)"}: ${message}`);
+  };
   const parsed = ManifestSchema.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
-    const field = issue.path.join(".") || "(root)";
-    throw new AstridError("ASTRID_ERR_MANIFEST_INVALID", `${file}: field ${field}: ${issue.message}`);
+    throw invalid(issue.path, issue.message);
+  }
+  const required = parsed.data.package["astrid-version"];
+  if (required !== undefined && !semver.satisfies(DAEMON_VERSION, required, { includePrerelease: true })) {
+    throw invalid(["package", "astrid-version"], `requires astrid ${required}; this runtime is ${DAEMON_VERSION}`);
   }
   const component = parsed.data.component[0];
   if (component) {
     const entry = component.file ?? component.entrypoint;
-    const field = component.file !== undefined ? "component.0.file" : "component.0.entrypoint";
-    if (entry === undefined) throw new AstridError("ASTRID_ERR_MANIFEST_INVALID", `${file}: field component.0.file: missing (the capsule's JavaScript module)`);
+    const field = ["component", 0, component.file !== undefined ? "file" : "entrypoint"];
+    if (entry === undefined) throw invalid(["component", 0, "file"], "missing (the capsule's JavaScript module)");
     const resolved = path.resolve(dir, entry);
     const relative = path.relative(dir, resolved);
     if (path.isAbsolute(entry) || relative.startsWith("..") || path.isAbsolute(relative)) {
-      throw new AstridError("ASTRID_ERR_MANIFEST_INVALID", `${file}: field ${field}: ${JSON.stringify(entry)} points outside the capsule directory`);
+      throw invalid(field, `${JSON.stringify(entry)} points outside the capsule directory`);
     }
-    if (!fs.existsSync(resolved)) throw new AstridError("ASTRID_ERR_MANIFEST_INVALID", `${file}: field ${field}: ${JSON.stringify(entry)} does not exist`);
+    if (!fs.existsSync(resolved)) throw invalid(field, `${JSON.stringify(entry)} does not exist`);
   }
   const warnings: string[] = [];
   const record = raw as Record<string, unknown>;
@@ -159,6 +175,45 @@ export function loadManifest(dir: string): LoadedManifest {
     }
   }
   return { manifest: parsed.data, dir, file, warnings };
+}
+
+/**
+ * The 1-based line of the TOML text that best locates `field` (a schema issue path such as `package.version` or
+ * `topic.0.name`): the line defining the longest leading part of the path — the key itself, or else its table's
+ * header (a missing key points at its table). Undefined when nothing in the text matches.
+ */
+export function fieldLine(text: string, field: readonly PropertyKey[]): number | undefined {
+  const want = field.map(String);
+  let best: { line: number; depth: number } | undefined;
+  const consider = (keys: string[], line: number) => {
+    if (keys.length === 0 || keys.length > want.length || !keys.every((k, i) => k === want[i])) return;
+    if (!best || keys.length > best.depth) best = { line, depth: keys.length };
+  };
+  const arrayCounts = new Map<string, number>();
+  let table: string[] = [];
+  text.split(/\r?\n/).forEach((raw, i) => {
+    const line = raw.trim();
+    const header = /^\[\[\s*([^\]]+?)\s*\]\]|^\[\s*([^\]]+?)\s*\]/.exec(line);
+    if (header) {
+      const keys = splitKey(header[1] ?? header[2]!);
+      if (header[1] !== undefined) {
+        const name = keys.join(".");
+        const index = arrayCounts.get(name) ?? 0;
+        arrayCounts.set(name, index + 1);
+        keys.push(String(index));
+      }
+      table = keys;
+      consider(table, i + 1);
+      return;
+    }
+    const assignment = /^((?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*'))*)\s*=/.exec(line);
+    if (assignment) consider([...table, ...splitKey(assignment[1]!)], i + 1);
+  });
+  return best?.line;
+}
+
+function splitKey(key: string): string[] {
+  return (key.match(/"[^"]*"|'[^']*'|[^.\s]+/g) ?? []).map((part) => part.replace(/^["']|["']$/g, ""));
 }
 
 function firstLine(text: string): string {

@@ -17,7 +17,10 @@ const received: IpcMessage[] = [];
 beforeAll(async () => {
   const workspace = tempHome();
   fs.cpSync(FIXTURES, path.join(workspace, ".astrid", "capsules"), { recursive: true });
+  const home = tempHome();
+  fs.cpSync(path.join(ROOT, "spec", "fixtures", "principal-capsules"), path.join(home, "home", "default", ".local", "capsules"), { recursive: true });
   d = await spawnDaemon({
+    home,
     args: ["--workspace", workspace],
     env: {
       ASTRID_CAPSULE_RESTART_BACKOFF_MS: "200",
@@ -40,6 +43,12 @@ interface Meta { name: string; state: string; restarts: number; last_error?: str
 async function metadata(): Promise<Record<string, Meta>> {
   const reply = await c.request("GetCapsuleMetadata");
   return Object.fromEntries((reply.data as Meta[]).map((m) => [m.name, m]));
+}
+
+/** Today's daemon log (JSON lines). */
+function readLog(): string {
+  const dir = path.join(d.home, "log");
+  return fs.readFileSync(path.join(dir, fs.readdirSync(dir).find((f) => f.startsWith("astrid."))!), "utf8");
 }
 
 async function until<T>(what: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 15_000): Promise<T> {
@@ -66,17 +75,40 @@ describe("issue #4: capsule workers", () => {
     expect(meta.echo).toMatchObject({ state: "ready", restarts: 0 });
     expect(meta["file-outside"]).toBeUndefined();
     expect(meta["missing-file"]).toBeUndefined();
-    const log = fs.readFileSync(path.join(d.home, "log", fs.readdirSync(path.join(d.home, "log")).find((f) => f.startsWith("astrid."))!), "utf8");
-    expect(log).toMatch(/file-outside\/Capsule\.toml: field component\.0\.file: \\"\.\.\/echo\/echo\.mjs\\" points outside the capsule directory/);
-    expect(log).toMatch(/missing-file\/Capsule\.toml: field component\.0\.file: \\"nope\.js\\" does not exist/);
+    const log = readLog();
+    expect(log).toMatch(/file-outside\/Capsule\.toml:\d+: field component\.0\.file: \\"\.\.\/echo\/echo\.mjs\\" points outside the capsule directory/);
+    expect(log).toMatch(/missing-file\/Capsule\.toml:\d+: field component\.0\.file: \\"nope\.js\\" does not exist/);
     expect(await c.request("GetCommands")).toMatchObject({ data: expect.arrayContaining([{ name: "echo", description: "Repeat what you say", provider_capsule: "echo" }]) });
+  });
+
+  it("skips each invalid manifest with an error naming file, line and field; warns about unknown keys", async () => {
+    const meta = await metadata();
+    for (const name of ["bad-semver", "bad-topic", "bad-uplink-imports", "bad-toml", "bad-astrid-version"]) expect(meta[name]).toBeUndefined();
+    expect(meta["unknown-key"]).toMatchObject({ state: "ready" });
+    const log = readLog();
+    const skipped = (dir: string, rest: string) => new RegExp(`"error":"[^"]*${dir}/Capsule\\.toml:${rest}[^"]*","file":"[^"]*${dir}/Capsule\\.toml","level":"error","message":"invalid capsule manifest skipped"`);
+    expect(log).toMatch(skipped("bad-missing-name", "2: field package\\.name"));
+    expect(log).toMatch(skipped("bad-semver", "4: field package\\.version: must be a semantic version"));
+    expect(log).toMatch(skipped("bad-topic", "7: field capabilities\\.ipc_publish\\.0: topic has an empty segment"));
+    expect(log).toMatch(skipped("bad-uplink-imports", "7: field capabilities\\.uplink: a capsule with capabilities\\.uplink = true may not declare \\[imports\\]"));
+    expect(log).toMatch(skipped("bad-toml", "4:\\d+: TOML syntax error"));
+    expect(log).toMatch(skipped("bad-astrid-version", "5: field package\\.astrid-version: requires astrid >=99; this runtime is 0\\.1\\.0"));
+    expect(log).toMatch(/unknown-key\/Capsule\.toml: unknown key publish \(ignored\)/);
+  });
+
+  it("lets the principal's copy of a name win over the workspace's, and the first copy within a root", async () => {
+    const twin = (await metadata()).twin!;
+    expect(twin).toMatchObject({ version: "2.0.0", state: "ready" });
+    expect((twin as Meta & { source_dir: string }).source_dir).toBe(path.join(d.home, "home", "default", ".local", "capsules", "twin"));
+    const shadowed = [...readLog().matchAll(/"dir":"([^"]+)","level":"warn","message":"capsule shadowed by an earlier copy","name":"twin"/g)].map((m) => path.basename(m[1]!));
+    expect(shadowed).toEqual(["twin", "twin-copy"]);
   });
 
   it("reports an import cycle without failing either capsule", async () => {
     const meta = await metadata();
     expect(meta["cycle-a"]).toMatchObject({ state: "ready" });
     expect(meta["cycle-b"]).toMatchObject({ state: "ready" });
-    const log = fs.readFileSync(path.join(d.home, "log", fs.readdirSync(path.join(d.home, "log")).find((f) => f.startsWith("astrid."))!), "utf8");
+    const log = readLog();
     expect(log).toMatch(/"capsules":\["cycle-a","cycle-b"\].*"message":"capsule import cycle; loading in discovery order"/);
   });
 
@@ -100,7 +132,7 @@ describe("issue #4: capsule workers", () => {
   }, 40_000);
 
   it("records why each capsule failed: exit code, memory limit, hang", async () => {
-    const entries = fs.readFileSync(path.join(d.home, "log", fs.readdirSync(path.join(d.home, "log")).find((f) => f.startsWith("astrid."))!), "utf8");
+    const entries = readLog();
     expect(entries).toMatch(/"capsule":"process-exit".*"reason":"exited with code 3"|"reason":"exited with code 3".*"capsule":"process-exit"/);
     expect(entries).toMatch(/ran out of memory/);
     expect(entries).toMatch(/an event handler ran longer than 1500 ms/);

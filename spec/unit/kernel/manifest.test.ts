@@ -2,7 +2,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { discoverCapsules } from "../../../kernel/capsules/discovery";
-import { loadManifest } from "../../../kernel/capsules/manifest";
+import { fieldLine, loadManifest } from "../../../kernel/capsules/manifest";
 
 let root: string;
 beforeEach(() => (root = fs.mkdtempSync(path.join(os.tmpdir(), "astrid-manifest-"))));
@@ -39,10 +39,13 @@ describe("Capsule.toml", () => {
   });
 
   it.each([
-    ["missing name", '[package]\nversion = "1.0.0"\n', /package\.name/],
-    ["bad semver", '[package]\nname = "x"\nversion = "1.0"\n', /package\.version: must be a semantic version/],
-    ["bad name", '[package]\nname = "X_Y"\nversion = "1.0.0"\n', /package\.name/],
-    ["bad topic", '[package]\nname = "x"\nversion = "1.0.0"\n[capabilities]\nipc_publish = ["a..b"]\n', /capabilities\.ipc_publish\.0: topic has an empty segment/],
+    ["missing name", '[package]\nversion = "1.0.0"\n', /Capsule\.toml:1: field package\.name/],
+    ["bad semver", '[package]\nname = "x"\nversion = "1.0"\n', /Capsule\.toml:3: field package\.version: must be a semantic version/],
+    ["bad name", '[package]\nname = "X_Y"\nversion = "1.0.0"\n', /Capsule\.toml:2: field package\.name/],
+    ["bad topic", '[package]\nname = "x"\nversion = "1.0.0"\n[capabilities]\nipc_publish = ["a..b"]\n', /Capsule\.toml:5: field capabilities\.ipc_publish\.0: topic has an empty segment/],
+    ["an astrid-version this runtime does not satisfy", '[package]\nname = "x"\nversion = "1.0.0"\nastrid-version = ">=0.5"\n', /Capsule\.toml:4: field package\.astrid-version: requires astrid >=0\.5; this runtime is 0\.1\.0/],
+    ["an astrid-version that is no semver range", '[package]\nname = "x"\nversion = "1.0.0"\nastrid-version = "soon"\n', /field package\.astrid-version: must be a semver range/],
+    ["a second [[interceptor]] without action", '[package]\nname = "x"\nversion = "1.0.0"\n[[interceptor]]\nevent = "a.b"\naction = "go"\n\n[[interceptor]]\nevent = "a.c"\n', /Capsule\.toml:8: field interceptor\.1\.action/],
     ["a bad import name", '[package]\nname = "x"\nversion = "1.0.0"\n[imports.Astrid]\nllm = "^1"\n', /field imports\.Astrid: must match/],
     ["a [[topic]] with an inner *", '[package]\nname = "x"\nversion = "1.0.0"\n[[topic]]\nname = "a.*.b"\ndirection = "publish"\n', /field topic\.0\.name/],
     ["a bare * [[topic]]", '[package]\nname = "x"\nversion = "1.0.0"\n[[topic]]\nname = "*"\ndirection = "subscribe"\n', /field topic\.0\.name/],
@@ -53,6 +56,20 @@ describe("Capsule.toml", () => {
     const e = err(capsule("c", toml));
     expect(e.code).toBe("ASTRID_ERR_MANIFEST_INVALID");
     expect(e.message).toMatch(pattern);
+  });
+
+  it("accepts an astrid-version this runtime satisfies", () => {
+    expect(loadManifest(capsule("v", '[package]\nname = "x"\nversion = "1.0.0"\nastrid-version = "^0.1"\n')).manifest.package["astrid-version"]).toBe("^0.1");
+  });
+
+  it("locates fields in the TOML text: keys, dotted keys, array tables, a missing key at its table", () => {
+    const text = '# c\n[package]\nname = "x"\n\n[[topic]]\nname = "a"\n[[topic]]\n  name = "b"\n[capabilities]\nipc.publish = 1\n';
+    expect(fieldLine(text, ["package", "name"])).toBe(3);
+    expect(fieldLine(text, ["package", "version"])).toBe(2);
+    expect(fieldLine(text, ["topic", 1, "name"])).toBe(8);
+    expect(fieldLine(text, ["topic", 0, "direction"])).toBe(5);
+    expect(fieldLine(text, ["capabilities", "ipc", "publish"])).toBe(10);
+    expect(fieldLine(text, ["env"])).toBeUndefined();
   });
 
   it("accepts a trailing .* [[topic]] and the same name in both directions", () => {
