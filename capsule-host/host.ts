@@ -144,6 +144,17 @@ export async function runCapsule(port: MessagePort, data: CapsuleWorkerData): Pr
     const missing = data.actions.filter((a) => typeof def.interceptors?.[a] !== "function");
     if (missing.length > 0) throw new Error(`interceptor action(s) declared in Capsule.toml but not exported: ${missing.join(", ")}`);
     definition = def;
+    if (data.lifecycle) {
+      const lifecycle = data.lifecycle;
+      send({ t: "lifecycle", phase: "started" });
+      try {
+        if (lifecycle.hook === "install") await def.install?.(api);
+        else await def.upgrade?.(api, lifecycle.from);
+      } catch (err) {
+        throw new Error(`${lifecycle.hook} hook failed: ${(err as Error)?.message ?? String(err)}`);
+      }
+      send({ t: "lifecycle", phase: "done" });
+    }
     await def.setup?.(api);
   } catch (err) {
     send({ t: "failed", message: (err as Error)?.message ?? String(err) });

@@ -49,6 +49,16 @@ export interface ToolDefinition {
 export interface CapsuleDefinition {
   /** Tools by name. The result is published on `tool.v1.execute.<name>.result`. */
   tools?: Record<string, ToolDefinition>;
+  /**
+   * Runs once, before `setup`, the first time the daemon loads this capsule (no version recorded yet). A throw
+   * fails the load; nothing is recorded, so the hook runs again on the next attempt.
+   */
+  install?(api: CapsuleApi): void | Promise<void>;
+  /**
+   * Runs once, before `setup`, when the manifest's version differs from the one recorded at the last successful
+   * install or upgrade; `previousVersion` is that recorded version. A throw fails the load and keeps the old record.
+   */
+  upgrade?(api: CapsuleApi, previousVersion: string): void | Promise<void>;
   /** Runs once after load; subscribe here. The capsule is ready when it resolves. */
   setup?(api: CapsuleApi): void | Promise<void>;
   /**

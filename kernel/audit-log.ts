@@ -53,8 +53,8 @@ export class AuditLog {
     });
   }
 
-  /** A capsule lifecycle change: load, fail, restart, reload, unload. */
-  capsule(change: "load" | "fail" | "restart" | "reload" | "unload" | "denied", name: string, detail: Record<string, unknown> = {}): void {
+  /** A capsule lifecycle change: load, install, upgrade, fail, restart, reload, unload, or a denied call. */
+  capsule(change: "load" | "install" | "upgrade" | "fail" | "restart" | "reload" | "unload" | "denied", name: string, detail: Record<string, unknown> = {}): void {
     this.record({
       action: { type: "capsule_lifecycle", change, capsule: name, ...detail },
       authorization: { type: "system", reason: "kernel" },

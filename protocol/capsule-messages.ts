@@ -13,9 +13,14 @@ export interface CapsuleWorkerData {
   env: Record<string, string>;
   /** Interceptor actions declared in the manifest, so the host can check the module implements them. */
   actions: string[];
+  /** The lifecycle hook to run before setup: first load ever, or a version other than the one last installed. */
+  lifecycle?: LifecycleHook;
   /** The port the kernel's control-plane calls (comlink) arrive on. */
   control: import("node:worker_threads").MessagePort;
 }
+
+/** `install` on a capsule's first load; `upgrade` (with the previously installed version) when its version changed. */
+export type LifecycleHook = { hook: "install" } | { hook: "upgrade"; from: string };
 
 /** What an interceptor decided (reference §6.7): go on (optionally with a new payload), stop, or refuse. */
 export type InterceptResult = { action: "continue"; data?: unknown } | { action: "final"; data?: unknown } | { action: "deny"; reason: string };
@@ -54,6 +59,8 @@ export interface ToolOutcome {
 export type FromCapsule =
   | { t: "ready"; tools: ToolDescriptor[] }
   | { t: "failed"; message: string }
+  /** The lifecycle hook began (the kernel switches to the hook deadline) or finished (the kernel records the version). */
+  | { t: "lifecycle"; phase: "started" | "done" }
   | { t: "syscall"; id: number; call: SyscallName; args: unknown[] }
   | { t: "log"; level: "debug" | "info" | "warn" | "error"; message: string }
   | { t: "ack"; n: number };

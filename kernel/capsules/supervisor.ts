@@ -15,6 +15,7 @@ import {
   type CapsuleWorkerData,
   type FromCapsule,
   type InterceptResult,
+  type LifecycleHook,
   type ToCapsule,
   type ToolOutcome,
 } from "../../protocol/capsule-messages";
@@ -38,11 +39,22 @@ export const MAX_RESTARTS = 5;
 export const MAX_CAPSULE_PAYLOAD_BYTES = 5 * 1024 * 1024;
 /** Most subscriptions one capsule may hold. */
 export const MAX_CAPSULE_SUBSCRIPTIONS = 128;
+/** KV scope of the install records: key = capsule name, value = JSON `InstallRecord`. */
+export const INSTALL_SCOPE = "system:capsules";
+
+/** What the daemon remembers about a capsule whose install or upgrade hook succeeded. */
+export interface InstallRecord {
+  version: string;
+  installed_at: string;
+  updated_at: string;
+}
 
 /** Tunables, read once from the environment (tests shorten them). */
 export interface SupervisorSettings {
-  /** How long a capsule may take from spawn to ready. */
+  /** How long a capsule may take from spawn to ready (its lifecycle hook aside). */
   readyTimeoutMs: number;
+  /** How long an install or upgrade hook may run. */
+  hookTimeoutMs: number;
   /** How long an event may stay unacknowledged before the capsule counts as hung and is restarted. */
   handlerTimeoutMs: number;
   /** First restart delay; doubles per attempt up to RESTART_BACKOFF_MAX_MS. */
@@ -59,6 +71,7 @@ export function supervisorSettings(env: NodeJS.ProcessEnv): SupervisorSettings {
   };
   return {
     readyTimeoutMs: num("ASTRID_CAPSULE_READY_TIMEOUT_MS", 10_000),
+    hookTimeoutMs: num("ASTRID_CAPSULE_HOOK_TIMEOUT_MS", 60_000),
     handlerTimeoutMs: num("ASTRID_CAPSULE_HANDLER_TIMEOUT_MS", 30_000),
     backoffMs: num("ASTRID_CAPSULE_RESTART_BACKOFF_MS", RESTART_BACKOFF_MS),
     maxHeapMb: num("ASTRID_CAPSULE_MAX_HEAP_MB", 64),
@@ -104,8 +117,22 @@ export class CapsuleSupervisor {
     this.watchdog.unref();
   }
 
-  /** Starts a capsule; resolves once it is ready or has failed (its record says which). */
-  start(record: CapsuleRecord): Promise<void> {
+  /**
+   * Starts a capsule; resolves once it is ready or has failed (its record says which). A capsule never installed
+   * runs its `install` hook first, one whose version changed its `upgrade` hook; the version is recorded only once
+   * the hook succeeded, so a failed hook runs again on the next attempt.
+   */
+  async start(record: CapsuleRecord): Promise<void> {
+    record.state = "loading";
+    let installed: InstallRecord | undefined;
+    try {
+      installed = await this.installRecord(record.name);
+    } catch (err) {
+      this.markFailed(record, `cannot read its install record: ${(err as Error).message}`, () => true);
+      return;
+    }
+    const lifecycle: LifecycleHook | undefined =
+      installed === undefined ? { hook: "install" } : installed.version !== record.version ? { hook: "upgrade", from: installed.version } : undefined;
     const component = record.manifest.component[0]!;
     const file = path.resolve(record.dir, component.file ?? component.entrypoint ?? "");
     const env = this.env(record);
@@ -123,7 +150,7 @@ export class CapsuleSupervisor {
       env: env.values,
       actions: [...new Set(record.manifest.interceptor.map((i) => i.action))],
     };
-    record.state = "loading";
+    if (lifecycle) data.lifecycle = lifecycle;
     const channel = new MessageChannel();
     const worker = new Worker(workerEntry("capsule"), {
       workerData: { ...data, control: channel.port2 },
@@ -137,27 +164,44 @@ export class CapsuleSupervisor {
     this.runs.set(record.name, run);
     return new Promise<void>((resolve) => {
       let settled = false;
+      let recorded: Promise<void> = Promise.resolve();
       const settle = () => {
         if (settled) return;
         settled = true;
         clearTimeout(readyTimer);
         resolve();
       };
-      const readyTimer = setTimeout(() => {
-        this.fail(run, `did not become ready within ${this.settings.readyTimeoutMs} ms`);
-        settle();
-      }, this.settings.readyTimeoutMs);
-      worker.on("message", (message: FromCapsule) => {
-        if (message.t === "ready") {
-          record.state = "ready";
-          delete record.lastError;
-          record.tools = Array.isArray(message.tools) ? message.tools : [];
-          this.logger.info("capsule ready", { capsule: record.name, version: record.version });
-          this.audit.capsule(record.restarts > 0 ? "restart" : "load", record.name, { version: record.version });
-          this.bindInterceptors(record);
-          this.bindTools(run);
+      let readyTimer: NodeJS.Timeout;
+      const deadline = (ms: number, what: string) => {
+        clearTimeout(readyTimer);
+        readyTimer = setTimeout(() => {
+          this.fail(run, `${what} within ${ms} ms`);
           settle();
-        } else if (message.t === "failed") {
+        }, ms);
+      };
+      deadline(this.settings.readyTimeoutMs, "did not become ready");
+      worker.on("message", (message: FromCapsule) => {
+        if (message.t === "lifecycle" && lifecycle) {
+          if (message.phase === "started") {
+            deadline(this.settings.hookTimeoutMs, `its ${lifecycle.hook} hook did not finish`);
+            return;
+          }
+          deadline(this.settings.readyTimeoutMs, "did not become ready after its lifecycle hook");
+          recorded = this.recordInstall(record, installed, lifecycle);
+          return;
+        }
+        if (message.t === "ready") {
+          // Ready only counts once the install record is durable; a record that cannot be written fails the load.
+          void recorded.then(
+            () => this.onReady(run, message.tools, settle),
+            (err: Error) => {
+              this.fail(run, `cannot record its ${lifecycle?.hook ?? "install"}: ${err.message}`);
+              settle();
+            },
+          );
+          return;
+        }
+        if (message.t === "failed") {
           this.fail(run, `failed to load: ${message.message}`);
           settle();
         } else this.onMessage(run, message);
@@ -172,6 +216,43 @@ export class CapsuleSupervisor {
         settle();
       });
     });
+  }
+
+  private onReady(run: CapsuleRun, tools: unknown, settle: () => void): void {
+    if (run.ended) return;
+    const { record } = run;
+    record.state = "ready";
+    delete record.lastError;
+    record.tools = Array.isArray(tools) ? (tools as CapsuleRecord["tools"]) : [];
+    this.logger.info("capsule ready", { capsule: record.name, version: record.version });
+    this.audit.capsule(record.restarts > 0 ? "restart" : "load", record.name, { version: record.version });
+    this.bindInterceptors(record);
+    this.bindTools(run);
+    settle();
+  }
+
+  /** The install record of `name`, if its install hook ever succeeded. A record that is not ours reads as absent. */
+  private async installRecord(name: string): Promise<InstallRecord | undefined> {
+    const raw = await this.storage.get(INSTALL_SCOPE, name);
+    if (raw === null) return undefined;
+    try {
+      const parsed = JSON.parse(Buffer.from(raw).toString("utf8")) as InstallRecord;
+      if (typeof parsed.version === "string") return parsed;
+    } catch {
+      // fall through: an unreadable record is reported and treated as "never installed"
+    }
+    this.logger.warn("unreadable capsule install record; running its install hook again", { capsule: name });
+    return undefined;
+  }
+
+  /** Stores the version whose hook just succeeded, and says so in the log and the audit trail. */
+  private async recordInstall(record: CapsuleRecord, previous: InstallRecord | undefined, lifecycle: LifecycleHook): Promise<void> {
+    const now = new Date().toISOString();
+    const next: InstallRecord = { version: record.version, installed_at: previous?.installed_at ?? now, updated_at: now };
+    await this.storage.set(INSTALL_SCOPE, record.name, Buffer.from(JSON.stringify(next), "utf8"));
+    const detail = lifecycle.hook === "upgrade" ? { from: lifecycle.from, to: record.version } : { version: record.version };
+    this.logger.info(`capsule ${lifecycle.hook} hook done`, { capsule: record.name, ...detail });
+    this.audit.capsule(lifecycle.hook, record.name, detail);
   }
 
   /** Number of events dropped for a capsule because its queue was full. */
@@ -212,7 +293,11 @@ export class CapsuleSupervisor {
       return;
     }
     void this.end(run);
-    const record = run.record;
+    this.markFailed(run.record, reason, () => this.runs.get(run.record.name) === run);
+  }
+
+  /** Records a failure, announces it, and schedules a restart while `current()` still holds and attempts remain. */
+  private markFailed(record: CapsuleRecord, reason: string, current: () => boolean): void {
     record.state = "failed";
     record.lastError = reason;
     this.logger.error("capsule failed", { capsule: record.name, reason, restarts: record.restarts });
@@ -225,7 +310,7 @@ export class CapsuleSupervisor {
     const delay = Math.min(this.settings.backoffMs * 2 ** record.restarts, RESTART_BACKOFF_MAX_MS);
     const timer = setTimeout(() => {
       this.restartTimers.delete(record.name);
-      if (this.stopping || this.runs.get(record.name) !== run) return;
+      if (this.stopping || !current()) return;
       record.restarts++;
       this.logger.info("restarting capsule", { capsule: record.name, attempt: record.restarts });
       void this.start(record);
