@@ -141,7 +141,7 @@ describe("issue #2: the CLI policy capsule is required", () => {
     fs.writeFileSync(path.join(bundled, "astrid-capsule-cli", "Capsule.toml"), '[package]\nname = "astrid-capsule-cli"\nversion = "one"\n');
     const d = await spawnDaemon({ env: { ASTRID_BUNDLED_CAPSULES_DIR: bundled }, waitReady: false });
     expect(await d.exited).toBe(1);
-    expect(d.stderr()).toMatch(/astrid-capsule-cli\/Capsule\.toml: field package\.version/);
+    expect(d.stderr()).toMatch(/astrid-capsule-cli\/Capsule\.toml:3: field package\.version: must be a semantic version/);
     expect(fs.readdirSync(path.join(d.home, "run"))).toEqual([]);
   });
 });
