@@ -16,7 +16,7 @@ import type {
   ToolOutcome,
 } from "../protocol/capsule-messages";
 import { busTopicMatches } from "../protocol/topic-match";
-import type { CapsuleApi, CapsuleDefinition, CapsuleEvent, FinalResult } from "./sdk";
+import { resolveDefinition, type CapsuleApi, type CapsuleDefinition, type CapsuleEvent, type FinalResult } from "./sdk";
 
 /** Deadline for one syscall's reply. */
 const SYSCALL_TIMEOUT_MS = 30_000;
@@ -136,11 +136,7 @@ export async function runCapsule(port: MessagePort, data: CapsuleWorkerData): Pr
 
   try {
     const loaded = (await import(pathToFileURL(data.file).href)) as { default?: unknown };
-    const candidate = (loaded.default as { default?: unknown } | undefined)?.default ?? loaded.default ?? loaded;
-    if (typeof candidate !== "object" || candidate === null) {
-      throw new Error(`${data.file} must export a capsule definition object (use defineCapsule({...}))`);
-    }
-    const def = candidate as CapsuleDefinition;
+    const def = resolveDefinition((loaded.default as { default?: unknown } | undefined)?.default ?? loaded.default ?? loaded, data.file);
     const missing = data.actions.filter((a) => typeof def.interceptors?.[a] !== "function");
     if (missing.length > 0) throw new Error(`interceptor action(s) declared in Capsule.toml but not exported: ${missing.join(", ")}`);
     definition = def;

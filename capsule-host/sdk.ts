@@ -84,3 +84,95 @@ export function final(data?: unknown): FinalResult {
 export function defineCapsule<T extends CapsuleDefinition>(definition: T): T {
   return definition;
 }
+
+/*
+ * The decorator style of the reference JS SDK (TC39 standard decorators, TypeScript ≥ 5.2, no
+ * `experimentalDecorators`): a `@capsule` class whose decorated methods become the definition above. The module
+ * exports the class; the host constructs it once and calls the methods with `this` bound to that instance.
+ *
+ *   @capsule
+ *   export default class Greeter {
+ *     greeting = "hello";
+ *     @install async firstRun(api: CapsuleApi) { await api.kv.set("since", new Date().toISOString()); }
+ *     @tool("greet", { description: "Greets someone" }) greet(args: { name: string }) { return `${this.greeting} ${args.name}`; }
+ *     @interceptor("on_prompt") async onPrompt(event: CapsuleEvent, api: CapsuleApi) { ... }
+ *   }
+ */
+
+const DEFINITION = Symbol.for("astrid-daemon.capsule.definition");
+const CAPSULE_CLASS = Symbol.for("astrid-daemon.capsule.class");
+
+type Decorated = { [DEFINITION]?: CapsuleDefinition };
+type Method = (...args: never[]) => unknown;
+
+/** Adds what one decorated method contributes to its instance's definition, once the instance exists. */
+function contribute(context: ClassMethodDecoratorContext, decorator: string, add: (definition: CapsuleDefinition, method: (...args: unknown[]) => unknown) => void): void {
+  if (context.kind !== "method" || context.static || context.private) {
+    throw new TypeError(`@${decorator} decorates public instance methods only (not ${String(context.name)})`);
+  }
+  context.addInitializer(function (this: unknown) {
+    const self = this as Decorated & Record<PropertyKey, unknown>;
+    const definition = (self[DEFINITION] ??= {});
+    const method = self[context.name] as (...args: unknown[]) => unknown;
+    add(definition, (...args) => method.apply(self, args));
+  });
+}
+
+/** Marks a class as the module's capsule; the host constructs it (no arguments) and uses its decorated methods. */
+export function capsule<C extends abstract new () => object>(target: C, context: ClassDecoratorContext<C>): void {
+  if (context.kind !== "class") throw new TypeError("@capsule decorates a class");
+  Object.defineProperty(target, CAPSULE_CLASS, { value: true });
+}
+
+/** Offers the method as tool `name` (see `ToolDefinition`); it is called as `(args, api)`. */
+export function tool(name: string, options: Omit<ToolDefinition, "execute"> = {}) {
+  return (_method: Method, context: ClassMethodDecoratorContext): void =>
+    contribute(context, "tool", (definition, call) => {
+      definition.tools ??= {};
+      if (definition.tools[name]) throw new Error(`@tool("${name}") is declared twice`);
+      definition.tools[name] = { ...options, execute: (args, api) => call(args, api) };
+    });
+}
+
+/** Handles `[[interceptor]] action = "<action>"`; the method is called as `(event, api)` (see `CapsuleDefinition`). */
+export function interceptor(action: string) {
+  return (_method: Method, context: ClassMethodDecoratorContext): void =>
+    contribute(context, "interceptor", (definition, call) => {
+      definition.interceptors ??= {};
+      if (definition.interceptors[action]) throw new Error(`@interceptor("${action}") is declared twice`);
+      definition.interceptors[action] = (event, api) => call(event, api);
+    });
+}
+
+function hook(name: "install" | "upgrade" | "setup") {
+  return (_method: Method, context: ClassMethodDecoratorContext): void =>
+    contribute(context, name, (definition, call) => {
+      if (definition[name]) throw new Error(`@${name} is declared twice`);
+      definition[name] = ((...args: unknown[]) => call(...args)) as never;
+    });
+}
+
+/** The method is the capsule's `install(api)` hook. */
+export const install = hook("install");
+/** The method is the capsule's `upgrade(api, previousVersion)` hook. */
+export const upgrade = hook("upgrade");
+/** The method is the capsule's `setup(api)`. */
+export const setup = hook("setup");
+
+/**
+ * The definition a capsule module exported: a definition object as is, or a `@capsule` class constructed once.
+ * Used by the host; throws a message an author can act on for anything else.
+ */
+export function resolveDefinition(exported: unknown, file: string): CapsuleDefinition {
+  if (typeof exported === "function") {
+    if (!(exported as unknown as Record<symbol, unknown>)[CAPSULE_CLASS]) {
+      throw new Error(`${file} exports a function or class without @capsule; export defineCapsule({...}) or a @capsule class`);
+    }
+    const instance = new (exported as new () => Decorated)();
+    return instance[DEFINITION] ?? {};
+  }
+  if (typeof exported !== "object" || exported === null) {
+    throw new Error(`${file} must export a capsule definition object (use defineCapsule({...})) or a @capsule class`);
+  }
+  return exported as CapsuleDefinition;
+}
