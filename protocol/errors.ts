@@ -22,7 +22,7 @@ export const ERROR_CODES = {
   ASTRID_ERR_TOPIC_DENIED: "clients may not publish on this topic (see the ingress allowlist)",
   ASTRID_ERR_REQUEST_INVALID: "a management request is malformed (payload, params or request_id)",
   ASTRID_ERR_UNKNOWN_METHOD: "a management request names a method the daemon does not have",
-  ASTRID_ERR_RATE_LIMITED: "too many requests of this method from this connection in the last minute",
+  ASTRID_ERR_RATE_LIMITED: "a rate limit was exceeded: requests of one method from one connection per minute, or a capsule's publish bytes per second",
   ASTRID_ERR_NOT_IMPLEMENTED: "the method exists but is not available yet",
   ASTRID_ERR_SHUTTING_DOWN: "the daemon is shutting down and takes no new work",
   ASTRID_ERR_DAEMON_NOT_RUNNING: "no daemon is listening on this ASTRID_HOME's socket",

@@ -37,6 +37,8 @@ export const RESTART_BACKOFF_MAX_MS = 120_000;
 export const MAX_RESTARTS = 5;
 /** Largest payload a capsule may publish (reference §6.8). */
 export const MAX_CAPSULE_PAYLOAD_BYTES = 5 * 1024 * 1024;
+/** Most payload bytes one capsule may publish in a one-second window (reference §6.8 `max_ipc_throughput_bytes`). */
+export const MAX_CAPSULE_PUBLISH_BYTES_PER_SEC = 10 * 1024 * 1024;
 /** Most subscriptions one capsule may hold. */
 export const MAX_CAPSULE_SUBSCRIPTIONS = 128;
 /** KV scope of the install records: key = capsule name, value = JSON `InstallRecord`. */
@@ -88,6 +90,9 @@ class CapsuleRun {
   readonly unsubscribe: Array<() => void> = [];
   subscriptions = 0;
   ended = false;
+  /** Publish throughput: bytes published in the fixed one-second window that began at `windowStart`. */
+  windowStart = 0;
+  windowBytes = 0;
 
   constructor(readonly record: CapsuleRecord, readonly worker: Worker) {}
 
@@ -386,6 +391,15 @@ export class CapsuleSupervisor {
         if (!caps.ipc_publish.some((p) => exactSegmentMatches(p, topic))) throw deny(`may not publish on ${topic} (not in ipc_publish)`);
         const size = Buffer.byteLength(JSON.stringify(args[1] ?? null));
         if (size > MAX_CAPSULE_PAYLOAD_BYTES) throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `ipc.publish: payload of ${size} bytes exceeds 5 MiB`);
+        const now = Date.now();
+        if (now - run.windowStart >= 1000) {
+          run.windowStart = now;
+          run.windowBytes = 0;
+        }
+        if (run.windowBytes + size > MAX_CAPSULE_PUBLISH_BYTES_PER_SEC) {
+          throw new AstridError("ASTRID_ERR_RATE_LIMITED", `ipc.publish: ${record.name} may publish at most 10 MiB per second`);
+        }
+        run.windowBytes += size;
         const raw = args[1];
         const payload = raw !== null && typeof raw === "object" && !Array.isArray(raw) && typeof (raw as { type?: unknown }).type !== "string"
           ? { type: "raw_json", ...(raw as Record<string, unknown>) }

@@ -61,12 +61,18 @@ async function until<T>(what: () => Promise<T>, ok: (v: T) => boolean, timeoutMs
   }
 }
 
+let prompts = 0;
+/**
+ * Sends a prompt in a session of its own and returns the sorted replies of that session only, so a late reply to
+ * an earlier prompt on a loaded machine can never be counted here.
+ */
 async function prompt(text: string, expected = 3): Promise<string[]> {
-  const before = received.length;
-  c.publish("user.v1.prompt", { type: "user_input", text, session_id: "s1" });
-  await until(async () => received.slice(before).filter((m) => m.topic === "agent.v1.response").length, (n) => n >= expected, 5000);
+  const session = `s${++prompts}`;
+  const replies = () => received.filter((m) => m.topic === "agent.v1.response" && m.payload.session_id === session);
+  c.publish("user.v1.prompt", { type: "user_input", text, session_id: session });
+  await until(async () => replies().length, (n) => n >= expected, 5000);
   await sleep(200); // anything beyond the expected replies would show up here
-  return received.slice(before).filter((m) => m.topic === "agent.v1.response").map((m) => String(m.payload.text)).sort();
+  return replies().map((m) => String(m.payload.text)).sort();
 }
 
 describe("issue #4: capsule workers", () => {
@@ -226,5 +232,19 @@ describe("issue #4: capsule workers", () => {
   it("gives the capsule its own KV scope", async () => {
     expect(await c.request("KvGet", { scope: "default:capsule:echo", key: "last" })).toMatchObject({ data: { value: "divide 1 0" } });
     expect(await c.request("KvGet", { scope: "default:capsule:slow-handler", key: "last" })).toMatchObject({ status: "Success", data: null });
+  });
+
+  it("limits a capsule's publish throughput to 10 MiB per second with a coded error; the kernel serves on", async () => {
+    c.publish("user.v1.prompt", { type: "user_input", text: "throughput", session_id: "burst" });
+    const reply = await until(
+      async () => received.find((m) => m.payload.session_id === "burst" && String(m.payload.text).startsWith("throughput:")),
+      (m) => m !== undefined,
+      10_000,
+    );
+    const [, accepted, limited, other] = /(\d+) accepted, (\d+) limited, (\d+) other/.exec(String(reply!.payload.text))!.map(Number);
+    expect(accepted).toBeGreaterThanOrEqual(10);
+    expect(limited).toBeGreaterThanOrEqual(1);
+    expect(other).toBe(0);
+    expect(await prompt("after the burst")).toEqual(["acl: ASTRID_ERR_CAPABILITY_DENIED", "chain: AFTER THE BURST", "echo: after the burst"]);
   });
 });
