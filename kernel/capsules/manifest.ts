@@ -191,8 +191,15 @@ export function fieldLine(text: string, field: readonly PropertyKey[]): number |
   };
   const arrayCounts = new Map<string, number>();
   let table: string[] = [];
+  let openString: '"""' | "'''" | undefined;
   text.split(/\r?\n/).forEach((raw, i) => {
     const line = raw.trim();
+    // Lines inside a multi-line string are text, not TOML: a "[Docs](…)" there is no table header.
+    if (openString !== undefined) {
+      if (line.split(openString).length % 2 === 0) openString = undefined;
+      return;
+    }
+    for (const quotes of ['"""', "'''"] as const) if (line.split(quotes).length % 2 === 0) openString = quotes;
     const header = /^\[\[\s*([^\]]+?)\s*\]\]|^\[\s*([^\]]+?)\s*\]/.exec(line);
     if (header) {
       const keys = splitKey(header[1] ?? header[2]!);

@@ -105,6 +105,8 @@ class CapsuleRun {
 export class CapsuleSupervisor {
   private readonly runs = new Map<string, CapsuleRun>();
   private readonly restartTimers = new Map<string, NodeJS.Timeout>();
+  /** Per capsule name, bumped by every start and forget: a start compares it after each await. */
+  private readonly generations = new Map<string, number>();
   /** Interceptor matches of bus events collected in the current delivery pass. */
   private readonly chains = new Map<BusEvent, Array<{ run: CapsuleRun; action: string; priority: number }>>();
   private readonly watchdog: NodeJS.Timeout;
@@ -129,13 +131,17 @@ export class CapsuleSupervisor {
    */
   async start(record: CapsuleRecord): Promise<void> {
     record.state = "loading";
+    // A start that forget() or stopAll() overtook while it awaited storage must not spawn anything.
+    const generation = this.bumpGeneration(record.name);
+    const current = () => !this.stopping && this.generations.get(record.name) === generation;
     let installed: InstallRecord | undefined;
     try {
       installed = await this.installRecord(record.name);
     } catch (err) {
-      this.markFailed(record, `cannot read its install record: ${(err as Error).message}`, () => true);
+      if (current()) this.markFailed(record, `cannot read its install record: ${(err as Error).message}`, current);
       return;
     }
+    if (!current()) return;
     const lifecycle: LifecycleHook | undefined =
       installed === undefined ? { hook: "install" } : installed.version !== record.version ? { hook: "upgrade", from: installed.version } : undefined;
     const component = record.manifest.component[0]!;
@@ -169,7 +175,10 @@ export class CapsuleSupervisor {
     this.runs.set(record.name, run);
     return new Promise<void>((resolve) => {
       let settled = false;
-      let recorded: Promise<void> = Promise.resolve();
+      // The install record's write, settled with its error (never rejected) so a failure cannot go unhandled.
+      let recorded: Promise<Error | undefined> = Promise.resolve(undefined);
+      // A lifecycle hook is announced once and finishes once; anything else a capsule posts about it is ignored.
+      let hookPhase: "pending" | "started" | "done" = "pending";
       const settle = () => {
         if (settled) return;
         settled = true;
@@ -178,6 +187,7 @@ export class CapsuleSupervisor {
       };
       let readyTimer: NodeJS.Timeout;
       const deadline = (ms: number, what: string) => {
+        if (settled) return;
         clearTimeout(readyTimer);
         readyTimer = setTimeout(() => {
           this.fail(run, `${what} within ${ms} ms`);
@@ -186,24 +196,25 @@ export class CapsuleSupervisor {
       };
       deadline(this.settings.readyTimeoutMs, "did not become ready");
       worker.on("message", (message: FromCapsule) => {
-        if (message.t === "lifecycle" && lifecycle) {
-          if (message.phase === "started") {
+        if (message.t === "lifecycle") {
+          if (!lifecycle || settled) return;
+          if (message.phase === "started" && hookPhase === "pending") {
+            hookPhase = "started";
             deadline(this.settings.hookTimeoutMs, `its ${lifecycle.hook} hook did not finish`);
-            return;
+          } else if (message.phase === "done" && hookPhase === "started") {
+            hookPhase = "done";
+            deadline(this.settings.readyTimeoutMs, "did not become ready after its lifecycle hook");
+            recorded = this.recordInstall(record, installed, lifecycle).then(() => undefined, (err: Error) => err);
           }
-          deadline(this.settings.readyTimeoutMs, "did not become ready after its lifecycle hook");
-          recorded = this.recordInstall(record, installed, lifecycle);
           return;
         }
         if (message.t === "ready") {
           // Ready only counts once the install record is durable; a record that cannot be written fails the load.
-          void recorded.then(
-            () => this.onReady(run, message.tools, settle),
-            (err: Error) => {
-              this.fail(run, `cannot record its ${lifecycle?.hook ?? "install"}: ${err.message}`);
-              settle();
-            },
-          );
+          void recorded.then((err) => {
+            if (err === undefined) return this.onReady(run, message.tools, settle);
+            this.fail(run, `cannot record its ${lifecycle?.hook ?? "install"}: ${err.message}`);
+            settle();
+          });
           return;
         }
         if (message.t === "failed") {
@@ -260,6 +271,12 @@ export class CapsuleSupervisor {
     this.audit.capsule(lifecycle.hook, record.name, detail);
   }
 
+  private bumpGeneration(name: string): number {
+    const next = (this.generations.get(name) ?? 0) + 1;
+    this.generations.set(name, next);
+    return next;
+  }
+
   /** Number of events dropped for a capsule because its queue was full. */
   droppedEvents(name: string): number {
     return this.runs.get(name)?.dropped ?? 0;
@@ -267,6 +284,7 @@ export class CapsuleSupervisor {
 
   /** Forgets a capsule (ReloadCapsules drops failed ones): cancels its pending restart and ends its worker. */
   async forget(name: string): Promise<void> {
+    this.bumpGeneration(name);
     clearTimeout(this.restartTimers.get(name));
     this.restartTimers.delete(name);
     const run = this.runs.get(name);
@@ -303,6 +321,7 @@ export class CapsuleSupervisor {
 
   /** Records a failure, announces it, and schedules a restart while `current()` still holds and attempts remain. */
   private markFailed(record: CapsuleRecord, reason: string, current: () => boolean): void {
+    if (this.stopping) return;
     record.state = "failed";
     record.lastError = reason;
     this.logger.error("capsule failed", { capsule: record.name, reason, restarts: record.restarts });
@@ -391,7 +410,7 @@ export class CapsuleSupervisor {
         if (!caps.ipc_publish.some((p) => exactSegmentMatches(p, topic))) throw deny(`may not publish on ${topic} (not in ipc_publish)`);
         const size = Buffer.byteLength(JSON.stringify(args[1] ?? null));
         if (size > MAX_CAPSULE_PAYLOAD_BYTES) throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `ipc.publish: payload of ${size} bytes exceeds 5 MiB`);
-        const now = Date.now();
+        const now = performance.now(); // monotonic: a wall-clock step cannot freeze the window
         if (now - run.windowStart >= 1000) {
           run.windowStart = now;
           run.windowBytes = 0;

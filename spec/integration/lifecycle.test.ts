@@ -129,3 +129,24 @@ describe("issue #4: install and upgrade hooks", () => {
     expect(run(["audit", "verify"]).status).toBe(0);
   });
 });
+
+describe("issue #4: a capsule cannot stretch its hook deadline", () => {
+  it("ignores repeated lifecycle announcements and fails the hook at its deadline", async () => {
+    const ws = tempHome();
+    fs.cpSync(path.join(ROOT, "spec", "fixtures", "lifecycle-spam"), path.join(ws, ".astrid", "capsules", "lifecycle-spam"), { recursive: true });
+    const started = Date.now();
+    const d = await spawnDaemon({ args: ["--workspace", ws], env });
+    const c = await connect(d);
+    try {
+      const meta = ((await c.request("GetCapsuleMetadata")).data as Array<{ name: string; state: string; last_error?: string }>).find((m) => m.name === "lifecycle-spam");
+      expect(meta).toMatchObject({ state: "failed", last_error: "its install hook did not finish within 3000 ms" });
+      expect(Date.now() - started).toBeLessThan(10_000);
+      const record = await c.request("KvGet", { scope: "system:capsules", key: "lifecycle-spam" });
+      expect(record).toMatchObject({ status: "Success", data: null });
+    } finally {
+      await c.close();
+      d.child.kill("SIGTERM");
+      expect(await d.exited).toBe(0);
+    }
+  }, 20_000);
+});

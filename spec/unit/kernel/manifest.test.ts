@@ -72,6 +72,12 @@ describe("Capsule.toml", () => {
     expect(fieldLine(text, ["env"])).toBeUndefined();
   });
 
+  it("does not read TOML inside a multi-line string", () => {
+    const text = '[package]\nname = "x"\ndescription = """\nSee\n[Docs](https://example.org)\nversion = 1\n"""\nversion = "1"\n';
+    expect(fieldLine(text, ["package", "version"])).toBe(8);
+    expect(fieldLine(text, ["package", "description"])).toBe(3);
+  });
+
   it("accepts a trailing .* [[topic]] and the same name in both directions", () => {
     const ok = loadManifest(capsule("t", '[package]\nname = "x"\nversion = "1.0.0"\n[[topic]]\nname = "a.b.*"\ndirection = "subscribe"\n[[topic]]\nname = "a.b.*"\ndirection = "publish"\n'));
     expect(ok.warnings).toEqual([]);
