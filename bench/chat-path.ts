@@ -35,9 +35,13 @@ const PURE_ECHO = `export default {
 };
 `;
 
-/** A workspace with `n` copies of the echo capsule (distinct names). */
+/**
+ * A workspace with `n` copies of the echo capsule (distinct names), and under `bundled/` a bundle holding only the
+ * CLI policy capsule, so no built-in capsule answers the prompts too.
+ */
 function workspace(n: number): string {
   const dir = fs.mkdtempSync("/tmp/astrid-bench-ws-");
+  fs.cpSync(path.join(ROOT, "capsules", "astrid-capsule-cli"), path.join(dir, "bundled", "astrid-capsule-cli"), { recursive: true });
   for (let i = 0; i < n; i++) {
     const target = path.join(dir, ".astrid", "capsules", `echo-${i}`);
     fs.cpSync(ECHO, target, { recursive: true });
@@ -52,7 +56,10 @@ async function boot(capsules: number): Promise<{ child: ChildProcess; home: stri
   const home = fs.mkdtempSync("/tmp/astrid-bench-");
   const ws = workspace(capsules);
   const t = process.hrtime.bigint();
-  const child = spawn(process.execPath, [DAEMON, "--workspace", ws], { env: { ...process.env, ASTRID_HOME: home, ASTRID_IDLE_TIMEOUT_SECS: "0" }, stdio: "ignore" });
+  const child = spawn(process.execPath, [DAEMON, "--workspace", ws], {
+    env: { ...process.env, ASTRID_HOME: home, ASTRID_IDLE_TIMEOUT_SECS: "0", ASTRID_BUNDLED_CAPSULES_DIR: path.join(ws, "bundled") },
+    stdio: "ignore",
+  });
   const ready = path.join(home, "run", "system.ready");
   while (!fs.existsSync(ready)) {
     if (child.exitCode !== null) throw new Error("daemon exited during boot");

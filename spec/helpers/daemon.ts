@@ -54,10 +54,20 @@ export interface SpawnOptions {
   waitReady?: boolean;
 }
 
+/**
+ * A bundled-capsules directory holding only the CLI policy capsule, so a test daemon runs exactly the capsules its
+ * test gives it. Tests of the real bundle (the built-in assistant) pass `ASTRID_BUNDLED_CAPSULES_DIR: undefined`.
+ */
+export function policyOnlyBundle(): string {
+  const dir = tempHome();
+  fs.cpSync(path.join(ROOT, "capsules", "astrid-capsule-cli"), path.join(dir, "astrid-capsule-cli"), { recursive: true });
+  return dir;
+}
+
 /** Spawns `astrid-daemon` and (by default) waits until run/system.ready exists. */
 export async function spawnDaemon(options: SpawnOptions = {}): Promise<RunningDaemon> {
   const home = options.home ?? tempHome();
-  const env: NodeJS.ProcessEnv = { ...process.env, ASTRID_HOME: home, ...options.env };
+  const env: NodeJS.ProcessEnv = { ...process.env, ASTRID_HOME: home, ASTRID_BUNDLED_CAPSULES_DIR: policyOnlyBundle(), ...options.env };
   for (const [k, v] of Object.entries(env)) if (v === undefined) delete env[k];
   const child = spawn(process.execPath, [DAEMON_BIN, ...(options.args ?? [])], { env, stdio: ["ignore", "pipe", "pipe"] });
   children.add(child);

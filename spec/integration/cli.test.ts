@@ -53,8 +53,8 @@ describe("issue #2: astrid CLI", () => {
 
     const status = astrid(home, ["status"]);
     expect(status.code).toBe(0);
-    expect(status.out).toMatch(new RegExp(`^Astrid daemon \\(PID ${pid}, uptime \\d+s\\)\\n  Version: +\\S+\\n  Mode: +persistent\\n  Clients: +1\\n  Capsules: +1 loaded\\n    - astrid-capsule-cli\\n$`));
-    expect(JSON.parse(astrid(home, ["status", "--json"]).out)).toMatchObject({ running: true, pid, ephemeral: false, loaded_capsules: ["astrid-capsule-cli"] });
+    expect(status.out).toMatch(new RegExp(`^Astrid daemon \\(PID ${pid}, uptime \\d+s\\)\\n  Version: +\\S+\\n  Mode: +persistent\\n  Clients: +1\\n  Capsules: +2 loaded\\n    - astrid-capsule-cli\\n    - astrid-capsule-assistant\\n$`));
+    expect(JSON.parse(astrid(home, ["status", "--json"]).out)).toMatchObject({ running: true, pid, ephemeral: false, loaded_capsules: ["astrid-capsule-cli", "astrid-capsule-assistant"] });
 
     expect(astrid(home, ["start"])).toMatchObject({ code: 0, out: "Astrid daemon is already running.\n" });
     expect(astrid(home, ["stop"])).toMatchObject({ code: 0, out: "Astrid daemon stopped.\n" });
