@@ -10,6 +10,7 @@ import { DAEMON_VERSION } from "../protocol/version";
 import { resolveHome } from "../kernel/home";
 import { OPERATOR_KV_SCOPE } from "../protocol/kernel-request";
 import { describeReport, tailAuditLog, verifyAuditLog } from "./cli/audit";
+import { runChat } from "./cli/chat";
 import { connect, daemonState, formatUptime, startDaemon, waitForExit } from "./cli/daemon-control";
 
 interface Global {
@@ -185,6 +186,27 @@ async function main(): Promise<void> {
     .scriptName("astrid")
     .usage("$0 <command> [options]\n\nControl the Astrid daemon serving $ASTRID_HOME (default ~/.astrid).")
     .option("json", { type: "boolean", default: false, global: true, describe: "Print one JSON object (for scripts)" })
+    .command("chat", "Talk to the agent capsules (spawns an ephemeral daemon for this workspace if none runs)", (y) =>
+      y
+        .option("session", { alias: "s", type: "string", describe: "resume this session (a UUID; shows its earlier messages); default: a new one" })
+        .option("prompt", { alias: "p", type: "string", describe: "headless: send this (after any text piped on stdin), print the reply, exit" })
+        .option("repl", { type: "boolean", default: false, describe: "read one prompt per line from stdin even when it is not a terminal" })
+        .option("timeout", { type: "number", default: 120, describe: "seconds to wait for a reply (headless: exit 53 when it runs out)" })
+        .option("workspace", { alias: "w", type: "string", describe: "workspace of a daemon this command spawns (default: the current directory)" })
+        .example("$0 chat", "talk in the terminal; /help lists the commands")
+        .example("$0 chat -p \"what is 6 * 7\"", "one prompt, one reply")
+        .example("git diff | $0 chat -p \"review this\"", "piped text, then the prompt")
+        .example("$0 chat --repl --json < prompts.txt", "one JSON reply per line of input"),
+      async (argv) => {
+        process.exitCode = await runChat(resolveHome(), {
+          session: argv.session,
+          prompt: argv.prompt,
+          repl: argv.repl,
+          json: argv.json as boolean,
+          timeoutSecs: argv.timeout,
+          workspace: argv.workspace ?? process.cwd(),
+        });
+      })
     .command("start", "Start a persistent daemon in the background and wait until it is ready", {}, (argv) => start({ json: argv.json as boolean }))
     .command("stop", "Ask the running daemon to shut down and wait until it has", {}, (argv) => stop({ json: argv.json as boolean }))
     .command("status", "Show PID, uptime, version, clients and capsules of the running daemon", {}, (argv) => status({ json: argv.json as boolean }))
@@ -233,8 +255,8 @@ async function main(): Promise<void> {
         if (!argv.name) throw new AstridError("ASTRID_ERR_INVALID_ARGUMENT", "capsule info needs a capsule name");
         return capsuleInfo(g, argv.name);
       })
-    .demandCommand(1, "Name a command: start, stop, status, audit, kv or capsule.")
-    .epilogue("Exit status: 0 on success (also when no daemon is running for status/stop), 1 on an error.\nErrors end with a stable code, e.g. [ASTRID_ERR_DAEMON_START_FAILED]; see the README.")
+    .demandCommand(1, "Name a command: chat, start, stop, status, audit, kv or capsule.")
+    .epilogue("Exit status: 0 on success (also when no daemon is running for status/stop), 1 on an error, 53 when chat got no reply in time.\nErrors end with a stable code, e.g. [ASTRID_ERR_DAEMON_START_FAILED]; see the README.")
     .wrap(100)
     .version(DAEMON_VERSION)
     .alias("version", "V")

@@ -1,0 +1,252 @@
+/**
+ * `astrid chat` (reference §9.2): talk to the daemon's agent capsules. Connects to the running daemon or spawns an
+ * ephemeral one for the current workspace, then either sends one prompt and prints the reply (headless: `-p`, or
+ * text piped on stdin) or reads prompts line by line (a terminal, or `--repl`). Replies stream in as
+ * `agent.v1.stream.delta` chunks and end with the final `agent.v1.response` of this chat's session.
+ */
+import { randomUUID } from "node:crypto";
+import readline from "node:readline";
+import type { DaemonClient } from "../../protocol/client";
+import { AstridError } from "../../protocol/errors";
+import type { IpcMessage, IpcPayload } from "../../protocol/ipc-message";
+import { CLIENT_DISCONNECT_TOPIC, CLIENT_ERROR_TOPIC, ONBOARDING_REQUIRED_TOPIC } from "../../protocol/topics";
+import type { AstridHome } from "../../kernel/home";
+import { connect, daemonState, startDaemon } from "./daemon-control";
+
+/** Exit status when no reply arrived in time (the reference's headless timeout status). */
+export const CHAT_TIMEOUT_EXIT = 53;
+
+const PROMPT_TOPIC = "user.v1.prompt";
+const COMMAND_TOPIC = "cli.v1.command.execute";
+const RESPONSE_TOPIC = "agent.v1.response";
+const DELTA_TOPIC = "agent.v1.stream.delta";
+const HISTORY_REQUEST_TOPIC = "session.v1.request.get_messages";
+const HISTORY_RESPONSE_PREFIX = "session.v1.response.get_messages.";
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** What `astrid chat` was asked to do. */
+export interface ChatOptions {
+  /** Resume this session (a UUID); a new one otherwise. */
+  session?: string;
+  /** Headless: send this prompt (after any text piped on stdin) and exit after the reply. */
+  prompt?: string;
+  /** Read prompts line by line even when stdin is not a terminal. */
+  repl: boolean;
+  json: boolean;
+  /** How long to wait for a reply. */
+  timeoutSecs: number;
+  /** The workspace of a daemon this command spawns. */
+  workspace: string;
+}
+
+/** Runs a chat; resolves with the exit status. */
+export async function runChat(home: AstridHome, options: ChatOptions): Promise<number> {
+  if (options.session !== undefined && !UUID.test(options.session)) {
+    throw new AstridError("ASTRID_ERR_INVALID_ARGUMENT", `--session must be a UUID, not ${JSON.stringify(options.session)}`);
+  }
+  if (!Number.isFinite(options.timeoutSecs) || options.timeoutSecs <= 0) {
+    throw new AstridError("ASTRID_ERR_INVALID_ARGUMENT", "--timeout must be a positive number of seconds");
+  }
+  const interactive = options.prompt === undefined && (process.stdin.isTTY === true || options.repl);
+  // Read piped input before spawning anything: empty input with nothing else to send is a usage error.
+  let text = options.prompt;
+  if (!interactive && process.stdin.isTTY !== true) {
+    const piped = (await readAll(process.stdin)).trim();
+    text = [piped, options.prompt?.trim()].filter((t) => t).join("\n\n");
+  }
+  if (!interactive && !text) throw new AstridError("ASTRID_ERR_INVALID_ARGUMENT", "nothing to send: give -p <text>, pipe text on stdin, or use a terminal");
+
+  const client = await ensureDaemon(home, options);
+  const chat = new Conversation(client, options.session ?? randomUUID(), options.json);
+  try {
+    if (!interactive) {
+      const reply = await chat.send(PROMPT_TOPIC, text!, options.timeoutSecs * 1000);
+      if (reply === null) return chat.timedOut(options.timeoutSecs);
+      return 0;
+    }
+    return await repl(chat, client, options);
+  } finally {
+    try {
+      client.publish(CLIENT_DISCONNECT_TOPIC, { type: "disconnect", reason: "chat ended" } as IpcPayload);
+    } catch {
+      // the daemon went away first; nothing to say goodbye to
+    }
+    await client.close();
+  }
+}
+
+/** Connects to the live daemon, or spawns an ephemeral one for the workspace (it idles out after the chat). */
+async function ensureDaemon(home: AstridHome, options: ChatOptions): Promise<DaemonClient> {
+  if ((await daemonState(home)) !== "live") {
+    const progress = !options.json && process.stderr.isTTY === true;
+    await startDaemon(home, {
+      ephemeral: true,
+      workspace: options.workspace,
+      env: process.env,
+      onPoll: progress ? (ms) => process.stderr.write(`\rStarting Astrid daemon… ${(ms / 1000).toFixed(1)} s`) : undefined,
+    });
+    if (progress) process.stderr.write("\r\x1b[K");
+  }
+  return connect(home);
+}
+
+/** One chat session over one connection: sends prompts, prints what comes back for this session. */
+class Conversation {
+  private waiter: ((text: string | null) => void) | undefined;
+  private streamed = false;
+  private readonly history = new Map<string, (messages: unknown[]) => void>();
+
+  constructor(private readonly client: DaemonClient, readonly session: string, private readonly json: boolean) {
+    client.on("message", (message: IpcMessage) => this.onMessage(message));
+  }
+
+  /** Publishes a prompt (or a slash command) and resolves with the final reply, or null on timeout/cancel. */
+  send(topic: string, text: string, timeoutMs: number): Promise<string | null> {
+    this.streamed = false;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => this.settle(null), timeoutMs);
+      this.waiter = (reply) => {
+        clearTimeout(timer);
+        resolve(reply);
+      };
+      this.client.publish(topic, { type: "user_input", text, session_id: this.session } as IpcPayload);
+    });
+  }
+
+  /** Stops waiting for the current reply and asks the agent to stop its turn (Ctrl-C). */
+  cancel(): void {
+    this.client.publish(PROMPT_TOPIC, { type: "user_input", text: "", session_id: this.session, context: { action: "cancel_turn" } } as IpcPayload);
+    this.settle(null);
+  }
+
+  get waiting(): boolean {
+    return this.waiter !== undefined;
+  }
+
+  /** Prints the timeout message; returns the exit status for it. */
+  timedOut(secs: number): number {
+    if (this.streamed) process.stdout.write("\n");
+    process.stderr.write(`astrid: no reply within ${secs} s — is an agent capsule loaded? (astrid capsule list) [ASTRID_ERR_TIMEOUT]\n`);
+    return CHAT_TIMEOUT_EXIT;
+  }
+
+  /** The session's earlier messages from whichever capsule keeps them; [] when none answers within `timeoutMs`. */
+  messages(timeoutMs: number): Promise<unknown[]> {
+    const correlation = randomUUID().replace(/-/g, "");
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.history.delete(correlation);
+        resolve([]);
+      }, timeoutMs);
+      this.history.set(correlation, (messages) => {
+        clearTimeout(timer);
+        this.history.delete(correlation);
+        resolve(messages);
+      });
+      this.client.publish(HISTORY_REQUEST_TOPIC, { type: "raw_json", session_id: this.session, correlation_id: correlation } as IpcPayload);
+    });
+  }
+
+  private settle(reply: string | null): void {
+    const waiter = this.waiter;
+    this.waiter = undefined;
+    waiter?.(reply);
+  }
+
+  private onMessage(message: IpcMessage): void {
+    const payload = message.payload as Record<string, unknown>;
+    if (message.topic.startsWith(HISTORY_RESPONSE_PREFIX)) {
+      const data = (payload.type === "custom" ? payload.data : payload) as { messages?: unknown } | undefined;
+      this.history.get(message.topic.slice(HISTORY_RESPONSE_PREFIX.length))?.(Array.isArray(data?.messages) ? data.messages : []);
+      return;
+    }
+    if (message.topic === ONBOARDING_REQUIRED_TOPIC) {
+      const fields = Array.isArray(payload.fields) ? payload.fields.map((f) => (f as { key?: string }).key).join(", ") : "";
+      process.stderr.write(`astrid: capsule ${String(payload.capsule_id)} needs configuration (${fields}); write home/default/.config/env/${String(payload.capsule_id)}.env.json and reload\n`);
+      return;
+    }
+    if (message.topic === CLIENT_ERROR_TOPIC) {
+      process.stderr.write(`astrid: the daemon refused a message: ${String(payload.message ?? JSON.stringify(payload))}${payload.code ? ` [${String(payload.code)}]` : ""}\n`);
+      return;
+    }
+    if (payload.session_id !== this.session || typeof payload.text !== "string") return;
+    if (message.topic === DELTA_TOPIC) {
+      if (this.json) return;
+      this.streamed = true;
+      process.stdout.write(payload.text);
+    } else if (message.topic === RESPONSE_TOPIC && payload.is_final !== false) {
+      if (this.json) process.stdout.write(`${JSON.stringify({ session_id: this.session, response: payload.text })}\n`);
+      else process.stdout.write(this.streamed ? "\n" : `${payload.text}\n`);
+      this.streamed = false;
+      this.settle(payload.text);
+    }
+  }
+}
+
+/** Reads prompts line by line until end of input or /quit. */
+async function repl(chat: Conversation, client: DaemonClient, options: ChatOptions): Promise<number> {
+  const tty = process.stdin.isTTY === true && process.stdout.isTTY === true;
+  const say = (line: string) => {
+    if (!options.json) process.stdout.write(`${line}\n`);
+  };
+  say(`Astrid chat — session ${chat.session}. /help lists commands, /quit leaves.`);
+  if (options.session !== undefined) {
+    const earlier = await chat.messages(2000);
+    if (options.json) process.stdout.write(`${JSON.stringify({ session_id: chat.session, history: earlier })}\n`);
+    else if (earlier.length > 0) {
+      say("— earlier in this session —");
+      for (const m of earlier as Array<{ role?: string; content?: string }>) say(`${m.role === "user" ? "you" : "astrid"}: ${m.content}`);
+      say("—");
+    }
+  }
+  const rl = readline.createInterface({ input: process.stdin, output: tty ? process.stdout : undefined, terminal: tty, prompt: "you › " });
+  let quitting = false;
+  rl.on("SIGINT", () => {
+    if (chat.waiting) chat.cancel();
+    else {
+      quitting = true;
+      rl.close();
+    }
+  });
+  if (tty) rl.prompt();
+  for await (const raw of rl) {
+    const line = raw.trim();
+    if (line === "") {
+      if (tty) rl.prompt();
+      continue;
+    }
+    if (["/quit", "/exit", "/q"].includes(line)) break;
+    if (line === "/help") say(await help(client));
+    else if (line === "/clear") {
+      if (tty) process.stdout.write("\x1b[2J\x1b[H");
+    } else {
+      const reply = await chat.send(line.startsWith("/") ? COMMAND_TOPIC : PROMPT_TOPIC, line, options.timeoutSecs * 1000);
+      if (reply === null && !quitting) say(`(no reply within ${options.timeoutSecs} s — is an agent capsule loaded? see astrid capsule list)`);
+    }
+    if (tty) rl.prompt();
+  }
+  rl.close();
+  return 0;
+}
+
+/** The built-in slash commands and the ones capsules declare (GetCommands). */
+async function help(client: DaemonClient): Promise<string> {
+  const lines = ["  /help     this list", "  /clear    clear the screen", "  /quit     leave (also /exit, /q, Ctrl-C, Ctrl-D)"];
+  try {
+    const reply = await client.request("GetCommands", undefined, { topicSuffix: "get_commands" });
+    if (reply.status === "Commands") {
+      for (const c of reply.data as Array<{ name: string; description: string; provider_capsule: string }>) {
+        lines.push(`  /${c.name.padEnd(8)} ${c.description} (${c.provider_capsule})`);
+      }
+    }
+  } catch {
+    // the built-in list is still useful without the daemon's
+  }
+  return lines.join("\n");
+}
+
+async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
+  let text = "";
+  for await (const chunk of stream) text += chunk.toString();
+  return text;
+}
