@@ -23,6 +23,7 @@ async function main(): Promise<number> {
     .option("workspace", { alias: "w", type: "string", describe: "Workspace root (default: the current directory); its .astrid/capsules/ are loaded" })
     .option("ephemeral", { type: "boolean", default: false, describe: "Shut down after 30 s without clients (what `astrid chat` spawns)" })
     .option("verbose", { alias: "v", type: "boolean", default: false, describe: "Log at debug level" })
+    .option("watch", { type: "boolean", default: true, describe: "Hot reload: reload a capsule when its files change (--no-watch: only on ReloadCapsules)" })
     .option("max-clients", { type: "number", describe: `Most authenticated clients at once (default ${DEFAULT_MAX_CLIENTS}, or $ASTRID_MAX_CLIENTS)` })
     .epilogue(
       [
@@ -73,6 +74,7 @@ async function main(): Promise<number> {
     verbose: argv.verbose,
     console: process.stderr.isTTY === true,
     maxClients,
+    watch: argv.watch,
     env: process.env,
     bundledCapsulesDir: BUNDLED_CAPSULES_DIR,
   });

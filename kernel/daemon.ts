@@ -12,11 +12,14 @@ import { CAPSULES_LOADED_TOPIC, KERNEL_SHUTDOWN_TOPIC } from "../protocol/topics
 import { rawJson } from "../protocol/ipc-message";
 import { DAEMON_VERSION } from "../protocol/version";
 import { EventBus } from "./bus";
+import { capsuleHash } from "./capsules/content-hash";
 import { discoverCapsules } from "./capsules/discovery";
+import { MANIFEST_FILE } from "./capsules/manifest";
 import { CapsuleRegistry, type CapsuleRecord } from "./capsules/registry";
-import { capsuleEnv } from "./capsules/capsule-env";
+import { capsuleEnv, operatorEnvDir, operatorEnvFile } from "./capsules/capsule-env";
 import { loadOrder } from "./capsules/load-order";
 import { CapsuleSupervisor, supervisorSettings } from "./capsules/supervisor";
+import { CapsuleWatcher } from "./capsules/watcher";
 import { ConnectionTracker } from "./connection-tracker";
 import { resolveHome, type AstridHome } from "./home";
 import { IdleMonitor, idleSettings } from "./idle-monitor";
@@ -45,12 +48,16 @@ export interface DaemonOptions {
   env: NodeJS.ProcessEnv;
   /** Where bundled capsules live; `ASTRID_BUNDLED_CAPSULES_DIR` overrides it. */
   bundledCapsulesDir: string;
+  /** Hot reload: watch the capsule directories and reload capsules whose files change. */
+  watch: boolean;
 }
 
 /** A booted daemon. `exited` resolves with the process exit code once shutdown has finished. */
 export class Daemon {
   private readonly startedAt = Date.now();
   private stopping: Promise<void> | undefined;
+  private reloadChain: Promise<void> = Promise.resolve();
+  private watcher: CapsuleWatcher | undefined;
   private resolveExit!: (code: number) => void;
   /** Resolves with the exit code once shutdown completes. */
   readonly exited = new Promise<number>((resolve) => (this.resolveExit = resolve));
@@ -136,7 +143,7 @@ export class Daemon {
         capsuleNames: () => registry.all().map((r) => r.name),
         commands: () => daemon!.commands(),
         capsuleMetadata: () => daemon!.capsuleMetadata(),
-        reloadCapsules: () => daemon!.loadCapsules(),
+        reloadCapsules: () => daemon!.reloadCapsules("ReloadCapsules"),
         shutdown: (reason) => void daemon!.shutdown(reason),
         kvGet: (scope, key) => storage!.get(scope, key),
         kvSet: (scope, key, value) => storage!.set(scope, key, value),
@@ -159,6 +166,8 @@ export class Daemon {
         throw new AstridError("ASTRID_ERR_CLI_CAPSULE_MISSING",
           `CLI proxy capsule (${CLI_CAPSULE_NAME}) not found${why}. Reinstall astrid-daemon, or install it into ${home.principalCapsulesDir("default")}/${CLI_CAPSULE_NAME}/`);
       }
+
+      if (options.watch) await daemon.watchCapsules();
 
       // 15. Ready.
       fs.writeFileSync(home.readyPath, "", { mode: 0o600 });
@@ -212,17 +221,60 @@ export class Daemon {
     }));
   }
 
-  /** ReloadCapsules: drop failed capsules, load what is not registered yet, announce the pass. */
-  private async loadCapsules(): Promise<void> {
+  /**
+   * ReloadCapsules and the watcher, one pass at a time. Reference §11 item 2 fixed: its ReloadCapsules only loaded
+   * capsules not yet registered. Here a capsule whose files changed restarts with them (its upgrade hook runs when
+   * the version changed), a removed one unloads, a failed one starts afresh, a new one loads; one whose manifest
+   * became invalid stays listed as failed with the manifest error. Then `astrid.v1.capsules_loaded` tells clients.
+   */
+  reloadCapsules(trigger: string): Promise<void> {
+    const run = this.reloadChain.then(() => this.reconcile(trigger));
+    this.reloadChain = run.catch((err: Error) => {
+      this.logger.error("capsule reload failed", { trigger, error: err.message });
+    });
+    return run;
+  }
+
+  private async reconcile(trigger: string): Promise<void> {
+    if (this.stopping) return;
+    this.audit.capsule("reload", "*", { trigger });
+    const discovered = discoverCapsules(capsuleRoots(this.home, this.options));
+    const found = new Map(discovered.capsules.map((loaded) => [loaded.manifest.package.name, loaded]));
+    const broken = new Map(discovered.problems.map((problem) => [path.dirname(problem.file), problem.message]));
     for (const record of this.registry.all()) {
-      if (record.state !== "failed") continue;
+      // The socket policy is read once at boot; the running server keeps it.
+      if (record.name === CLI_CAPSULE_NAME) continue;
+      const next = found.get(record.name);
+      const manifestError = broken.get(record.dir);
+      let why: string | undefined;
+      if (manifestError !== undefined) why = record.lastError === manifestError ? undefined : "its manifest became invalid";
+      else if (!next) why = "it was removed";
+      else if (record.state === "failed") why = "it had failed";
+      else if (next.dir !== record.dir) why = `the copy in ${next.dir} now takes precedence`;
+      else if ((await this.fingerprint(next.dir, record.name)) !== record.hash) why = "its files changed";
+      if (why === undefined) continue;
       this.registry.unregister(record.name);
       await this.supervisor.forget(record.name);
-      this.audit.capsule("unload", record.name, { reason: "reload drops failed capsules" });
+      this.logger.info("capsule unloaded", { capsule: record.name, reason: why });
+      this.audit.capsule("unload", record.name, { reason: why });
+      if (manifestError !== undefined) {
+        const placeholder = { manifest: record.manifest, dir: record.dir, file: path.join(record.dir, MANIFEST_FILE), warnings: [] };
+        this.registry.register(placeholder, "failed", manifestError);
+      }
     }
-    this.audit.capsule("reload", "*");
-    await this.loadDiscovered(discoverCapsules(capsuleRoots(this.home, this.options)));
+    await this.loadDiscovered(discovered);
     this.publishCapsulesLoaded();
+  }
+
+  /** What a reload compares: the capsule directory and the operator's env file for it. */
+  private fingerprint(dir: string, name: string): Promise<string> {
+    return capsuleHash(dir, [operatorEnvFile(this.home, name)]);
+  }
+
+  /** Starts hot reload: edits under the capsule roots (or to an operator env file) trigger a reload pass. */
+  async watchCapsules(): Promise<void> {
+    this.watcher = new CapsuleWatcher([...capsuleRoots(this.home, this.options), operatorEnvDir(this.home)], (file) => void this.reloadCapsules(`change: ${file}`), this.logger);
+    await this.watcher.ready();
   }
 
   /**
@@ -241,10 +293,12 @@ export class Daemon {
     for (const loaded of plan.order) {
       for (const warning of loaded.warnings) this.logger.warn(warning);
       if (this.registry.has(loaded.manifest.package.name)) continue;
+      // Hashed before its module is read: an edit after this point always shows up as a change.
+      const hash = await this.fingerprint(loaded.dir, loaded.manifest.package.name);
       if (loaded.manifest.component.length > 0) {
-        toStart.push(this.registry.register(loaded, "loading"));
+        toStart.push(this.registry.register(loaded, "loading", undefined, hash));
       } else {
-        this.registry.register(loaded, "ready");
+        this.registry.register(loaded, "ready", undefined, hash);
         this.logger.info("capsule loaded", { name: loaded.manifest.package.name, version: loaded.manifest.package.version, dir: loaded.dir });
         this.audit.capsule("load", loaded.manifest.package.name, { version: loaded.manifest.package.version, dir: loaded.dir });
       }
@@ -277,7 +331,10 @@ export class Daemon {
       source_id: this.options.sessionId,
     });
     this.idle.stop();
+    await this.watcher?.close();
     this.router.close();
+    // A reload in progress finishes first (it would otherwise start capsules behind stopAll's back).
+    await this.reloadChain;
     await this.supervisor.stopAll();
     // Readiness goes first so nobody mistakes a stopping daemon for a ready one.
     rmIfExists(this.home.readyPath);

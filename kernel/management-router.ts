@@ -45,7 +45,6 @@ export interface ManagementHost {
 export class ManagementRouter {
   private readonly limiter = new RateLimiter();
   private readonly unsubscribe: () => void;
-  private reloadChain: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly bus: EventBus,
@@ -142,9 +141,7 @@ export class ManagementRouter {
       case "GetCapsuleMetadata":
         return { status: "CapsuleMetadata", data: this.host.capsuleMetadata() };
       case "ReloadCapsules": {
-        const run = this.reloadChain.then(() => this.host.reloadCapsules());
-        this.reloadChain = run.catch(() => {});
-        return run.then(() => ({ status: "Success", data: { status: "reloaded" } }));
+        return this.host.reloadCapsules().then(() => ({ status: "Success", data: { status: "reloaded" } }));
       }
       case "Shutdown":
         return { status: "Success", data: { status: "shutting_down" } };

@@ -50,10 +50,20 @@ function asText(value: unknown): string {
   return typeof value === "string" ? value : value === null ? "" : JSON.stringify(value);
 }
 
+/** Where the operator's `[env]` values for capsule `name` live (written by onboarding frontends). */
+export function operatorEnvDir(home: AstridHome): string {
+  return path.join(home.principalHome("default"), ".config", "env");
+}
+
+/** The operator's env file of capsule `name`. */
+export function operatorEnvFile(home: AstridHome, name: string): string {
+  return path.join(operatorEnvDir(home), `${name}.env.json`);
+}
+
 /** The resolved `[env]` of a capsule. */
 export function capsuleEnv(home: AstridHome, record: CapsuleRecord): ResolvedEnv {
   const stored =
-    readEnvFile(path.join(home.principalHome("default"), ".config", "env", `${record.name}.env.json`)) ??
+    readEnvFile(operatorEnvFile(home, record.name)) ??
     readEnvFile(path.join(record.dir, ".env.json")) ??
     {};
   const values: Record<string, string> = {};

@@ -19,6 +19,8 @@ export interface CapsuleRecord {
   /** The tools it described when it became ready. */
   tools?: ToolDescriptor[];
   restarts: number;
+  /** Fingerprint of the capsule directory when it was loaded (a reload restarts it only when this changes). */
+  hash?: string;
 }
 
 /** Registered capsules by name, in load order. */
@@ -26,7 +28,7 @@ export class CapsuleRegistry {
   private readonly records = new Map<string, CapsuleRecord>();
 
   /** Registers a capsule in `state`; replaces an earlier record of the same name. */
-  register(loaded: LoadedManifest, state: CapsuleState, lastError?: string): CapsuleRecord {
+  register(loaded: LoadedManifest, state: CapsuleState, lastError?: string, hash?: string): CapsuleRecord {
     const record: CapsuleRecord = {
       name: loaded.manifest.package.name,
       version: loaded.manifest.package.version,
@@ -36,6 +38,7 @@ export class CapsuleRegistry {
       restarts: 0,
     };
     if (lastError !== undefined) record.lastError = lastError;
+    if (hash !== undefined) record.hash = hash;
     this.records.set(record.name, record);
     return record;
   }

@@ -1,0 +1,231 @@
+/**
+ * Hot reload (reference §11 item 2, fixed): the daemon watches the capsule directories; a capsule whose files change
+ * restarts with them, a removed one unloads, a new one loads, a broken manifest shows up as a failure, and a save
+ * storm is one reload. ReloadCapsules does the same pass when watching is off.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import type { DaemonClient } from "../../protocol/client";
+import type { IpcMessage } from "../../protocol/ipc-message";
+import { cleanup, connect, sleep, spawnDaemon, tempHome, type RunningDaemon } from "../helpers/daemon";
+
+afterAll(cleanup);
+
+/** A capsule that answers every prompt with `<tag>: <text>`. */
+function writeCapsule(root: string, name: string, tag: string, version = "1.0.0"): string {
+  const dir = path.join(root, name);
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, "Capsule.toml"), [
+    "[package]", `name = "${name}"`, `version = "${version}"`, "", "[[component]]", 'file = "index.js"', "",
+    "[capabilities]", 'ipc_subscribe = ["user.v1.prompt"]', 'ipc_publish = ["agent.v1.response"]', "",
+  ].join("\n"));
+  writeCode(dir, tag);
+  return dir;
+}
+
+function writeCode(dir: string, tag: string): void {
+  fs.writeFileSync(path.join(dir, "index.js"), `module.exports = {
+  async setup(api) {
+    await api.ipc.subscribe("user.v1.prompt", (e) =>
+      api.ipc.publish("agent.v1.response", { type: "agent_response", text: ${JSON.stringify(tag)} + ": " + e.payload.text, is_final: true, session_id: e.payload.session_id }));
+  },
+};
+`);
+}
+
+class Session {
+  private readonly received: IpcMessage[] = [];
+  private n = 0;
+  constructor(readonly d: RunningDaemon, readonly c: DaemonClient) {
+    c.on("message", (m: IpcMessage) => this.received.push(m));
+  }
+
+  /** The sorted replies to one prompt, collected for `ms`. */
+  async replies(text: string, ms = 400): Promise<string[]> {
+    const session = `p${++this.n}`;
+    this.c.publish("user.v1.prompt", { type: "user_input", text, session_id: session });
+    await sleep(ms);
+    return this.received.filter((m) => m.topic === "agent.v1.response" && m.payload.session_id === session).map((m) => String(m.payload.text)).sort();
+  }
+
+  /** One prompt whose replies must be exactly `expected`: waits (≤ 5 s) for that many, then a little for extras. */
+  async exactly(expected: string[]): Promise<void> {
+    const session = `p${++this.n}`;
+    const replies = () => this.received.filter((m) => m.topic === "agent.v1.response" && m.payload.session_id === session).map((m) => String(m.payload.text)).sort();
+    this.c.publish("user.v1.prompt", { type: "user_input", text: "hi", session_id: session });
+    await this.waitFor(async () => replies().length, (n) => n >= expected.length, 5000).catch(() => undefined);
+    await sleep(200);
+    expect(replies()).toEqual(expected);
+  }
+
+  /** Prompts until the replies equal `expected` (a reload takes the debounce plus a worker start). */
+  async until(expected: string[], timeoutMs = 10_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let last: string[] = [];
+    while (Date.now() < deadline) {
+      last = await this.replies("hi", 250);
+      if (JSON.stringify(last) === JSON.stringify(expected)) return;
+    }
+    throw new Error(`replies stayed ${JSON.stringify(last)}, expected ${JSON.stringify(expected)}`);
+  }
+
+  async capsule(name: string): Promise<{ state: string; version: string; last_error?: string } | undefined> {
+    const meta = (await this.c.request("GetCapsuleMetadata")).data as Array<{ name: string; state: string; version: string; last_error?: string }>;
+    return meta.find((m) => m.name === name);
+  }
+
+  async waitFor<T>(what: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 10_000): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const v = await what();
+      if (ok(v)) return v;
+      if (Date.now() > deadline) throw new Error(`condition not met: ${JSON.stringify(v)}`);
+      await sleep(100);
+    }
+  }
+
+  /** How many times the daemon unloaded `name` because its files changed. */
+  reloads(name: string): number {
+    const dir = path.join(this.d.home, "log");
+    const log = fs.readFileSync(path.join(dir, fs.readdirSync(dir).find((f) => f.startsWith("astrid."))!), "utf8");
+    return log.split("\n").filter((l) => l.includes(`"capsule":"${name}"`) && l.includes('"message":"capsule unloaded"') && l.includes("its files changed")).length;
+  }
+}
+
+async function start(workspace: string, args: string[] = []): Promise<Session> {
+  const d = await spawnDaemon({ args: ["--workspace", workspace, ...args] });
+  return new Session(d, await connect(d));
+}
+
+async function stop(s: Session): Promise<void> {
+  await s.c.close();
+  s.d.child.kill("SIGTERM");
+  expect(await s.d.exited).toBe(0);
+}
+
+describe("hot reload", () => {
+  const workspace = tempHome();
+  const root = path.join(workspace, ".astrid", "capsules");
+  let s: Session;
+  let greeter: string;
+
+  beforeAll(async () => {
+    greeter = writeCapsule(root, "greeter", "v1");
+    writeCapsule(root, "bystander", "bystander");
+    s = await start(workspace);
+  });
+  afterAll(() => stop(s));
+
+  it("restarts a capsule with its new code when a file changes", async () => {
+    await s.exactly(["bystander: hi", "v1: hi"]);
+    writeCode(greeter, "v2");
+    await s.until(["bystander: hi", "v2: hi"]);
+    expect(s.reloads("greeter")).toBe(1);
+    expect(s.reloads("bystander")).toBe(0);
+  });
+
+  it("turns a save storm into one reload", async () => {
+    const before = s.reloads("greeter");
+    for (let i = 0; i < 20; i++) {
+      writeCode(greeter, `storm ${i}`);
+      await sleep(10);
+    }
+    await s.until(["bystander: hi", "storm 19: hi"]);
+    await sleep(600);
+    // One reload; two if a loaded machine stalled the writer past the 300 ms debounce once.
+    expect(s.reloads("greeter") - before).toBeGreaterThanOrEqual(1);
+    expect(s.reloads("greeter") - before).toBeLessThanOrEqual(2);
+  });
+
+  it("lists a capsule whose manifest broke as failed with the error, and brings it back when fixed", async () => {
+    const manifest = path.join(greeter, "Capsule.toml");
+    const good = fs.readFileSync(manifest, "utf8");
+    fs.writeFileSync(manifest, good.replace('version = "1.0.0"', 'version = "one"'));
+    const failed = await s.waitFor(() => s.capsule("greeter"), (c) => c?.state === "failed");
+    expect(failed!.last_error).toMatch(/greeter\/Capsule\.toml:3: field package\.version: must be a semantic version/);
+    await s.exactly(["bystander: hi"]);
+    fs.writeFileSync(manifest, good.replace('version = "1.0.0"', 'version = "1.1.0"'));
+    await s.waitFor(() => s.capsule("greeter"), (c) => c?.state === "ready" && c.version === "1.1.0");
+    await s.exactly(["bystander: hi", "storm 19: hi"]);
+  });
+
+  it("loads a capsule added to the directory and unloads one removed from it", async () => {
+    const newcomer = writeCapsule(root, "newcomer", "new");
+    await s.until(["bystander: hi", "new: hi", "storm 19: hi"]);
+    fs.rmSync(newcomer, { recursive: true });
+    await s.waitFor(() => s.capsule("newcomer"), (c) => c === undefined);
+    expect((await s.c.request("ListCapsules")).data).not.toContain("newcomer");
+    await s.exactly(["bystander: hi", "storm 19: hi"]);
+  });
+
+  it("contains new code that crashes at load; the rest keep answering", async () => {
+    fs.writeFileSync(path.join(greeter, "index.js"), 'throw new Error("syntax of the week");\n');
+    const failed = await s.waitFor(() => s.capsule("greeter"), (c) => c?.state === "failed");
+    expect(failed!.last_error).toMatch(/syntax of the week/);
+    await s.exactly(["bystander: hi"]);
+    writeCode(greeter, "mended");
+    await s.until(["bystander: hi", "mended: hi"]);
+  });
+
+  it("reloads a capsule when the operator writes its env file (the onboarding answer)", async () => {
+    const envy = path.join(root, "envy");
+    fs.mkdirSync(envy);
+    fs.writeFileSync(path.join(envy, "Capsule.toml"), [
+      "[package]", 'name = "envy"', 'version = "1.0.0"', "[[component]]", 'file = "index.js"',
+      "[capabilities]", 'ipc_subscribe = ["user.v1.prompt"]', 'ipc_publish = ["agent.v1.response"]',
+      "[env.GREETING]", 'type = "text"', 'default = "hello"', "",
+    ].join("\n"));
+    fs.writeFileSync(path.join(envy, "index.js"), `module.exports = { async setup(api) {
+      await api.ipc.subscribe("user.v1.prompt", (e) => api.ipc.publish("agent.v1.response",
+        { type: "agent_response", text: "envy " + api.env.get("GREETING"), is_final: true, session_id: e.payload.session_id }));
+    } };\n`);
+    await s.until(["bystander: hi", "envy hello", "mended: hi"]);
+    const envDir = path.join(s.d.home, "home", "default", ".config", "env");
+    fs.mkdirSync(envDir, { recursive: true });
+    fs.writeFileSync(path.join(envDir, "envy.env.json"), JSON.stringify({ GREETING: "hola" }), { mode: 0o600 });
+    await s.until(["bystander: hi", "envy hola", "mended: hi"]);
+    expect(s.reloads("bystander")).toBe(0);
+  });
+
+  it("ignores node_modules", async () => {
+    const before = s.reloads("greeter");
+    fs.mkdirSync(path.join(greeter, "node_modules", "dep"), { recursive: true });
+    fs.writeFileSync(path.join(greeter, "node_modules", "dep", "index.js"), "module.exports = 1;\n");
+    await sleep(1000);
+    expect(s.reloads("greeter")).toBe(before);
+  });
+});
+
+describe("hot reload of a workspace whose capsule directory appears later", () => {
+  it("starts watching .astrid/capsules once it exists", async () => {
+    const workspace = tempHome();
+    const s = await start(workspace);
+    try {
+      writeCapsule(path.join(workspace, ".astrid", "capsules"), "late", "late");
+      await s.until(["late: hi"], 15_000);
+    } finally {
+      await stop(s);
+    }
+  }, 30_000);
+});
+
+describe("ReloadCapsules with --no-watch", () => {
+  it("leaves edits alone until asked, then restarts changed capsules and unloads removed ones", async () => {
+    const workspace = tempHome();
+    const root = path.join(workspace, ".astrid", "capsules");
+    const one = writeCapsule(root, "one", "one v1");
+    const two = writeCapsule(root, "two", "two");
+    const s = await start(workspace, ["--no-watch"]);
+    try {
+      writeCode(one, "one v2");
+      fs.rmSync(two, { recursive: true });
+      await sleep(1000);
+      await s.exactly(["one v1: hi", "two: hi"]);
+      expect((await s.c.request("ReloadCapsules")).status).toBe("Success");
+      await s.exactly(["one v2: hi"]);
+      expect(await s.capsule("two")).toBeUndefined();
+    } finally {
+      await stop(s);
+    }
+  }, 30_000);
+});
