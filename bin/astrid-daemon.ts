@@ -32,6 +32,8 @@ async function main(): Promise<number> {
         "  ASTRID_IDLE_TIMEOUT_SECS  persistent mode: idle shutdown after N s without clients (default 300, 0 = never)",
         "  ASTRID_IDLE_GRACE_SECS    persistent mode: no idle check during the first N s (default 30)",
         "  ASTRID_MAX_CLIENTS        most authenticated clients at once (default 256)",
+        "  ASTRID_CAPSULE_READY_TIMEOUT_MS / _HOOK_TIMEOUT_MS / _HANDLER_TIMEOUT_MS / _RESTART_BACKOFF_MS / _MAX_HEAP_MB",
+        "                            capsule deadlines and limits (defaults 10000 / 60000 / 30000 / 2000 / 64; see README)",
         "",
         "Logs: $ASTRID_HOME/log/astrid.YYYY-MM-DD.log (JSON lines, 7 days kept).",
       ].join("\n"),
