@@ -182,6 +182,11 @@ async function capsuleInfo(argv: Global, name: string): Promise<void> {
 }
 
 async function main(): Promise<void> {
+  // `astrid chat -p … | head`: a reader that went away ends the command quietly, not with a stack trace.
+  process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+    if (err.code === "EPIPE") process.exit(typeof process.exitCode === "number" ? process.exitCode : 0);
+    report(err);
+  });
   await yargs(hideBin(process.argv))
     .scriptName("astrid")
     .usage("$0 <command> [options]\n\nControl the Astrid daemon serving $ASTRID_HOME (default ~/.astrid).")

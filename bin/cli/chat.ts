@@ -39,6 +39,9 @@ export interface ChatOptions {
   workspace: string;
 }
 
+/** With `-p`, piped text is read only if some arrives within this long (an idle inherited stdin must not hang). */
+const PIPED_GRACE_MS = 200;
+
 /** Runs a chat; resolves with the exit status. */
 export async function runChat(home: AstridHome, options: ChatOptions): Promise<number> {
   if (options.session !== undefined && !UUID.test(options.session)) {
@@ -51,7 +54,7 @@ export async function runChat(home: AstridHome, options: ChatOptions): Promise<n
   // Read piped input before spawning anything: empty input with nothing else to send is a usage error.
   let text = options.prompt;
   if (!interactive && process.stdin.isTTY !== true) {
-    const piped = (await readAll(process.stdin)).trim();
+    const piped = (await readPiped(process.stdin, options.prompt === undefined ? undefined : PIPED_GRACE_MS)).trim();
     text = [piped, options.prompt?.trim()].filter((t) => t).join("\n\n");
   }
   if (!interactive && !text) throw new AstridError("ASTRID_ERR_INVALID_ARGUMENT", "nothing to send: give -p <text>, pipe text on stdin, or use a terminal");
@@ -60,8 +63,9 @@ export async function runChat(home: AstridHome, options: ChatOptions): Promise<n
   const chat = new Conversation(client, options.session ?? randomUUID(), options.json);
   try {
     if (!interactive) {
-      const reply = await chat.send(PROMPT_TOPIC, text!, options.timeoutSecs * 1000);
-      if (reply === null) return chat.timedOut(options.timeoutSecs);
+      const outcome = await chat.send(PROMPT_TOPIC, text!, options.timeoutSecs * 1000);
+      if (outcome === "lost") throw Conversation.lostError();
+      if (outcome === "timeout") return chat.timedOut(options.timeoutSecs);
       return 0;
     }
     return await repl(chat, client, options);
@@ -90,40 +94,77 @@ async function ensureDaemon(home: AstridHome, options: ChatOptions): Promise<Dae
   return connect(home);
 }
 
-/** One chat session over one connection: sends prompts, prints what comes back for this session. */
+/** How one turn ended. */
+type Outcome = "replied" | "timeout" | "cancelled" | "lost";
+
+/**
+ * One chat session over one connection: sends prompts, prints what comes back for this session. Each prompt
+ * carries a fresh `context.turn_id`; an agent that echoes `turn_id` in its replies (the built-in assistant does)
+ * lets a late reply to a timed-out or cancelled turn be told apart from the reply to the current one. Replies
+ * without one are matched by session alone, as the reference does.
+ */
 class Conversation {
-  private waiter: ((text: string | null) => void) | undefined;
+  private waiter: ((outcome: Outcome) => void) | undefined;
+  private turn: string | undefined;
   private streamed = false;
   private readonly history = new Map<string, (messages: unknown[]) => void>();
+  /** Set when the daemon closed the connection (it shut down or died): nothing more will arrive. */
+  lost = false;
+  /** Called once when the connection is lost (the REPL stops reading). */
+  onLost: (() => void) | undefined;
 
   constructor(private readonly client: DaemonClient, readonly session: string, private readonly json: boolean) {
     client.on("message", (message: IpcMessage) => this.onMessage(message));
+    client.on("close", () => {
+      this.lost = true;
+      this.settle("lost");
+      this.onLost?.();
+    });
   }
 
-  /** Publishes a prompt (or a slash command) and resolves with the final reply, or null on timeout/cancel. */
-  send(topic: string, text: string, timeoutMs: number): Promise<string | null> {
+  /** The error for a chat whose daemon went away. */
+  static lostError(): AstridError {
+    return new AstridError("ASTRID_ERR_CONNECTION_CLOSED", "the daemon closed the connection (it shut down or crashed; see astrid status and its log)");
+  }
+
+  /** Publishes a prompt (or a slash command) and resolves once its final reply arrived or the turn ended otherwise. */
+  send(topic: string, text: string, timeoutMs: number): Promise<Outcome> {
+    if (this.lost) return Promise.resolve("lost");
     this.streamed = false;
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => this.settle(null), timeoutMs);
-      this.waiter = (reply) => {
+    const turn = randomUUID();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => this.settle("timeout"), timeoutMs);
+      this.waiter = (outcome) => {
         clearTimeout(timer);
-        resolve(reply);
+        resolve(outcome);
       };
-      this.client.publish(topic, { type: "user_input", text, session_id: this.session } as IpcPayload);
+      this.turn = turn;
+      try {
+        this.client.publish(topic, { type: "user_input", text, session_id: this.session, context: { turn_id: turn } } as IpcPayload);
+      } catch (err) {
+        clearTimeout(timer);
+        this.waiter = undefined;
+        reject(err as Error);
+      }
     });
   }
 
   /** Stops waiting for the current reply and asks the agent to stop its turn (Ctrl-C). */
   cancel(): void {
-    this.client.publish(PROMPT_TOPIC, { type: "user_input", text: "", session_id: this.session, context: { action: "cancel_turn" } } as IpcPayload);
-    this.settle(null);
+    const turn = this.turn;
+    this.settle("cancelled");
+    try {
+      this.client.publish(PROMPT_TOPIC, { type: "user_input", text: "", session_id: this.session, context: { action: "cancel_turn", turn_id: turn } } as IpcPayload);
+    } catch {
+      // the connection is gone; the close handler reports it
+    }
   }
 
   get waiting(): boolean {
     return this.waiter !== undefined;
   }
 
-  /** Prints the timeout message; returns the exit status for it. */
+  /** Prints the headless timeout message; returns the exit status for it. */
   timedOut(secs: number): number {
     if (this.streamed) process.stdout.write("\n");
     process.stderr.write(`astrid: no reply within ${secs} s — is an agent capsule loaded? (astrid capsule list) [ASTRID_ERR_TIMEOUT]\n`);
@@ -143,14 +184,22 @@ class Conversation {
         this.history.delete(correlation);
         resolve(messages);
       });
-      this.client.publish(HISTORY_REQUEST_TOPIC, { type: "raw_json", session_id: this.session, correlation_id: correlation } as IpcPayload);
+      try {
+        this.client.publish(HISTORY_REQUEST_TOPIC, { type: "raw_json", session_id: this.session, correlation_id: correlation } as IpcPayload);
+      } catch {
+        clearTimeout(timer);
+        resolve([]);
+      }
     });
   }
 
-  private settle(reply: string | null): void {
+  private settle(outcome: Outcome): void {
     const waiter = this.waiter;
     this.waiter = undefined;
-    waiter?.(reply);
+    if (outcome !== "replied") this.turn = undefined;
+    if (this.streamed && outcome !== "replied") process.stdout.write("\n");
+    this.streamed = false;
+    waiter?.(outcome);
   }
 
   private onMessage(message: IpcMessage): void {
@@ -170,20 +219,28 @@ class Conversation {
       return;
     }
     if (payload.session_id !== this.session || typeof payload.text !== "string") return;
+    // A reply that names a turn other than the current one belongs to a turn that timed out or was cancelled.
+    const late = typeof payload.turn_id === "string" && payload.turn_id !== this.turn;
     if (message.topic === DELTA_TOPIC) {
-      if (this.json) return;
+      if (this.json || late) return;
       this.streamed = true;
       process.stdout.write(payload.text);
     } else if (message.topic === RESPONSE_TOPIC && payload.is_final !== false) {
-      if (this.json) process.stdout.write(`${JSON.stringify({ session_id: this.session, response: payload.text })}\n`);
-      else process.stdout.write(this.streamed ? "\n" : `${payload.text}\n`);
+      if (this.json) {
+        process.stdout.write(`${JSON.stringify({ session_id: this.session, response: payload.text, ...(late ? { late: true } : {}) })}\n`);
+      } else if (late) {
+        process.stdout.write(`(late reply to an earlier turn) ${payload.text}\n`);
+      } else {
+        process.stdout.write(this.streamed ? "\n" : `${payload.text}\n`);
+      }
+      if (late) return;
       this.streamed = false;
-      this.settle(payload.text);
+      this.settle("replied");
     }
   }
 }
 
-/** Reads prompts line by line until end of input or /quit. */
+/** Reads prompts line by line until end of input or /quit; exit 53 when any prompt got no reply in time. */
 async function repl(chat: Conversation, client: DaemonClient, options: ChatOptions): Promise<number> {
   const tty = process.stdin.isTTY === true && process.stdout.isTTY === true;
   const say = (line: string) => {
@@ -200,13 +257,14 @@ async function repl(chat: Conversation, client: DaemonClient, options: ChatOptio
     }
   }
   const rl = readline.createInterface({ input: process.stdin, output: tty ? process.stdout : undefined, terminal: tty, prompt: "you › " });
-  let quitting = false;
+  chat.onLost = () => {
+    rl.close();
+    process.stdin.destroy();
+  };
+  let timeouts = 0;
   rl.on("SIGINT", () => {
     if (chat.waiting) chat.cancel();
-    else {
-      quitting = true;
-      rl.close();
-    }
+    else rl.close();
   });
   if (tty) rl.prompt();
   for await (const raw of rl) {
@@ -220,13 +278,20 @@ async function repl(chat: Conversation, client: DaemonClient, options: ChatOptio
     else if (line === "/clear") {
       if (tty) process.stdout.write("\x1b[2J\x1b[H");
     } else {
-      const reply = await chat.send(line.startsWith("/") ? COMMAND_TOPIC : PROMPT_TOPIC, line, options.timeoutSecs * 1000);
-      if (reply === null && !quitting) say(`(no reply within ${options.timeoutSecs} s — is an agent capsule loaded? see astrid capsule list)`);
+      const outcome = await chat.send(line.startsWith("/") ? COMMAND_TOPIC : PROMPT_TOPIC, line, options.timeoutSecs * 1000);
+      if (outcome === "lost") break;
+      if (outcome === "cancelled") say("(cancelled)");
+      if (outcome === "timeout") {
+        timeouts++;
+        if (options.json) process.stdout.write(`${JSON.stringify({ session_id: chat.session, error: { code: "ASTRID_ERR_TIMEOUT", message: `no reply within ${options.timeoutSecs} s` } })}\n`);
+        else say(`(no reply within ${options.timeoutSecs} s — is an agent capsule loaded? see astrid capsule list)`);
+      }
     }
     if (tty) rl.prompt();
   }
   rl.close();
-  return 0;
+  if (chat.lost) throw Conversation.lostError();
+  return timeouts > 0 ? CHAT_TIMEOUT_EXIT : 0;
 }
 
 /** The built-in slash commands and the ones capsules declare (GetCommands). */
@@ -245,8 +310,27 @@ async function help(client: DaemonClient): Promise<string> {
   return lines.join("\n");
 }
 
-async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
-  let text = "";
-  for await (const chunk of stream) text += chunk.toString();
-  return text;
+/**
+ * Reads piped input to its end. With `graceMs`, gives up at once if nothing (neither data nor end of input)
+ * arrives within that time — `-p` with an inherited stdin that nobody writes to must not wait forever.
+ */
+function readPiped(stream: NodeJS.ReadStream, graceMs?: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const grace = graceMs === undefined ? undefined : setTimeout(() => {
+      stream.off("data", onData).off("end", onEnd).off("error", reject);
+      stream.pause();
+      stream.unref?.();
+      resolve("");
+    }, graceMs);
+    const onData = (chunk: Buffer) => {
+      clearTimeout(grace);
+      chunks.push(chunk);
+    };
+    const onEnd = () => {
+      clearTimeout(grace);
+      resolve(Buffer.concat(chunks).toString("utf8"));
+    };
+    stream.on("data", onData).once("end", onEnd).once("error", reject);
+  });
 }

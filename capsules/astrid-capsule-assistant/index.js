@@ -1,8 +1,15 @@
 // The built-in assistant (CommonJS, no dependencies). Every reply is streamed as `agent.v1.stream.delta` chunks,
 // then sent whole as the final `agent.v1.response`; both sides of each exchange are kept per session in KV.
 
-/** Most messages kept per session; older ones are dropped first. */
+/** Most messages kept per session, and most bytes of them; older ones are dropped first. */
 const HISTORY_LIMIT = 200;
+const HISTORY_BYTES = 1024 * 1024;
+/** Longest message text kept in the history (a longer one is stored cut, with its length). */
+const STORED_TEXT_LIMIT = 4000;
+/** Longest arithmetic expression evaluated. */
+const EXPRESSION_LIMIT = 1000;
+/** Deltas are cut at word boundaries into chunks of about this many characters. */
+const DELTA_CHARS = 64;
 /** Most notes kept. */
 const NOTES_LIMIT = 100;
 /** Longest part of a prompt quoted back. */
@@ -14,15 +21,15 @@ const CORRELATION_ID = /^[A-Za-z0-9_-]{1,128}$/;
 module.exports = {
   async setup(api) {
     await api.ipc.subscribe("user.v1.prompt", async (event) => {
-      const { text, session_id: session = "default" } = event.payload ?? {};
+      const { text, session_id: session = "default", context } = event.payload ?? {};
       if (typeof text !== "string" || text.trim() === "") return; // an empty prompt is a cancel: nothing to answer
-      await answer(api, session, text, reply(text.trim()));
+      await answer(api, session, turnOf(context), text, reply(text.trim()));
     });
     await api.ipc.subscribe("cli.v1.command.execute", async (event) => {
-      const { text, session_id: session = "default" } = event.payload ?? {};
+      const { text, session_id: session = "default", context } = event.payload ?? {};
       if (typeof text !== "string") return;
       const answered = await command(api, text.trim());
-      if (answered !== undefined) await answer(api, session, text, answered);
+      if (answered !== undefined) await answer(api, session, turnOf(context), text, answered);
     });
     await api.ipc.subscribe("session.v1.request.get_messages", async (event) => {
       const { session_id: session, correlation_id: id } = event.payload ?? {};
@@ -35,15 +42,29 @@ module.exports = {
   },
 };
 
-/** Streams `text` to the session word by word, sends it whole, and records the exchange. */
-async function answer(api, session, prompt, text) {
-  for (const chunk of text.match(/\S+\s*/g) ?? []) {
-    await api.ipc.publish("agent.v1.stream.delta", { type: "agent_response", text: chunk, is_final: false, session_id: session });
+/** The `turn_id` a frontend put in the prompt's context, echoed in every reply so it can match them to the turn. */
+function turnOf(context) {
+  return context !== null && typeof context === "object" && typeof context.turn_id === "string" ? { turn_id: context.turn_id.slice(0, 128) } : {};
+}
+
+/** Streams `text` to the session in chunks, sends it whole, and records the exchange. */
+async function answer(api, session, turn, prompt, text) {
+  for (const chunk of text.match(new RegExp(`[\\s\\S]{1,${DELTA_CHARS}}(?:\\S*\\s*)`, "g")) ?? []) {
+    await api.ipc.publish("agent.v1.stream.delta", { type: "agent_response", text: chunk, is_final: false, session_id: session, ...turn });
   }
-  await api.ipc.publish("agent.v1.response", { type: "agent_response", text, is_final: true, session_id: session });
+  await api.ipc.publish("agent.v1.response", { type: "agent_response", text, is_final: true, session_id: session, ...turn });
   const now = new Date().toISOString();
-  const messages = [...(await history(api, session)), { role: "user", content: prompt, timestamp: now }, { role: "assistant", content: text, timestamp: now }];
-  await api.kv.set(`history:${session}`, JSON.stringify(messages.slice(-HISTORY_LIMIT)));
+  const kept = [...(await history(api, session)), { role: "user", content: cut(prompt), timestamp: now }, { role: "assistant", content: cut(text), timestamp: now }].slice(-HISTORY_LIMIT);
+  let encoded = JSON.stringify(kept);
+  while (kept.length > 2 && Buffer.byteLength(encoded) > HISTORY_BYTES) {
+    kept.splice(0, 2);
+    encoded = JSON.stringify(kept);
+  }
+  await api.kv.set(`history:${session}`, encoded);
+}
+
+function cut(text) {
+  return text.length > STORED_TEXT_LIMIT ? `${text.slice(0, STORED_TEXT_LIMIT)}… (${text.length} characters)` : text;
 }
 
 async function history(api, session) {
@@ -95,6 +116,7 @@ function reply(text) {
   if (/^(help|\?)$/i.test(text)) return HELP;
   const expression = text.replace(/^(what is|what's|calculate|compute)\s+/i, "").replace(/[?=\s]+$/, "");
   if (/\d/.test(expression) && /^[\d\s.+\-*/%^()]+$/.test(expression)) {
+    if (expression.length > EXPRESSION_LIMIT) return `That expression is too long for me (${expression.length} characters; I take ${EXPRESSION_LIMIT}).`;
     try {
       return `${expression} = ${format(evaluate(expression))}`;
     } catch (err) {

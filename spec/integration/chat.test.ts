@@ -96,6 +96,18 @@ describe("astrid chat", () => {
       expect(JSON.parse(r.stdout).response).toContain("You said:");
     }
     expect(JSON.parse(astrid(["status", "--json"]).stdout).running).toBe(true);
+    const long = astrid(["chat", "--json"], `${"1+".repeat(600)}1\n`);
+    expect(JSON.parse(long.stdout).response).toBe("That expression is too long for me (1201 characters; I take 1000).");
+  });
+
+  it("keeps a session's history small: long messages are stored cut", () => {
+    const session = "5d1c2b3a-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
+    expect(astrid(["chat", "-s", session, "--json"], "y".repeat(1_000_000)).status).toBe(0);
+    const r = astrid(["chat", "-s", session, "--repl", "--json"], "");
+    expect(r.status).toBe(0);
+    const { history } = JSON.parse(r.stdout.trim().split("\n")[0]!) as { history: Array<{ role: string; content: string }> };
+    expect(history[0]!.content).toMatch(/^y{4000}… \(1000000 characters\)$/);
+    expect(history).toHaveLength(2);
   });
 
   it("refuses bad arguments with a coded error and exit 1", () => {
@@ -109,5 +121,22 @@ describe("astrid chat", () => {
     expect(r.status).toBe(53);
     expect(r.stderr).toMatch(/no reply within 1 s — is an agent capsule loaded\? \(astrid capsule list\) \[ASTRID_ERR_TIMEOUT\]/);
     expect(fs.existsSync(path.join(noAgentHome, "run", "system.sock"))).toBe(true);
+    // A line REPL reports each unanswered prompt in order and exits 53 at the end.
+    const repl = astrid(["chat", "--repl", "--json", "--timeout", "0.5"], "one\ntwo\n", {}, noAgentHome);
+    expect(repl.status).toBe(53);
+    expect(repl.stdout.trim().split("\n").map((l) => JSON.parse(l).error?.code)).toEqual(["ASTRID_ERR_TIMEOUT", "ASTRID_ERR_TIMEOUT"]);
   });
+
+  it("exits with a coded error at once when the daemon goes away mid-chat (stdin left open: -p does not wait on it)", async () => {
+    const child = spawn(process.execPath, [CLI_BIN, "chat", "--timeout", "60", "-p", "still there?"], { env: { ...process.env, ASTRID_HOME: noAgentHome }, cwd: workspace });
+    let stderr = "";
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on("exit", resolve));
+    await new Promise((r) => setTimeout(r, 1000));
+    const stopped = Date.now();
+    expect(astrid(["stop"], "", {}, noAgentHome).status).toBe(0);
+    expect(await exited).toBe(1);
+    expect(Date.now() - stopped).toBeLessThan(5000);
+    expect(stderr).toMatch(/the daemon closed the connection.*\[ASTRID_ERR_CONNECTION_CLOSED\]/);
+  }, 20_000);
 });
