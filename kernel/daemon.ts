@@ -33,6 +33,10 @@ import { AuditLog } from "./audit-log";
 import { loadOrCreateRuntimeKey } from "./runtime-key";
 import { StorageClient } from "./storage-client";
 
+/** Hot reload pauses for a capsule changed more than this many times within the window (see reconcile). */
+const RELOAD_BURST = 30;
+const RELOAD_BURST_WINDOW_MS = 60_000;
+
 /** The capsules shipped with the daemon (`<package>/capsules`), from source and from dist/ alike. */
 export const BUNDLED_CAPSULES_DIR = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? "../.." : "..", "capsules");
 
@@ -57,6 +61,8 @@ export class Daemon {
   private readonly startedAt = Date.now();
   private stopping: Promise<void> | undefined;
   private reloadChain: Promise<void> = Promise.resolve();
+  private readonly reloadTimes = new Map<string, number[]>();
+  private readonly reloadPaused = new Set<string>();
   private watcher: CapsuleWatcher | undefined;
   private resolveExit!: (code: number) => void;
   /** Resolves with the exit code once shutdown completes. */
@@ -158,8 +164,7 @@ export class Daemon {
       daemon = new Daemon(home, options, logger, bus, registry, server, tracker, router, idle, storage, audit, report.intact, supervisor);
 
       // 13. Load capsules. 14. Require the CLI proxy policy.
-      await daemon.loadDiscovered(discovered);
-      daemon.publishCapsulesLoaded();
+      await daemon.initialLoad(discovered);
       const cliRecord = registry.get(CLI_CAPSULE_NAME);
       if (!cliRecord || cliRecord.state !== "ready") {
         const why = discovered.problems.filter((p) => p.file.includes(CLI_CAPSULE_NAME)).map((p) => ` (${p.message})`).join("");
@@ -227,16 +232,23 @@ export class Daemon {
    * the version changed), a removed one unloads, a failed one starts afresh, a new one loads; one whose manifest
    * became invalid stays listed as failed with the manifest error. Then `astrid.v1.capsules_loaded` tells clients.
    */
-  reloadCapsules(trigger: string): Promise<void> {
-    const run = this.reloadChain.then(() => this.reconcile(trigger));
+  reloadCapsules(trigger: string, explicit = true): Promise<void> {
+    const run = this.reloadChain.then(() => this.reconcile(trigger, explicit));
     this.reloadChain = run.catch((err: Error) => {
       this.logger.error("capsule reload failed", { trigger, error: err.message });
     });
     return run;
   }
 
-  private async reconcile(trigger: string): Promise<void> {
+  /**
+   * One reload pass. `explicit` (ReloadCapsules) also gives failed capsules a fresh start and lifts the hot-reload
+   * pause; a watcher pass touches only capsules whose fingerprint changed, and pauses hot reload for a capsule
+   * that changes more than RELOAD_BURST (`ASTRID_HOT_RELOAD_BURST`) times within RELOAD_BURST_WINDOW_MS (one that
+   * writes into its own directory would otherwise restart forever).
+   */
+  private async reconcile(trigger: string, explicit: boolean): Promise<void> {
     if (this.stopping) return;
+    if (explicit) this.reloadPaused.clear();
     this.audit.capsule("reload", "*", { trigger });
     const discovered = discoverCapsules(capsuleRoots(this.home, this.options));
     const found = new Map(discovered.capsules.map((loaded) => [loaded.manifest.package.name, loaded]));
@@ -249,10 +261,11 @@ export class Daemon {
       let why: string | undefined;
       if (manifestError !== undefined) why = record.lastError === manifestError ? undefined : "its manifest became invalid";
       else if (!next) why = "it was removed";
-      else if (record.state === "failed") why = "it had failed";
       else if (next.dir !== record.dir) why = `the copy in ${next.dir} now takes precedence`;
       else if ((await this.fingerprint(next.dir, record.name)) !== record.hash) why = "its files changed";
+      else if (explicit && record.state === "failed") why = "it had failed";
       if (why === undefined) continue;
+      if (why === "its files changed" && !explicit && this.reloadBurst(record.name)) continue;
       this.registry.unregister(record.name);
       await this.supervisor.forget(record.name);
       this.logger.info("capsule unloaded", { capsule: record.name, reason: why });
@@ -266,14 +279,37 @@ export class Daemon {
     this.publishCapsulesLoaded();
   }
 
+  /** Records a change-driven reload of `name`; true when hot reload is (now) paused for it. */
+  private reloadBurst(name: string): boolean {
+    if (this.reloadPaused.has(name)) return true;
+    const now = Date.now();
+    const times = (this.reloadTimes.get(name) ?? []).filter((t) => now - t < RELOAD_BURST_WINDOW_MS);
+    times.push(now);
+    this.reloadTimes.set(name, times);
+    const burst = Number(this.options.env.ASTRID_HOT_RELOAD_BURST) > 0 ? Number(this.options.env.ASTRID_HOT_RELOAD_BURST) : RELOAD_BURST;
+    if (times.length <= burst) return false;
+    this.reloadPaused.add(name);
+    this.logger.warn("hot reload paused for a capsule whose files keep changing (does it write into its own directory?); send ReloadCapsules to resume", {
+      capsule: name, reloads: times.length, window_ms: RELOAD_BURST_WINDOW_MS,
+    });
+    return true;
+  }
+
   /** What a reload compares: the capsule directory and the operator's env file for it. */
   private fingerprint(dir: string, name: string): Promise<string> {
     return capsuleHash(dir, [operatorEnvFile(this.home, name)]);
   }
 
+  /** Boot's load pass; a ReloadCapsules that arrives meanwhile runs after it, never interleaved with it. */
+  private initialLoad(discovered: ReturnType<typeof discoverCapsules>): Promise<void> {
+    const run = this.loadDiscovered(discovered).then(() => this.publishCapsulesLoaded());
+    this.reloadChain = run.catch(() => undefined);
+    return run;
+  }
+
   /** Starts hot reload: edits under the capsule roots (or to an operator env file) trigger a reload pass. */
   async watchCapsules(): Promise<void> {
-    this.watcher = new CapsuleWatcher([...capsuleRoots(this.home, this.options), operatorEnvDir(this.home)], (file) => void this.reloadCapsules(`change: ${file}`), this.logger);
+    this.watcher = new CapsuleWatcher([...capsuleRoots(this.home, this.options), operatorEnvDir(this.home)], (file) => void this.reloadCapsules(`change: ${file}`, false), this.logger);
     await this.watcher.ready();
   }
 

@@ -10,9 +10,19 @@ import path from "node:path";
 /** Directory names never hashed or watched. */
 export const IGNORED_DIRS: ReadonlySet<string> = new Set(["node_modules", ".git"]);
 
-/** True for a path inside an ignored directory. */
-export function isIgnoredPath(file: string): boolean {
-  return file.split(/[\\/]/).some((segment) => IGNORED_DIRS.has(segment));
+/**
+ * True for a name that is never part of a capsule's contents: dependencies, VCS data, and dotfiles and editor
+ * leftovers (`.DS_Store`, `.x.swp`, `x~`, `#x#`) — saving in an editor must not restart a capsule twice.
+ * `.env.json` is the exception: a capsule's own env values are part of what it loads.
+ */
+export function isIgnoredName(name: string): boolean {
+  if (name === ".env.json") return false;
+  return IGNORED_DIRS.has(name) || name.startsWith(".") || name.endsWith("~") || (name.startsWith("#") && name.endsWith("#"));
+}
+
+/** True for a path (relative to a watched root) with an ignored segment. */
+export function isIgnoredPath(relative: string): boolean {
+  return relative.split(/[\\/]/).some((segment) => segment !== "" && isIgnoredName(segment));
 }
 
 /**
@@ -31,10 +41,13 @@ export async function capsuleHash(dir: string, extraFiles: readonly string[] = [
     }
     entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     for (const entry of entries) {
+      if (isIgnoredName(entry.name)) continue;
       const child = path.join(relative, entry.name);
+      // A symlinked file counts with its target's bytes; a symlinked directory is not followed (no cycles).
+      const isFile = entry.isFile() || (entry.isSymbolicLink() && (await fs.stat(path.join(dir, child)).catch(() => null))?.isFile() === true);
       if (entry.isDirectory()) {
-        if (!IGNORED_DIRS.has(entry.name)) await walk(child);
-      } else if (entry.isFile()) {
+        await walk(child);
+      } else if (isFile) {
         try {
           const bytes = await fs.readFile(path.join(dir, child));
           hash.update(`${child}\u0000${bytes.length}\u0000`).update(bytes);

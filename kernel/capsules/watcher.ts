@@ -5,6 +5,7 @@
  * watched from when it appears.
  */
 import fs from "node:fs";
+import path from "node:path";
 import { watch, type FSWatcher } from "chokidar";
 import type { Logger } from "../logger";
 import { isIgnoredPath } from "./content-hash";
@@ -22,12 +23,23 @@ export class CapsuleWatcher {
   private readonly poll: NodeJS.Timeout;
   private closed = false;
 
+  private readonly roots: string[];
+
   constructor(roots: readonly string[], private readonly reload: (changed: string) => void, private readonly logger: Logger) {
-    const unique = [...new Set(roots)];
-    const present = unique.filter((root) => fs.existsSync(root));
-    this.missing = new Set(unique.filter((root) => !present.includes(root)));
-    this.watcher = watch(present, { ignoreInitial: true, ignored: (file) => isIgnoredPath(file) });
-    this.watcher.on("all", (_event, file) => this.changed(file));
+    this.roots = [...new Set(roots.map((root) => path.resolve(root)))];
+    const present = this.roots.filter((root) => fs.existsSync(root));
+    this.missing = new Set(this.roots.filter((root) => !present.includes(root)));
+    // Ignored segments are judged below the root, so a root that itself lies under node_modules is still watched.
+    this.watcher = watch(present, { ignoreInitial: true, ignored: (file) => this.ignored(file) });
+    this.watcher.on("all", (event, file) => {
+      const root = path.resolve(file);
+      if (event === "unlinkDir" && this.roots.includes(root)) {
+        // The root itself went away (deleted, or swapped by a rename): watch for it to come back.
+        this.watcher.unwatch(root);
+        this.missing.add(root);
+      }
+      this.changed(file);
+    });
     this.watcher.on("error", (err) => this.logger.warn("capsule watcher error", { error: String(err) }));
     this.poll = setInterval(() => this.lookForMissingRoots(), MISSING_ROOT_POLL_MS);
     this.poll.unref();
@@ -44,6 +56,12 @@ export class CapsuleWatcher {
     clearTimeout(this.debounce);
     clearInterval(this.poll);
     await this.watcher.close();
+  }
+
+  private ignored(file: string): boolean {
+    const resolved = path.resolve(file);
+    const root = this.roots.find((r) => resolved === r || resolved.startsWith(r + path.sep));
+    return root !== undefined && isIgnoredPath(path.relative(root, resolved));
   }
 
   private changed(file: string): void {

@@ -187,13 +187,23 @@ describe("hot reload", () => {
     expect(s.reloads("bystander")).toBe(0);
   });
 
-  it("ignores node_modules", async () => {
+  it("ignores node_modules, dotfiles and editor leftovers", async () => {
     const before = s.reloads("greeter");
     fs.mkdirSync(path.join(greeter, "node_modules", "dep"), { recursive: true });
     fs.writeFileSync(path.join(greeter, "node_modules", "dep", "index.js"), "module.exports = 1;\n");
+    fs.writeFileSync(path.join(greeter, ".index.js.swp"), "vim");
+    fs.writeFileSync(path.join(greeter, "index.js~"), "backup");
+    fs.writeFileSync(path.join(greeter, ".DS_Store"), "finder");
     await sleep(1000);
     expect(s.reloads("greeter")).toBe(before);
   });
+
+  it("picks the capsule directory up again after it was deleted and recreated", async () => {
+    fs.rmSync(root, { recursive: true });
+    await s.waitFor(async () => (await s.c.request("ListCapsules")).data as string[], (names) => !names.includes("bystander"));
+    writeCapsule(root, "phoenix", "phoenix");
+    await s.until(["phoenix: hi"], 15_000);
+  }, 30_000);
 });
 
 describe("hot reload of a workspace whose capsule directory appears later", () => {
@@ -203,6 +213,35 @@ describe("hot reload of a workspace whose capsule directory appears later", () =
     try {
       writeCapsule(path.join(workspace, ".astrid", "capsules"), "late", "late");
       await s.until(["late: hi"], 15_000);
+    } finally {
+      await stop(s);
+    }
+  }, 30_000);
+});
+
+describe("a capsule that writes into its own directory", () => {
+  it("is not restarted forever: hot reload pauses for it and the daemon serves on", async () => {
+    const workspace = tempHome();
+    const dir = writeCapsule(path.join(workspace, ".astrid", "capsules"), "scribbler", "scribbler");
+    // Each start writes a new file beside its code, which is a change, which is a reload, which is a start…
+    fs.writeFileSync(path.join(dir, "index.js"), `const fs = require("node:fs");
+fs.writeFileSync(__dirname + "/cache.json", String(Date.now()));
+module.exports = { async setup(api) {
+  await api.ipc.subscribe("user.v1.prompt", (e) => api.ipc.publish("agent.v1.response", { type: "agent_response", text: "scribbler", is_final: true, session_id: e.payload.session_id }));
+} };
+`);
+    const d = await spawnDaemon({ args: ["--workspace", workspace], env: { ASTRID_HOT_RELOAD_BURST: "3" } });
+    const s = new Session(d, await connect(d));
+    try {
+      fs.writeFileSync(path.join(dir, "README"), "one edit sets it off");
+      const log = () => fs.readFileSync(path.join(d.home, "log", fs.readdirSync(path.join(d.home, "log")).find((f) => f.startsWith("astrid."))!), "utf8");
+      await s.waitFor(async () => log(), (text) => text.includes("hot reload paused"), 15_000);
+      const reloads = s.reloads("scribbler");
+      await sleep(1500);
+      expect(s.reloads("scribbler")).toBe(reloads);
+      expect(reloads).toBeLessThanOrEqual(3);
+      await s.exactly(["scribbler"]);
+      expect((await s.c.request("GetStatus")).status).toBe("Status");
     } finally {
       await stop(s);
     }
