@@ -3,16 +3,35 @@
  * frames on its main
  * thread with the same framing and timestamp code and the same reply shape, and nothing else (no bus, no policy,
  * no router).
- * Usage: node dist/bench/raw-server.js <socket path>; prints "ready" once listening.
+ * Usage: node dist/bench/raw-server.js <socket path> [--ports]; prints "ready" once listening. With `--ports`
+ * a prompt makes one round trip through a worker thread (postMessage there and back) before the reply: the
+ * structural ceiling of any design that runs capsule code off the main thread.
  */
 import net from "node:net";
+import { Worker } from "node:worker_threads";
 import { encodeFrame, FrameDecoder, MAX_CLIENT_FRAME_BYTES, parseFrameJson } from "../protocol/framing";
 import { nowRfc3339 } from "../protocol/timestamp";
 
 const socketPath = process.argv[2]!;
+const viaWorker = process.argv.includes("--ports");
+const echoWorker = viaWorker ? new Worker('require("node:worker_threads").parentPort.on("message", (m) => require("node:worker_threads").parentPort.postMessage(m));', { eval: true }) : undefined;
+echoWorker?.on("message", (m: { text?: string; session_id?: string }) => reply(m));
 const startedAt = Date.now();
 const connections = new Set<net.Socket>();
 let broadcastSeq = 0;
+function reply(payload: { text?: string; session_id?: string }): void {
+  const frame = encodeFrame({
+    topic: "agent.v1.response",
+    payload: { type: "agent_response", text: `echo: ${payload.text}`, is_final: true, session_id: payload.session_id },
+    signature: null,
+    source_id: "00000000-0000-0000-0000-000000000000",
+    timestamp: nowRfc3339(),
+    seq: ++broadcastSeq,
+    principal: "default",
+  });
+  for (const c of connections) c.write(frame);
+}
+
 const server = net.createServer((socket) => {
   connections.add(socket);
   socket.on("close", () => connections.delete(socket));
@@ -30,18 +49,10 @@ const server = net.createServer((socket) => {
         continue;
       }
       if (value.topic === "user.v1.prompt") {
-        // The chat floor: answer a prompt on the main thread and send the reply to every client, as the daemon's
-        // egress does for agent.v1.response.
-        const frame = encodeFrame({
-          topic: "agent.v1.response",
-          payload: { type: "agent_response", text: `echo: ${value.payload.text}`, is_final: true, session_id: value.payload.session_id },
-          signature: null,
-          source_id: "00000000-0000-0000-0000-000000000000",
-          timestamp: nowRfc3339(),
-          seq: ++broadcastSeq,
-          principal: "default",
-        });
-        for (const c of connections) c.write(frame);
+        // The chat floor: answer a prompt on the main thread (or after a hop through a worker, with --ports) and
+        // send the reply to every client, as the daemon's egress does for agent.v1.response.
+        if (echoWorker) echoWorker.postMessage(value.payload);
+        else reply(value.payload);
         continue;
       }
       socket.write(
