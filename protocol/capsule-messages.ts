@@ -13,6 +13,8 @@ export interface CapsuleWorkerData {
   env: Record<string, string>;
   /** Interceptor actions declared in the manifest, so the host can check the module implements them. */
   actions: string[];
+  /** The manifest's `ipc_publish`, so the host can tell which publishes will pass (the kernel checks them all). */
+  publishAcl: string[];
   /** The lifecycle hook to run before setup: first load ever, or a version other than the one last installed. */
   lifecycle?: LifecycleHook;
   /** The port the kernel's control-plane calls (comlink) arrive on. */
@@ -62,8 +64,19 @@ export type FromCapsule =
   /** The lifecycle hook began (the kernel switches to the hook deadline) or finished (the kernel records the version). */
   | { t: "lifecycle"; phase: "started" | "done" }
   | { t: "syscall"; id: number; call: SyscallName; args: unknown[] }
+  /**
+   * A publish the host expects to pass (topic valid, in `ipc_publish`, within the size and rate limits): sent
+   * without an id and never answered, which saves a message per publish. The kernel checks it like the syscall;
+   * a refusal (a host that lied, or a rate window that drifted) is dropped, audited when denied, and logged.
+   */
+  | { t: "publish"; topic: string; payload: unknown }
   | { t: "log"; level: "debug" | "info" | "warn" | "error"; message: string }
   | { t: "ack"; n: number };
+
+/** Largest payload a capsule may publish (reference §6.8). */
+export const MAX_CAPSULE_PAYLOAD_BYTES = 5 * 1024 * 1024;
+/** Most payload bytes one capsule may publish in a one-second window (reference §6.8 `max_ipc_throughput_bytes`). */
+export const MAX_CAPSULE_PUBLISH_BYTES_PER_SEC = 10 * 1024 * 1024;
 
 /** Events a capsule may have delivered but not yet handled before new ones are dropped (and counted). */
 export const CAPSULE_QUEUE_LIMIT = 256;

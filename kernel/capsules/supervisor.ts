@@ -11,6 +11,8 @@ import { MessageChannel, Worker } from "node:worker_threads";
 import { AstridError, isAstridError, type ErrorCode } from "../../protocol/errors";
 import {
   CAPSULE_QUEUE_LIMIT,
+  MAX_CAPSULE_PAYLOAD_BYTES,
+  MAX_CAPSULE_PUBLISH_BYTES_PER_SEC,
   type CapsuleControl,
   type CapsuleWorkerData,
   type FromCapsule,
@@ -35,10 +37,6 @@ import type { CapsuleRecord } from "./registry";
 export const RESTART_BACKOFF_MS = 2000;
 export const RESTART_BACKOFF_MAX_MS = 120_000;
 export const MAX_RESTARTS = 5;
-/** Largest payload a capsule may publish (reference §6.8). */
-export const MAX_CAPSULE_PAYLOAD_BYTES = 5 * 1024 * 1024;
-/** Most payload bytes one capsule may publish in a one-second window (reference §6.8 `max_ipc_throughput_bytes`). */
-export const MAX_CAPSULE_PUBLISH_BYTES_PER_SEC = 10 * 1024 * 1024;
 /** Most subscriptions one capsule may hold. */
 export const MAX_CAPSULE_SUBSCRIPTIONS = 128;
 /** KV scope of the install records: key = capsule name, value = JSON `InstallRecord`. */
@@ -160,6 +158,7 @@ export class CapsuleSupervisor {
       file,
       env: env.values,
       actions: [...new Set(record.manifest.interceptor.map((i) => i.action))],
+      publishAcl: record.manifest.capabilities.ipc_publish,
     };
     if (lifecycle) data.lifecycle = lifecycle;
     const channel = new MessageChannel();
@@ -375,6 +374,14 @@ export class CapsuleSupervisor {
         run.outstanding = Math.max(0, run.outstanding - message.n);
         run.oldestUnacked = Date.now();
         return;
+      case "publish":
+        try {
+          this.publish(run, "ipc.publish", message.topic, message.payload);
+        } catch (err) {
+          const code: ErrorCode = isAstridError(err) ? err.code : "ASTRID_ERR_INTERNAL";
+          this.logger.warn("capsule publish refused and dropped", { capsule: run.record.name, code, error: (err as Error).message });
+        }
+        return;
       case "syscall":
         this.syscall(run, message.id, message.call, Array.isArray(message.args) ? message.args : []).then(
           (value) => run.post({ t: "reply", id: message.id, ok: true, value }),
@@ -403,29 +410,9 @@ export class CapsuleSupervisor {
       return v;
     };
     switch (call) {
-      case "ipc.publish": {
-        const topic = str(args[0], "topic");
-        const problem = topicProblem(topic);
-        if (problem) throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `ipc.publish: ${problem}`);
-        if (!caps.ipc_publish.some((p) => exactSegmentMatches(p, topic))) throw deny(`may not publish on ${topic} (not in ipc_publish)`);
-        const size = Buffer.byteLength(JSON.stringify(args[1] ?? null));
-        if (size > MAX_CAPSULE_PAYLOAD_BYTES) throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `ipc.publish: payload of ${size} bytes exceeds 5 MiB`);
-        const now = performance.now(); // monotonic: a wall-clock step cannot freeze the window
-        if (now - run.windowStart >= 1000) {
-          run.windowStart = now;
-          run.windowBytes = 0;
-        }
-        if (run.windowBytes + size > MAX_CAPSULE_PUBLISH_BYTES_PER_SEC) {
-          throw new AstridError("ASTRID_ERR_RATE_LIMITED", `ipc.publish: ${record.name} may publish at most 10 MiB per second`);
-        }
-        run.windowBytes += size;
-        const raw = args[1];
-        const payload = raw !== null && typeof raw === "object" && !Array.isArray(raw) && typeof (raw as { type?: unknown }).type !== "string"
-          ? { type: "raw_json", ...(raw as Record<string, unknown>) }
-          : normalizePayload(raw);
-        this.bus.publish({ topic, payload, source_id: run.sourceId, principal: "default" });
+      case "ipc.publish":
+        this.publish(run, call, args[0], args[1]);
         return null;
-      }
       case "ipc.subscribe": {
         const pattern = str(args[0], "pattern");
         const segments = pattern.split(".");
@@ -455,6 +442,34 @@ export class CapsuleSupervisor {
       default:
         throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `unknown capsule call ${JSON.stringify(call)} (id ${id})`);
     }
+  }
+
+  /** A capsule's publish, checked here whichever way it came (syscall or reply-less): topic, ACL, size, rate. */
+  private publish(run: CapsuleRun, call: string, topicArg: unknown, raw: unknown): void {
+    const { record } = run;
+    if (typeof topicArg !== "string") throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `${call}: topic must be a string`);
+    const topic = topicArg;
+    const problem = topicProblem(topic);
+    if (problem) throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `ipc.publish: ${problem}`);
+    if (!record.manifest.capabilities.ipc_publish.some((p) => exactSegmentMatches(p, topic))) {
+      this.audit.capsule("denied", record.name, { call, detail: `may not publish on ${topic} (not in ipc_publish)` });
+      throw new AstridError("ASTRID_ERR_CAPABILITY_DENIED", `${record.name}: may not publish on ${topic} (not in ipc_publish)`);
+    }
+    const size = Buffer.byteLength(JSON.stringify(raw ?? null));
+    if (size > MAX_CAPSULE_PAYLOAD_BYTES) throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `ipc.publish: payload of ${size} bytes exceeds 5 MiB`);
+    const now = performance.now(); // monotonic: a wall-clock step cannot freeze the window
+    if (now - run.windowStart >= 1000) {
+      run.windowStart = now;
+      run.windowBytes = 0;
+    }
+    if (run.windowBytes + size > MAX_CAPSULE_PUBLISH_BYTES_PER_SEC) {
+      throw new AstridError("ASTRID_ERR_RATE_LIMITED", `ipc.publish: ${record.name} may publish at most 10 MiB per second`);
+    }
+    run.windowBytes += size;
+    const payload = raw !== null && typeof raw === "object" && !Array.isArray(raw) && typeof (raw as { type?: unknown }).type !== "string"
+      ? { type: "raw_json", ...(raw as Record<string, unknown>) }
+      : normalizePayload(raw);
+    this.bus.publish({ topic, payload, source_id: run.sourceId, principal: "default" });
   }
 
   /**
