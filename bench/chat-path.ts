@@ -165,7 +165,7 @@ async function main(): Promise<void> {
 
   console.log(`Chat path, prompt → echo capsule (worker) → reply (median of ${ROUNDS} alternating rounds of ${SECONDS} s; target ratio ≥ 0.50)`);
   for (const [name, r, p, d] of rows) {
-    console.log(`  ${name.padEnd(10)} raw ${r.toFixed(0).padStart(7)}/s   daemon ${d.toFixed(0).padStart(7)}/s   ratio ${(d / r).toFixed(2)} ${d / r >= 0.5 ? "(meets target)" : "(BELOW TARGET)"}` +
+    console.log(`  ${name.padEnd(10)} raw ${r.toFixed(0).padStart(7)}/s   daemon ${d.toFixed(0).padStart(7)}/s   ratio ${(d / r).toFixed(3)} ${d / r >= 0.5 ? "(meets target)" : "(BELOW TARGET)"}` +
       `   | raw ports ${p.toFixed(0).padStart(7)}/s = ${(p / r).toFixed(2)} of raw; daemon = ${(d / p).toFixed(2)} of raw ports`);
   }
   console.log("  (raw ports: the same raw server with one postMessage round trip through a worker per prompt — the ceiling of any off-main-thread capsule)");
