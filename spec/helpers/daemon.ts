@@ -230,3 +230,20 @@ export class RawClient {
     for (const f of w) f();
   }
 }
+
+/** Polls `what` every 100 ms until `ok` holds (resolving with that value) or `timeoutMs` passes (throwing). */
+export async function until<T>(what: () => Promise<T> | T, ok: (v: T) => boolean, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await what();
+    if (ok(v)) return v;
+    if (Date.now() > deadline) throw new Error(`condition not met: ${JSON.stringify(v)}`);
+    await sleep(100);
+  }
+}
+
+/** Today's daemon log under `home` (JSON lines). */
+export function daemonLog(home: string): string {
+  const dir = path.join(home, "log");
+  return fs.readFileSync(path.join(dir, fs.readdirSync(dir).find((f) => f.startsWith("astrid."))!), "utf8");
+}

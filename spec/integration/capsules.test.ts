@@ -7,7 +7,7 @@ import fs from "node:fs";
 import path from "node:path";
 import type { DaemonClient } from "../../protocol/client";
 import type { IpcMessage } from "../../protocol/ipc-message";
-import { CLI_BIN, cleanup, connect, ROOT, sleep, spawnDaemon, tempHome, type RunningDaemon } from "../helpers/daemon";
+import { CLI_BIN, cleanup, connect, daemonLog, ROOT, sleep, spawnDaemon, tempHome, until, type RunningDaemon } from "../helpers/daemon";
 
 const FIXTURES = path.join(ROOT, "spec", "fixtures", "capsules");
 let d: RunningDaemon;
@@ -45,21 +45,7 @@ async function metadata(): Promise<Record<string, Meta>> {
   return Object.fromEntries((reply.data as Meta[]).map((m) => [m.name, m]));
 }
 
-/** Today's daemon log (JSON lines). */
-function readLog(): string {
-  const dir = path.join(d.home, "log");
-  return fs.readFileSync(path.join(dir, fs.readdirSync(dir).find((f) => f.startsWith("astrid."))!), "utf8");
-}
-
-async function until<T>(what: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await what();
-    if (ok(v)) return v;
-    if (Date.now() > deadline) throw new Error(`condition not met: ${JSON.stringify(v)}`);
-    await sleep(100);
-  }
-}
+const readLog = () => daemonLog(d.home);
 
 let prompts = 0;
 /**

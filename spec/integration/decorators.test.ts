@@ -8,7 +8,7 @@ import path from "node:path";
 import ts from "typescript";
 import type { DaemonClient } from "../../protocol/client";
 import type { IpcMessage } from "../../protocol/ipc-message";
-import { cleanup, connect, ROOT, sleep, spawnDaemon, tempHome, type RunningDaemon } from "../helpers/daemon";
+import { cleanup, connect, daemonLog, ROOT, sleep, spawnDaemon, tempHome, type RunningDaemon } from "../helpers/daemon";
 
 let d: RunningDaemon;
 let c: DaemonClient;
@@ -62,8 +62,7 @@ describe("issue #4: decorator SDK", () => {
     const meta = ((await c.request("GetCapsuleMetadata")).data as Array<{ name: string; state: string; tools: unknown[] }>).find((m) => m.name === "decorated");
     expect(meta).toMatchObject({ state: "ready", tools: [{ name: "shout", description: "Upper-cases text", input_schema: { type: "object" } }] });
     expect((await c.request("KvGet", { scope: "default:capsule:decorated", key: "installed" })).data).toMatchObject({ value: "decorated" });
-    const logDir = path.join(d.home, "log");
-    expect(fs.readFileSync(path.join(logDir, fs.readdirSync(logDir).find((f) => f.startsWith("astrid."))!), "utf8")).toMatch(/"capsule":"decorated".*"message":"decorated capsule set up"/);
+    expect(daemonLog(d.home)).toMatch(/"capsule":"decorated".*"message":"decorated capsule set up"/);
   });
 
   it("calls the @interceptor method with `this` bound to the instance", async () => {

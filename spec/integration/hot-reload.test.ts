@@ -7,7 +7,7 @@ import fs from "node:fs";
 import path from "node:path";
 import type { DaemonClient } from "../../protocol/client";
 import type { IpcMessage } from "../../protocol/ipc-message";
-import { cleanup, connect, sleep, spawnDaemon, tempHome, type RunningDaemon } from "../helpers/daemon";
+import { cleanup, connect, daemonLog, sleep, spawnDaemon, tempHome, until, type RunningDaemon } from "../helpers/daemon";
 
 afterAll(cleanup);
 
@@ -74,21 +74,13 @@ class Session {
     return meta.find((m) => m.name === name);
   }
 
-  async waitFor<T>(what: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 10_000): Promise<T> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const v = await what();
-      if (ok(v)) return v;
-      if (Date.now() > deadline) throw new Error(`condition not met: ${JSON.stringify(v)}`);
-      await sleep(100);
-    }
+  waitFor<T>(what: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 10_000): Promise<T> {
+    return until(what, ok, timeoutMs);
   }
 
   /** How many times the daemon unloaded `name` because its files changed. */
   reloads(name: string): number {
-    const dir = path.join(this.d.home, "log");
-    const log = fs.readFileSync(path.join(dir, fs.readdirSync(dir).find((f) => f.startsWith("astrid."))!), "utf8");
-    return log.split("\n").filter((l) => l.includes(`"capsule":"${name}"`) && l.includes('"message":"capsule unloaded"') && l.includes("its files changed")).length;
+    return daemonLog(this.d.home).split("\n").filter((l) => l.includes(`"capsule":"${name}"`) && l.includes('"message":"capsule unloaded"') && l.includes("its files changed")).length;
   }
 }
 
@@ -234,7 +226,7 @@ module.exports = { async setup(api) {
     const s = new Session(d, await connect(d));
     try {
       fs.writeFileSync(path.join(dir, "README"), "one edit sets it off");
-      const log = () => fs.readFileSync(path.join(d.home, "log", fs.readdirSync(path.join(d.home, "log")).find((f) => f.startsWith("astrid."))!), "utf8");
+      const log = () => daemonLog(d.home);
       await s.waitFor(async () => log(), (text) => text.includes("hot reload paused"), 15_000);
       const reloads = s.reloads("scribbler");
       await sleep(1500);
