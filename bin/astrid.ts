@@ -10,6 +10,8 @@ import { DAEMON_VERSION } from "../protocol/version";
 import { resolveHome } from "../kernel/home";
 import { OPERATOR_KV_SCOPE } from "../protocol/kernel-request";
 import { describeReport, tailAuditLog, verifyAuditLog } from "./cli/audit";
+import path from "node:path";
+import { installCapsule } from "../kernel/capsules/installer";
 import { runChat } from "./cli/chat";
 import { connect, daemonState, formatUptime, startDaemon, waitForExit } from "./cli/daemon-control";
 
@@ -181,6 +183,42 @@ async function capsuleInfo(argv: Global, name: string): Promise<void> {
   ].join("\n"));
 }
 
+interface InstallOutcome {
+  name: string;
+  version: string;
+  dir: string;
+  state: string;
+  previous_version?: string;
+  active: boolean;
+  active_dir: string;
+}
+
+/**
+ * Installs through the running daemon (which loads the capsule, runs its hook and rolls back on failure), or,
+ * with no daemon running, copies it into place for the next start.
+ */
+async function capsuleInstall(argv: Global, dir: string, workspace: boolean): Promise<void> {
+  const home = resolveHome();
+  const source = path.resolve(dir);
+  if ((await daemonState(home)) !== "live") {
+    if (workspace) throw new AstridError("ASTRID_ERR_DAEMON_NOT_RUNNING", "--workspace installs need the daemon that serves the workspace; start one with `astrid start`");
+    const done = await installCapsule(source, { root: home.principalCapsulesDir("default"), reload: async () => {}, record: () => undefined });
+    return out(argv, { ...done, state: "installed", loaded: false },
+      `Installed ${done.name} ${done.version} into ${done.dir}. No daemon is running; it loads (and runs its install hook) on the next start.`);
+  }
+  const client = await connect(home);
+  try {
+    const reply = await client.request("InstallCapsule", { source, workspace }, { topicSuffix: "install_capsule", timeoutMs: 180_000 });
+    if (reply.status === "Error") throw new AstridError(reply.code ?? "ASTRID_ERR_INTERNAL", reply.data);
+    const done = reply.data as InstallOutcome;
+    const upgraded = done.previous_version !== undefined ? ` (was ${done.previous_version})` : "";
+    const shadowed = done.active ? "" : ` It is not the running copy: ${done.active_dir} comes first in the discovery order.`;
+    out(argv, done, `Installed ${done.name} ${done.version}${upgraded} into ${done.dir}; it is ${done.state}.${shadowed}`);
+  } finally {
+    await client.close();
+  }
+}
+
 async function main(): Promise<void> {
   // `astrid chat -p … | head`: a reader that went away ends the command quietly, not with a stack trace.
   process.stdout.on("error", (err: NodeJS.ErrnoException) => {
@@ -250,13 +288,19 @@ async function main(): Promise<void> {
           out(g, { scope: argv.scope, keys }, keys.join("\n"));
         }
       })
-    .command("capsule <action> [name]", "List the daemon's capsules, or show one (state, source, capabilities, restarts)", (y) =>
+    .command("capsule <action> [name]", "List the daemon's capsules, show one, or install one from a directory", (y) =>
       y
-        .positional("action", { choices: ["list", "info"] as const, describe: "list | info <name>" })
-        .positional("name", { type: "string", describe: "info: the capsule's name" }),
+        .positional("action", { choices: ["list", "info", "install"] as const, describe: "list | info <name> | install <dir>" })
+        .positional("name", { type: "string", describe: "info: the capsule's name; install: the capsule's directory" })
+        .option("workspace", { type: "boolean", default: false, describe: "install: into the workspace's .astrid/capsules instead of your own" })
+        .example("$0 capsule install ./my-capsule", "copy, load (install/upgrade hook), roll back if it fails"),
       async (argv) => {
         const g = { json: argv.json as boolean };
         if (argv.action === "list") return capsuleList(g);
+        if (argv.action === "install") {
+          if (!argv.name) throw new AstridError("ASTRID_ERR_INVALID_ARGUMENT", "capsule install needs the capsule's directory");
+          return capsuleInstall(g, argv.name, argv.workspace);
+        }
         if (!argv.name) throw new AstridError("ASTRID_ERR_INVALID_ARGUMENT", "capsule info needs a capsule name");
         return capsuleInfo(g, argv.name);
       })

@@ -14,6 +14,7 @@ import { DAEMON_VERSION } from "../protocol/version";
 import { EventBus } from "./bus";
 import { capsuleHash } from "./capsules/content-hash";
 import { discoverCapsules } from "./capsules/discovery";
+import { installCapsule } from "./capsules/installer";
 import { MANIFEST_FILE } from "./capsules/manifest";
 import { CapsuleRegistry, type CapsuleRecord } from "./capsules/registry";
 import { capsuleEnv, operatorEnvDir, operatorEnvFile } from "./capsules/capsule-env";
@@ -150,6 +151,11 @@ export class Daemon {
         commands: () => daemon!.commands(),
         capsuleMetadata: () => daemon!.capsuleMetadata(),
         reloadCapsules: () => daemon!.reloadCapsules("ReloadCapsules"),
+        installCapsule: (source, workspace) => installCapsule(source, {
+          root: workspace ? path.join(options.workspace, ".astrid", "capsules") : home.principalCapsulesDir("default"),
+          reload: (trigger) => daemon!.reloadCapsules(trigger),
+          record: (name) => registry.get(name),
+        }),
         shutdown: (reason) => void daemon!.shutdown(reason),
         kvGet: (scope, key) => storage!.get(scope, key),
         kvSet: (scope, key, value) => storage!.set(scope, key, value),

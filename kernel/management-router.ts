@@ -34,6 +34,8 @@ export interface ManagementHost {
   commands(): Array<{ name: string; description: string; provider_capsule: string }>;
   capsuleMetadata(): Array<{ name: string; interceptor_events: string[]; [extra: string]: unknown }>;
   reloadCapsules(): Promise<void>;
+  /** Installs a local capsule directory (into the workspace's capsules when `workspace`). */
+  installCapsule(source: string, workspace: boolean): Promise<unknown>;
   kvGet(scope: string, key: string): Promise<Uint8Array | null>;
   kvSet(scope: string, key: string, value: Uint8Array): Promise<void>;
   kvList(scope: string, prefix: string): Promise<string[]>;
@@ -109,7 +111,9 @@ export class ManagementRouter {
     this.audit?.request(request.method, caller, principal);
     if (this.logger.isDebugEnabled()) this.logger.debug("management request", { method: request.method, caller, request_id: requestId });
     const fail = (err: unknown) => {
-      this.logger.error("management request failed", { method: request.method, error: String(err) });
+      // A coded refusal is the caller's mistake, not the daemon's: a warning; anything else is an error.
+      const level = isAstridError(err) && err.code !== "ASTRID_ERR_INTERNAL" ? "warn" : "error";
+      this.logger.log(level, "management request failed", { method: request.method, error: String(err) });
       reply(isAstridError(err) ? errorResponse(err.code, err.message) : errorResponse("ASTRID_ERR_INTERNAL", `internal error: ${String(err)}`));
     };
     try {
@@ -146,8 +150,7 @@ export class ManagementRouter {
       case "Shutdown":
         return { status: "Success", data: { status: "shutting_down" } };
       case "InstallCapsule":
-        return errorResponse("ASTRID_ERR_NOT_IMPLEMENTED",
-          "InstallCapsule is not available yet; copy the capsule into $ASTRID_HOME/home/default/.local/capsules/<name>/ and send ReloadCapsules");
+        return this.host.installCapsule(request.params.source, request.params.workspace).then((data) => ({ status: "Success", data }));
       case "ApproveCapability":
         return errorResponse("ASTRID_ERR_NOT_IMPLEMENTED", "ApproveCapability is not available yet");
       case "KvGet": {

@@ -35,10 +35,11 @@ export const ERROR_CODES = {
   ASTRID_ERR_KV_SCOPE_INVALID: "a KV scope is empty, too long or contains NUL",
   ASTRID_ERR_KV_KEY_INVALID: "a KV key or prefix is empty (prefixes may be), too long or contains NUL",
   ASTRID_ERR_KV_VALUE_TOO_LARGE: "a KV value is larger than 8 MiB",
-  ASTRID_ERR_NOT_FOUND: "the KV key asked for does not exist",
+  ASTRID_ERR_NOT_FOUND: "the KV key, capsule or path asked for does not exist",
   ASTRID_ERR_AUDIT_BROKEN: "the audit chain failed verification (the message names the first bad entry)",
   ASTRID_ERR_CAPABILITY_DENIED: "a capsule called something its Capsule.toml does not allow (the call is audited)",
   ASTRID_ERR_CAPSULE_UNAVAILABLE: "the capsule's worker stopped before answering a call to it",
+  ASTRID_ERR_CAPSULE_INSTALL_FAILED: "an installed capsule did not load (the message says why; its previous copy was restored)",
   ASTRID_ERR_INTERNAL: "an unexpected internal error (the daemon log has the details)",
 } as const;
 

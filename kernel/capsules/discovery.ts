@@ -1,7 +1,7 @@
 /**
  * Capsule discovery (reference §6.2): the principal's installed capsules, then the workspace's (`--workspace`, not
  * the daemon's CWD as the reference wrongly does), then the capsules bundled with the daemon. The first capsule
- * found with a given name wins; an invalid manifest is reported and skipped.
+ * found with a given name wins; an invalid manifest is reported and skipped; hidden directories are not looked at.
  */
 import fs from "node:fs";
 import path from "node:path";
@@ -57,6 +57,8 @@ function capsuleDirs(root: string): string[] {
   const dirs: string[] = [];
   if (entries.some((e) => e.isFile() && e.name === MANIFEST_FILE)) dirs.push(root);
   for (const entry of entries.sort((a, b) => a.name.localeCompare(b.name))) {
+    // Hidden directories are never capsules: an install stages and backs up copies under such names.
+    if (entry.name.startsWith(".")) continue;
     if (entry.isDirectory() && fs.existsSync(path.join(root, entry.name, MANIFEST_FILE))) dirs.push(path.join(root, entry.name));
   }
   return dirs;
