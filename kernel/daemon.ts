@@ -62,6 +62,7 @@ export class Daemon {
   private readonly startedAt = Date.now();
   private stopping: Promise<void> | undefined;
   private reloadChain: Promise<void> = Promise.resolve();
+  private installChain: Promise<unknown> = Promise.resolve();
   private readonly reloadTimes = new Map<string, number[]>();
   private readonly reloadPaused = new Set<string>();
   private watcher: CapsuleWatcher | undefined;
@@ -151,11 +152,7 @@ export class Daemon {
         commands: () => daemon!.commands(),
         capsuleMetadata: () => daemon!.capsuleMetadata(),
         reloadCapsules: () => daemon!.reloadCapsules("ReloadCapsules"),
-        installCapsule: (source, workspace) => installCapsule(source, {
-          root: workspace ? path.join(options.workspace, ".astrid", "capsules") : home.principalCapsulesDir("default"),
-          reload: (trigger) => daemon!.reloadCapsules(trigger),
-          record: (name) => registry.get(name),
-        }),
+        installCapsule: (source, workspace) => daemon!.install(source, workspace),
         shutdown: (reason) => void daemon!.shutdown(reason),
         kvGet: (scope, key) => storage!.get(scope, key),
         kvSet: (scope, key, value) => storage!.set(scope, key, value),
@@ -304,6 +301,17 @@ export class Daemon {
   /** What a reload compares: the capsule directory and the operator's env file for it. */
   private fingerprint(dir: string, name: string): Promise<string> {
     return capsuleHash(dir, [operatorEnvFile(this.home, name)]);
+  }
+
+  /** InstallCapsule, one at a time (two installs of one name must not interleave their renames). */
+  install(source: string, workspace: boolean): Promise<unknown> {
+    const run = this.installChain.then(() => installCapsule(source, {
+      root: workspace ? path.join(this.options.workspace, ".astrid", "capsules") : this.home.principalCapsulesDir("default"),
+      reload: (trigger) => this.reloadCapsules(trigger),
+      record: (name) => this.registry.get(name),
+    }));
+    this.installChain = run.catch(() => undefined);
+    return run;
   }
 
   /** Boot's load pass; a ReloadCapsules that arrives meanwhile runs after it, never interleaved with it. */

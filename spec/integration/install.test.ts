@@ -89,6 +89,17 @@ describe("capsule install through the running daemon", () => {
     expect(fs.readdirSync(root())).toEqual(["installable"]);
   });
 
+  it("runs concurrent installs of one capsule one after the other", async () => {
+    const [a, b] = await Promise.all([
+      c.request("InstallCapsule", { source: capsuleDir("2.1.0"), workspace: false }, { timeoutMs: 60_000 }),
+      c.request("InstallCapsule", { source: capsuleDir("2.2.0"), workspace: false }, { timeoutMs: 60_000 }),
+    ]);
+    expect([a.status, b.status]).toEqual(["Success", "Success"]);
+    expect(await answer()).toBe("installable 2.2.0");
+    expect(fs.readdirSync(root())).toEqual(["installable"]);
+    expect(astrid(d.home, ["capsule", "install", capsuleDir("2.0.0")]).status).toBe(0); // back to 2.0.0 for the next tests
+  });
+
   it("refuses bad sources with coded errors and changes nothing", async () => {
     const notDir = path.join(tempHome(), "file.txt");
     fs.writeFileSync(notDir, "x");
