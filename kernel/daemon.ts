@@ -34,6 +34,9 @@ import { AuditLog } from "./audit-log";
 import { loadOrCreateRuntimeKey } from "./runtime-key";
 import { StorageClient } from "./storage-client";
 
+/** How long boot waits for its capsules before it serves anyway (`ASTRID_CAPSULE_BOOT_WAIT_MS`). */
+const BOOT_CAPSULE_WAIT_MS = 5000;
+
 /** Hot reload pauses for a capsule changed more than this many times within the window (see reconcile). */
 const RELOAD_BURST = 30;
 const RELOAD_BURST_WINDOW_MS = 60_000;
@@ -314,11 +317,34 @@ export class Daemon {
     return run;
   }
 
-  /** Boot's load pass; a ReloadCapsules that arrives meanwhile runs after it, never interleaved with it. */
-  private initialLoad(discovered: ReturnType<typeof discoverCapsules>): Promise<void> {
-    const run = this.loadDiscovered(discovered).then(() => this.publishCapsulesLoaded());
-    this.reloadChain = run.catch(() => undefined);
-    return run;
+  /**
+   * Boot's load pass. Boot waits for the capsules at most `ASTRID_CAPSULE_BOOT_WAIT_MS` (default 5 s, inside
+   * `astrid start`'s 10 s) — a slow install hook must not keep the daemon from serving — then announces
+   * `astrid.v1.capsules_loaded`, and announces it again once the late ones are up (reference §6.3 waits 500 ms and
+   * moves on; it never re-announces). A ReloadCapsules that arrives meanwhile runs after the whole pass.
+   */
+  private async initialLoad(discovered: ReturnType<typeof discoverCapsules>): Promise<void> {
+    const registered = this.registerDiscovered(discovered);
+    let late = false;
+    // Each capsule that comes up after the boot wait is announced as it does.
+    const started = registered.then((toStart) => this.startCapsules(toStart, (record) => {
+      if (!late) return;
+      this.logger.info("late capsule loaded", { capsule: record.name, state: record.state });
+      if (record.state === "ready") this.publishCapsulesLoaded();
+    }));
+    this.reloadChain = started.catch(() => undefined);
+    await registered;
+    const wait = Number(this.options.env.ASTRID_CAPSULE_BOOT_WAIT_MS);
+    const waitMs = Number.isFinite(wait) && wait >= 0 && this.options.env.ASTRID_CAPSULE_BOOT_WAIT_MS !== undefined ? wait : BOOT_CAPSULE_WAIT_MS;
+    let timer: NodeJS.Timeout | undefined;
+    const done = await Promise.race([started.then(() => true), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), waitMs)))]);
+    clearTimeout(timer);
+    late = !done;
+    this.publishCapsulesLoaded();
+    if (late) {
+      const loading = this.registry.all().filter((r) => r.state === "loading").map((r) => r.name);
+      this.logger.warn("capsules still loading after the boot wait; serving meanwhile", { capsules: loading, wait_ms: waitMs });
+    }
   }
 
   /** Starts hot reload: edits under the capsule roots (or to an operator env file) trigger a reload pass. */
@@ -332,6 +358,11 @@ export class Daemon {
    * the rest, each group started in parallel and awaited until ready or failed.
    */
   private async loadDiscovered(discovered: ReturnType<typeof discoverCapsules>): Promise<void> {
+    await this.startCapsules(await this.registerDiscovered(discovered));
+  }
+
+  /** Logs what discovery found and registers it in load order; returns the capsules with code, to be started. */
+  private async registerDiscovered(discovered: ReturnType<typeof discoverCapsules>): Promise<CapsuleRecord[]> {
     for (const problem of discovered.problems) this.logger.error("invalid capsule manifest skipped", { file: problem.file, error: problem.message });
     for (const loaded of discovered.shadowed) this.logger.warn("capsule shadowed by an earlier copy", { name: loaded.manifest.package.name, dir: loaded.dir });
     const plan = loadOrder(discovered.capsules);
@@ -353,9 +384,17 @@ export class Daemon {
         this.audit.capsule("load", loaded.manifest.package.name, { version: loaded.manifest.package.version, dir: loaded.dir });
       }
     }
-    const uplinks = toStart.filter((r) => r.manifest.capabilities.uplink);
-    await Promise.all(uplinks.map((r) => this.supervisor.start(r)));
-    await Promise.all(toStart.filter((r) => !r.manifest.capabilities.uplink).map((r) => this.supervisor.start(r)));
+    return toStart;
+  }
+
+  /**
+   * Starts capsules with code: uplinks first, then the rest, each group in parallel, until ready or failed;
+   * `onStarted` hears of each as it settles.
+   */
+  private async startCapsules(toStart: CapsuleRecord[], onStarted?: (record: CapsuleRecord) => void): Promise<void> {
+    const start = (record: CapsuleRecord) => this.supervisor.start(record).then(() => onStarted?.(record));
+    await Promise.all(toStart.filter((r) => r.manifest.capabilities.uplink).map(start));
+    await Promise.all(toStart.filter((r) => !r.manifest.capabilities.uplink).map(start));
   }
 
   /** Publishes `astrid.v1.capsules_loaded` at the end of a load pass. */
@@ -383,9 +422,10 @@ export class Daemon {
     this.idle.stop();
     await this.watcher?.close();
     this.router.close();
-    // A reload in progress finishes first (it would otherwise start capsules behind stopAll's back).
-    await this.reloadChain;
+    // Workers go first, so a load or reload in progress (a slow install hook, say) ends now instead of running to
+    // its deadline; a start it still makes sees the supervisor stopping and spawns nothing. Then let it unwind.
     await this.supervisor.stopAll();
+    await this.reloadChain;
     // Readiness goes first so nobody mistakes a stopping daemon for a ready one.
     rmIfExists(this.home.readyPath);
     await this.server.close();

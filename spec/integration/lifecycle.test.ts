@@ -7,7 +7,8 @@ import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import type { DaemonClient } from "../../protocol/client";
-import { CLI_BIN, cleanup, connect, ROOT, spawnDaemon, tempHome, type RunningDaemon } from "../helpers/daemon";
+import type { IpcMessage } from "../../protocol/ipc-message";
+import { CLI_BIN, cleanup, connect, ROOT, spawnDaemon, until, tempHome, type RunningDaemon } from "../helpers/daemon";
 
 const home = tempHome();
 const workspace = tempHome();
@@ -149,4 +150,37 @@ describe("issue #4: a capsule cannot stretch its hook deadline", () => {
       expect(await d.exited).toBe(0);
     }
   }, 20_000);
+});
+
+describe("boot does not wait for slow capsules", () => {
+  it("serves after the boot wait, announces capsules_loaded again once the late ones are up, and stops without waiting for a hanging hook", async () => {
+    const ws = tempHome();
+    const slow = path.join(ws, ".astrid", "capsules", "slowpoke");
+    fs.mkdirSync(slow, { recursive: true });
+    fs.writeFileSync(path.join(slow, "Capsule.toml"), '[package]\nname = "slowpoke"\nversion = "1.0.0"\n[[component]]\nfile = "index.js"\n');
+    fs.writeFileSync(path.join(slow, "index.js"), "module.exports = { setup: () => new Promise((resolve) => setTimeout(resolve, 2500)) };\n");
+    fs.cpSync(path.join(ROOT, "spec", "fixtures", "lifecycle-spam"), path.join(ws, ".astrid", "capsules", "lifecycle-spam"), { recursive: true });
+    const started = Date.now();
+    const d = await spawnDaemon({
+      args: ["--workspace", ws],
+      env: { ASTRID_CAPSULE_BOOT_WAIT_MS: "300", ASTRID_CAPSULE_READY_TIMEOUT_MS: "10000", ASTRID_CAPSULE_HOOK_TIMEOUT_MS: "60000" },
+    });
+    expect(Date.now() - started).toBeLessThan(2500);
+    const c = await connect(d);
+    const announcements: string[] = [];
+    c.on("message", (m: IpcMessage) => {
+      if (m.topic === "astrid.v1.capsules_loaded") announcements.push(m.topic);
+    });
+    const state = async (name: string) =>
+      ((await c.request("GetCapsuleMetadata")).data as Array<{ name: string; state: string }>).find((m) => m.name === name)?.state;
+    expect(await state("slowpoke")).toBe("loading");
+    await until(() => state("slowpoke"), (s) => s === "ready", 10_000);
+    await until(async () => announcements.length, (n) => n >= 2, 5000);
+    expect(await state("lifecycle-spam")).toBe("loading");
+    await c.close();
+    const stopping = Date.now();
+    d.child.kill("SIGTERM");
+    expect(await d.exited).toBe(0);
+    expect(Date.now() - stopping).toBeLessThan(5000);
+  }, 30_000);
 });
