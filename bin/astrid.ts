@@ -11,7 +11,7 @@ import { resolveHome } from "../kernel/home";
 import { OPERATOR_KV_SCOPE } from "../protocol/kernel-request";
 import { describeReport, tailAuditLog, verifyAuditLog } from "./cli/audit";
 import path from "node:path";
-import { installCapsule } from "../kernel/capsules/installer";
+import { installCapsule, type InstallOutcome } from "../kernel/capsules/installer";
 import { runChat } from "./cli/chat";
 import { connect, daemonState, formatUptime, startDaemon, waitForExit } from "./cli/daemon-control";
 
@@ -181,16 +181,6 @@ async function capsuleInfo(argv: Global, name: string): Promise<void> {
     `  Commands:      ${list((c.commands ?? []).map((x) => x.name))}`,
     `  Dropped events: ${c.dropped_events ?? 0}`,
   ].join("\n"));
-}
-
-interface InstallOutcome {
-  name: string;
-  version: string;
-  dir: string;
-  state: string;
-  previous_version?: string;
-  active: boolean;
-  active_dir: string;
 }
 
 /**

@@ -401,10 +401,6 @@ export class CapsuleSupervisor {
     const { record } = run;
     const caps = record.manifest.capabilities;
     const scope = `default:capsule:${record.name}`;
-    const deny = (what: string) => {
-      this.audit.capsule("denied", record.name, { call, detail: what });
-      return new AstridError("ASTRID_ERR_CAPABILITY_DENIED", `${record.name}: ${what}`);
-    };
     const str = (v: unknown, name: string) => {
       if (typeof v !== "string") throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `${call}: ${name} must be a string`);
       return v;
@@ -419,7 +415,7 @@ export class CapsuleSupervisor {
         if (Buffer.byteLength(pattern) > 256 || segments.length > 8 || segments.some((s, i) => s === "" || (s === "*" && i !== segments.length - 1))) {
           throw new AstridError("ASTRID_ERR_REQUEST_INVALID", "ipc.subscribe: pattern must be ≤ 256 bytes, ≤ 8 non-empty segments, `*` only last");
         }
-        if (!caps.ipc_subscribe.some((p) => exactSegmentMatches(p, pattern))) throw deny(`may not subscribe to ${pattern} (not in ipc_subscribe)`);
+        if (!caps.ipc_subscribe.some((p) => exactSegmentMatches(p, pattern))) throw this.denied(run, call, `may not subscribe to ${pattern} (not in ipc_subscribe)`);
         if (run.subscriptions >= MAX_CAPSULE_SUBSCRIPTIONS) throw new AstridError("ASTRID_ERR_REQUEST_INVALID", "ipc.subscribe: at most 128 subscriptions");
         run.subscriptions++;
         run.unsubscribe.push(this.bus.subscribe(pattern, (event) => {
@@ -444,6 +440,12 @@ export class CapsuleSupervisor {
     }
   }
 
+  /** Audits a call the manifest does not allow and returns the coded error for it. */
+  private denied(run: CapsuleRun, call: string, what: string): AstridError {
+    this.audit.capsule("denied", run.record.name, { call, detail: what });
+    return new AstridError("ASTRID_ERR_CAPABILITY_DENIED", `${run.record.name}: ${what}`);
+  }
+
   /** A capsule's publish, checked here whichever way it came (syscall or reply-less): topic, ACL, size, rate. */
   private publish(run: CapsuleRun, call: string, topicArg: unknown, raw: unknown): void {
     const { record } = run;
@@ -452,8 +454,7 @@ export class CapsuleSupervisor {
     const problem = topicProblem(topic);
     if (problem) throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `ipc.publish: ${problem}`);
     if (!record.manifest.capabilities.ipc_publish.some((p) => exactSegmentMatches(p, topic))) {
-      this.audit.capsule("denied", record.name, { call, detail: `may not publish on ${topic} (not in ipc_publish)` });
-      throw new AstridError("ASTRID_ERR_CAPABILITY_DENIED", `${record.name}: may not publish on ${topic} (not in ipc_publish)`);
+      throw this.denied(run, call, `may not publish on ${topic} (not in ipc_publish)`);
     }
     const size = Buffer.byteLength(JSON.stringify(raw ?? null));
     if (size > MAX_CAPSULE_PAYLOAD_BYTES) throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `ipc.publish: payload of ${size} bytes exceeds 5 MiB`);

@@ -32,11 +32,11 @@ export class CapsuleWatcher {
     // Ignored segments are judged below the root, so a root that itself lies under node_modules is still watched.
     this.watcher = watch(present, { ignoreInitial: true, ignored: (file) => this.ignored(file) });
     this.watcher.on("all", (event, file) => {
-      const root = path.resolve(file);
-      if (event === "unlinkDir" && this.roots.includes(root)) {
+      const resolved = path.resolve(file);
+      if (event === "unlinkDir" && this.roots.includes(resolved)) {
         // The root itself went away (deleted, or swapped by a rename): watch for it to come back.
-        this.watcher.unwatch(root);
-        this.missing.add(root);
+        this.watcher.unwatch(resolved);
+        this.missing.add(resolved);
       }
       this.changed(file);
     });
