@@ -1,10 +1,9 @@
 /**
  * What the kernel records in the audit log: management requests (allowed or refused), client connects, failed
  * authentications and disconnects, capsule lifecycle changes. Recording never blocks or fails the caller: the
- * entry is queued for the next storage batch and a failed write is logged.
+ * entry is queued for the next storage batch (no promise per entry) and a failed write is logged by the storage client.
  */
 import type { AuditInput } from "../protocol/storage-messages";
-import type { Logger } from "./logger";
 import type { StorageClient } from "./storage-client";
 
 /** Capability each management method requires (reference §5.2), recorded with every request. */
@@ -30,7 +29,6 @@ export class AuditLog {
   constructor(
     private readonly storage: StorageClient,
     private readonly sessionId: string,
-    private readonly logger: Logger,
   ) {}
 
   /** A management request and how it ended. */
@@ -65,8 +63,6 @@ export class AuditLog {
   }
 
   private record(entry: Omit<AuditInput, "session_id">): void {
-    this.storage.appendAudit({ session_id: this.sessionId, ...entry }).catch((err: Error) => {
-      this.logger.error("audit write failed", { action: entry.action.type, error: err.message });
-    });
+    this.storage.recordAudit({ session_id: this.sessionId, ...entry });
   }
 }

@@ -116,7 +116,7 @@ export class Daemon {
         logger,
         allowFaultInjection: options.env.ASTRID_TEST_FAULTS === "1",
       });
-      const audit = new AuditLog(storage, options.sessionId, logger);
+      const audit = new AuditLog(storage, options.sessionId);
       const report = await storage.verifyAudit();
       if (report.intact) logger.info("audit chain verified", { entries: report.entries });
       // Reference §2.2 step 4: problems are logged at error level and never block boot.

@@ -18,7 +18,11 @@ export type StorageOp =
   | { op: "kv.delete"; scope: string; key: string }
   | { op: "kv.list"; scope: string; prefix: string }
   | { op: "kv.clear"; scope: string; prefix: string }
-  | { op: "audit.append"; entry: AuditInput }
+  /**
+   * Appends entries in order; each body is `auditBody(input)`, serialised by the kernel so the batch crosses to
+   * the worker as strings, not object graphs. Resolves with the seq and id of the last one.
+   */
+  | { op: "audit.append"; bodies: string[] }
   | { op: "audit.verify" }
   | { op: "audit.tail"; limit: number; afterSeq: number }
   /** Fault injection for tests; refused unless the pool was created with it enabled. */
@@ -44,6 +48,20 @@ export interface AuditInput {
   /** Why it was allowed, tagged by `type`, e.g. `{"type":"not_required","reason":"…"}`. */
   authorization: { type: string; [field: string]: unknown };
   outcome: { status: "success"; details?: string | null } | { status: "failure"; error: string };
+}
+
+/**
+ * The JSON text of an entry's kernel-supplied fields, in the stored key order (session_id, principal, action,
+ * authorization, outcome). The worker splices it between the fields it adds; see `entryContent`.
+ */
+export function auditBody(input: AuditInput): string {
+  return JSON.stringify({
+    session_id: input.session_id,
+    ...(input.principal !== undefined ? { principal: input.principal } : {}),
+    action: input.action,
+    authorization: input.authorization,
+    outcome: input.outcome,
+  });
 }
 
 /** A stored audit entry as the CLI shows it. */

@@ -8,7 +8,7 @@ import type Database from "better-sqlite3";
 import { isAstridError } from "../protocol/errors";
 import { nowRfc3339 } from "../protocol/timestamp";
 import { checkKv, type OpResult, type StorageOp, type StorageTask, type TaskResult } from "../protocol/storage-messages";
-import { contentHash, entryContent, GENESIS_HASH, privateKeyFromSeed, publicKeyFromSeed, signHash, tailEntries, verifyChain } from "./storage/audit-chain";
+import { checkAuditBodies, contentHash, entryText, GENESIS_HASH, privateKeyFromSeed, publicKeyFromSeed, signHash, tailEntries, verifyChain } from "./storage/audit-chain";
 import { openStateDatabase } from "./storage/database";
 
 /** What the kernel hands the worker at start. */
@@ -43,7 +43,8 @@ function prepare(db: Database.Database) {
     clearAll: db.prepare("DELETE FROM kv WHERE scope = ?"),
     clearRange: db.prepare("DELETE FROM kv WHERE scope = ? AND key >= ? AND key < ?"),
     clearFrom: db.prepare("DELETE FROM kv WHERE scope = ? AND key >= ?"),
-    append: db.prepare("INSERT INTO audit (seq, content, hash, signature) VALUES (?, ?, ?, ?)"),
+    append: db.prepare("INSERT INTO audit (seq, content, hash, signature) VALUES (?, ?, ?, NULL)"),
+    sign: db.prepare("UPDATE audit SET signature = ? WHERE seq = ?"),
     setHead: db.prepare("INSERT INTO meta (key, value) VALUES ('audit_head', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"),
   };
 }
@@ -92,7 +93,7 @@ function clearPrefix(s: State, scope: string, prefix: string): number {
   return (end ? s.stmts.clearRange.run(scope, start, end) : s.stmts.clearFrom.run(scope, start)).changes;
 }
 
-function run(s: State, op: StorageOp, signThis: boolean): unknown {
+function run(s: State, op: StorageOp): unknown {
   switch (op.op) {
     case "kv.get": {
       checkKv(op.scope, op.key);
@@ -113,14 +114,19 @@ function run(s: State, op: StorageOp, signThis: boolean): unknown {
       checkKv(op.scope, op.prefix, undefined, true);
       return clearPrefix(s, op.scope, op.prefix);
     case "audit.append": {
-      const seq = s.headSeq + 1;
-      const id = randomUUID();
-      const content = entryContent(seq, id, nowRfc3339(), s.headHash, op.entry);
-      const hash = contentHash(content);
-      s.stmts.append.run(seq, content, hash, signThis ? signHash(s.signingKey, hash) : null);
-      s.headSeq = seq;
-      s.headHash = hash.toString("hex");
-      return { seq, id };
+      checkAuditBodies(op.bodies);
+      let last = { seq: s.headSeq, id: "" };
+      op.bodies.forEach((body) => {
+        const seq = s.headSeq + 1;
+        const id = randomUUID();
+        const content = entryText(seq, id, nowRfc3339(), s.headHash, body);
+        const hash = contentHash(content);
+        s.stmts.append.run(seq, content, hash);
+        s.headSeq = seq;
+        s.headHash = hash.toString("hex");
+        last = { seq, id };
+      });
+      return last;
     }
     case "audit.verify":
       return verifyChain(s.db, s.verifyKey);
@@ -145,22 +151,22 @@ export default function runBatch(task: StorageTask | { close: true }): TaskResul
   } catch (err) {
     return { fatal: { code: isAstridError(err) ? err.code : "ASTRID_ERR_STORAGE_CORRUPT", message: (err as Error).message } };
   }
-  let lastAppend = -1;
-  task.ops.forEach((op, i) => {
-    if (op.op === "audit.append") lastAppend = i;
-  });
   const before = { seq: s.headSeq, hash: s.headHash };
   try {
     const results = s.db.transaction(() => {
-      const out: OpResult[] = task.ops.map((op, i) => {
+      const out: OpResult[] = task.ops.map((op) => {
         try {
-          return { ok: true, value: run(s, op, i === lastAppend) };
+          return { ok: true, value: run(s, op) };
         } catch (err) {
           if (!isAstridError(err)) throw err;
           return { ok: false, code: err.code, message: err.message };
         }
       });
-      if (lastAppend >= 0) s.stmts.setHead.run(String(s.headSeq));
+      // The newest entry of the batch carries the signature that vouches for every entry before it.
+      if (s.headSeq > before.seq) {
+        s.stmts.sign.run(signHash(s.signingKey, Buffer.from(s.headHash, "hex")), s.headSeq);
+        s.stmts.setHead.run(String(s.headSeq));
+      }
       return out;
     })();
     return { results };

@@ -155,6 +155,47 @@ describe("issue #3: audit chain", () => {
     db.close();
   });
 
+  it("keeps unawaited entries in order among awaited ones and KV calls, one signature per batch", async () => {
+    const { client, dbPath, seed } = await open();
+    const entry = (i: number) => ({ session_id: "s", action: { type: "test", i }, authorization: { type: "system" }, outcome: { status: "success" as const } });
+    // One tick: unawaited runs around an awaited entry and a KV write, so the batch holds several append ops.
+    for (let i = 0; i < 10; i++) client.recordAudit(entry(i));
+    const awaited = client.appendAudit(entry(10));
+    const kv = client.set("s", "k", Buffer.from("v"));
+    for (let i = 11; i < 300; i++) client.recordAudit(entry(i));
+    expect(await awaited).toMatchObject({ seq: 11 });
+    await kv;
+    await client.close();
+    clients.pop();
+    const db = new Database(dbPath);
+    const order = (db.prepare("SELECT content FROM audit ORDER BY seq").all() as Array<{ content: string }>)
+      .map((r) => (JSON.parse(r.content) as { action: { i: number } }).action.i);
+    expect(order).toEqual(Array.from({ length: 300 }, (_, i) => i));
+    expect(verifyChain(db, publicKeyFromSeed(seed))).toEqual({ intact: true, entries: 300, signed_through: 300 });
+    db.close();
+  });
+
+  it("a worker crash loses only the unawaited entries of its batch, logged; the chain stays whole", async () => {
+    const errors: Array<[string, Record<string, unknown>]> = [];
+    const logger = { ...silent, error: (m: string, meta: Record<string, unknown>) => errors.push([m, meta]) } as never;
+    const dir = tempHome();
+    const seed = randomBytes(32);
+    const client = await StorageClient.open({ dbPath: path.join(dir, "state.db"), seed, logger, allowFaultInjection: true });
+    clients.push(client);
+    await client.appendAudit({ session_id: "s", action: { type: "before" }, authorization: { type: "system" }, outcome: { status: "success" } });
+    client.recordAudit({ session_id: "s", action: { type: "lost" }, authorization: { type: "system" }, outcome: { status: "success" } });
+    expect(await code(client.crashForTest())).toBe("ASTRID_ERR_STORAGE_UNAVAILABLE");
+    expect(errors).toContainEqual(["audit write failed", expect.objectContaining({ entries: 1 })]);
+    client.recordAudit({ session_id: "s", action: { type: "after" }, authorization: { type: "system" }, outcome: { status: "success" } });
+    await client.close();
+    clients.pop();
+    const db = new Database(path.join(dir, "state.db"));
+    expect((db.prepare("SELECT content FROM audit ORDER BY seq").all() as Array<{ content: string }>).map((r) => (JSON.parse(r.content) as { action: { type: string } }).action.type))
+      .toEqual(["before", "after"]);
+    expect(verifyChain(db, publicKeyFromSeed(seed))).toMatchObject({ intact: true, entries: 2 });
+    db.close();
+  });
+
   it("names the entry whose stored bytes were flipped", async () => {
     const { dbPath, seed } = await filled(40);
     const db = new Database(dbPath);

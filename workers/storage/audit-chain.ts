@@ -5,7 +5,8 @@
  */
 import crypto, { createHash, createPrivateKey, createPublicKey, sign, verify, type KeyObject } from "node:crypto";
 import type Database from "better-sqlite3";
-import type { AuditEntry, AuditInput, VerifyReport } from "../../protocol/storage-messages";
+import { AstridError } from "../../protocol/errors";
+import { auditBody, type AuditEntry, type AuditInput, type VerifyReport } from "../../protocol/storage-messages";
 
 /** `previous_hash` of the first entry. */
 export const GENESIS_HASH = "0".repeat(64);
@@ -23,19 +24,27 @@ export function publicKeyFromSeed(seed: Uint8Array): KeyObject {
   return createPublicKey(privateKeyFromSeed(seed));
 }
 
-/** The text that is stored and hashed for an entry: fixed key order, previous hash included. */
+/**
+ * The text that is stored and hashed for an entry: the worker's fields, the kernel's `auditBody`, then the previous
+ * hash — the same bytes as `JSON.stringify` of the whole entry in that key order, built without re-serialising the
+ * body. `id`, `timestamp` and `previousHash` never need escaping (a UUID, RFC 3339, hex).
+ */
+export function entryText(seq: number, id: string, timestamp: string, previousHash: string, body: string): string {
+  return `{"seq":${seq},"id":"${id}","timestamp":"${timestamp}",${body.slice(1, -1)},"previous_hash":"${previousHash}"}`;
+}
+
+/** Refuses bodies that `auditBody` did not make, before any of a batch's entries is written. */
+export function checkAuditBodies(bodies: readonly string[]): void {
+  for (const body of bodies) {
+    if (!body.startsWith('{"session_id":') || !body.endsWith("}")) {
+      throw new AstridError("ASTRID_ERR_INTERNAL", "an audit body must be the JSON object auditBody() makes");
+    }
+  }
+}
+
+/** `entryText` for an entry given as an object (the in-thread baseline of bench/storage, tests). */
 export function entryContent(seq: number, id: string, timestamp: string, previousHash: string, input: AuditInput): string {
-  return JSON.stringify({
-    seq,
-    id,
-    timestamp,
-    session_id: input.session_id,
-    ...(input.principal !== undefined ? { principal: input.principal } : {}),
-    action: input.action,
-    authorization: input.authorization,
-    outcome: input.outcome,
-    previous_hash: previousHash,
-  });
+  return entryText(seq, id, timestamp, previousHash, auditBody(input));
 }
 
 /** SHA-256 of an entry's stored text (the one-shot `crypto.hash` is about twice as fast as a Hash object). */
