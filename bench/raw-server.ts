@@ -3,12 +3,18 @@
  * frames on its main
  * thread with the same framing and timestamp code and the same reply shape, and nothing else (no bus, no policy,
  * no router).
- * Usage: node dist/bench/raw-server.js <socket path> [--ports]; prints "ready" once listening. With `--ports`
- * a prompt makes one round trip through a worker thread (postMessage there and back) before the reply: the
- * structural ceiling of any design that runs capsule code off the main thread.
+ * Usage: node dist/bench/raw-server.js <socket path> [--ports] [--audit]; prints "ready" once listening. With
+ * `--ports` a prompt makes one round trip through a worker thread (postMessage there and back) before the reply:
+ * the structural ceiling of any design that runs capsule code off the main thread. With `--audit` each management
+ * request is also recorded exactly as the daemon records it (the kernel's AuditLog → StorageClient → storage
+ * worker, chained, signed, in a state.db beside the socket): the floor of any server that keeps issue #3's audit.
  */
+import { randomBytes, randomUUID } from "node:crypto";
 import net from "node:net";
+import path from "node:path";
 import { Worker } from "node:worker_threads";
+import { AuditLog } from "../kernel/audit-log";
+import { StorageClient } from "../kernel/storage-client";
 import { encodeFrame, FrameDecoder, MAX_CLIENT_FRAME_BYTES, parseFrameJson } from "../protocol/framing";
 import { nowRfc3339 } from "../protocol/timestamp";
 
@@ -16,6 +22,11 @@ const socketPath = process.argv[2]!;
 const viaWorker = process.argv.includes("--ports");
 const echoWorker = viaWorker ? new Worker('require("node:worker_threads").parentPort.on("message", (m) => require("node:worker_threads").parentPort.postMessage(m));', { eval: true }) : undefined;
 echoWorker?.on("message", (m: { text?: string; session_id?: string }) => reply(m));
+const silent = { error: () => {}, warn: () => {}, info: () => {}, debug: () => {} } as never;
+const storage = process.argv.includes("--audit")
+  ? StorageClient.open({ dbPath: path.join(path.dirname(socketPath), "raw-audit.db"), seed: randomBytes(32), logger: silent })
+  : undefined;
+let audit: AuditLog | undefined;
 const startedAt = Date.now();
 const connections = new Set<net.Socket>();
 let broadcastSeq = 0;
@@ -32,7 +43,9 @@ function reply(payload: { text?: string; session_id?: string }): void {
   for (const c of connections) c.write(frame);
 }
 
+let nextConnection = 0;
 const server = net.createServer((socket) => {
+  const connection = ++nextConnection;
   connections.add(socket);
   socket.on("close", () => connections.delete(socket));
   socket.setNoDelay(true);
@@ -55,6 +68,7 @@ const server = net.createServer((socket) => {
         else reply(value.payload);
         continue;
       }
+      audit?.request("GetStatus", `conn:${connection}`, "default");
       socket.write(
         encodeFrame({
           topic: value.topic.replace("astrid.v1.request.", "astrid.v1.response."),
@@ -81,5 +95,12 @@ const server = net.createServer((socket) => {
   });
   socket.on("error", () => {});
 });
-server.listen(socketPath, () => process.stdout.write("ready\n"));
-process.on("SIGTERM", () => server.close(() => process.exit(0)));
+void (async () => {
+  const opened = await storage;
+  if (opened) audit = new AuditLog(opened, randomUUID());
+  server.listen(socketPath, () => process.stdout.write("ready\n"));
+})();
+process.on("SIGTERM", () => server.close(() => void (async () => {
+  await (await storage)?.close();
+  process.exit(0);
+})()));

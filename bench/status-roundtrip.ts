@@ -2,7 +2,10 @@
  * Issue #2 benchmark. GetStatus round trips through the real daemon (socket → handshake-authenticated connection →
  * ingress policy → bus → management router → egress to the requester) versus a raw socket server answering the same
  * frames on its main thread, both measured in this run, at 1 sequential client and 32 concurrent clients.
- * Also: daemon spawn → run/system.ready wall time and `astrid status` wall time, medians of N runs.
+ * A third server, the raw one recording every request through the daemon's own audit code (issue #3: one chained,
+ * signed entry per management request, in a storage worker), shows what the audit costs any server, apart from
+ * what the kernel adds. Also: daemon spawn → run/system.ready wall time and `astrid status` wall time, medians of N
+ * runs.
  *
  *   node dist/bench/status-roundtrip.js [--seconds 2] [--rounds 3] [--runs 10] [--json]
  *
@@ -89,26 +92,40 @@ async function main(): Promise<void> {
   const daemon = spawn(process.execPath, [DAEMON], { env, stdio: "ignore" });
   await waitFor(path.join(home, "run", "system.ready"), daemon);
   const token = fs.readFileSync(path.join(home, "run", "system.token"), "utf8");
-  const rawSock = path.join(home, "raw.sock");
-  const raw = spawn(process.execPath, [RAW, rawSock], { stdio: ["ignore", "pipe", "inherit"] });
-  await new Promise<void>((resolve) => raw.stdout!.once("data", () => resolve()));
+  const startRaw = async (name: string, extra: string[]) => {
+    const socketDir = fs.mkdtempSync(path.join(home, `${name}-`));
+    const child = spawn(process.execPath, [RAW, path.join(socketDir, "raw.sock"), ...extra], { stdio: ["ignore", "pipe", "inherit"] });
+    await new Promise<void>((resolve) => child.stdout!.once("data", () => resolve()));
+    return { child, socketPath: path.join(socketDir, "raw.sock") };
+  };
+  const raw = await startRaw("raw", []);
+  // The same raw server recording each request through the daemon's own audit code: what issue #3 adds to any server.
+  const rawAudit = await startRaw("raw-audit", ["--audit"]);
 
-  const results: Record<string, { raw: number; daemon: number; ratio: number; raw_cpu_us: number; daemon_cpu_us: number; cpu_ratio: number }> = {};
+  type Row = { raw: number; raw_audit: number; daemon: number; ratio: number; ratio_to_audit_floor: number; raw_cpu_us: number; raw_audit_cpu_us: number; daemon_cpu_us: number };
+  const results: Record<string, Row> = {};
   for (const clients of [1, 32]) {
-    const rawRates: Rate[] = [];
-    const daemonRates: Rate[] = [];
-    // Alternate so drift on a noisy machine hits both sides alike.
+    const rates: Record<"raw" | "rawAudit" | "daemon", Rate[]> = { raw: [], rawAudit: [], daemon: [] };
+    // Alternate so drift on a noisy machine hits every side alike.
     for (let round = 0; round < ROUNDS; round++) {
-      rawRates.push(await throughput(rawSock, token, clients, raw.pid!));
-      daemonRates.push(await throughput(path.join(home, "run", "system.sock"), token, clients, daemon.pid!));
+      rates.raw.push(await throughput(raw.socketPath, token, clients, raw.child.pid!));
+      rates.rawAudit.push(await throughput(rawAudit.socketPath, token, clients, rawAudit.child.pid!));
+      rates.daemon.push(await throughput(path.join(home, "run", "system.sock"), token, clients, daemon.pid!));
     }
-    const r = median(rawRates.map((x) => x.perSec));
-    const d = median(daemonRates.map((x) => x.perSec));
-    const rc = median(rawRates.map((x) => x.serverCpuUs));
-    const dc = median(daemonRates.map((x) => x.serverCpuUs));
-    results[`${clients} client${clients > 1 ? "s" : ""}`] = { raw: r, daemon: d, ratio: d / r, raw_cpu_us: rc, daemon_cpu_us: dc, cpu_ratio: rc / dc };
+    const perSec = (xs: Rate[]) => median(xs.map((x) => x.perSec));
+    const cpu = (xs: Rate[]) => median(xs.map((x) => x.serverCpuUs));
+    results[`${clients} client${clients > 1 ? "s" : ""}`] = {
+      raw: perSec(rates.raw),
+      raw_audit: perSec(rates.rawAudit),
+      daemon: perSec(rates.daemon),
+      ratio: perSec(rates.daemon) / perSec(rates.raw),
+      ratio_to_audit_floor: perSec(rates.daemon) / perSec(rates.rawAudit),
+      raw_cpu_us: cpu(rates.raw),
+      raw_audit_cpu_us: cpu(rates.rawAudit),
+      daemon_cpu_us: cpu(rates.daemon),
+    };
   }
-  await stop(raw);
+  await Promise.all([stop(raw.child), stop(rawAudit.child)]);
 
   // `astrid status` wall time against the running daemon.
   const statusTimes: number[] = [];
@@ -155,8 +172,9 @@ async function main(): Promise<void> {
   }
   console.log(`GetStatus round trips (median of ${ROUNDS} alternating rounds of ${SECONDS} s; target ratio ≥ 0.80)`);
   for (const [name, r] of Object.entries(results)) {
-    console.log(`  ${name.padEnd(10)} raw ${r.raw.toFixed(0).padStart(7)}/s   daemon ${r.daemon.toFixed(0).padStart(7)}/s   ratio ${r.ratio.toFixed(2)} ${r.ratio >= 0.8 ? "(meets target)" : "(BELOW TARGET)"}`);
-    console.log(`  ${"".padEnd(10)} server CPU per round trip: raw ${r.raw_cpu_us.toFixed(1)} µs, daemon ${r.daemon_cpu_us.toFixed(1)} µs (raw/daemon ${r.cpu_ratio.toFixed(2)})`);
+    console.log(`  ${name.padEnd(10)} raw ${r.raw.toFixed(0).padStart(7)}/s   daemon ${r.daemon.toFixed(0).padStart(7)}/s   ratio ${r.ratio.toFixed(3)} ${r.ratio >= 0.8 ? "(meets target)" : "(BELOW TARGET)"}`);
+    console.log(`  ${"".padEnd(10)} raw + audit ${r.raw_audit.toFixed(0).padStart(7)}/s   daemon / (raw + audit) ${r.ratio_to_audit_floor.toFixed(3)}`);
+    console.log(`  ${"".padEnd(10)} server CPU per round trip: raw ${r.raw_cpu_us.toFixed(1)} µs, raw + audit ${r.raw_audit_cpu_us.toFixed(1)} µs, daemon ${r.daemon_cpu_us.toFixed(1)} µs`);
   }
   console.log(`spawn → ready:  median ${summary.spawn_to_ready_ms_median.toFixed(0)} ms over ${RUNS} runs (node -e 0: ${summary.node_startup_ms_median.toFixed(0)} ms)`);
   console.log(`astrid status:  median ${summary.astrid_status_ms_median.toFixed(0)} ms over ${RUNS} runs`);

@@ -177,7 +177,7 @@ describe("issue #3: audit chain", () => {
 
   it("a worker crash loses only the unawaited entries of its batch, logged; the chain stays whole", async () => {
     const errors: Array<[string, Record<string, unknown>]> = [];
-    const logger = { ...silent, error: (m: string, meta: Record<string, unknown>) => errors.push([m, meta]) } as never;
+    const logger = { error: (m: string, meta: Record<string, unknown>) => errors.push([m, meta]), warn: () => {}, info: () => {}, debug: () => {} } as never;
     const dir = tempHome();
     const seed = randomBytes(32);
     const client = await StorageClient.open({ dbPath: path.join(dir, "state.db"), seed, logger, allowFaultInjection: true });
