@@ -9,6 +9,7 @@ import { AstridError, isErrorCode } from "../protocol/errors";
 import {
   auditBody,
   checkKv,
+  isAuditBody,
   type AuditEntry,
   type AuditInput,
   type StorageOp,
@@ -33,6 +34,18 @@ export const AUDIT_FLUSH_AT = 256;
 
 /** A call someone awaits, or (a bare string) the body of an audit entry recorded without a reply. */
 type Pending = { op: StorageOp; resolve: (value: unknown) => void; reject: (err: Error) => void } | string;
+
+/** An entry's body for the worker; a coded error when it cannot be one (e.g. a BigInt or a cycle in `action`). */
+function serialise(entry: AuditInput): string {
+  let body: string | undefined;
+  try {
+    body = auditBody(entry);
+  } catch (err) {
+    throw new AstridError("ASTRID_ERR_INTERNAL", `an audit entry cannot be serialised: ${(err as Error).message}`, { cause: err });
+  }
+  if (!isAuditBody(body)) throw new AstridError("ASTRID_ERR_INTERNAL", "an audit entry needs a string session_id");
+  return body;
+}
 
 /** Whether someone waits on this call beyond the audit linger. */
 function isUrgent(p: Pending): boolean {
@@ -112,7 +125,13 @@ export class StorageClient {
 
   /** Appends an audit entry; resolves with its seq and id once committed and chained. */
   appendAudit(entry: AuditInput): Promise<{ seq: number; id: string }> {
-    return this.submit({ op: "audit.append", bodies: [auditBody(entry)] }) as Promise<{ seq: number; id: string }>;
+    let body: string;
+    try {
+      body = serialise(entry);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.submit({ op: "audit.append", bodies: [body] }) as Promise<{ seq: number; id: string }>;
   }
 
   /**
@@ -121,10 +140,18 @@ export class StorageClient {
    */
   recordAudit(entry: AuditInput): void {
     if (this.closing) {
-      this.options.logger.error("audit entry dropped: storage is closing", { action: entry.action.type });
+      this.options.logger.error("audit entry dropped: storage is closing", { action: String(entry.action?.type) });
       return;
     }
-    this.pending.push(auditBody(entry));
+    let body: string;
+    try {
+      body = serialise(entry);
+    } catch (err) {
+      // Recording never throws into the kernel code that reports an event.
+      this.options.logger.error("audit entry dropped", { action: String(entry.action?.type), error: (err as Error).message });
+      return;
+    }
+    this.pending.push(body);
     this.schedule();
   }
 
@@ -217,7 +244,7 @@ export class StorageClient {
         callers.push(undefined);
       }
     }
-    const lost = (error: string) => this.options.logger.error("audit write failed", { entries: unawaited, error });
+    const lost = (error: string, entries = unawaited) => this.options.logger.error("audit write failed", { entries, error });
     const timeout = AbortSignal.timeout(this.options.batchTimeoutMs ?? 60_000);
     this.pool
       .run({ ops }, { signal: timeout })
@@ -233,7 +260,7 @@ export class StorageClient {
             const caller = callers[i];
             if (r.ok) caller?.resolve(r.value);
             else if (caller) caller.reject(new AstridError(isErrorCode(r.code) ? r.code : "ASTRID_ERR_INTERNAL", r.message));
-            else lost(r.message);
+            else lost(r.message, (ops[i] as Extract<StorageOp, { op: "audit.append" }>).bodies.length);
           });
         },
         (err: Error) => {

@@ -64,6 +64,11 @@ export function auditBody(input: AuditInput): string {
   });
 }
 
+/** True when `body` has the shape `auditBody` gives (a JSON object text that starts with the session id). */
+export function isAuditBody(body: unknown): body is string {
+  return typeof body === "string" && body.startsWith('{"session_id":') && body.endsWith("}");
+}
+
 /** A stored audit entry as the CLI shows it. */
 export interface AuditEntry extends AuditInput {
   seq: number;

@@ -28,6 +28,8 @@ interface State {
   verifyKey: KeyObject;
   headSeq: number;
   headHash: string;
+  /** The newest entry that carries a signature (every batch ends signed; so does any read of the chain). */
+  signedSeq: number;
   stmts: ReturnType<typeof prepare>;
 }
 let state: State | undefined;
@@ -59,6 +61,7 @@ function open(): State {
     verifyKey: publicKeyFromSeed(config.seed),
     headSeq: last?.seq ?? 0,
     headHash: last ? last.hash.toString("hex") : GENESIS_HASH,
+    signedSeq: last?.seq ?? 0,
     stmts: prepare(db),
   };
   return state;
@@ -129,13 +132,26 @@ function run(s: State, op: StorageOp): unknown {
       return last;
     }
     case "audit.verify":
+      signHead(s);
       return verifyChain(s.db, s.verifyKey);
     case "audit.tail":
+      signHead(s);
       return tailEntries(s.db, op.limit, op.afterSeq);
     case "crash":
       if (config.allowFaultInjection) process.exit(70);
       throw new Error("fault injection is disabled");
   }
+}
+
+/**
+ * Signs the newest entry, which vouches for every entry before it, and records the head. Runs at the end of each
+ * batch that appended, and before a read of the chain in the middle of one (it must not see an unsigned tail).
+ */
+function signHead(s: State): void {
+  if (s.headSeq === s.signedSeq) return;
+  s.stmts.sign.run(signHash(s.signingKey, Buffer.from(s.headHash, "hex")), s.headSeq);
+  s.stmts.setHead.run(String(s.headSeq));
+  s.signedSeq = s.headSeq;
 }
 
 /** One batch: all ops in one transaction; a bad op fails alone, a database error fails the batch. */
@@ -151,7 +167,7 @@ export default function runBatch(task: StorageTask | { close: true }): TaskResul
   } catch (err) {
     return { fatal: { code: isAstridError(err) ? err.code : "ASTRID_ERR_STORAGE_CORRUPT", message: (err as Error).message } };
   }
-  const before = { seq: s.headSeq, hash: s.headHash };
+  const before = { seq: s.headSeq, hash: s.headHash, signed: s.signedSeq };
   try {
     const results = s.db.transaction(() => {
       const out: OpResult[] = task.ops.map((op) => {
@@ -162,11 +178,7 @@ export default function runBatch(task: StorageTask | { close: true }): TaskResul
           return { ok: false, code: err.code, message: err.message };
         }
       });
-      // The newest entry of the batch carries the signature that vouches for every entry before it.
-      if (s.headSeq > before.seq) {
-        s.stmts.sign.run(signHash(s.signingKey, Buffer.from(s.headHash, "hex")), s.headSeq);
-        s.stmts.setHead.run(String(s.headSeq));
-      }
+      signHead(s);
       return out;
     })();
     return { results };
@@ -174,6 +186,7 @@ export default function runBatch(task: StorageTask | { close: true }): TaskResul
     // The transaction rolled back: so does the in-memory chain head.
     s.headSeq = before.seq;
     s.headHash = before.hash;
+    s.signedSeq = before.signed;
     return { fatal: { code: "ASTRID_ERR_STORAGE_UNAVAILABLE", message: `storage batch failed: ${(err as Error).message}` } };
   }
 }

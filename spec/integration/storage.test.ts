@@ -196,6 +196,38 @@ describe("issue #3: audit chain", () => {
     db.close();
   });
 
+  it("a verify or tail in the same batch as new entries sees them signed", async () => {
+    const { client } = await open();
+    const entry = (type: string) => ({ session_id: "s", action: { type }, authorization: { type: "system" }, outcome: { status: "success" as const } });
+    client.recordAudit(entry("a"));
+    const appended = client.appendAudit(entry("b"));
+    const [report, tail] = await Promise.all([client.verifyAudit(), client.tailAudit(5)]);
+    expect(report).toEqual({ intact: true, entries: 2, signed_through: 2 });
+    expect(tail.map((e) => e.action.type)).toEqual(["a", "b"]);
+    expect(tail[1]!.signature).toEqual(expect.any(String));
+    await appended;
+    client.recordAudit(entry("c"));
+    expect(await client.verifyAudit()).toEqual({ intact: true, entries: 3, signed_through: 3 });
+  });
+
+  it("an entry that cannot be serialised is refused alone: recording logs and drops it, appending rejects", async () => {
+    const errors: string[] = [];
+    const logger = { error: (m: string) => errors.push(m), warn: () => {}, info: () => {}, debug: () => {} } as never;
+    const client = await StorageClient.open({ dbPath: path.join(tempHome(), "state.db"), seed: randomBytes(32), logger });
+    clients.push(client);
+    const ok = { session_id: "s", action: { type: "ok" }, authorization: { type: "system" }, outcome: { status: "success" as const } };
+    const cyclic: Record<string, unknown> = { type: "cyclic" };
+    cyclic.self = cyclic;
+    client.recordAudit(ok);
+    expect(() => client.recordAudit({ ...ok, action: { type: "big", n: 10n } })).not.toThrow();
+    expect(() => client.recordAudit({ ...ok, action: cyclic as { type: string } })).not.toThrow();
+    expect(() => client.recordAudit({ ...ok, session_id: undefined as unknown as string })).not.toThrow();
+    expect(await code(client.appendAudit({ ...ok, action: { type: "big", n: 1n } }))).toBe("ASTRID_ERR_INTERNAL");
+    client.recordAudit(ok);
+    expect(errors.filter((m) => m === "audit entry dropped")).toHaveLength(3);
+    expect(await client.verifyAudit()).toEqual({ intact: true, entries: 2, signed_through: 2 });
+  });
+
   it("names the entry whose stored bytes were flipped", async () => {
     const { dbPath, seed } = await filled(40);
     const db = new Database(dbPath);

@@ -6,7 +6,7 @@
 import crypto, { createHash, createPrivateKey, createPublicKey, sign, verify, type KeyObject } from "node:crypto";
 import type Database from "better-sqlite3";
 import { AstridError } from "../../protocol/errors";
-import { auditBody, type AuditEntry, type AuditInput, type VerifyReport } from "../../protocol/storage-messages";
+import { auditBody, isAuditBody, type AuditEntry, type AuditInput, type VerifyReport } from "../../protocol/storage-messages";
 
 /** `previous_hash` of the first entry. */
 export const GENESIS_HASH = "0".repeat(64);
@@ -36,7 +36,7 @@ export function entryText(seq: number, id: string, timestamp: string, previousHa
 /** Refuses bodies that `auditBody` did not make, before any of a batch's entries is written. */
 export function checkAuditBodies(bodies: readonly string[]): void {
   for (const body of bodies) {
-    if (!body.startsWith('{"session_id":') || !body.endsWith("}")) {
+    if (!isAuditBody(body)) {
       throw new AstridError("ASTRID_ERR_INTERNAL", "an audit body must be the JSON object auditBody() makes");
     }
   }
