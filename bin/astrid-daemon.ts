@@ -19,7 +19,7 @@ async function main(): Promise<number> {
   const argv = await yargs(hideBin(process.argv))
     .scriptName("astrid-daemon")
     .usage("$0 [options]\n\nBoots the Astrid kernel in the foreground: binds $ASTRID_HOME/run/system.sock, loads capsules, serves frontends.")
-    .option("session", { alias: "s", type: "string", default: NIL_UUID, describe: "Kernel session id (UUID); the source_id of kernel messages" })
+    .option("session", { alias: "s", type: "string", describe: `Kernel session id (UUID); the source_id of kernel messages (default ${NIL_UUID})` })
     .option("workspace", { alias: "w", type: "string", describe: "Workspace root (default: the current directory); its .astrid/capsules/ are loaded" })
     .option("ephemeral", { type: "boolean", default: false, describe: "Shut down after 30 s without clients (what `astrid chat` spawns)" })
     .option("verbose", { alias: "v", type: "boolean", default: false, describe: "Log at debug level" })
@@ -52,9 +52,13 @@ async function main(): Promise<number> {
     .parseAsync();
   if (argError) throw argError;
 
-  if (!UUID.test(argv.session)) {
-    throw new AstridError("ASTRID_ERR_INVALID_ARGUMENT", `Invalid UUID format: ${argv.session}`);
+  const session = argv.session ?? NIL_UUID;
+  if (!UUID.test(session)) {
+    throw new AstridError("ASTRID_ERR_INVALID_ARGUMENT", `Invalid UUID format: ${session || "(empty: -s needs a UUID)"}`);
   }
+  // Accepted with or without hyphens, used in the canonical hyphenated lowercase form.
+  const hex = session.replaceAll("-", "").toLowerCase();
+  const sessionId = `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
   const maxClients = argv["max-clients"] ?? (process.env.ASTRID_MAX_CLIENTS ? Number(process.env.ASTRID_MAX_CLIENTS) : DEFAULT_MAX_CLIENTS);
   if (!Number.isInteger(maxClients) || maxClients < 1) {
     throw new AstridError("ASTRID_ERR_INVALID_ARGUMENT", `max clients must be a positive integer (got ${String(maxClients)})`);
@@ -71,8 +75,10 @@ async function main(): Promise<number> {
   };
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
+  // The terminal of a daemon started by hand closed: shut down cleanly instead of dying with files left behind.
+  process.on("SIGHUP", onSignal);
   daemon = await Daemon.boot({
-    sessionId: argv.session.toLowerCase(),
+    sessionId,
     workspace: path.resolve(argv.workspace ?? process.cwd()),
     ephemeral: argv.ephemeral,
     verbose: argv.verbose,

@@ -24,6 +24,7 @@ import { CapsuleWatcher } from "./capsules/watcher";
 import { ConnectionTracker } from "./connection-tracker";
 import { resolveHome, type AstridHome } from "./home";
 import { IdleMonitor, idleSettings } from "./idle-monitor";
+import { acquireHomeLock, type ReleaseLock } from "./home-lock";
 import { CLI_CAPSULE_NAME, SocketPolicy } from "./ingress-policy";
 import { closeLogger, createLogger, type Logger } from "./logger";
 import { ManagementRouter } from "./management-router";
@@ -65,6 +66,8 @@ export class Daemon {
   private readonly startedAt = Date.now();
   private stopping: Promise<void> | undefined;
   private reloadChain: Promise<void> = Promise.resolve();
+  /** Why the CLI capsule cannot give the socket a policy now (logged once per distinct reason). */
+  private socketPolicyProblem: string | undefined;
   private installChain: Promise<unknown> = Promise.resolve();
   private readonly reloadTimes = new Map<string, number[]>();
   private readonly reloadPaused = new Set<string>();
@@ -87,6 +90,7 @@ export class Daemon {
     private readonly audit: AuditLog,
     private readonly auditIntact: boolean,
     private readonly supervisor: CapsuleSupervisor,
+    private readonly releaseLock: ReleaseLock,
   ) {}
 
   /** Boots the kernel; on failure nothing it created is left behind and the error says what to do. */
@@ -99,6 +103,7 @@ export class Daemon {
     }
     const settings = idleSettings(options.ephemeral, options.env);
     home.ensure();
+    const releaseLock = await acquireHomeLock(home.lockPath);
     const logger = createLogger({ logDir: home.logDir, level: options.verbose ? "debug" : "info", console: options.console });
     logger.info("daemon booting", { version: DAEMON_VERSION, pid: process.pid, home: home.root, session: options.sessionId, workspace: options.workspace, ephemeral: options.ephemeral });
     const bus = new EventBus((err, event) => logger.error("bus subscriber failed", { topic: event.message.topic, error: String(err) }));
@@ -167,7 +172,7 @@ export class Daemon {
         () => void daemon!.shutdown("idle_timeout"),
       );
       const supervisor = new CapsuleSupervisor(bus, storage, logger, audit, supervisorSettings(options.env), (record) => capsuleEnv(home, record));
-      daemon = new Daemon(home, options, logger, bus, registry, server, tracker, router, idle, storage, audit, report.intact, supervisor);
+      daemon = new Daemon(home, options, logger, bus, registry, server, tracker, router, idle, storage, audit, report.intact, supervisor, releaseLock);
 
       // 13. Load capsules. 14. Require the CLI proxy policy.
       await daemon.initialLoad(discovered);
@@ -192,6 +197,7 @@ export class Daemon {
       await storage?.close();
       if (token) rmIfExists(home.tokenPath);
       rmIfExists(home.readyPath);
+      releaseLock();
       await closeLogger(logger);
       throw err;
     }
@@ -260,8 +266,6 @@ export class Daemon {
     const found = new Map(discovered.capsules.map((loaded) => [loaded.manifest.package.name, loaded]));
     const broken = new Map(discovered.problems.map((problem) => [path.dirname(problem.file), problem.message]));
     for (const record of this.registry.all()) {
-      // The socket policy is read once at boot; the running server keeps it.
-      if (record.name === CLI_CAPSULE_NAME) continue;
       const next = found.get(record.name);
       const manifestError = broken.get(record.dir);
       let why: string | undefined;
@@ -282,7 +286,33 @@ export class Daemon {
       }
     }
     await this.loadDiscovered(discovered);
+    this.applySocketPolicy();
     this.publishCapsulesLoaded();
+  }
+
+  /**
+   * After a reload pass: the socket takes the policy of the CLI capsule as it now reads (the reference reads it
+   * once at boot). While that capsule is missing or its manifest invalid, the socket keeps the last valid policy
+   * rather than lock every client out; the daemon would not boot that way, so it is logged as an error.
+   */
+  private applySocketPolicy(): void {
+    const cli = this.registry.get(CLI_CAPSULE_NAME);
+    if (cli?.state !== "ready") {
+      const why = cli?.lastError ?? "it was removed";
+      if (why !== this.socketPolicyProblem) {
+        this.socketPolicyProblem = why;
+        this.logger.error("socket policy capsule unusable; clients keep the last valid policy, and the daemon will not start again until it is fixed", {
+          capsule: CLI_CAPSULE_NAME, error: why,
+        });
+      }
+      return;
+    }
+    this.socketPolicyProblem = undefined;
+    const next = SocketPolicy.fromManifest(cli.manifest);
+    if (next.equals(this.server.policyInForce)) return;
+    this.server.setPolicy(next);
+    this.logger.info("socket policy reloaded", { capsule: CLI_CAPSULE_NAME, dir: cli.dir, publish: next.ingress, forward: next.egress });
+    this.audit.capsule("reload", CLI_CAPSULE_NAME, { socket_policy: { publish: next.ingress, forward: next.egress } });
   }
 
   /** Records a change-driven reload of `name`; true when hot reload is (now) paused for it. */
@@ -433,6 +463,7 @@ export class Daemon {
     // Drain queued writes (the disconnects just recorded included), then close the database.
     await this.storage.close();
     rmIfExists(this.home.tokenPath);
+    this.releaseLock();
     this.logger.info("daemon stopped", { reason });
     await closeLogger(this.logger);
     this.resolveExit(0);

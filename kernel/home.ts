@@ -24,6 +24,10 @@ export class AstridHome {
   get readyPath(): string {
     return path.join(this.root, "run", "system.ready");
   }
+  /** Held by the one daemon that owns this home, from boot to exit (see kernel/home-lock.ts). */
+  get lockPath(): string {
+    return path.join(this.root, "run", "daemon.lock");
+  }
   get logDir(): string {
     return path.join(this.root, "log");
   }

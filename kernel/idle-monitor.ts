@@ -22,10 +22,9 @@ const PERSISTENT = { timeoutMs: 300_000, graceMs: 30_000, pollMs: 15_000 };
  */
 export function idleSettings(ephemeral: boolean, env: NodeJS.ProcessEnv = process.env): IdleSettings {
   if (ephemeral) return { ...EPHEMERAL };
-  const timeoutSecs = Number(env.ASTRID_IDLE_TIMEOUT_SECS);
-  const timeoutMs = env.ASTRID_IDLE_TIMEOUT_SECS !== undefined && Number.isFinite(timeoutSecs) && timeoutSecs >= 0
-    ? Math.round(timeoutSecs * 1000)
-    : PERSISTENT.timeoutMs;
+  // Whole seconds only, as the reference parses it (u64): "", " ", "1e3", "0x10", "1.5" are unparsable → 300 s.
+  const raw = env.ASTRID_IDLE_TIMEOUT_SECS?.trim();
+  const timeoutMs = raw !== undefined && /^\d{1,9}$/.test(raw) ? Number(raw) * 1000 : PERSISTENT.timeoutMs;
   let graceMs = PERSISTENT.graceMs;
   if (env.ASTRID_IDLE_GRACE_SECS !== undefined) {
     const grace = Number(env.ASTRID_IDLE_GRACE_SECS);

@@ -23,6 +23,12 @@ export class SocketPolicy {
     readonly egress: readonly string[],
   ) {}
 
+  /** True when both allow and forward exactly the same patterns. */
+  equals(other: SocketPolicy): boolean {
+    const same = (a: readonly string[], b: readonly string[]) => a.length === b.length && a.every((p, i) => p === b[i]);
+    return same(this.ingress, other.ingress) && same(this.egress, other.egress);
+  }
+
   /** The policy a CLI capsule manifest declares. */
   static fromManifest(manifest: CapsuleManifest): SocketPolicy {
     return new SocketPolicy(manifest.capabilities.ipc_publish, manifest.capabilities.ipc_subscribe);

@@ -86,9 +86,12 @@ export class SocketServer {
   private nextId = 1;
   private boundInode: number | undefined;
   private unsubscribe: (() => void) | undefined;
+  /** The CLI capsule's ingress/egress rules in force (replaced by a hot reload of that capsule). */
+  private policy: SocketPolicy;
   private closing: Promise<void> | undefined;
 
   constructor(private readonly options: SocketServerOptions) {
+    this.policy = options.policy;
     this.server = net.createServer((socket) => this.accept(socket));
     this.server.on("error", (err) => options.logger.error("socket server error", { error: err.message }));
   }
@@ -100,7 +103,7 @@ export class SocketServer {
 
   /** Binds the (prepared) socket path and starts forwarding the egress set. */
   async listen(): Promise<void> {
-    const { socketPath, bus, policy } = this.options;
+    const { socketPath, bus } = this.options;
     await new Promise<void>((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException) => {
         reject(new AstridError("ASTRID_ERR_SOCKET_UNAVAILABLE", `cannot bind ${socketPath}: ${err.message}`, { cause: err }));
@@ -112,7 +115,23 @@ export class SocketServer {
       });
     });
     this.boundInode = fs.statSync(socketPath).ino;
-    this.unsubscribe = bus.subscribe(policy.egress, (event) => this.forward(event));
+    this.unsubscribe = bus.subscribe(this.policy.egress, (event) => this.forward(event));
+  }
+
+  /** The ingress/egress rules the socket applies now. */
+  get policyInForce(): SocketPolicy {
+    return this.policy;
+  }
+
+  /**
+   * Swaps in a new ingress/egress policy (the CLI capsule's manifest was edited): the next frame is judged by it and
+   * the next bus message forwarded by it; connections stay open.
+   */
+  setPolicy(policy: SocketPolicy): void {
+    this.policy = policy;
+    if (this.unsubscribe === undefined) return;
+    this.unsubscribe();
+    this.unsubscribe = this.options.bus.subscribe(policy.egress, (event) => this.forward(event));
   }
 
   /**
@@ -255,7 +274,7 @@ export class SocketServer {
     if (typeof topic !== "string") {
       return this.reject(conn, new AstridError("ASTRID_ERR_MESSAGE_INVALID", 'message has no string "topic"'));
     }
-    if (!this.options.policy.mayPublish(topic)) {
+    if (!this.policy.mayPublish(topic)) {
       this.options.logger.warn("client publish denied", { connection: conn.id, topic: topic.slice(0, 256) });
       return this.reject(conn, new AstridError("ASTRID_ERR_TOPIC_DENIED", `clients may not publish on ${JSON.stringify(topic.slice(0, 256))}`));
     }

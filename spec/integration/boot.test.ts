@@ -2,7 +2,7 @@
 import { execFileSync, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { cleanup, connect, DAEMON_BIN, makeStaleSocket, spawnDaemon, tempHome } from "../helpers/daemon";
+import { cleanup, connect, DAEMON_BIN, makeStaleSocket, spawnDaemon, tempHome, until } from "../helpers/daemon";
 
 afterAll(cleanup);
 
@@ -38,7 +38,7 @@ describe("issue #2: daemon boot", () => {
     expect(d.stderr()).toBe("");
   });
 
-  it.each(["SIGTERM", "SIGINT"] as const)("on %s exits 0 and removes socket, token and ready file", async (signal) => {
+  it.each(["SIGTERM", "SIGINT", "SIGHUP"] as const)("on %s exits 0 and removes socket, token, ready file and lock", async (signal) => {
     const d = await spawnDaemon();
     d.child.kill(signal);
     expect(await d.exited).toBe(0);
@@ -68,13 +68,16 @@ describe("issue #2: daemon boot", () => {
     const bad = spawnSync(process.execPath, [DAEMON_BIN, "-s", "not-a-uuid"], { env: { ...process.env, ASTRID_HOME: home }, encoding: "utf8" });
     expect(bad.status).toBe(1);
     expect(bad.stderr).toMatch(/Invalid UUID format: not-a-uuid \[ASTRID_ERR_INVALID_ARGUMENT\]/);
+    const empty = spawnSync(process.execPath, [DAEMON_BIN, "-s"], { env: { ...process.env, ASTRID_HOME: home }, encoding: "utf8" });
+    expect(empty.status).toBe(1);
+    expect(empty.stderr).toMatch(/Invalid UUID format: \(empty: -s needs a UUID\) \[ASTRID_ERR_INVALID_ARGUMENT\]/);
     expect(execFileSync(process.execPath, [DAEMON_BIN, "--help"], { encoding: "utf8" })).toMatch(/--ephemeral[\s\S]*ASTRID_IDLE_TIMEOUT_SECS/);
     expect(execFileSync(process.execPath, [DAEMON_BIN, "--version"], { encoding: "utf8" }).trim()).toMatch(/^\d+\.\d+\.\d+$/);
   });
 
-  it("uses the --session id as the source_id of kernel messages", async () => {
+  it("uses the --session id as the source_id of kernel messages (canonical form, hyphens or not)", async () => {
     const session = "6f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f";
-    const d = await spawnDaemon({ args: ["-s", session] });
+    const d = await spawnDaemon({ args: ["-s", session.replaceAll("-", "").toUpperCase()] });
     const c = await connect(d);
     const loaded = await new Promise<{ source_id: string; topic: string }>((resolve) => c.once("message", resolve));
     expect(loaded).toMatchObject({ topic: "astrid.v1.capsules_loaded", source_id: session });
@@ -98,6 +101,40 @@ describe("issue #2: socket preparation", () => {
     await c.close();
     first.child.kill("SIGTERM");
     expect(await first.exited).toBe(0);
+  });
+
+  it("two daemons started at the same moment on one home: one serves, the other exits touching none of its files", async () => {
+    for (let trial = 0; trial < 3; trial++) {
+      const home = tempHome();
+      const pair = await Promise.all([spawnDaemon({ home, waitReady: false }), spawnDaemon({ home, waitReady: false })]);
+      const ready = path.join(home, "run", "system.ready");
+      await until(() => fs.existsSync(ready) || pair.some((d) => d.child.exitCode !== null), (ok) => ok, 10_000);
+      const loser = await Promise.race(pair.map((d) => d.exited.then(() => d)));
+      const winner = pair.find((d) => d !== loser)!;
+      expect(await loser.exited).toBe(1);
+      expect(loser.stderr()).toMatch(/is starting or running on this home.*\[ASTRID_ERR_ALREADY_RUNNING\]|already running.*\[ASTRID_ERR_ALREADY_RUNNING\]/);
+      await until(() => fs.existsSync(ready), (ok) => ok, 10_000);
+      expect(fs.readdirSync(path.join(home, "run")).sort()).toEqual(["daemon.lock", "system.ready", "system.sock", "system.token"]);
+      const c = await connect({ ...winner, token: fs.readFileSync(path.join(home, "run", "system.token"), "utf8") });
+      expect((await c.request("GetStatus")).data).toMatchObject({ pid: winner.child.pid });
+      await c.close();
+      winner.child.kill("SIGTERM");
+      expect(await winner.exited).toBe(0);
+      expect(fs.readdirSync(path.join(home, "run"))).toEqual([]);
+    }
+  }, 60_000);
+
+  it("takes over the lock of a daemon that died without cleaning up", async () => {
+    const home = tempHome();
+    fs.mkdirSync(path.join(home, "run"), { recursive: true, mode: 0o700 });
+    // A pid that cannot be alive (above pid_max), then this test's own pid (alive, but not an astrid daemon).
+    for (const pid of [4_194_305, process.pid]) {
+      fs.writeFileSync(path.join(home, "run", "daemon.lock"), `${pid}\n`);
+      const d = await spawnDaemon({ home });
+      expect(fs.readFileSync(path.join(home, "run", "daemon.lock"), "utf8")).toBe(`${d.child.pid}\n`);
+      d.child.kill("SIGTERM");
+      expect(await d.exited).toBe(0);
+    }
   });
 
   it("removes a stale socket (ECONNREFUSED) and boots", async () => {

@@ -7,7 +7,7 @@ import fs from "node:fs";
 import path from "node:path";
 import type { DaemonClient } from "../../protocol/client";
 import type { IpcMessage } from "../../protocol/ipc-message";
-import { cleanup, connect, daemonLog, sleep, spawnDaemon, tempHome, until, type RunningDaemon } from "../helpers/daemon";
+import { cleanup, connect, daemonLog, policyOnlyBundle, sleep, spawnDaemon, tempHome, until, type RunningDaemon } from "../helpers/daemon";
 
 afterAll(cleanup);
 
@@ -259,4 +259,46 @@ describe("ReloadCapsules with --no-watch", () => {
       await stop(s);
     }
   }, 30_000);
+});
+
+describe("hot reload of the socket policy capsule", () => {
+  it("applies an edited astrid-capsule-cli to open connections, and keeps the last valid policy while it is broken", async () => {
+    const bundle = policyOnlyBundle();
+    const manifest = path.join(bundle, "astrid-capsule-cli", "Capsule.toml");
+    const good = fs.readFileSync(manifest, "utf8");
+    expect(good).toContain('  "astrid.v1.request.*",\n');
+    const d = await spawnDaemon({ env: { ASTRID_BUNDLED_CAPSULES_DIR: bundle } });
+    const c = await connect(d);
+    const errors: IpcMessage[] = [];
+    c.on("message", (m: IpcMessage) => {
+      if (m.topic === "astrid.v1.error") errors.push(m);
+    });
+    const logged = (message: string) => daemonLog(d.home).split("\n").filter((l) => l.includes(`"message":"${message}"`)).length;
+    try {
+      expect((await c.request("GetStatus")).status).toBe("Status");
+
+      // Broken: the socket keeps the policy it had, and says why once.
+      fs.writeFileSync(manifest, good.replace("[package]", "[package"));
+      await until(() => logged("socket policy capsule unusable; clients keep the last valid policy, and the daemon will not start again until it is fixed"), (n) => n === 1);
+      expect((await c.request("GetStatus")).status).toBe("Status");
+      const meta = (await c.request("GetCapsuleMetadata")).data as Array<{ name: string; state: string; last_error?: string }>;
+      expect(meta.find((m) => m.name === "astrid-capsule-cli")).toMatchObject({ state: "failed", last_error: expect.stringMatching(/Capsule\.toml/) });
+
+      // Fixed without management requests: the open connection is refused them from now on.
+      fs.writeFileSync(manifest, good.replace('  "astrid.v1.request.*",\n', ""));
+      await until(() => logged("socket policy reloaded"), (n) => n === 1);
+      c.publish("astrid.v1.request.status", { type: "raw_json", method: "GetStatus" });
+      await until(() => errors.length, (n) => n === 1, 5000);
+      expect(errors[0]!.payload).toMatchObject({ code: "ASTRID_ERR_TOPIC_DENIED" });
+
+      // Restored: requests pass again on the same connection.
+      fs.writeFileSync(manifest, good);
+      await until(() => logged("socket policy reloaded"), (n) => n === 2);
+      expect((await c.request("GetStatus")).status).toBe("Status");
+    } finally {
+      await c.close();
+      d.child.kill("SIGTERM");
+      expect(await d.exited).toBe(0);
+    }
+  }, 40_000);
 });

@@ -9,6 +9,10 @@ describe("idle settings (reference §2.6)", () => {
     expect(idleSettings(false, {})).toEqual({ timeoutMs: 300_000, graceMs: 30_000, pollMs: 15_000 });
     expect(idleSettings(false, { ASTRID_IDLE_TIMEOUT_SECS: "soon" }).timeoutMs).toBe(300_000);
     expect(idleSettings(false, { ASTRID_IDLE_TIMEOUT_SECS: "0" }).timeoutMs).toBe(0);
+    for (const bad of ["", " ", "1e3", "0x10", "1.5", "-1", "12abc"]) {
+      expect(idleSettings(false, { ASTRID_IDLE_TIMEOUT_SECS: bad }).timeoutMs).toBe(300_000);
+    }
+    expect(idleSettings(false, { ASTRID_IDLE_TIMEOUT_SECS: " 7 " }).timeoutMs).toBe(7000);
     expect(idleSettings(false, { ASTRID_IDLE_TIMEOUT_SECS: "2", ASTRID_IDLE_GRACE_SECS: "0" })).toEqual({ timeoutMs: 2000, graceMs: 0, pollMs: 500 });
   });
 
