@@ -8,6 +8,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { AstridError } from "../protocol/errors";
 import type { DaemonStatus } from "../protocol/kernel-request";
+import { CHAIN_BROKEN_ACTION } from "../protocol/storage-messages";
 import { CAPSULES_LOADED_TOPIC, KERNEL_SHUTDOWN_TOPIC } from "../protocol/topics";
 import { rawJson } from "../protocol/ipc-message";
 import { DAEMON_VERSION } from "../protocol/version";
@@ -125,7 +126,19 @@ export class Daemon {
       const report = await storage.verifyAudit();
       if (report.intact) logger.info("audit chain verified", { entries: report.entries });
       // Reference §2.2 step 4: problems are logged at error level and never block boot.
-      else logger.error("audit chain is broken", { entries: report.entries, ...report.broken });
+      else {
+        logger.error("audit chain is broken", { entries: report.entries, ...report.broken });
+        // Before anything is signed on top of it (a signature vouches for every entry before it), the break goes
+        // into the chain itself, so that no later boot can make a tampered log verify again.
+        if (!report.marked && report.broken) {
+          await storage.appendAudit({
+            session_id: options.sessionId,
+            action: { type: CHAIN_BROKEN_ACTION, broken_seq: report.broken.seq, broken_id: report.broken.id, reason: report.broken.reason },
+            authorization: { type: "system", reason: "boot verification" },
+            outcome: { status: "failure", error: report.broken.reason },
+          });
+        }
+      }
       // 6. Bind the socket, then write the token, before any capsule can see a client.
       await prepareSocketPath(home.socketPath);
       rmIfExists(home.readyPath);

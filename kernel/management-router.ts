@@ -100,9 +100,9 @@ export class ManagementRouter {
       return;
     }
     const caller = callerOf(event);
-    const admitted = this.limiter.admit(caller, request.method);
+    const admitted = this.limiter.admit(caller, principal, request.method);
     if (!admitted.ok) {
-      const text = `Rate limited: max ${admitted.limit} ${request.method} requests per minute`;
+      const text = `Rate limited: max ${admitted.limit} ${request.method} requests per minute${admitted.scope === "principal" ? ` for principal ${principal}` : ""}`;
       this.audit?.request(request.method, caller, principal, text);
       reply(errorResponse("ASTRID_ERR_RATE_LIMITED", text));
       return;

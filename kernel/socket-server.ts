@@ -16,6 +16,7 @@ import {
 } from "../protocol/handshake";
 import { isJsonObject, normalizePayload, rawJson, type IpcMessage } from "../protocol/ipc-message";
 import { CLIENT_CONNECTED_TOPIC, CLIENT_DISCONNECT_TOPIC, CLIENT_ERROR_TOPIC } from "../protocol/topics";
+import { topicProblem } from "../protocol/topic-match";
 import { DAEMON_VERSION, PROTOCOL_VERSION } from "../protocol/version";
 import type { BusEvent, ConnectionId, EventBus } from "./bus";
 import type { SocketPolicy } from "./ingress-policy";
@@ -28,6 +29,11 @@ import { nowRfc3339 } from "../protocol/timestamp";
 export const DEFAULT_MAX_CLIENTS = 256;
 /** A client that has not completed its handshake by then is dropped silently. */
 export const HANDSHAKE_TIMEOUT_MS = 5000;
+/**
+ * A frame begun after the handshake must be complete within this plus 1 ms per KiB it declares (reference §3.1):
+ * a client that stops mid-frame is dropped instead of holding its buffer forever.
+ */
+export const FRAME_READ_TIMEOUT_MS = 5000;
 /** A client that lets this much egress pile up unread is dropped, so one slow reader never stalls the rest. */
 export const MAX_EGRESS_BACKLOG_BYTES = 64 * 1024 * 1024;
 /** Messages kept for the first client while none is connected (the TUI relies on the boot-time backlog). */
@@ -58,6 +64,10 @@ class Connection {
   phase: Phase = "handshake";
   readonly decoder = new FrameDecoder(MAX_HANDSHAKE_BYTES);
   handshakeTimer: NodeJS.Timeout | undefined;
+  /** Deadline of the frame being received (open phase), and when that frame began and what it was allowed. */
+  frameTimer: NodeJS.Timeout | undefined;
+  frameStartedAt = 0;
+  frameBudgetMs = 0;
 
   constructor(
     readonly id: ConnectionId,
@@ -196,10 +206,30 @@ export class SocketServer {
         this.onOversize(conn, err as AstridError);
         return;
       }
-      if (body === null) return;
+      if (body === null) {
+        this.watchPartialFrame(conn);
+        return;
+      }
+      clearTimeout(conn.frameTimer);
+      conn.frameTimer = undefined;
       if (conn.phase === "handshake") this.onHandshake(conn, body);
       else this.onFrame(conn, body);
     }
+  }
+
+  /** Starts (or, once the length prefix is known, stretches) the deadline of a frame still being received. */
+  private watchPartialFrame(conn: Connection): void {
+    if (conn.phase !== "open" || conn.decoder.pendingBytes === 0) return;
+    const budget = FRAME_READ_TIMEOUT_MS + Math.ceil((conn.decoder.declaredLength ?? 0) / 1024);
+    if (conn.frameTimer !== undefined && budget === conn.frameBudgetMs) return;
+    if (conn.frameTimer === undefined) conn.frameStartedAt = Date.now();
+    clearTimeout(conn.frameTimer);
+    conn.frameBudgetMs = budget;
+    conn.frameTimer = setTimeout(() => {
+      const message = `a frame was not completed within ${budget} ms (${conn.decoder.pendingBytes} bytes received)`;
+      this.options.logger.warn("client stalled mid-frame; dropping client", { connection: conn.id, error: message });
+      this.closeWith(conn, this.errorFrame("ASTRID_ERR_TIMEOUT", message));
+    }, Math.max(0, conn.frameStartedAt + budget - Date.now()));
   }
 
   private onOversize(conn: Connection, err: AstridError): void {
@@ -274,6 +304,12 @@ export class SocketServer {
     if (typeof topic !== "string") {
       return this.reject(conn, new AstridError("ASTRID_ERR_MESSAGE_INVALID", 'message has no string "topic"'));
     }
+    // Reference §6.8's publish rules (≤ 256 bytes, ≤ 8 segments, none empty, no `*`) apply to clients too; they
+    // also bound what the topic-match caches can hold.
+    const problem = topicProblem(topic);
+    if (problem !== null) {
+      return this.reject(conn, new AstridError("ASTRID_ERR_MESSAGE_INVALID", `${problem}: ${JSON.stringify(topic.slice(0, 64))}${topic.length > 64 ? "…" : ""}`));
+    }
     if (!this.policy.mayPublish(topic)) {
       this.options.logger.warn("client publish denied", { connection: conn.id, topic: topic.slice(0, 256) });
       return this.reject(conn, new AstridError("ASTRID_ERR_TOPIC_DENIED", `clients may not publish on ${JSON.stringify(topic.slice(0, 256))}`));
@@ -342,6 +378,7 @@ export class SocketServer {
 
   private closeWith(conn: Connection, frame: Buffer): void {
     clearTimeout(conn.handshakeTimer);
+    clearTimeout(conn.frameTimer);
     const wasOpen = conn.phase === "open";
     conn.phase = "closed";
     if (wasOpen) this.markClosed(conn);
@@ -355,6 +392,7 @@ export class SocketServer {
 
   private onClose(conn: Connection): void {
     clearTimeout(conn.handshakeTimer);
+    clearTimeout(conn.frameTimer);
     this.connections.delete(conn.id);
     conn.phase = "closed";
     this.markClosed(conn);

@@ -19,8 +19,6 @@ import {
 import type { Logger } from "./logger";
 import { workerEntry } from "./worker-entry";
 
-/** Most operations in one batch; more wait for the next one, so no batch grows without bound. */
-export const MAX_BATCH_OPS = 1024;
 /**
  * How long audit-only work may wait for company. A batch costs ~0.5 ms of CPU whatever its size (task hand-off,
  * commit and fsync, one signature), so audit entries are gathered for up to this long; any KV call, or 256
@@ -45,11 +43,6 @@ function serialise(entry: AuditInput): string {
   }
   if (!isAuditBody(body)) throw new AstridError("ASTRID_ERR_INTERNAL", "an audit entry needs a string session_id");
   return body;
-}
-
-/** Whether someone waits on this call beyond the audit linger. */
-function isUrgent(p: Pending): boolean {
-  return typeof p !== "string" && p.op.op !== "audit.append";
 }
 
 /** How to open storage. */
@@ -223,8 +216,10 @@ export class StorageClient {
       if (!this.inFlight) this.notifyIdle();
       return;
     }
-    const batch = this.pending.splice(0, MAX_BATCH_OPS);
-    this.urgent = this.pending.some(isUrgent);
+    // Everything pending goes: a call never waits behind more than the one batch in flight, however long the
+    // queue grew meanwhile.
+    const batch = this.pending.splice(0);
+    this.urgent = false;
     this.inFlight = true;
     // Unawaited audit bodies next to each other travel as one op; `callers[i]` is who awaits op i, if anyone.
     const ops: StorageOp[] = [];
@@ -245,9 +240,10 @@ export class StorageClient {
       }
     }
     const lost = (error: string, entries = unawaited) => this.options.logger.error("audit write failed", { entries, error });
-    const timeout = AbortSignal.timeout(this.options.batchTimeoutMs ?? 60_000);
+    // Verifying walks the whole log (~10 µs per entry): it gets no deadline, or a long log would fail boot.
+    const signal = ops.some((op) => op.op === "audit.verify") ? undefined : AbortSignal.timeout(this.options.batchTimeoutMs ?? 60_000);
     this.pool
-      .run({ ops }, { signal: timeout })
+      .run({ ops }, signal ? { signal } : {})
       .then(
         (result: TaskResult) => {
           if ("fatal" in result) {

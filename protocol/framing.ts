@@ -43,6 +43,11 @@ export class FrameDecoder {
     return this.buffered;
   }
 
+  /** The body length the buffered frame's prefix declares, or null while fewer than 4 bytes are buffered. */
+  get declaredLength(): number | null {
+    return this.buffered < FRAME_HEADER_BYTES ? null : this.contiguous(FRAME_HEADER_BYTES).readUInt32BE(0);
+  }
+
   /** Appends received bytes. */
   push(chunk: Buffer): void {
     if (chunk.length === 0) return;

@@ -69,6 +69,9 @@ export function isAuditBody(body: unknown): body is string {
   return typeof body === "string" && body.startsWith('{"session_id":') && body.endsWith("}");
 }
 
+/** `action.type` of the entry a daemon writes when boot verification finds the chain broken. */
+export const CHAIN_BROKEN_ACTION = "audit_chain_broken";
+
 /** A stored audit entry as the CLI shows it. */
 export interface AuditEntry extends AuditInput {
   seq: number;
@@ -90,6 +93,11 @@ export interface VerifyReport {
   signed_through: number;
   /** The first problem, when not intact. */
   broken?: { seq: number; id: string | null; reason: string };
+  /**
+   * True when an `audit_chain_broken` entry already records this break: a daemon found it at boot and wrote that
+   * entry before extending the chain, so signing later entries on top can never make the log verify again.
+   */
+  marked?: boolean;
 }
 
 /** Throws the coded error for a scope, key or value outside the limits. */

@@ -6,8 +6,11 @@ import { AstridError } from "../../protocol/errors";
 import type { AuditEntry, VerifyReport } from "../../protocol/storage-messages";
 import type { AstridHome } from "../../kernel/home";
 import { readRuntimeKey } from "../../kernel/runtime-key";
-import { publicKeyFromSeed, tailEntries, verifyChain } from "../../workers/storage/audit-chain";
+import { entriesAfter, publicKeyFromSeed, tailEntries, verifyChain } from "../../workers/storage/audit-chain";
 import { openStateDatabaseReadOnly } from "../../workers/storage/database";
+
+/** Entries a follower reads per query while catching up. */
+const FOLLOW_PAGE = 1000;
 
 /** Verifies the chain with the public half of keys/runtime.key. */
 export function verifyAuditLog(home: AstridHome): VerifyReport {
@@ -49,11 +52,13 @@ export async function tailAuditLog(home: AstridHome, limit: number, json: boolea
     };
     show(tailEntries(db, limit, 0));
     if (!follow) return;
+    // Stop on Ctrl-C, kill or a closed terminal alike, so the database is closed (no -wal/-shm left behind).
     let stop = false;
-    process.once("SIGINT", () => (stop = true));
+    for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.once(signal, () => (stop = true));
     while (!stop) {
       await new Promise((r) => setTimeout(r, 250));
-      show(tailEntries(db, 10_000, last));
+      // Oldest first, in pages, until caught up: a follower that fell behind skips nothing.
+      for (let page = entriesAfter(db, last, FOLLOW_PAGE); page.length > 0 && !stop; page = entriesAfter(db, last, FOLLOW_PAGE)) show(page);
     }
   } finally {
     db.close();

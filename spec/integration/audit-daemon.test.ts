@@ -1,11 +1,11 @@
 /** Issue #3: the storage worker inside the real daemon: audit entries, kill -9 durability, damaged files, the CLI. */
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
 import type { AuditEntry } from "../../protocol/storage-messages";
-import { CLI_BIN, cleanup, connect, spawnDaemon, tempHome } from "../helpers/daemon";
+import { CLI_BIN, cleanup, connect, spawnDaemon, tempHome, until } from "../helpers/daemon";
 
 afterAll(cleanup);
 
@@ -111,6 +111,77 @@ describe("issue #3: audit entries from the kernel", () => {
     again.child.kill("SIGTERM");
     expect(await again.exited).toBe(0);
   });
+
+  it("a forged unsigned tail or a removed tail stays reported after the daemon signs new entries on top", async () => {
+    const run = async (home: string) => {
+      const d = await spawnDaemon({ home });
+      const c = await connect(d);
+      await c.request("GetStatus");
+      await c.close();
+      d.child.kill("SIGTERM");
+      expect(await d.exited).toBe(0);
+      return d.home;
+    };
+    // Forged: an entry chained correctly to the real head, head counter moved on; only the missing signature shows.
+    const home = await run(tempHome());
+    const db = new Database(path.join(home, "var", "state.db"));
+    const head = db.prepare("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").get() as { seq: number; hash: Buffer };
+    const content = JSON.stringify({
+      seq: head.seq + 1, id: "00000000-0000-4000-8000-000000000000", timestamp: "2026-01-01T00:00:00Z", session_id: "x",
+      action: { type: "admin_request", method: "FORGED" }, authorization: { type: "system" }, outcome: { status: "success", details: null },
+      previous_hash: head.hash.toString("hex"),
+    });
+    db.prepare("INSERT INTO audit (seq, content, hash, signature) VALUES (?, ?, ?, NULL)").run(head.seq + 1, content, createHash("sha256").update(content).digest());
+    db.prepare("UPDATE meta SET value = ? WHERE key = 'audit_head'").run(String(head.seq + 1));
+    db.close();
+    expect(astrid(home, ["audit", "verify"]).code).toBe(1);
+    await run(home);
+    await run(home);
+    const verify = astrid(home, ["audit", "verify", "--json"]);
+    expect(verify.code).toBe(1);
+    expect(JSON.parse(verify.out)).toMatchObject({ intact: false, marked: true, broken: { seq: head.seq + 1, reason: expect.stringMatching(/not signed.*found at boot/) } });
+    // One record of the break, however many boots saw it.
+    expect(tail(home).filter((e) => e.action.type === "audit_chain_broken")).toHaveLength(1);
+
+    // Removed tail: the head counter says more were written.
+    const other = await run(tempHome());
+    const db2 = new Database(path.join(other, "var", "state.db"));
+    const last = (db2.prepare("SELECT max(seq) AS n FROM audit").get() as { n: number }).n;
+    db2.prepare("DELETE FROM audit WHERE seq > ?").run(last - 2);
+    db2.close();
+    await run(other);
+    const report = JSON.parse(astrid(other, ["audit", "verify", "--json"]).out) as { intact: boolean; marked: boolean; broken: { seq: number; reason: string } };
+    expect(report).toMatchObject({ intact: false, marked: true, broken: { reason: expect.stringMatching(/found at boot/) } });
+    expect(report.broken.seq).toBeLessThanOrEqual(last - 1);
+  });
+
+  it("`audit tail --follow` prints every entry in order, even after falling far behind, and a kill leaves no -wal", async () => {
+    const d = await spawnDaemon();
+    const follower = spawn(process.execPath, [CLI_BIN, "audit", "tail", "-n", "1", "--follow", "--json"], { env: { ...process.env, ASTRID_HOME: d.home } });
+    let out = "";
+    follower.stdout.on("data", (b: Buffer) => (out += b.toString()));
+    const seqs = () => out.split("\n").filter(Boolean).map((l) => (JSON.parse(l) as AuditEntry).seq);
+    await until(() => seqs().length, (n) => n >= 1);
+    follower.kill("SIGSTOP");
+    // More than one query's worth (the old follower read only the newest 10 000 and skipped the rest).
+    const clients = await Promise.all(Array.from({ length: 8 }, () => connect(d)));
+    await Promise.all(clients.map(async (c) => {
+      for (let i = 0; i < 1400; i++) await c.request("GetStatus");
+    }));
+    await Promise.all(clients.map((c) => c.close()));
+    d.child.kill("SIGTERM");
+    expect(await d.exited).toBe(0);
+    const last = (tail(d.home, 1)[0]!).seq;
+    follower.kill("SIGCONT");
+    await until(() => seqs().at(-1), (s) => s === last, 30_000);
+    const got = seqs();
+    expect(got.length).toBeGreaterThan(11_200);
+    expect(got).toEqual(Array.from({ length: got.length }, (_, i) => got[0]! + i));
+    const exited = new Promise((r) => follower.once("exit", r));
+    follower.kill("SIGTERM");
+    expect(await exited).toBe(0);
+    expect(fs.readdirSync(path.join(d.home, "var"))).toEqual(["state.db"]);
+  }, 90_000);
 
   it("refuses to start on a corrupt state.db, naming it, leaving it byte-for-byte and no socket or token", async () => {
     const home = tempHome();

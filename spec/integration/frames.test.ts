@@ -134,6 +134,36 @@ describe("issue #2: bad frames (each gets a coded error; the connection and ever
     other.destroy();
   });
 
+  it("drops a client that stops mid-frame (5 s + 1 ms per KiB declared), telling it why; others are unaffected", async () => {
+    const other = await client();
+    const c = await client();
+    const started = Date.now();
+    const head = Buffer.alloc(4);
+    head.writeUInt32BE(1000 * 1024);
+    c.send(Buffer.concat([head, Buffer.from('{"topic":"user.v1.prompt"')]));
+    expect(await c.nextOn("astrid.v1.error", 10_000)).toMatchObject({ payload: { code: "ASTRID_ERR_TIMEOUT", message: expect.stringMatching(/not completed within 6000 ms/) } });
+    expect(await c.waitClosed()).toBe(true);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(5900);
+    await expectServing(other, "after-stall");
+    other.destroy();
+  }, 20_000);
+
+  it("refuses topics the publish rules forbid (over 256 bytes, over 8 segments, empty segment, `*`); the client stays", async () => {
+    const c = await client();
+    const frame = (topic: string) => encodeFrame({ topic, payload: { type: "raw_json", method: "GetStatus" } } as unknown as IpcMessage);
+    for (const [topic, why] of [
+      [`astrid.v1.request.${"x".repeat(4 * 1024 * 1024)}`, /longer than 256 bytes/],
+      ["astrid.v1.request.a.b.c.d.e.f", /more than 8 segments/],
+      ["astrid.v1.request..status", /empty segment/],
+      ["astrid.v1.request.*", /may not contain `\*`/],
+    ] as const) {
+      c.send(frame(topic));
+      expect(await c.nextOn("astrid.v1.error")).toMatchObject({ payload: { code: "ASTRID_ERR_MESSAGE_INVALID", message: expect.stringMatching(why) } });
+    }
+    await expectServing(c, "after-bad-topics");
+    c.destroy();
+  });
+
   it("publishes a client's prompt with the socket's principal, discarding the client's own fields", async () => {
     // user.v1.prompt is not in the egress set, so observe it indirectly: the daemon must accept it without error.
     const c = await client();

@@ -147,3 +147,25 @@ describe("issue #2: Shutdown", () => {
     expect(fs.readFileSync(path.join(own.home, "log", log), "utf8")).toMatch(/"message":"daemon stopped","reason":"test over"/);
   });
 });
+
+describe("issue #2: rate limits against reconnecting", () => {
+  it("a client that reconnects gets a fresh bucket, but the principal's ceiling (4×) still holds", async () => {
+    const own = await spawnDaemon();
+    try {
+      for (let conn = 0; conn < 4; conn++) {
+        const c = await connect(own);
+        for (let i = 0; i < 5; i++) expect(await c.request("ReloadCapsules")).toMatchObject({ status: "Success" });
+        await c.close();
+      }
+      const fresh = await connect(own);
+      expect(await fresh.request("ReloadCapsules")).toMatchObject({
+        status: "Error", code: "ASTRID_ERR_RATE_LIMITED", data: "Rate limited: max 20 ReloadCapsules requests per minute for principal default",
+      });
+      expect((await fresh.request("GetStatus")).status).toBe("Status");
+      await fresh.close();
+    } finally {
+      own.child.kill("SIGTERM");
+      expect(await own.exited).toBe(0);
+    }
+  });
+});

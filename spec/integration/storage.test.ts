@@ -89,6 +89,29 @@ describe("issue #3: KV", () => {
     expect(text(await client.get("s", "after"))).toBe("2");
   });
 
+  it("a read waits behind at most the batch in flight, however many writes were queued before it", async () => {
+    const { client } = await open();
+    const value = Buffer.alloc(256, 1);
+    // Which turn of the event loop each call resolved in: calls of one batch resolve in one turn.
+    let turn = 0;
+    let spinning = true;
+    const spin = () => {
+      turn++;
+      if (spinning) setImmediate(spin);
+    };
+    spin();
+    const first = client.set("s", "first", value);
+    // 5000 writes queue up while the first batch is in flight, then a read.
+    const writes = Array.from({ length: 5000 }, (_, i) => client.set("s", `k${i}`, value).then(() => turn));
+    const read = client.get("s", "k4999").then((v) => ({ v, turn }));
+    await first;
+    const [turns, r] = await Promise.all([Promise.all(writes), read]);
+    spinning = false;
+    expect(r.v).not.toBeNull();
+    // One batch after the one in flight: every queued write and the read resolved together.
+    expect(new Set([...turns, r.turn]).size).toBe(1);
+  });
+
   it("close drains pending writes and leaves no -wal or -shm file", async () => {
     const { client, dir } = await open();
     const writes = Array.from({ length: 500 }, (_, i) => client.set("s", `k${i}`, Buffer.from(String(i))));
@@ -249,6 +272,23 @@ describe("issue #3: audit chain", () => {
     db2.prepare("DELETE FROM audit WHERE seq > 30").run();
     expect(verifyChain(db2, publicKeyFromSeed(other.seed)).intact).toBe(false);
     db2.close();
+  });
+
+  it("names tampering with column types, the recorded head or the tables instead of failing", async () => {
+    const cases: Array<[string, RegExp]> = [
+      ["UPDATE audit SET hash = 'abc' WHERE seq = 10", /entry 10|hash is not 32 bytes/],
+      ["UPDATE audit SET signature = 'abc' WHERE seq = 40", /signature is not bytes/],
+      ["UPDATE audit SET content = x'00ff' WHERE seq = 5", /content is not text/],
+      ["UPDATE meta SET value = 'x' WHERE key = 'audit_head'", /recorded head .* is not a number/],
+      ["DROP TABLE audit", /tables are missing/],
+    ];
+    for (const [sql, reason] of cases) {
+      const { dbPath, seed } = await filled(40);
+      const db = new Database(dbPath);
+      db.exec(sql);
+      expect(verifyChain(db, publicKeyFromSeed(seed))).toMatchObject({ intact: false, broken: { reason: expect.stringMatching(reason) } });
+      db.close();
+    }
   });
 
   it("rejects a chain checked with another key", async () => {

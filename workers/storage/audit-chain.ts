@@ -6,7 +6,7 @@
 import crypto, { createHash, createPrivateKey, createPublicKey, sign, verify, type KeyObject } from "node:crypto";
 import type Database from "better-sqlite3";
 import { AstridError } from "../../protocol/errors";
-import { auditBody, isAuditBody, type AuditEntry, type AuditInput, type VerifyReport } from "../../protocol/storage-messages";
+import { auditBody, CHAIN_BROKEN_ACTION, isAuditBody, type AuditEntry, type AuditInput, type VerifyReport } from "../../protocol/storage-messages";
 
 /** `previous_hash` of the first entry. */
 export const GENESIS_HASH = "0".repeat(64);
@@ -67,20 +67,63 @@ interface Row {
   signature: Buffer | null;
 }
 
-/** Walks the whole chain in seq order and reports the first broken link, naming its seq, id and why. */
+/**
+ * Walks the whole chain in seq order and reports the first broken link, naming its seq, id and why. One read
+ * transaction: a daemon committing meanwhile cannot make the rows and the recorded head disagree. A break that a
+ * daemon recorded at boot (an `audit_chain_broken` entry) stays reported however many signed entries follow it.
+ */
 export function verifyChain(db: Database.Database, publicKey: KeyObject): VerifyReport {
+  return db.transaction(() => walkChain(db, publicKey))();
+}
+
+interface Marker {
+  seq: number;
+  id: string | null;
+  reason: string;
+}
+
+/** The breaks earlier boots recorded, by the seq they name. */
+function recordedBreaks(db: Database.Database): Map<number, Marker & { at: number }> {
+  const markers = new Map<number, Marker & { at: number }>();
+  const rows = db.prepare("SELECT seq, content FROM audit WHERE content LIKE ?").all(`%"type":"${CHAIN_BROKEN_ACTION}"%`) as Array<{ seq: number; content: string }>;
+  for (const row of rows) {
+    try {
+      const action = (JSON.parse(row.content) as { action?: { type?: unknown; broken_seq?: unknown; broken_id?: unknown; reason?: unknown } }).action;
+      if (action?.type !== CHAIN_BROKEN_ACTION || typeof action.broken_seq !== "number") continue;
+      if (!markers.has(action.broken_seq)) {
+        markers.set(action.broken_seq, {
+          seq: action.broken_seq, id: typeof action.broken_id === "string" ? action.broken_id : null, reason: String(action.reason ?? ""), at: row.seq,
+        });
+      }
+    } catch {
+      // An unparsable row is reported by the walk itself.
+    }
+  }
+  return markers;
+}
+
+function walkChain(db: Database.Database, publicKey: KeyObject): VerifyReport {
+  const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('audit', 'meta')").pluck().all() as string[];
+  if (tables.length < 2) {
+    return { intact: false, entries: 0, signed_through: 0, broken: { seq: 1, id: null, reason: "the audit log's tables are missing (removed)" } };
+  }
+  const markers = recordedBreaks(db);
   let expected = 1;
   let previous = GENESIS_HASH;
   let signedThrough = 0;
   let last: Row | undefined;
   let lastId: string | null = null;
   const broken = (seq: number, id: string | null, reason: string): VerifyReport => ({
-    intact: false, entries: expected - 1, signed_through: signedThrough, broken: { seq, id, reason },
+    intact: false, entries: expected - 1, signed_through: signedThrough, broken: { seq, id, reason }, marked: markers.has(seq),
   });
   for (const row of db.prepare("SELECT seq, content, hash, signature FROM audit ORDER BY seq").iterate() as IterableIterator<Row>) {
     if (row.seq !== expected) {
       return broken(expected, null, `entry ${expected} is missing: the chain jumps from entry ${expected - 1} to entry ${row.seq}`);
     }
+    // Column types are checked before use: a tampered row must be named, not crash the walk.
+    if (typeof row.content !== "string") return broken(row.seq, null, "its stored content is not text (altered)");
+    if (!Buffer.isBuffer(row.hash) || row.hash.length !== 32) return broken(row.seq, null, "its stored hash is not 32 bytes (altered)");
+    if (row.signature !== null && !Buffer.isBuffer(row.signature)) return broken(row.seq, null, "its stored signature is not bytes (altered)");
     let parsed: { seq?: unknown; id?: unknown; previous_hash?: unknown };
     try {
       parsed = JSON.parse(row.content) as typeof parsed;
@@ -104,9 +147,19 @@ export function verifyChain(db: Database.Database, publicKey: KeyObject): Verify
   }
   if (last && !last.signature) return broken(last.seq, lastId, "the newest entry is not signed (entries after it were removed?)");
   const head = db.prepare("SELECT value FROM meta WHERE key = 'audit_head'").get() as { value: string } | undefined;
+  if (head && !/^\d+$/.test(String(head.value))) {
+    return broken(expected, null, `the recorded head of the log (${JSON.stringify(String(head.value).slice(0, 32))}) is not a number (altered)`);
+  }
   const headSeq = head ? Number(head.value) : 0;
   if (headSeq > expected - 1) {
     return broken(expected, null, `entries ${expected}–${headSeq} are missing: the log was written up to ${headSeq}`);
+  }
+  const first = [...markers.values()].sort((a, b) => a.seq - b.seq)[0];
+  if (first) {
+    return {
+      intact: false, entries: expected - 1, signed_through: signedThrough, marked: true,
+      broken: { seq: first.seq, id: first.id, reason: `${first.reason} (found at boot; recorded by entry ${first.at})` },
+    };
   }
   return { intact: true, entries: expected - 1, signed_through: signedThrough };
 }
@@ -116,10 +169,29 @@ export function tailEntries(db: Database.Database, limit: number, afterSeq: numb
   const rows = db
     .prepare("SELECT seq, content, hash, signature FROM audit WHERE seq > ? ORDER BY seq DESC LIMIT ?")
     .all(afterSeq, limit) as Row[];
-  return rows.reverse().map((row) => {
-    const entry = JSON.parse(row.content) as AuditEntry;
-    entry.hash = row.hash.toString("hex");
-    if (row.signature) entry.signature = row.signature.toString("base64");
-    return entry;
-  });
+  return rows.reverse().map(toEntry);
+}
+
+/** The oldest `limit` entries with seq > `afterSeq` (a follower catching up reads these, skipping none). */
+export function entriesAfter(db: Database.Database, afterSeq: number, limit: number): AuditEntry[] {
+  const rows = db.prepare("SELECT seq, content, hash, signature FROM audit WHERE seq > ? ORDER BY seq LIMIT ?").all(afterSeq, limit) as Row[];
+  return rows.map(toEntry);
+}
+
+/** A stored row as an entry; a row whose text is not JSON (tampered) is shown as such instead of failing the read. */
+function toEntry(row: Row): AuditEntry {
+  let entry: AuditEntry;
+  try {
+    entry = JSON.parse(row.content) as AuditEntry;
+  } catch {
+    const error = "its stored content is not valid JSON (altered; see astrid audit verify)";
+    entry = {
+      seq: row.seq, id: "", timestamp: "", session_id: "", previous_hash: "", hash: "",
+      action: { type: "unreadable" }, authorization: { type: "unknown" }, outcome: { status: "failure", error },
+    };
+  }
+  entry.seq = row.seq;
+  entry.hash = Buffer.isBuffer(row.hash) ? row.hash.toString("hex") : String(row.hash);
+  if (Buffer.isBuffer(row.signature)) entry.signature = row.signature.toString("base64");
+  return entry;
 }

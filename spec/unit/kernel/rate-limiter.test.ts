@@ -1,24 +1,33 @@
-import { RateLimiter } from "../../../kernel/rate-limiter";
+import { METHOD_RATE_LIMITS, PRINCIPAL_FACTOR, RateLimiter } from "../../../kernel/rate-limiter";
 
 describe("RateLimiter", () => {
   it("limits per caller and method in a sliding minute, and only counts admitted requests", () => {
     let now = 0;
     const limiter = new RateLimiter({ ReloadCapsules: 2 }, () => now);
-    expect(limiter.admit("a", "ReloadCapsules").ok).toBe(true);
-    expect(limiter.admit("a", "ReloadCapsules").ok).toBe(true);
-    expect(limiter.admit("a", "ReloadCapsules")).toEqual({ ok: false, limit: 2 });
-    expect(limiter.admit("b", "ReloadCapsules").ok).toBe(true);
-    expect(limiter.admit("a", "GetStatus").ok).toBe(true);
+    expect(limiter.admit("a", "p", "ReloadCapsules").ok).toBe(true);
+    expect(limiter.admit("a", "p", "ReloadCapsules").ok).toBe(true);
+    expect(limiter.admit("a", "p", "ReloadCapsules")).toEqual({ ok: false, limit: 2, scope: "caller" });
+    expect(limiter.admit("b", "p", "ReloadCapsules").ok).toBe(true);
+    expect(limiter.admit("a", "p", "GetStatus").ok).toBe(true);
     now = 59_999;
-    expect(limiter.admit("a", "ReloadCapsules").ok).toBe(false);
+    expect(limiter.admit("a", "p", "ReloadCapsules").ok).toBe(false);
     now = 60_001;
-    expect(limiter.admit("a", "ReloadCapsules").ok).toBe(true);
+    expect(limiter.admit("a", "p", "ReloadCapsules").ok).toBe(true);
   });
 
-  it("forgets a caller", () => {
+  it.each(Object.entries(METHOD_RATE_LIMITS))("%s: %i per caller, then refused", (method, limit) => {
+    const limiter = new RateLimiter(METHOD_RATE_LIMITS, () => 0);
+    for (let i = 0; i < limit; i++) expect(limiter.admit("conn:1", "default", method).ok).toBe(true);
+    expect(limiter.admit("conn:1", "default", method)).toEqual({ ok: false, limit, scope: "caller" });
+  });
+
+  it("forgets a caller on disconnect, but reconnecting cannot beat the principal's ceiling", () => {
     const limiter = new RateLimiter({ Shutdown: 1 }, () => 0);
-    limiter.admit("conn:1", "Shutdown");
+    limiter.admit("conn:1", "default", "Shutdown");
     limiter.forget("conn:1");
-    expect(limiter.admit("conn:1", "Shutdown").ok).toBe(true);
+    expect(limiter.admit("conn:1", "default", "Shutdown").ok).toBe(true);
+    for (let conn = 2; conn < PRINCIPAL_FACTOR; conn++) expect(limiter.admit(`conn:${conn}`, "default", "Shutdown").ok).toBe(true);
+    expect(limiter.admit("conn:99", "default", "Shutdown")).toEqual({ ok: false, limit: PRINCIPAL_FACTOR, scope: "principal" });
+    expect(limiter.admit("conn:99", "other", "Shutdown").ok).toBe(true);
   });
 });
