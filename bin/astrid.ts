@@ -275,7 +275,8 @@ async function main(): Promise<void> {
           out(g, { scope: argv.scope, key, stored: true }, `Stored ${JSON.stringify(key)} in ${argv.scope}.`);
         } else {
           const keys = (await kv(g, "KvList", { scope: argv.scope, prefix: argv.key ?? "" })) as string[];
-          out(g, { scope: argv.scope, keys }, keys.join("\n"));
+          if (keys.length === 0 && !g.json) process.stderr.write(`No keys${argv.key ? ` starting with ${JSON.stringify(argv.key)}` : ""} in ${argv.scope}.\n`);
+          else out(g, { scope: argv.scope, keys }, keys.join("\n"));
         }
       })
     .command("capsule <action> [name]", "List the daemon's capsules, show one, or install one from a directory", (y) =>

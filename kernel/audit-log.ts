@@ -31,11 +31,11 @@ export class AuditLog {
     private readonly sessionId: string,
   ) {}
 
-  /** A management request and how it ended. */
-  request(method: string, caller: string, principal: string, error?: string): void {
+  /** A management request: admitted, or refused with `error`; `params` says where it acts (never a value). */
+  request(method: string, caller: string, principal: string, error?: string, params?: Record<string, unknown>): void {
     this.record({
       principal,
-      action: { type: "admin_request", method, required_capability: METHOD_CAPABILITIES[method] ?? null, caller },
+      action: { type: "admin_request", method, required_capability: METHOD_CAPABILITIES[method] ?? null, caller, ...(params ? { params } : {}) },
       authorization: NOT_ENFORCED,
       outcome: error === undefined ? { status: "success", details: null } : { status: "failure", error },
     });

@@ -18,6 +18,8 @@ export interface BusEvent {
   origin?: ConnectionId;
   /** When set, socket egress delivers it to this connection only. */
   target?: ConnectionId;
+  /** Never forwarded to socket clients (a reply to a capsule's management request). */
+  internal?: true;
 }
 
 /** What a publisher supplies; the bus stamps `seq` and, unless given, `timestamp` and `signature`. */
@@ -28,6 +30,7 @@ export interface PublishInput {
   principal?: string;
   origin?: ConnectionId;
   target?: ConnectionId;
+  internal?: true;
 }
 
 type Handler = (event: BusEvent) => void;
@@ -82,6 +85,7 @@ export class EventBus {
     const event: BusEvent = { message };
     if (input.origin !== undefined) event.origin = input.origin;
     if (input.target !== undefined) event.target = input.target;
+    if (input.internal) event.internal = true;
     this.queue.push(event);
     if (!this.draining) this.drain();
     return message;

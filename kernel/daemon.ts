@@ -33,7 +33,7 @@ import { SessionToken } from "./session-token";
 import { checkSocketPathLength, prepareSocketPath, probeSocket } from "./socket-prepare";
 import { SocketServer } from "./socket-server";
 import { AuditLog } from "./audit-log";
-import { loadOrCreateRuntimeKey } from "./runtime-key";
+import { loadOrCreateRuntimeKey, tightenRuntimeKeyMode } from "./runtime-key";
 import { StorageClient } from "./storage-client";
 
 /** How long boot waits for its capsules before it serves anyway (`ASTRID_CAPSULE_BOOT_WAIT_MS`). */
@@ -99,7 +99,8 @@ export class Daemon {
     // 1–2. Home, then logging. A live daemon is detected before anything on disk is touched.
     const home = resolveHome(options.env);
     checkSocketPathLength(home.socketPath);
-    if ((await probeSocket(home.socketPath)) === "live") {
+    // A symlink at the path is never our socket (reference §2.3 removes it first); probing it would follow it.
+    if (!isSymlink(home.socketPath) && (await probeSocket(home.socketPath)) === "live") {
       throw new AstridError("ASTRID_ERR_ALREADY_RUNNING", `Another kernel instance is already running on this socket: ${home.socketPath}`);
     }
     const settings = idleSettings(options.ephemeral, options.env);
@@ -115,7 +116,14 @@ export class Daemon {
     let storage: StorageClient | undefined;
     try {
       // 3–4. The storage worker (KV + audit, var/state.db), signed with keys/runtime.key; verify the chain.
-      const seed = loadOrCreateRuntimeKey(path.join(home.keysDir, "runtime.key"));
+      const keyPath = path.join(home.keysDir, "runtime.key");
+      const seed = loadOrCreateRuntimeKey(keyPath);
+      const looseMode = tightenRuntimeKeyMode(keyPath);
+      if (looseMode !== null) {
+        logger.warn("the runtime key was readable by others; its mode is 0600 again (whoever read it can sign audit entries)", {
+          key: keyPath, mode: `0${looseMode.toString(8)}`,
+        });
+      }
       storage = await StorageClient.open({
         dbPath: home.stateDbPath,
         seed,
@@ -490,6 +498,14 @@ function capsuleRoots(home: AstridHome, options: DaemonOptions): string[] {
     path.join(options.workspace, ".astrid", "capsules"),
     options.env.ASTRID_BUNDLED_CAPSULES_DIR || options.bundledCapsulesDir,
   ];
+}
+
+function isSymlink(file: string): boolean {
+  try {
+    return fs.lstatSync(file).isSymbolicLink();
+  } catch {
+    return false;
+  }
 }
 
 function rmIfExists(file: string): void {

@@ -27,6 +27,21 @@ function callerOf(event: BusEvent): string {
   return event.origin !== undefined ? `conn:${event.origin}` : `principal:${event.message.principal ?? "default"}`;
 }
 
+/** What an audit entry records of a request's parameters: where it acted, never a value. */
+function auditedParams(request: KernelRequest): Record<string, unknown> | undefined {
+  switch (request.method) {
+    case "KvGet":
+    case "KvSet":
+      return { scope: request.params.scope ?? OPERATOR_KV_SCOPE, key: request.params.key };
+    case "KvList":
+      return { scope: request.params.scope ?? OPERATOR_KV_SCOPE, prefix: request.params.prefix ?? "" };
+    case "InstallCapsule":
+      return { source: request.params.source, workspace: request.params.workspace };
+    default:
+      return undefined;
+  }
+}
+
 /** What the router asks of the kernel. */
 export interface ManagementHost {
   status(): DaemonStatus;
@@ -81,7 +96,8 @@ export class ManagementRouter {
         topic: responseTopicFor(message.topic),
         payload: responsePayload(response, requestId),
         source_id: this.kernelSourceId,
-        ...(event.origin !== undefined ? { target: event.origin } : {}),
+        // A socket client's reply goes to its connection only; a capsule's never reaches the socket at all.
+        ...(event.origin !== undefined ? { target: event.origin } : { internal: true as const }),
       });
     if (body.type !== "raw_json") {
       this.audit?.request("(not raw_json)", callerOf(event), principal, "payload is not raw_json");
@@ -107,8 +123,8 @@ export class ManagementRouter {
       reply(errorResponse("ASTRID_ERR_RATE_LIMITED", text));
       return;
     }
-    // Reference §5.1: the entry is written (queued) before the handler runs.
-    this.audit?.request(request.method, caller, principal);
+    // Reference §5.1: the entry is written (queued) before the handler runs; its outcome is the admission.
+    this.audit?.request(request.method, caller, principal, undefined, auditedParams(request));
     if (this.logger.isDebugEnabled()) this.logger.debug("management request", { method: request.method, caller, request_id: requestId });
     const fail = (err: unknown) => {
       // A coded refusal is the caller's mistake, not the daemon's: a warning; anything else is an error.
@@ -162,6 +178,9 @@ export class ManagementRouter {
       }
       case "KvSet": {
         const { scope = OPERATOR_KV_SCOPE, key, value, encoding = "utf8" } = request.params;
+        if (scope.startsWith("system:")) {
+          return errorResponse("ASTRID_ERR_KV_SCOPE_INVALID", `${scope} belongs to the kernel: system scopes are read-only over the socket`);
+        }
         return this.host.kvSet(scope, key, Buffer.from(value, encoding)).then(() => ({ status: "Success", data: { status: "stored" } }));
       }
       case "KvList": {

@@ -26,6 +26,17 @@ export function readRuntimeKey(keyPath: string): Buffer {
   return seed;
 }
 
+/**
+ * Makes the key file owner-only again when it is not (a copy or restore that lost its mode); returns the mode it
+ * had, or null when it was already 0600 (or stricter).
+ */
+export function tightenRuntimeKeyMode(keyPath: string): number | null {
+  const mode = fs.statSync(keyPath).mode & 0o777;
+  if ((mode & 0o077) === 0) return null;
+  fs.chmodSync(keyPath, 0o600);
+  return mode;
+}
+
 /** Loads the seed, generating it when the file does not exist. */
 export function loadOrCreateRuntimeKey(keyPath: string): Buffer {
   if (fs.existsSync(keyPath)) return readRuntimeKey(keyPath);

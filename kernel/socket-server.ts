@@ -352,6 +352,7 @@ export class SocketServer {
   }
 
   private forward(event: BusEvent): void {
+    if (event.internal) return;
     const frame = encodeFrame(event.message);
     if (event.target !== undefined) {
       this.open.get(event.target)?.send(frame);

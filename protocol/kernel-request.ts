@@ -14,7 +14,12 @@ const shutdownParams = z.strictObject({ reason: z.string().nullable().optional()
 const installParams = z.strictObject({ source: z.string(), workspace: z.boolean() });
 const approveParams = z.strictObject({ request_id: z.string(), signature: z.string() });
 const kvGetParams = z.strictObject({ scope: z.string().optional(), key: z.string() });
-const kvSetParams = z.strictObject({ scope: z.string().optional(), key: z.string(), value: z.string(), encoding: z.enum(["utf8", "base64"]).optional() });
+const kvSetParams = z
+  .strictObject({ scope: z.string().optional(), key: z.string(), value: z.string(), encoding: z.enum(["utf8", "base64"]).optional() })
+  .refine((p) => p.encoding !== "base64" || (p.value.length % 4 === 0 && /^[A-Za-z0-9+/]*={0,2}$/.test(p.value)), {
+    message: "value is not valid base64 (encoding: base64)",
+    path: ["value"],
+  });
 const kvListParams = z.strictObject({ scope: z.string().optional(), prefix: z.string().optional() });
 
 /** The KV scope `astrid kv` uses unless told otherwise: the operator's own namespace of principal `default`. */

@@ -100,15 +100,19 @@ export interface VerifyReport {
   marked?: boolean;
 }
 
+/** A UTF-16 surrogate without its pair (with the `u` flag a proper pair is one code point, not `Cs`). */
+const LONE_SURROGATE = /\p{Cs}/u;
+
 /** Throws the coded error for a scope, key or value outside the limits. */
 export function checkKv(scope: string, key: string | null, value?: Uint8Array, keyIsPrefix = false): void {
-  if (scope.length === 0 || scope.includes("\0") || Buffer.byteLength(scope) > MAX_KV_SCOPE_BYTES) {
-    throw new AstridError("ASTRID_ERR_KV_SCOPE_INVALID", `KV scope must be 1–${MAX_KV_SCOPE_BYTES} bytes without NUL`);
+  // A lone surrogate has no UTF-8 form: two such keys would both be stored as U+FFFD and collide.
+  if (scope.length === 0 || scope.includes("\0") || LONE_SURROGATE.test(scope) || Buffer.byteLength(scope) > MAX_KV_SCOPE_BYTES) {
+    throw new AstridError("ASTRID_ERR_KV_SCOPE_INVALID", `KV scope must be 1–${MAX_KV_SCOPE_BYTES} bytes of Unicode text without NUL`);
   }
   if (key !== null) {
-    if ((!keyIsPrefix && key.length === 0) || key.includes("\0") || Buffer.byteLength(key) > MAX_KV_KEY_BYTES) {
+    if ((!keyIsPrefix && key.length === 0) || key.includes("\0") || LONE_SURROGATE.test(key) || Buffer.byteLength(key) > MAX_KV_KEY_BYTES) {
       throw new AstridError("ASTRID_ERR_KV_KEY_INVALID",
-        `KV ${keyIsPrefix ? "prefix" : "key"} must be ${keyIsPrefix ? "0" : "1"}–${MAX_KV_KEY_BYTES} bytes without NUL`);
+        `KV ${keyIsPrefix ? "prefix" : "key"} must be ${keyIsPrefix ? "0" : "1"}–${MAX_KV_KEY_BYTES} bytes of Unicode text without NUL`);
     }
   }
   if (value !== undefined && value.byteLength > MAX_KV_VALUE_BYTES) {

@@ -297,7 +297,11 @@ export class CapsuleSupervisor {
     clearInterval(this.watchdog);
     for (const timer of this.restartTimers.values()) clearTimeout(timer);
     this.restartTimers.clear();
-    await Promise.all([...this.runs.values()].map((run) => this.end(run)));
+    await Promise.all([...this.runs.values()].map(async (run) => {
+      if (run.ended) return;
+      await this.end(run);
+      this.audit.capsule("unload", run.record.name, { reason: "shutdown" });
+    }));
   }
 
   private async end(run: CapsuleRun): Promise<void> {

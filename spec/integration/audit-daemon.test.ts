@@ -5,7 +5,7 @@ import fs from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
 import type { AuditEntry } from "../../protocol/storage-messages";
-import { CLI_BIN, cleanup, connect, spawnDaemon, tempHome, until } from "../helpers/daemon";
+import { CLI_BIN, cleanup, connect, daemonLog, spawnDaemon, tempHome, until } from "../helpers/daemon";
 
 afterAll(cleanup);
 
@@ -215,14 +215,34 @@ describe("issue #3: audit entries from the kernel", () => {
     expect(fs.statSync(path.join(d.home, "var", "state.db")).mode & 0o777).toBe(0o600);
     d.child.kill("SIGTERM");
     await d.exited;
+    // A restored copy that lost its mode is made owner-only again, with a warning.
+    fs.chmodSync(key, 0o644);
     const again = await spawnDaemon({ home: d.home });
     expect(fs.readFileSync(key).equals(first)).toBe(true);
+    expect(fs.statSync(key).mode & 0o777).toBe(0o600);
+    expect(daemonLog(d.home)).toMatch(/"mode":"0644".*the runtime key was readable by others|the runtime key was readable by others.*"mode":"0644"/);
     again.child.kill("SIGTERM");
     await again.exited;
   });
 });
 
 describe("issue #3: astrid kv", () => {
+  it("refuses invalid base64, lone surrogates and values over 8 MiB with coded errors", async () => {
+    const d = await spawnDaemon();
+    const c = await connect(d);
+    expect(await c.request("KvSet", { key: "b", value: "!!!not base64", encoding: "base64" })).toMatchObject({ status: "Error", code: "ASTRID_ERR_REQUEST_INVALID", data: expect.stringMatching(/not valid base64/) });
+    expect(await c.request("KvSet", { key: "b", value: Buffer.from([0, 255]).toString("base64"), encoding: "base64" })).toMatchObject({ status: "Success" });
+    expect(await c.request("KvGet", { key: "b" })).toMatchObject({ data: { base64: "AP8=" } });
+    expect(await c.request("KvSet", { key: "a\ud800", value: "x" })).toMatchObject({ status: "Error", code: "ASTRID_ERR_KV_KEY_INVALID" });
+    expect(await c.request("KvGet", { key: "a\udc00" })).toMatchObject({ status: "Error", code: "ASTRID_ERR_KV_KEY_INVALID" });
+    // Over the value limit yet inside one 10 MiB frame: refused with the storage's code, the connection stays.
+    expect(await c.request("KvSet", { key: "big", value: "x".repeat(8 * 1024 * 1024 + 1) })).toMatchObject({ status: "Error", code: "ASTRID_ERR_KV_VALUE_TOO_LARGE" });
+    expect((await c.request("GetStatus")).status).toBe("Status");
+    await c.close();
+    d.child.kill("SIGTERM");
+    expect(await d.exited).toBe(0);
+  });
+
   it("sets, gets and lists operator keys through the running daemon; says when none runs", async () => {
     const d = await spawnDaemon();
     expect(astrid(d.home, ["kv", "set", "greeting", "hello world"])).toMatchObject({ code: 0 });
@@ -231,6 +251,14 @@ describe("issue #3: astrid kv", () => {
     expect(astrid(d.home, ["kv", "get", "nope"])).toMatchObject({ code: 1, err: expect.stringMatching(/\[ASTRID_ERR_NOT_FOUND\]/) });
     expect(astrid(d.home, ["kv", "get", "greeting", "--scope", "default:capsule:other"])).toMatchObject({ code: 1 });
     expect(astrid(d.home, ["kv", "set", "", "x"])).toMatchObject({ code: 1, err: expect.stringMatching(/\[ASTRID_ERR_KV_KEY_INVALID\]/) });
+    expect(astrid(d.home, ["kv", "list", "zzz"])).toEqual({ code: 0, out: "", err: 'No keys starting with "zzz" in default:operator.\n' });
+    // The kernel's scopes are read-only over the socket; reading them is fine.
+    expect(astrid(d.home, ["kv", "set", "x", "y", "--scope", "system:capsules"])).toMatchObject({ code: 1, err: expect.stringMatching(/read-only over the socket.*\[ASTRID_ERR_KV_SCOPE_INVALID\]/) });
+    expect(astrid(d.home, ["kv", "list", "--scope", "system:capsules"])).toMatchObject({ code: 0 });
+    // Each KV request's audit entry says where it acted.
+    const entries = tail(d.home).filter((e) => e.action.type === "admin_request" && e.action.method === "KvSet");
+    expect(entries[0]!.action).toMatchObject({ params: { scope: "default:operator", key: "greeting" } });
+    expect(JSON.stringify(entries)).not.toContain("hello world");
     d.child.kill("SIGTERM");
     await d.exited;
     expect(astrid(d.home, ["kv", "get", "greeting"])).toMatchObject({ code: 1, err: expect.stringMatching(/\[ASTRID_ERR_DAEMON_NOT_RUNNING\]/) });

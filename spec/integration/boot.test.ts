@@ -161,6 +161,22 @@ describe("issue #2: socket preparation", () => {
     d.child.kill("SIGTERM");
     expect(await d.exited).toBe(0);
   });
+
+  it("removes a symlink at the socket path even when it points at a live socket, which keeps serving", async () => {
+    const other = await spawnDaemon();
+    const home = tempHome();
+    fs.mkdirSync(path.join(home, "run"), { recursive: true });
+    fs.symlinkSync(other.socketPath, path.join(home, "run", "system.sock"));
+    const d = await spawnDaemon({ home });
+    expect(fs.lstatSync(d.socketPath).isSocket()).toBe(true);
+    const c = await connect(other);
+    expect((await c.request("GetStatus")).status).toBe("Status");
+    await c.close();
+    for (const x of [d, other]) {
+      x.child.kill("SIGTERM");
+      expect(await x.exited).toBe(0);
+    }
+  });
 });
 
 describe("issue #2: the CLI policy capsule is required", () => {

@@ -137,6 +137,12 @@ describe("issue #4: capsule workers", () => {
     await sleep(500);
     expect((await metadata())["crash-at-load"]!.restarts).toBe(5);
     expect((await c.request("ListCapsules")).data).toEqual(expect.arrayContaining(["crash-at-load", "echo"]));
+    // Every failed attempt is an audit entry, and so is each restart of a capsule that came back (e.g. process-exit).
+    const tail = spawnSync(process.execPath, [CLI_BIN, "audit", "tail", "-n", "5000", "--json"], { env: { ...process.env, ASTRID_HOME: d.home }, encoding: "utf8" });
+    const lifecycle = tail.stdout.split("\n").filter(Boolean).map((l) => (JSON.parse(l) as { action: { type: string; change?: string; capsule?: string } }).action)
+      .filter((a) => a.type === "capsule_lifecycle");
+    expect(lifecycle.filter((a) => a.capsule === "crash-at-load" && a.change === "fail").length).toBeGreaterThanOrEqual(6);
+    expect(lifecycle.some((a) => a.change === "restart")).toBe(true);
   }, 30_000);
 
   it("a flooded capsule's queue is bounded: overflow is dropped and counted, the bus and other capsules go on", async () => {

@@ -3,11 +3,12 @@
  * restarts with them, a removed one unloads, a new one loads, a broken manifest shows up as a failure, and a save
  * storm is one reload. ReloadCapsules does the same pass when watching is off.
  */
+import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import type { DaemonClient } from "../../protocol/client";
 import type { IpcMessage } from "../../protocol/ipc-message";
-import { cleanup, connect, daemonLog, policyOnlyBundle, sleep, spawnDaemon, tempHome, until, type RunningDaemon } from "../helpers/daemon";
+import { CLI_BIN, cleanup, connect, daemonLog, policyOnlyBundle, sleep, spawnDaemon, tempHome, until, type RunningDaemon } from "../helpers/daemon";
 
 afterAll(cleanup);
 
@@ -258,6 +259,14 @@ describe("ReloadCapsules with --no-watch", () => {
     } finally {
       await stop(s);
     }
+    // The audit log has the reload pass, both unloads with their reasons, the new load, and the unload at shutdown.
+    const tail = spawnSync(process.execPath, [CLI_BIN, "audit", "tail", "-n", "500", "--json"], { env: { ...process.env, ASTRID_HOME: s.d.home }, encoding: "utf8" });
+    const changes = tail.stdout.split("\n").filter(Boolean).map((l) => (JSON.parse(l) as { action: Record<string, unknown> }).action)
+      .filter((a) => a.type === "capsule_lifecycle").map((a) => `${String(a.change)} ${String(a.capsule)}${a.reason ? ` (${String(a.reason)})` : ""}`);
+    expect(changes).toEqual(expect.arrayContaining([
+      "reload *", "unload one (its files changed)", "unload two (it was removed)", "unload one (shutdown)",
+    ]));
+    expect(changes.filter((c) => c === "load one").length).toBe(2);
   }, 30_000);
 });
 

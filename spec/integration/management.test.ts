@@ -3,7 +3,7 @@ import fs from "node:fs";
 import path from "node:path";
 import type { DaemonClient } from "../../protocol/client";
 import type { IpcMessage } from "../../protocol/ipc-message";
-import { cleanup, connect, RawClient, sleep, spawnDaemon, tempHome, type RunningDaemon } from "../helpers/daemon";
+import { cleanup, connect, RawClient, sleep, spawnDaemon, tempHome, until, type RunningDaemon } from "../helpers/daemon";
 
 let d: RunningDaemon;
 let workspace: string;
@@ -163,6 +163,40 @@ describe("issue #2: rate limits against reconnecting", () => {
       });
       expect((await fresh.request("GetStatus")).status).toBe("Status");
       await fresh.close();
+    } finally {
+      own.child.kill("SIGTERM");
+      expect(await own.exited).toBe(0);
+    }
+  });
+});
+
+describe("issue #2: a capsule's management request", () => {
+  it("is answered to the capsule only: socket clients never see the reply", async () => {
+    const ws = tempHome();
+    const dir = path.join(ws, ".astrid", "capsules", "asker");
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, "Capsule.toml"), [
+      "[package]", 'name = "asker"', 'version = "1.0.0"', "", "[[component]]", 'file = "index.js"', "", "[capabilities]",
+      'ipc_subscribe = ["user.v1.prompt", "astrid.v1.response.status"]', 'ipc_publish = ["agent.v1.response", "astrid.v1.request.status"]', "",
+    ].join("\n"));
+    fs.writeFileSync(path.join(dir, "index.js"), `module.exports = {
+  async setup(api) {
+    await api.ipc.subscribe("astrid.v1.response.status", (e) =>
+      api.ipc.publish("agent.v1.response", { type: "agent_response", text: "status:" + e.payload.status, is_final: true, session_id: "asker" }));
+    await api.ipc.subscribe("user.v1.prompt", () => api.ipc.publish("astrid.v1.request.status", { type: "raw_json", method: "GetStatus" }));
+  },
+};
+`);
+    const own = await spawnDaemon({ args: ["--workspace", ws] });
+    try {
+      const c = await connect(own);
+      const seen = collect(c);
+      c.publish("user.v1.prompt", { type: "user_input", text: "ask", session_id: "s" });
+      const answer = await until(() => seen.find((m) => m.topic === "agent.v1.response" && m.payload.session_id === "asker"), (m) => m !== undefined, 10_000);
+      expect(answer!.payload.text).toBe("status:Status");
+      await sleep(200);
+      expect(seen.filter((m) => m.topic.startsWith("astrid.v1.response."))).toEqual([]);
+      await c.close();
     } finally {
       own.child.kill("SIGTERM");
       expect(await own.exited).toBe(0);
