@@ -56,6 +56,19 @@ function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
 }
 
+/** Waits (≤ 5 s) until the process has used no CPU for two 50 ms polls in a row. */
+async function settle(pid: number): Promise<void> {
+  const deadline = Date.now() + 5000;
+  let last = cpuSeconds(pid);
+  let quiet = 0;
+  while (quiet < 2 && Date.now() < deadline) {
+    await sleep(50);
+    const now = cpuSeconds(pid);
+    quiet = now === last ? quiet + 1 : 0;
+    last = now;
+  }
+}
+
 /** One measurement: round trips per second, and the server's CPU microseconds per round trip. */
 interface Rate {
   perSec: number;
@@ -81,6 +94,9 @@ async function throughput(socketPath: string, token: string, clients: number, se
     }
   }));
   const secs = Number(process.hrtime.bigint() - started) / 1e9;
+  // Audit writes are fire-and-forget: let the server finish what the round queued, so its CPU counts here and
+  // none of it spills into the next server's round.
+  await settle(serverPid);
   const serverCpuUs = ((cpuSeconds(serverPid) - cpuBefore) * 1e6) / count;
   await Promise.all(conns.map((c) => c.close()));
   return { perSec: count / secs, serverCpuUs };

@@ -117,6 +117,8 @@ export class Daemon {
     try {
       // 3–4. The storage worker (KV + audit, var/state.db), signed with keys/runtime.key; verify the chain.
       const keyPath = path.join(home.keysDir, "runtime.key");
+      // A key without a database means an earlier audit log was removed: say so, in the log and in the new chain.
+      const logRemoved = fs.existsSync(keyPath) && !fs.existsSync(home.stateDbPath);
       const seed = loadOrCreateRuntimeKey(keyPath);
       const looseMode = tightenRuntimeKeyMode(keyPath);
       if (looseMode !== null) {
@@ -131,6 +133,15 @@ export class Daemon {
         allowFaultInjection: options.env.ASTRID_TEST_FAULTS === "1",
       });
       const audit = new AuditLog(storage, options.sessionId);
+      if (logRemoved) {
+        logger.error("var/state.db is missing although keys/runtime.key exists: the earlier audit log and KV were removed; starting new ones", { db: home.stateDbPath });
+        await storage.appendAudit({
+          session_id: options.sessionId,
+          action: { type: "audit_log_created", note: "keys/runtime.key predates this log: an earlier var/state.db was removed" },
+          authorization: { type: "system", reason: "boot" },
+          outcome: { status: "success", details: null },
+        });
+      }
       const report = await storage.verifyAudit();
       if (report.intact) logger.info("audit chain verified", { entries: report.entries });
       // Reference §2.2 step 4: problems are logged at error level and never block boot.

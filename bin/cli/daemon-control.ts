@@ -47,6 +47,9 @@ export interface StartOptions {
   onPoll?: (elapsedMs: number) => void;
 }
 
+/** How long a daemon that missed the start deadline gets to shut down cleanly before it is killed. */
+const STOP_GRACE_MS = 8000;
+
 /**
  * Spawns a detached daemon with null stdio and resolves with its PID once `run/system.ready` exists. Fails with
  * ASTRID_ERR_DAEMON_START_FAILED (and the log path) when it exits early or is not ready within 10 s.
@@ -71,7 +74,12 @@ export async function startDaemon(home: AstridHome, options: StartOptions): Prom
     options.onPoll?.(Date.now() - started);
     await new Promise((r) => setTimeout(r, READY_POLL_MS));
   }
-  child.kill("SIGKILL");
+  // Asked to stop first, so it removes its socket, token and lock; killed only if it does not within the grace.
+  child.kill("SIGTERM");
+  for (let waited = 0; exited === undefined && waited < STOP_GRACE_MS; waited += READY_POLL_MS) {
+    await new Promise((r) => setTimeout(r, READY_POLL_MS));
+  }
+  if (exited === undefined) child.kill("SIGKILL");
   throw new AstridError("ASTRID_ERR_DAEMON_START_FAILED", `Daemon failed to become ready within 10 seconds. Check logs: ${home.logDir}`);
 }
 

@@ -215,6 +215,13 @@ describe("issue #3: audit entries from the kernel", () => {
     expect(fs.statSync(path.join(d.home, "var", "state.db")).mode & 0o777).toBe(0o600);
     d.child.kill("SIGTERM");
     await d.exited;
+    // A database removed while its key stays: a new log starts, and says so in its first entry.
+    fs.rmSync(path.join(d.home, "var", "state.db"));
+    const fresh = await spawnDaemon({ home: d.home });
+    fresh.child.kill("SIGTERM");
+    await fresh.exited;
+    expect(tail(d.home)[0]).toMatchObject({ seq: 1, action: { type: "audit_log_created", note: expect.stringMatching(/earlier var\/state\.db was removed/) } });
+    expect(daemonLog(d.home)).toMatch(/state\.db is missing although keys\/runtime\.key exists/);
     // A restored copy that lost its mode is made owner-only again, with a warning.
     fs.chmodSync(key, 0o644);
     const again = await spawnDaemon({ home: d.home });

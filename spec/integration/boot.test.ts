@@ -2,7 +2,7 @@
 import { execFileSync, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { cleanup, connect, DAEMON_BIN, makeStaleSocket, spawnDaemon, tempHome, until } from "../helpers/daemon";
+import { cleanup, connect, DAEMON_BIN, daemonLog, makeStaleSocket, spawnDaemon, tempHome, until } from "../helpers/daemon";
 
 afterAll(cleanup);
 
@@ -33,9 +33,23 @@ describe("issue #2: daemon boot", () => {
     const logs = fs.readdirSync(path.join(d.home, "log")).filter((f) => /^astrid\.\d{4}-\d{2}-\d{2}\.log$/.test(f));
     expect(logs).toHaveLength(1);
     const lines = fs.readFileSync(path.join(d.home, "log", logs[0]!), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { message: string });
-    expect(lines.map((l) => l.message)).toEqual(expect.arrayContaining(["daemon booting", "socket bound", "daemon ready", "daemon stopped"]));
+    // In the reference's boot order (§2.2): logging, storage and audit verification, socket, capsules, ready.
+    const order = ["daemon booting", "audit chain verified", "socket bound", "capsule loaded", "daemon ready", "daemon stopped"]
+      .map((m) => lines.findIndex((l) => l.message === m));
+    expect(order.every((i) => i >= 0)).toBe(true);
+    expect([...order].sort((a, b) => a - b)).toEqual(order);
     expect(d.stdout()).toBe("");
     expect(d.stderr()).toBe("");
+  });
+
+  it("logs at debug level with -v (a management request is logged)", async () => {
+    const d = await spawnDaemon({ args: ["-v"] });
+    const c = await connect(d);
+    await c.request("GetStatus");
+    await c.close();
+    d.child.kill("SIGTERM");
+    expect(await d.exited).toBe(0);
+    expect(daemonLog(d.home)).toMatch(/"level":"debug".*"message":"management request"|"message":"management request".*"level":"debug"/);
   });
 
   it.each(["SIGTERM", "SIGINT", "SIGHUP"] as const)("on %s exits 0 and removes socket, token, ready file and lock", async (signal) => {

@@ -1,8 +1,8 @@
 /** Issue #2: `astrid start|stop|status` as a user runs them, against a real background daemon. */
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { CLI_BIN, cleanup, makeStaleSocket, tempHome } from "../helpers/daemon";
+import { CLI_BIN, cleanup, daemonLog, makeStaleSocket, tempHome, until } from "../helpers/daemon";
 
 const started: number[] = [];
 afterAll(async () => {
@@ -69,6 +69,13 @@ describe("issue #2: astrid CLI", () => {
     expect(fs.existsSync(sock)).toBe(false);
   });
 
+  it("status on a stale socket says no daemon runs, cleans it up and exits 0", async () => {
+    const home = tempHome();
+    const sock = await makeStaleSocket(home);
+    expect(astrid(home, ["status"])).toMatchObject({ code: 0, out: expect.stringMatching(/No Astrid daemon is running.*stale socket was cleaned up/) });
+    expect(fs.existsSync(sock)).toBe(false);
+  });
+
   it("start reports a daemon that dies during boot with its reason and the log path", () => {
     const home = tempHome();
     const r = astrid(home, ["start"], { ASTRID_BUNDLED_CAPSULES_DIR: tempHome() });
@@ -76,6 +83,28 @@ describe("issue #2: astrid CLI", () => {
     expect(r.err).toMatch(/Daemon exited prematurely \(exit code 1\): CLI proxy capsule \(astrid-capsule-cli\) not found.*Check logs: .*\/log \[ASTRID_ERR_DAEMON_START_FAILED\]/);
     expect(fs.readdirSync(path.join(home, "run"))).toEqual([]);
   });
+
+  it("start gives up after 10 s with the log path, and the daemon it gave up on shuts down cleanly", async () => {
+    const home = tempHome();
+    const workspace = tempHome();
+    const slow = path.join(workspace, ".astrid", "capsules", "slow-setup");
+    fs.mkdirSync(slow, { recursive: true });
+    fs.writeFileSync(path.join(slow, "Capsule.toml"), '[package]\nname = "slow-setup"\nversion = "1.0.0"\n\n[[component]]\nfile = "index.js"\n');
+    fs.writeFileSync(path.join(slow, "index.js"), "module.exports = { setup: () => new Promise((r) => setTimeout(r, 60000)) };\n");
+    const child = spawn(process.execPath, [CLI_BIN, "start"], {
+      cwd: workspace,
+      env: { ...process.env, ASTRID_HOME: home, ASTRID_CAPSULE_BOOT_WAIT_MS: "12000", ASTRID_CAPSULE_READY_TIMEOUT_MS: "60000" },
+    });
+    let err = "";
+    child.stderr.on("data", (b: Buffer) => (err += b.toString()));
+    const started = Date.now();
+    const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
+    expect(code).toBe(1);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(10_000);
+    expect(err).toMatch(new RegExp(`failed to become ready within 10 seconds\\. Check logs: ${home}/log \\[ASTRID_ERR_DAEMON_START_FAILED\\]`));
+    await until(() => fs.readdirSync(path.join(home, "run")), (files) => files.length === 0, 10_000);
+    expect(daemonLog(home)).toMatch(/"message":"daemon stopped"/);
+  }, 40_000);
 
   it("explains usage errors with a code, on stderr or as JSON", () => {
     const home = tempHome();

@@ -38,6 +38,17 @@ describe("issue #2: handshake", () => {
     expect(reply).toEqual({ status: "ok", protocol_version: 1, server_version: expect.any(String) });
   });
 
+  it("reassembles a handshake split at every byte boundary", async () => {
+    const frame = encodeFrame({ token: d.token, protocol_version: 1, client_version: "split" });
+    const c = await RawClient.open(d.socketPath);
+    for (const byte of frame) {
+      c.send(Buffer.from([byte]));
+      await sleep(1);
+    }
+    expect(await c.next()).toMatchObject({ status: "ok", protocol_version: 1 });
+    c.destroy();
+  });
+
   it("accepts the token in upper case and with surrounding whitespace, as readers do", async () => {
     expect((await handshake(encodeFrame({ token: ` ${d.token.toUpperCase()}\n`, protocol_version: 1 })))?.status).toBe("ok");
   });
