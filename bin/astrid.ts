@@ -107,7 +107,7 @@ async function auditVerify(argv: Global): Promise<void> {
 }
 
 async function auditTail(argv: Global & { lines: number; follow: boolean }): Promise<void> {
-  if (!Number.isInteger(argv.lines) || argv.lines < 1) throw new AstridError("ASTRID_ERR_INVALID_ARGUMENT", "-n must be a positive integer");
+  if (!Number.isInteger(argv.lines) || argv.lines < 0) throw new AstridError("ASTRID_ERR_INVALID_ARGUMENT", "-n must be a whole number ≥ 0 (-n 0 --follow: only new entries)");
   await tailAuditLog(resolveHome(), argv.lines, argv.json, argv.follow, (line) => process.stdout.write(`${line}\n`));
 }
 

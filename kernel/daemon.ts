@@ -106,7 +106,13 @@ export class Daemon {
     const settings = idleSettings(options.ephemeral, options.env);
     home.ensure();
     const releaseLock = await acquireHomeLock(home.lockPath);
-    const logger = createLogger({ logDir: home.logDir, level: options.verbose ? "debug" : "info", console: options.console });
+    let logger: Logger;
+    try {
+      logger = createLogger({ logDir: home.logDir, level: options.verbose ? "debug" : "info", console: options.console });
+    } catch (err) {
+      releaseLock();
+      throw err;
+    }
     logger.info("daemon booting", { version: DAEMON_VERSION, pid: process.pid, home: home.root, session: options.sessionId, workspace: options.workspace, ephemeral: options.ephemeral });
     const bus = new EventBus((err, event) => logger.error("bus subscriber failed", { topic: event.message.topic, error: String(err) }));
     const registry = new CapsuleRegistry();

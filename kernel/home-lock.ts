@@ -1,8 +1,8 @@
 /**
  * One daemon per `$ASTRID_HOME`. The socket probe catches a daemon that is already serving, but two daemons started
  * at the same moment both pass it, and the loser's clean-up would then remove the winner's token or ready file (the
- * reference has the same race). So the first thing a daemon writes is `run/daemon.lock`, created with O_EXCL and
- * holding its pid; the loser stops before it touches anything else. A lock left by a daemon that died (SIGKILL, a
+ * reference has the same race). So the first thing a daemon writes is `run/daemon.lock`, holding its pid and created
+ * atomically (a hard link, which fails when the lock exists); the loser stops before it touches anything else. A lock left by a daemon that died (SIGKILL, a
  * crash) names a pid that is gone, or one that is no longer an astrid daemon, and is taken over.
  */
 import fs from "node:fs";
@@ -11,28 +11,42 @@ import { AstridError } from "../protocol/errors";
 /** Releases the lock (only while it still names this process). */
 export type ReleaseLock = () => void;
 
-/** How long a takeover waits before checking that no other daemon took the same stale lock. */
+/** How long a takeover waits before checking that no other daemon took the same stale lock over. */
 const TAKEOVER_SETTLE_MS = 50;
 
-/** Takes the home lock or throws ASTRID_ERR_ALREADY_RUNNING naming the holder. */
+/**
+ * Takes the home lock or throws ASTRID_ERR_ALREADY_RUNNING naming the holder. The lock is created whole: the pid is
+ * written to a private file first and then hard-linked into place, which fails if a lock exists — a reader never
+ * sees an empty lock.
+ */
 export async function acquireHomeLock(lockPath: string): Promise<ReleaseLock> {
-  const mine = `${process.pid}\n`;
-  try {
-    fs.writeFileSync(lockPath, mine, { flag: "wx", mode: 0o600 });
-    return release(lockPath);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
-  }
-  const holder = readHolder(lockPath);
-  if (holder !== undefined && isDaemon(holder)) throw held(lockPath, holder);
-  // Stale: replace it in one rename, then make sure another daemon taking it over at the same moment did not win.
   const temp = `${lockPath}.${process.pid}`;
-  fs.writeFileSync(temp, mine, { mode: 0o600 });
-  fs.renameSync(temp, lockPath);
-  await new Promise((resolve) => setTimeout(resolve, TAKEOVER_SETTLE_MS));
-  const now = readHolder(lockPath);
-  if (now !== process.pid) throw held(lockPath, now);
-  return release(lockPath);
+  fs.writeFileSync(temp, `${process.pid}\n`, { mode: 0o600 });
+  try {
+    if (link(temp, lockPath)) return release(lockPath);
+    const holder = readHolder(lockPath);
+    if (holder === undefined || isDaemon(holder)) throw held(lockPath, holder);
+    // Stale: remove it and link ours; if another daemon did the same meanwhile, exactly one link succeeds.
+    fs.rmSync(lockPath, { force: true });
+    if (!link(temp, lockPath)) throw held(lockPath, readHolder(lockPath));
+    // A third daemon that read the same stale pid may still remove ours and link its own: settle, then check.
+    await new Promise((resolve) => setTimeout(resolve, TAKEOVER_SETTLE_MS));
+    if (readHolder(lockPath) !== process.pid) throw held(lockPath, readHolder(lockPath));
+    return release(lockPath);
+  } finally {
+    fs.rmSync(temp, { force: true });
+  }
+}
+
+/** Hard-links `from` to `to`; false when `to` exists. */
+function link(from: string, to: string): boolean {
+  try {
+    fs.linkSync(from, to);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "EEXIST") return false;
+    throw err;
+  }
 }
 
 function release(lockPath: string): ReleaseLock {
@@ -42,8 +56,9 @@ function release(lockPath: string): ReleaseLock {
 }
 
 function held(lockPath: string, pid: number | undefined): AstridError {
-  return new AstridError("ASTRID_ERR_ALREADY_RUNNING",
-    `Another kernel instance${pid === undefined ? "" : ` (pid ${pid})`} is starting or running on this home (${lockPath})`);
+  return new AstridError("ASTRID_ERR_ALREADY_RUNNING", pid === undefined
+    ? `${lockPath} does not name a daemon's pid; if no astrid-daemon runs on this home, remove it`
+    : `Another kernel instance (pid ${pid}) is starting or running on this home (${lockPath})`);
 }
 
 function readHolder(lockPath: string): number | undefined {

@@ -179,7 +179,7 @@ export class ManagementRouter {
       case "KvSet": {
         const { scope = OPERATOR_KV_SCOPE, key, value, encoding = "utf8" } = request.params;
         if (scope.startsWith("system:")) {
-          return errorResponse("ASTRID_ERR_KV_SCOPE_INVALID", `${scope} belongs to the kernel: system scopes are read-only over the socket`);
+          return errorResponse("ASTRID_ERR_KV_SCOPE_READONLY", `${scope} belongs to the kernel: system scopes cannot be written with KvSet (they can be read)`);
         }
         return this.host.kvSet(scope, key, Buffer.from(value, encoding)).then(() => ({ status: "Success", data: { status: "stored" } }));
       }

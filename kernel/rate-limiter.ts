@@ -37,7 +37,8 @@ export class RateLimiter {
     const cutoff = this.now() - WINDOW_MS;
     const own = this.window(`${caller}\u0000${method}`, cutoff);
     if (own.length >= limit) return { ok: false, limit, scope: "caller" };
-    const shared = this.window(`principal:${principal}\u0000${method}`, cutoff);
+    // Its own key space: a capsule's caller key is `principal:<name>`, which must not share this window.
+    const shared = this.window(`\u0001ceiling:${principal}\u0000${method}`, cutoff);
     if (shared.length >= limit * PRINCIPAL_FACTOR) return { ok: false, limit: limit * PRINCIPAL_FACTOR, scope: "principal" };
     own.push(this.now());
     shared.push(this.now());

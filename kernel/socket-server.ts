@@ -34,6 +34,8 @@ export const HANDSHAKE_TIMEOUT_MS = 5000;
  * a client that stops mid-frame is dropped instead of holding its buffer forever.
  */
 export const FRAME_READ_TIMEOUT_MS = 5000;
+/** How long a connection we closed may take to read our last frame before it is destroyed. */
+const CLOSE_LINGER_MS = 1000;
 /** A client that lets this much egress pile up unread is dropped, so one slow reader never stalls the rest. */
 export const MAX_EGRESS_BACKLOG_BYTES = 64 * 1024 * 1024;
 /** Messages kept for the first client while none is connected (the TUI relies on the boot-time backlog). */
@@ -197,8 +199,11 @@ export class SocketServer {
   }
 
   private onData(conn: Connection, chunk: Buffer): void {
+    // A connection we are closing gets no more buffering, whatever its peer keeps sending.
+    if (conn.phase === "closed") return;
     conn.decoder.push(chunk);
-    while (conn.phase !== "closed") {
+    // (The handlers below may close it: the phase is read afresh each time.)
+    while ((conn.phase as Phase) !== "closed") {
       let body: Buffer | null;
       try {
         body = conn.decoder.next();
@@ -383,7 +388,10 @@ export class SocketServer {
     const wasOpen = conn.phase === "open";
     conn.phase = "closed";
     if (wasOpen) this.markClosed(conn);
+    conn.decoder.clear();
     conn.socket.end(frame);
+    // `end` closes our half only: a peer that never closes its half would keep the socket open for good.
+    setTimeout(() => conn.socket.destroy(), CLOSE_LINGER_MS).unref();
   }
 
   private drop(conn: Connection): void {

@@ -48,6 +48,12 @@ export class FrameDecoder {
     return this.buffered < FRAME_HEADER_BYTES ? null : this.contiguous(FRAME_HEADER_BYTES).readUInt32BE(0);
   }
 
+  /** Drops whatever is buffered (the connection is going away). */
+  clear(): void {
+    this.chunks = [];
+    this.buffered = 0;
+  }
+
   /** Appends received bytes. */
   push(chunk: Buffer): void {
     if (chunk.length === 0) return;

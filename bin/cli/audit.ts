@@ -50,8 +50,11 @@ export async function tailAuditLog(home: AstridHome, limit: number, json: boolea
         last = e.seq;
       }
     };
+    // Read first: with `-n 0 --follow` nothing is shown, and following starts after what exists now.
+    const head = db.prepare("SELECT coalesce(max(seq), 0) FROM audit").pluck().get() as number;
     show(tailEntries(db, limit, 0));
     if (!follow) return;
+    last = Math.max(last, head);
     // Stop on Ctrl-C, kill or a closed terminal alike, so the database is closed (no -wal/-shm left behind).
     let stop = false;
     for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.once(signal, () => (stop = true));

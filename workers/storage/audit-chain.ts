@@ -82,12 +82,19 @@ interface Marker {
   reason: string;
 }
 
-/** The breaks earlier boots recorded, by the seq they name. */
-function recordedBreaks(db: Database.Database): Map<number, Marker & { at: number }> {
+/**
+ * The breaks earlier boots recorded, by the seq they name. Only a marker the daemon wrote counts: the daemon writes
+ * it alone in its batch, so its own row carries a valid signature over its own hash. A marker forged into the
+ * file (unsigned; a later signature on top does not sign that row) is ignored, so it can neither hide a break
+ * from boot nor choose which break is reported.
+ */
+function recordedBreaks(db: Database.Database, publicKey: KeyObject): Map<number, Marker & { at: number }> {
   const markers = new Map<number, Marker & { at: number }>();
-  const rows = db.prepare("SELECT seq, content FROM audit WHERE content LIKE ?").all(`%"type":"${CHAIN_BROKEN_ACTION}"%`) as Array<{ seq: number; content: string }>;
+  const rows = db.prepare("SELECT seq, content, hash, signature FROM audit WHERE content LIKE ?").all(`%"type":"${CHAIN_BROKEN_ACTION}"%`) as Row[];
   for (const row of rows) {
     try {
+      if (typeof row.content !== "string" || !Buffer.isBuffer(row.hash) || !Buffer.isBuffer(row.signature)) continue;
+      if (!contentHash(row.content).equals(row.hash) || !verify(null, row.hash, publicKey, row.signature)) continue;
       const action = (JSON.parse(row.content) as { action?: { type?: unknown; broken_seq?: unknown; broken_id?: unknown; reason?: unknown } }).action;
       if (action?.type !== CHAIN_BROKEN_ACTION || typeof action.broken_seq !== "number") continue;
       if (!markers.has(action.broken_seq)) {
@@ -107,7 +114,7 @@ function walkChain(db: Database.Database, publicKey: KeyObject): VerifyReport {
   if (tables.length < 2) {
     return { intact: false, entries: 0, signed_through: 0, broken: { seq: 1, id: null, reason: "the audit log's tables are missing (removed)" } };
   }
-  const markers = recordedBreaks(db);
+  const markers = recordedBreaks(db, publicKey);
   let expected = 1;
   let previous = GENESIS_HASH;
   let signedThrough = 0;

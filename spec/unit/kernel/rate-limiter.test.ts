@@ -30,4 +30,10 @@ describe("RateLimiter", () => {
     expect(limiter.admit("conn:99", "default", "Shutdown")).toEqual({ ok: false, limit: PRINCIPAL_FACTOR, scope: "principal" });
     expect(limiter.admit("conn:99", "other", "Shutdown").ok).toBe(true);
   });
+
+  it("keeps a capsule caller (`principal:<name>`) apart from its principal's ceiling", () => {
+    const limiter = new RateLimiter({ ReloadCapsules: 2 }, () => 0);
+    for (const conn of ["conn:1", "conn:2"]) for (let i = 0; i < 2; i++) limiter.admit(conn, "default", "ReloadCapsules");
+    expect(limiter.admit("principal:default", "default", "ReloadCapsules").ok).toBe(true);
+  });
 });
