@@ -229,8 +229,9 @@ describe("issue #4: capsule workers", () => {
   it("checks a publish a capsule forges past its API object: dropped, audited as denied, logged", async () => {
     expect(await prompt("forge")).toEqual(["acl: ASTRID_ERR_CAPABILITY_DENIED", "chain: FORGE", "echo: forge"]);
     expect(readLog()).toMatch(/"capsule":"forged-publish".*"code":"ASTRID_ERR_CAPABILITY_DENIED".*"message":"capsule publish refused and dropped"/);
-    const tail = spawnSync(process.execPath, [CLI_BIN, "audit", "tail", "-n", "2000", "--json"], { env: { ...process.env, ASTRID_HOME: d.home }, encoding: "utf8" });
-    expect(tail.stdout).toMatch(/"change":"denied","capsule":"forged-publish".*may not publish on agent\.v1\.response/);
+    // Audit entries reach the database within the storage client's linger: poll for it.
+    const tail = () => spawnSync(process.execPath, [CLI_BIN, "audit", "tail", "-n", "2000", "--json"], { env: { ...process.env, ASTRID_HOME: d.home }, encoding: "utf8" }).stdout;
+    expect(await until(tail, (out) => /"change":"denied","capsule":"forged-publish"/.test(out), 5000)).toMatch(/"change":"denied","capsule":"forged-publish".*may not publish on agent\.v1\.response/);
   });
 
   it("limits a capsule's publish throughput to 10 MiB per second with a coded error; the kernel serves on", async () => {
