@@ -16,7 +16,8 @@ import {
 } from "../protocol/handshake";
 import { isJsonObject, normalizePayload, rawJson, type IpcMessage } from "../protocol/ipc-message";
 import { CLIENT_CONNECTED_TOPIC, CLIENT_DISCONNECT_TOPIC, CLIENT_ERROR_TOPIC } from "../protocol/topics";
-import { topicProblem } from "../protocol/topic-match";
+import { memoTopicPredicate } from "../protocol/topic-cache";
+import { MAX_TOPIC_BYTES, topicProblem } from "../protocol/topic-match";
 import { DAEMON_VERSION, PROTOCOL_VERSION } from "../protocol/version";
 import type { BusEvent, ConnectionId, EventBus } from "./bus";
 import type { SocketPolicy } from "./ingress-policy";
@@ -98,6 +99,8 @@ export class SocketServer {
   private nextId = 1;
   private boundInode: number | undefined;
   private unsubscribe: (() => void) | undefined;
+  /** Topics that pass the publish rules, remembered (only short ones are ever asked: longer ones fail first). */
+  private readonly validTopic = memoTopicPredicate((topic) => topicProblem(topic) === null);
   /** The CLI capsule's ingress/egress rules in force (replaced by a hot reload of that capsule). */
   private policy: SocketPolicy;
   private closing: Promise<void> | undefined;
@@ -311,7 +314,7 @@ export class SocketServer {
     }
     // Reference §6.8's publish rules (≤ 256 bytes, ≤ 8 segments, none empty, no `*`) apply to clients too; they
     // also bound what the topic-match caches can hold.
-    const problem = topicProblem(topic);
+    const problem = topic.length > MAX_TOPIC_BYTES || !this.validTopic(topic) ? topicProblem(topic) : null;
     if (problem !== null) {
       return this.reject(conn, new AstridError("ASTRID_ERR_MESSAGE_INVALID", `${problem}: ${JSON.stringify(topic.slice(0, 64))}${topic.length > 64 ? "…" : ""}`));
     }

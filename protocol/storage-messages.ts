@@ -55,13 +55,20 @@ export interface AuditInput {
  * authorization, outcome). The worker splices it between the fields it adds; see `entryContent`.
  */
 export function auditBody(input: AuditInput): string {
-  return JSON.stringify({
-    session_id: input.session_id,
-    ...(input.principal !== undefined ? { principal: input.principal } : {}),
-    action: input.action,
-    authorization: input.authorization,
-    outcome: input.outcome,
-  });
+  // The same text as JSON.stringify of {session_id, principal?, action, authorization, outcome}, without building
+  // that object (this runs for every management request). Shapes are checked, so nothing serialises as `undefined`.
+  const { session_id, principal, action, authorization, outcome } = input;
+  if (typeof session_id !== "string") throw new TypeError("session_id must be a string");
+  if (principal !== undefined && typeof principal !== "string") throw new TypeError("principal must be a string");
+  const prefix = `{"session_id":${JSON.stringify(session_id)}${principal === undefined ? "" : `,"principal":${JSON.stringify(principal)}`}`;
+  return `${prefix},"action":${objectJson(action)},"authorization":${objectJson(authorization)},"outcome":${objectJson(outcome)}}`;
+}
+
+/** JSON of a required object field; throws where JSON.stringify would drop the field or emit `null`. */
+function objectJson(value: unknown): string {
+  const json = typeof value === "object" && value !== null ? JSON.stringify(value) : undefined;
+  if (json === undefined || json === "null") throw new TypeError("action, authorization and outcome must be JSON objects");
+  return json;
 }
 
 /** True when `body` has the shape `auditBody` gives (a JSON object text that starts with the session id). */

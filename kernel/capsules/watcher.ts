@@ -73,6 +73,13 @@ export class CapsuleWatcher {
   }
 
   private lookForMissingRoots(): void {
+    // A root deleted without an `unlinkDir` reaching us (it can be lost under load) is noticed here as well.
+    for (const root of this.roots) {
+      if (this.missing.has(root) || fs.existsSync(root)) continue;
+      this.watcher.unwatch(root);
+      this.missing.add(root);
+      this.changed(root);
+    }
     for (const root of this.missing) {
       if (!fs.existsSync(root)) continue;
       this.missing.delete(root);

@@ -40,6 +40,26 @@ describe("audit entry text", () => {
     expect(JSON.parse(text)).toMatchObject({ seq: 42, session_id: input.session_id, previous_hash: args[3] });
   });
 
+  it("matches JSON.stringify of the object form for varied inputs, and refuses what would not serialise as one", () => {
+    const strings = ["", "a", 'q"\\', "\u0000\u001f", "\u2028é", "😀", "\ud800", "x".repeat(300)];
+    let n = 0;
+    for (const s of strings) {
+      for (const principal of [undefined, s]) {
+        const input: AuditInput = {
+          session_id: s, ...(principal !== undefined ? { principal } : {}),
+          action: { type: s, n: n++, nested: { list: [s, null, 1.5, true], when: new Date(0) }, gone: undefined },
+          authorization: { type: "system" }, outcome: { status: "failure", error: s },
+        };
+        const { session_id, action, authorization, outcome } = input;
+        expect(auditBody(input)).toBe(JSON.stringify({ session_id, ...(principal !== undefined ? { principal } : {}), action, authorization, outcome }));
+      }
+    }
+    const ok = cases[0]!;
+    expect(() => auditBody({ ...ok, session_id: undefined as unknown as string })).toThrow(/session_id/);
+    expect(() => auditBody({ ...ok, action: undefined as unknown as AuditInput["action"] })).toThrow(/JSON objects/);
+    expect(() => auditBody({ ...ok, action: { type: "x", toJSON: () => undefined } as unknown as AuditInput["action"] })).toThrow(/JSON objects/);
+  });
+
   it("refuses a body that auditBody did not make", () => {
     expect(() => checkAuditBodies([auditBody(cases[0]!), "{}"])).toThrow(/auditBody/);
     expect(() => checkAuditBodies(['{"session_id":"s","x":1'])).toThrow(/auditBody/);
