@@ -45,8 +45,19 @@ async function stop(argv: Global): Promise<void> {
   const state = await daemonState(home);
   if (state === "absent") return out(argv, { running: false, stopped: false }, "No Astrid daemon is running.");
   if (state === "cleaned") return out(argv, { running: false, stopped: false, cleaned: true }, "Cleaned up stale daemon socket.");
-  const client = await connect(home);
-  const reply = await client.request("Shutdown", { reason: "astrid stop" }, { topicSuffix: "shutdown" });
+  let client;
+  let reply;
+  try {
+    client = await connect(home);
+    reply = await client.request("Shutdown", { reason: "astrid stop" }, { topicSuffix: "shutdown" });
+  } catch (err) {
+    // Another `astrid stop` (or an idle timeout) got there first: the daemon went away under us, which is the goal.
+    if (isAstridError(err) && (err.code === "ASTRID_ERR_DAEMON_NOT_RUNNING" || err.code === "ASTRID_ERR_CONNECTION_CLOSED")) {
+      await waitForExit(home);
+      return out(argv, { running: false, stopped: false }, "The Astrid daemon was already stopping; it is stopped.");
+    }
+    throw err;
+  }
   if (reply.status === "Error") throw new AstridError(reply.code ?? "ASTRID_ERR_INTERNAL", reply.data);
   await client.waitClosed();
   await waitForExit(home);
@@ -265,9 +276,11 @@ async function main(): Promise<void> {
         };
         if (argv.action === "get") {
           const key = need(argv.key, "a key");
-          const data = (await kv(g, "KvGet", { scope: argv.scope, key })) as { value: string; base64: string } | null;
+          const data = (await kv(g, "KvGet", { scope: argv.scope, key })) as { value: string | null; base64: string } | null;
           if (data === null) throw new AstridError("ASTRID_ERR_NOT_FOUND", `no value for ${JSON.stringify(key)} in scope ${argv.scope}`);
-          out(g, { scope: argv.scope, key, ...data }, data.value);
+          // Binary or large values come as base64 only: the bytes themselves go to stdout.
+          if (data.value === null && !g.json) process.stdout.write(Buffer.from(data.base64, "base64"));
+          else out(g, { scope: argv.scope, key, ...data }, data.value ?? "");
         } else if (argv.action === "set") {
           const key = need(argv.key, "a key and a value");
           const value = need(argv.value, "a value");

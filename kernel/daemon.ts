@@ -25,6 +25,7 @@ import { CapsuleWatcher } from "./capsules/watcher";
 import { ConnectionTracker } from "./connection-tracker";
 import { resolveHome, type AstridHome } from "./home";
 import { IdleMonitor, idleSettings } from "./idle-monitor";
+import { openStateDatabaseReadOnly } from "../workers/storage/database";
 import { acquireHomeLock, type ReleaseLock } from "./home-lock";
 import { CLI_CAPSULE_NAME, SocketPolicy } from "./ingress-policy";
 import { closeLogger, createLogger, type Logger } from "./logger";
@@ -125,6 +126,13 @@ export class Daemon {
       const keyPath = path.join(home.keysDir, "runtime.key");
       // A key without a database means an earlier audit log was removed: say so, in the log and in the new chain.
       const logRemoved = fs.existsSync(keyPath) && !fs.existsSync(home.stateDbPath);
+      // A database without its key: a new key could never verify the old log, and the next boot would mark it broken
+      // for good. Refuse instead, so the operator can restore the key.
+      if (!fs.existsSync(keyPath) && fs.existsSync(home.stateDbPath) && holdsSignedAudit(home.stateDbPath)) {
+        throw new AstridError("ASTRID_ERR_RUNTIME_KEY_INVALID",
+          `${keyPath} is missing (or a dangling link) but ${home.stateDbPath} holds an audit log signed with it. ` +
+            "Restore the key; to start a new signing identity and a new log, move state.db aside first.");
+      }
       const seed = loadOrCreateRuntimeKey(keyPath);
       const looseMode = tightenRuntimeKeyMode(keyPath);
       if (looseMode !== null) {
@@ -515,6 +523,16 @@ function capsuleRoots(home: AstridHome, options: DaemonOptions): string[] {
     path.join(options.workspace, ".astrid", "capsules"),
     options.env.ASTRID_BUNDLED_CAPSULES_DIR || options.bundledCapsulesDir,
   ];
+}
+
+/** True when the (healthy) state database has signed audit entries; a damaged one throws STORAGE_CORRUPT. */
+function holdsSignedAudit(dbPath: string): boolean {
+  const db = openStateDatabaseReadOnly(dbPath);
+  try {
+    return db.prepare("SELECT 1 FROM audit WHERE signature IS NOT NULL LIMIT 1").get() !== undefined;
+  } finally {
+    db.close();
+  }
 }
 
 function isSymlink(file: string): boolean {

@@ -32,13 +32,35 @@ function auditedParams(request: KernelRequest): Record<string, unknown> | undefi
   switch (request.method) {
     case "KvGet":
     case "KvSet":
-      return { scope: request.params.scope ?? OPERATOR_KV_SCOPE, key: request.params.key };
+      return { scope: clip(request.params.scope ?? OPERATOR_KV_SCOPE), key: clip(request.params.key) };
     case "KvList":
-      return { scope: request.params.scope ?? OPERATOR_KV_SCOPE, prefix: request.params.prefix ?? "" };
+      return { scope: clip(request.params.scope ?? OPERATOR_KV_SCOPE), prefix: clip(request.params.prefix ?? "") };
     case "InstallCapsule":
-      return { source: request.params.source, workspace: request.params.workspace };
+      return { source: clip(request.params.source), workspace: request.params.workspace };
     default:
       return undefined;
+  }
+}
+
+/** Longest request string an audit entry keeps (the entry is written before the request is validated). */
+const AUDITED_STRING_CHARS = 256;
+
+/** `s`, or its first AUDITED_STRING_CHARS characters with how long it really was. */
+function clip(s: string): string {
+  return s.length <= AUDITED_STRING_CHARS ? s : `${s.slice(0, AUDITED_STRING_CHARS)}… (${s.length} chars)`;
+}
+
+/** Largest value a KvGet reply also carries as text (beside base64), so that a reply stays far inside a frame. */
+const KV_TEXT_REPLY_BYTES = 1024 * 1024;
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+/** The value as text when it is valid UTF-8 and small enough to send twice; else null (read `base64`). */
+function asText(value: Uint8Array): string | null {
+  if (value.byteLength > KV_TEXT_REPLY_BYTES) return null;
+  try {
+    return strictUtf8.decode(value);
+  } catch {
+    return null;
   }
 }
 
@@ -173,7 +195,7 @@ export class ManagementRouter {
         const { scope = OPERATOR_KV_SCOPE, key } = request.params;
         return this.host.kvGet(scope, key).then((value) => ({
           status: "Success",
-          data: value === null ? null : { value: Buffer.from(value).toString("utf8"), base64: Buffer.from(value).toString("base64") },
+          data: value === null ? null : { value: asText(value), base64: Buffer.from(value).toString("base64") },
         }));
       }
       case "KvSet": {

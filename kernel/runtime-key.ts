@@ -31,6 +31,8 @@ export function readRuntimeKey(keyPath: string): Buffer {
  * had, or null when it was already 0600 (or stricter).
  */
 export function tightenRuntimeKeyMode(keyPath: string): number | null {
+  // A symlinked key is the operator's arrangement: its target's mode is theirs to keep.
+  if (fs.lstatSync(keyPath).isSymbolicLink()) return null;
   const mode = fs.statSync(keyPath).mode & 0o777;
   if ((mode & 0o077) === 0) return null;
   fs.chmodSync(keyPath, 0o600);

@@ -35,6 +35,8 @@ export const HANDSHAKE_TIMEOUT_MS = 5000;
  * a client that stops mid-frame is dropped instead of holding its buffer forever.
  */
 export const FRAME_READ_TIMEOUT_MS = 5000;
+/** After its deadline, a frame still receiving bytes gets this much more each time it made progress. */
+const FRAME_PROGRESS_GRACE_MS = 1000;
 /** How long a connection we closed may take to read our last frame before it is destroyed. */
 const CLOSE_LINGER_MS = 1000;
 /** A client that lets this much egress pile up unread is dropped, so one slow reader never stalls the rest. */
@@ -233,11 +235,24 @@ export class SocketServer {
     if (conn.frameTimer === undefined) conn.frameStartedAt = Date.now();
     clearTimeout(conn.frameTimer);
     conn.frameBudgetMs = budget;
-    conn.frameTimer = setTimeout(() => {
-      const message = `a frame was not completed within ${budget} ms (${conn.decoder.pendingBytes} bytes received)`;
-      this.options.logger.warn("client stalled mid-frame; dropping client", { connection: conn.id, error: message });
-      this.closeWith(conn, this.errorFrame("ASTRID_ERR_TIMEOUT", message));
-    }, Math.max(0, conn.frameStartedAt + budget - Date.now()));
+    const expire = () => {
+      // Timers run before the loop reads sockets: when the daemon itself was busy, the rest of the frame may be
+      // waiting unread. Read first (setImmediate runs after the poll phase); drop only a client that sent nothing.
+      const timer = conn.frameTimer;
+      const seen = conn.decoder.pendingBytes;
+      setImmediate(() => {
+        if (conn.frameTimer !== timer || conn.phase !== "open") return; // completed, replaced or closed meanwhile
+        // Still arriving: a little more time, but never past twice the budget (a trickle is not progress forever).
+        if (conn.decoder.pendingBytes !== seen && Date.now() - conn.frameStartedAt < 2 * budget) {
+          conn.frameTimer = setTimeout(expire, FRAME_PROGRESS_GRACE_MS);
+          return;
+        }
+        const message = `a frame was not completed within ${budget} ms (${conn.decoder.pendingBytes} bytes received)`;
+        this.options.logger.warn("client stalled mid-frame; dropping client", { connection: conn.id, error: message });
+        this.closeWith(conn, this.errorFrame("ASTRID_ERR_TIMEOUT", message));
+      });
+    };
+    conn.frameTimer = setTimeout(expire, Math.max(0, conn.frameStartedAt + budget - Date.now()));
   }
 
   private onOversize(conn: Connection, err: AstridError): void {

@@ -16,8 +16,13 @@ const approveParams = z.strictObject({ request_id: z.string(), signature: z.stri
 const kvGetParams = z.strictObject({ scope: z.string().optional(), key: z.string() });
 const kvSetParams = z
   .strictObject({ scope: z.string().optional(), key: z.string(), value: z.string(), encoding: z.enum(["utf8", "base64"]).optional() })
-  .refine((p) => p.encoding !== "base64" || (p.value.length % 4 === 0 && /^[A-Za-z0-9+/]*={0,2}$/.test(p.value)), {
-    message: "value is not valid base64 (encoding: base64)",
+  .refine((p) => p.encoding !== "base64" || Buffer.from(p.value, "base64").toString("base64") === p.value, {
+    message: "value is not canonical base64 (encoding: base64)",
+    path: ["value"],
+  })
+  // Text with a lone surrogate has no UTF-8 form: it would be stored changed (U+FFFD), so it is refused.
+  .refine((p) => p.encoding === "base64" || !/\p{Cs}/u.test(p.value), {
+    message: "value holds a lone UTF-16 surrogate, which has no UTF-8 form (send bytes as base64)",
     path: ["value"],
   });
 const kvListParams = z.strictObject({ scope: z.string().optional(), prefix: z.string().optional() });

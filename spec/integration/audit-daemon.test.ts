@@ -245,6 +245,14 @@ describe("issue #3: audit entries from the kernel", () => {
     expect(daemonLog(d.home)).toMatch(/"mode":"0644".*the runtime key was readable by others|the runtime key was readable by others.*"mode":"0644"/);
     again.child.kill("SIGTERM");
     await again.exited;
+    // The key gone while its log stays: boot refuses (a new key would mark the old log broken for good).
+    fs.renameSync(key, `${key}.moved`);
+    const keyless = await spawnDaemon({ home: d.home, waitReady: false });
+    expect(await keyless.exited).toBe(1);
+    expect(keyless.stderr()).toMatch(/runtime\.key is missing .* holds an audit log signed with it.*\[ASTRID_ERR_RUNTIME_KEY_INVALID\]/);
+    expect(fs.existsSync(key)).toBe(false);
+    fs.renameSync(`${key}.moved`, key);
+    expect(astrid(d.home, ["audit", "verify"]).code).toBe(0);
   });
 });
 
@@ -252,11 +260,26 @@ describe("issue #3: astrid kv", () => {
   it("refuses invalid base64, lone surrogates and values over 8 MiB with coded errors", async () => {
     const d = await spawnDaemon();
     const c = await connect(d);
-    expect(await c.request("KvSet", { key: "b", value: "!!!not base64", encoding: "base64" })).toMatchObject({ status: "Error", code: "ASTRID_ERR_REQUEST_INVALID", data: expect.stringMatching(/not valid base64/) });
+    expect(await c.request("KvSet", { key: "b", value: "!!!not base64", encoding: "base64" })).toMatchObject({ status: "Error", code: "ASTRID_ERR_REQUEST_INVALID", data: expect.stringMatching(/not canonical base64/) });
+    expect(await c.request("KvSet", { key: "b", value: "YR==", encoding: "base64" })).toMatchObject({ status: "Error", code: "ASTRID_ERR_REQUEST_INVALID" });
+    expect(await c.request("KvSet", { key: "b", value: "a\ud800b" })).toMatchObject({ status: "Error", code: "ASTRID_ERR_REQUEST_INVALID", data: expect.stringMatching(/lone UTF-16 surrogate/) });
+    // A refused request's audit entry keeps at most 256 characters of what it was sent.
+    expect(await c.request("KvGet", { key: "k".repeat(100_000) })).toMatchObject({ status: "Error", code: "ASTRID_ERR_KV_KEY_INVALID" });
     expect(await c.request("KvSet", { key: "b", value: Buffer.from([0, 255]).toString("base64"), encoding: "base64" })).toMatchObject({ status: "Success" });
-    expect(await c.request("KvGet", { key: "b" })).toMatchObject({ data: { base64: "AP8=" } });
+    // Bytes that are not UTF-8 come back as base64 only, and `astrid kv get` writes the bytes themselves.
+    expect(await c.request("KvGet", { key: "b" })).toMatchObject({ data: { value: null, base64: "AP8=" } });
+    expect(spawnSync(process.execPath, [CLI_BIN, "kv", "get", "b"], { env: { ...process.env, ASTRID_HOME: d.home } }).stdout).toEqual(Buffer.from([0, 255]));
+    // A 7 MiB value of control bytes reads back whole (its reply once held it twice, escaped: over 50 MiB).
+    const ctl = Buffer.alloc(7 * 1024 * 1024, 1);
+    expect(await c.request("KvSet", { key: "ctl", value: ctl.toString("base64"), encoding: "base64" })).toMatchObject({ status: "Success" });
+    const back = spawnSync(process.execPath, [CLI_BIN, "kv", "get", "ctl"], { env: { ...process.env, ASTRID_HOME: d.home }, maxBuffer: 64 * 1024 * 1024 });
+    expect(back.status).toBe(0);
+    expect(back.stdout.equals(ctl)).toBe(true);
     expect(await c.request("KvSet", { key: "a\ud800", value: "x" })).toMatchObject({ status: "Error", code: "ASTRID_ERR_KV_KEY_INVALID" });
     expect(await c.request("KvGet", { key: "a\udc00" })).toMatchObject({ status: "Error", code: "ASTRID_ERR_KV_KEY_INVALID" });
+    await c.request("KvSet", { key: "flush", value: "x" }); // an awaited call flushes the queued audit records
+    const long = tail(d.home).find((e) => String((e.action.params as { key?: string } | undefined)?.key ?? "").startsWith("kkk"))!;
+    expect((long.action.params as { key: string }).key).toBe(`${"k".repeat(256)}… (100000 chars)`);
     // Over the value limit yet inside one 10 MiB frame: refused with the storage's code, the connection stays.
     expect(await c.request("KvSet", { key: "big", value: "x".repeat(8 * 1024 * 1024 + 1) })).toMatchObject({ status: "Error", code: "ASTRID_ERR_KV_VALUE_TOO_LARGE" });
     expect((await c.request("GetStatus")).status).toBe("Status");

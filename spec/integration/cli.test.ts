@@ -2,7 +2,7 @@
 import { spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { CLI_BIN, cleanup, daemonLog, makeStaleSocket, tempHome, until } from "../helpers/daemon";
+import { CLI_BIN, cleanup, daemonLog, makeStaleSocket, spawnDaemon, tempHome, until } from "../helpers/daemon";
 
 const started: number[] = [];
 afterAll(async () => {
@@ -68,6 +68,22 @@ describe("issue #2: astrid CLI", () => {
     expect(astrid(home, ["stop"])).toMatchObject({ code: 0, out: "Cleaned up stale daemon socket.\n" });
     expect(fs.existsSync(sock)).toBe(false);
   });
+
+  it("two `astrid stop` at once both exit 0 and the daemon is gone", async () => {
+    for (let trial = 0; trial < 3; trial++) {
+      const d = await spawnDaemon();
+      const stopOnce = () => new Promise<{ code: number | null; err: string }>((resolve) => {
+        const child = spawn(process.execPath, [CLI_BIN, "stop"], { env: { ...process.env, ASTRID_HOME: d.home } });
+        let err = "";
+        child.stderr.on("data", (b: Buffer) => (err += b.toString()));
+        child.once("exit", (code) => resolve({ code, err }));
+      });
+      const results = await Promise.all([stopOnce(), stopOnce()]);
+      expect(results).toEqual([{ code: 0, err: "" }, { code: 0, err: "" }]);
+      expect(await d.exited).toBe(0);
+      expect(fs.readdirSync(path.join(d.home, "run"))).toEqual([]);
+    }
+  }, 30_000);
 
   it("status on a stale socket says no daemon runs, cleans it up and exits 0", async () => {
     const home = tempHome();
