@@ -30,12 +30,20 @@ async function start(argv: Global): Promise<void> {
     return out(argv, { running: true, started: false }, "Astrid daemon is already running.");
   }
   const showProgress = !argv.json && process.stderr.isTTY;
-  const pid = await startDaemon(home, {
-    ephemeral: false,
-    workspace: process.cwd(),
-    env: process.env,
-    onPoll: showProgress ? (ms) => process.stderr.write(`\rStarting Astrid daemon… ${(ms / 1000).toFixed(1)} s`) : undefined,
-  });
+  let pid: number;
+  try {
+    pid = await startDaemon(home, {
+      ephemeral: false,
+      workspace: process.cwd(),
+      env: process.env,
+      onPoll: showProgress ? (ms) => process.stderr.write(`\rStarting Astrid daemon… ${(ms / 1000).toFixed(1)} s`) : undefined,
+    });
+  } catch (err) {
+    // Another `astrid start` won the race: a daemon is up (or coming up), which is what was asked for.
+    if (!isAstridError(err) || err.code !== "ASTRID_ERR_ALREADY_RUNNING") throw err;
+    if (showProgress) process.stderr.write("\r\x1b[K");
+    return out(argv, { running: true, started: false }, "Astrid daemon is already running.");
+  }
   if (showProgress) process.stderr.write("\r\x1b[K");
   out(argv, { running: true, started: true, pid }, `Astrid daemon started (persistent mode, PID ${pid}).`);
 }

@@ -46,6 +46,8 @@ export function probeSocket(socketPath: string, timeoutMs = 1000): Promise<Socke
       clearTimeout(timer);
       if (err.code === "ENOENT") resolve("absent");
       else if (err.code === "ECONNREFUSED") resolve("stale");
+      // A listener that accepted and reset us is alive (a daemon in the middle of shutting down).
+      else if (err.code === "ECONNRESET") resolve("live");
       else {
         reject(new AstridError("ASTRID_ERR_SOCKET_UNAVAILABLE", `Cannot check socket ${socketPath}: ${err.message}`, { cause: err }));
       }

@@ -7,7 +7,7 @@
 import { randomUUID } from "node:crypto";
 import readline from "node:readline";
 import type { DaemonClient } from "../../protocol/client";
-import { AstridError } from "../../protocol/errors";
+import { AstridError, isAstridError } from "../../protocol/errors";
 import type { IpcMessage, IpcPayload } from "../../protocol/ipc-message";
 import { CLIENT_DISCONNECT_TOPIC, CLIENT_ERROR_TOPIC, ONBOARDING_REQUIRED_TOPIC } from "../../protocol/topics";
 import type { AstridHome } from "../../kernel/home";
@@ -83,12 +83,17 @@ export async function runChat(home: AstridHome, options: ChatOptions): Promise<n
 async function ensureDaemon(home: AstridHome, options: ChatOptions): Promise<DaemonClient> {
   if ((await daemonState(home)) !== "live") {
     const progress = !options.json && process.stderr.isTTY === true;
-    await startDaemon(home, {
-      ephemeral: true,
-      workspace: options.workspace,
-      env: process.env,
-      onPoll: progress ? (ms) => process.stderr.write(`\rStarting Astrid daemon… ${(ms / 1000).toFixed(1)} s`) : undefined,
-    });
+    try {
+      await startDaemon(home, {
+        ephemeral: true,
+        workspace: options.workspace,
+        env: process.env,
+        onPoll: progress ? (ms) => process.stderr.write(`\rStarting Astrid daemon… ${(ms / 1000).toFixed(1)} s`) : undefined,
+      });
+    } catch (err) {
+      // Another chat or start brought a daemon up at the same moment: talk to that one.
+      if (!isAstridError(err) || err.code !== "ASTRID_ERR_ALREADY_RUNNING") throw err;
+    }
     if (progress) process.stderr.write("\r\x1b[K");
   }
   return connect(home);

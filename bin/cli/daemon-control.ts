@@ -47,6 +47,21 @@ export interface StartOptions {
   onPoll?: (elapsedMs: number) => void;
 }
 
+/** A ready file this much older than the spawn still counts (file-time granularity). */
+const READY_CLOCK_SLACK_MS = 100;
+
+/** The live pid named by `run/daemon.lock`, if any. */
+function lockHolder(home: AstridHome): number | undefined {
+  try {
+    const pid = Number(fs.readFileSync(home.lockPath, "utf8").trim());
+    if (!Number.isSafeInteger(pid) || pid <= 0) return undefined;
+    process.kill(pid, 0);
+    return pid;
+  } catch {
+    return undefined;
+  }
+}
+
 /** How long a daemon that missed the start deadline gets to shut down cleanly before it is killed. */
 const STOP_GRACE_MS = 8000;
 
@@ -55,19 +70,27 @@ const STOP_GRACE_MS = 8000;
  * ASTRID_ERR_DAEMON_START_FAILED (and the log path) when it exits early or is not ready within 10 s.
  */
 export async function startDaemon(home: AstridHome, options: StartOptions): Promise<number> {
-  fs.rmSync(home.readyPath, { force: true });
   const args = [DAEMON_SCRIPT, "--workspace", options.workspace];
   if (options.ephemeral) args.push("--ephemeral");
+  // A ready file counts only if written after this spawn: a stale one is ignored rather than deleted (deleting it
+  // could remove that of a daemon another `astrid start` is bringing up at the same moment).
+  const started = Date.now();
+  const fresh = () => (fs.statSync(home.readyPath, { throwIfNoEntry: false })?.mtimeMs ?? 0) >= started - READY_CLOCK_SLACK_MS;
   const child = spawn(process.execPath, args, { detached: true, stdio: "ignore", env: options.env });
   let exited: number | null | undefined;
   child.once("exit", (code, signal) => (exited = code ?? (signal ? 128 : 1)));
-  const started = Date.now();
   for (let i = 0; i < READY_POLLS; i++) {
-    if (fs.existsSync(home.readyPath)) {
+    if (exited === undefined && fresh() && lockHolder(home) === child.pid) {
       child.unref();
       return child.pid!;
     }
     if (exited !== undefined) {
+      // Lost the race to another daemon starting on this home (it holds the lock): that one is the answer.
+      const holder = lockHolder(home);
+      if (holder !== undefined && holder !== child.pid) {
+        for (; i < READY_POLLS && !fresh(); i++) await new Promise((r) => setTimeout(r, READY_POLL_MS));
+        throw new AstridError("ASTRID_ERR_ALREADY_RUNNING", `Another Astrid daemon (PID ${holder}) is ${fresh() ? "running" : "starting"} on this home.`);
+      }
       throw new AstridError("ASTRID_ERR_DAEMON_START_FAILED",
         `Daemon exited prematurely (exit code ${exited})${lastLoggedError(home)}. Check logs: ${home.logDir}`);
     }

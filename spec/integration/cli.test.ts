@@ -2,7 +2,7 @@
 import { spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { CLI_BIN, cleanup, daemonLog, makeStaleSocket, spawnDaemon, tempHome, until } from "../helpers/daemon";
+import { CLI_BIN, cleanup, daemonLog, makeStaleSocket, policyOnlyBundle, spawnDaemon, tempHome, until } from "../helpers/daemon";
 
 const started: number[] = [];
 afterAll(async () => {
@@ -68,6 +68,27 @@ describe("issue #2: astrid CLI", () => {
     expect(astrid(home, ["stop"])).toMatchObject({ code: 0, out: "Cleaned up stale daemon socket.\n" });
     expect(fs.existsSync(sock)).toBe(false);
   });
+
+  it("two `astrid start` at once: one starts the daemon, the other says it is already running; both exit 0", async () => {
+    for (let trial = 0; trial < 3; trial++) {
+      const home = tempHome();
+      const startOnce = () => new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
+        const child = spawn(process.execPath, [CLI_BIN, "start"], { env: { ...process.env, ASTRID_HOME: home, ASTRID_BUNDLED_CAPSULES_DIR: policyOnlyBundle() } });
+        let out = "";
+        let err = "";
+        child.stdout.on("data", (b: Buffer) => (out += b.toString()));
+        child.stderr.on("data", (b: Buffer) => (err += b.toString()));
+        child.once("exit", (code) => resolve({ code, out, err }));
+      });
+      const results = await Promise.all([startOnce(), startOnce()]);
+      expect(results.map((r) => [r.code, r.err])).toEqual([[0, ""], [0, ""]]);
+      expect(results.map((r) => r.out.replace(/\d+/g, "N")).sort()).toEqual([
+        "Astrid daemon is already running.\n", "Astrid daemon started (persistent mode, PID N).\n",
+      ]);
+      expect(astrid(home, ["stop"])).toMatchObject({ code: 0 });
+      expect(fs.readdirSync(path.join(home, "run"))).toEqual([]);
+    }
+  }, 60_000);
 
   it("two `astrid stop` at once both exit 0 and the daemon is gone", async () => {
     for (let trial = 0; trial < 3; trial++) {
