@@ -62,6 +62,19 @@ export class AuditLog {
     });
   }
 
+  /**
+   * An entry about the log itself, written during boot before anything else and awaited (it must be committed,
+   * and signed as its batch's newest entry, before the daemon appends on top): a failure `error`, else a success.
+   */
+  boot(action: AuditInput["action"], error?: string): Promise<unknown> {
+    return this.storage.appendAudit({
+      session_id: this.sessionId,
+      action,
+      authorization: { type: "system", reason: "boot" },
+      outcome: error === undefined ? { status: "success", details: null } : { status: "failure", error },
+    });
+  }
+
   private record(entry: Omit<AuditInput, "session_id">): void {
     this.storage.recordAudit({ session_id: this.sessionId, ...entry });
   }

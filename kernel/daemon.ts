@@ -31,7 +31,7 @@ import { CLI_CAPSULE_NAME, SocketPolicy } from "./ingress-policy";
 import { closeLogger, createLogger, type Logger } from "./logger";
 import { ManagementRouter } from "./management-router";
 import { SessionToken } from "./session-token";
-import { checkSocketPathLength, prepareSocketPath, probeSocket } from "./socket-prepare";
+import { checkSocketPathLength, isSymlink, prepareSocketPath, probeSocket } from "./socket-prepare";
 import { SocketServer } from "./socket-server";
 import { AuditLog } from "./audit-log";
 import { loadOrCreateRuntimeKey, tightenRuntimeKeyMode } from "./runtime-key";
@@ -149,12 +149,7 @@ export class Daemon {
       const audit = new AuditLog(storage, options.sessionId);
       if (logRemoved) {
         logger.error("var/state.db is missing although keys/runtime.key exists: the earlier audit log and KV were removed; starting new ones", { db: home.stateDbPath });
-        await storage.appendAudit({
-          session_id: options.sessionId,
-          action: { type: "audit_log_created", note: "keys/runtime.key predates this log: an earlier var/state.db was removed" },
-          authorization: { type: "system", reason: "boot" },
-          outcome: { status: "success", details: null },
-        });
+        await audit.boot({ type: "audit_log_created", note: "keys/runtime.key predates this log: an earlier var/state.db was removed" });
       }
       const report = await storage.verifyAudit();
       if (report.intact) logger.info("audit chain verified", { entries: report.entries });
@@ -164,12 +159,8 @@ export class Daemon {
         // Before anything is signed on top of it (a signature vouches for every entry before it), the break goes
         // into the chain itself, so that no later boot can make a tampered log verify again.
         if (!report.marked && report.broken) {
-          await storage.appendAudit({
-            session_id: options.sessionId,
-            action: { type: CHAIN_BROKEN_ACTION, broken_seq: report.broken.seq, broken_id: report.broken.id, reason: report.broken.reason },
-            authorization: { type: "system", reason: "boot verification" },
-            outcome: { status: "failure", error: report.broken.reason },
-          });
+          const { seq, id, reason } = report.broken;
+          await audit.boot({ type: CHAIN_BROKEN_ACTION, broken_seq: seq, broken_id: id, reason }, reason);
         }
       }
       // 6. Bind the socket, then write the token, before any capsule can see a client.
@@ -532,14 +523,6 @@ function holdsSignedAudit(dbPath: string): boolean {
     return db.prepare("SELECT 1 FROM audit WHERE signature IS NOT NULL LIMIT 1").get() !== undefined;
   } finally {
     db.close();
-  }
-}
-
-function isSymlink(file: string): boolean {
-  try {
-    return fs.lstatSync(file).isSymbolicLink();
-  } catch {
-    return false;
   }
 }
 

@@ -2,8 +2,9 @@
  * One daemon per `$ASTRID_HOME`. The socket probe catches a daemon that is already serving, but two daemons started
  * at the same moment both pass it, and the loser's clean-up would then remove the winner's token or ready file (the
  * reference has the same race). So the first thing a daemon writes is `run/daemon.lock`, holding its pid and created
- * atomically (a hard link, which fails when the lock exists); the loser stops before it touches anything else. A lock left by a daemon that died (SIGKILL, a
- * crash) names a pid that is gone, or one that is no longer an astrid daemon, and is taken over.
+ * atomically (a hard link, which fails when the lock exists); the loser stops before it touches anything else. A
+ * lock left by a daemon that died (SIGKILL, a crash) names a pid that is gone, or one that is no longer an astrid
+ * daemon, and is taken over.
  */
 import fs from "node:fs";
 import { AstridError } from "../protocol/errors";
@@ -47,6 +48,12 @@ function link(from: string, to: string): boolean {
     if ((err as NodeJS.ErrnoException).code === "EEXIST") return false;
     throw err;
   }
+}
+
+/** The pid of the live astrid daemon holding the lock, if any (what `astrid start` checks after losing a race). */
+export function lockHolder(lockPath: string): number | undefined {
+  const pid = readHolder(lockPath);
+  return pid !== undefined && isDaemon(pid) ? pid : undefined;
 }
 
 function release(lockPath: string): ReleaseLock {

@@ -75,6 +75,11 @@ export async function prepareSocketPath(socketPath: string): Promise<void> {
   fs.chmodSync(dir, 0o700);
 }
 
+/** True when `p` is a symbolic link (never followed). */
+export function isSymlink(p: string): boolean {
+  return lstatOrNull(p)?.isSymbolicLink() === true;
+}
+
 function lstatOrNull(p: string): fs.Stats | null {
   try {
     return fs.lstatSync(p);

@@ -21,8 +21,8 @@ import { workerEntry } from "./worker-entry";
 /**
  * How long audit-only work may wait for company. A batch costs ~0.5 ms of CPU whatever its size (task hand-off,
  * commit and fsync, one signature), so unawaited audit records are gathered for up to this long; any awaited
- * call, or 1024 pending entries, flushes at once. Nobody awaits the kernel's audit writes, so the linger delays no reply; a
- * crash loses at most this window of entries, and the chain stays whole (a batch commits or not at all).
+ * call, or 1024 pending entries, flushes at once. Nobody awaits the kernel's audit writes, so the linger delays no
+ * reply; a crash loses at most this window of entries, and the chain stays whole (a batch commits or not at all).
  * Measured with bench/status-roundtrip (A/B, two pairs): 5 ms / 64 cost ~2× the audit CPU per request of
  * 10 ms / 256, and 50 ms / 1024 took the daemon from 42–47 to 33–35 µs of CPU per request at 32 clients.
  */
@@ -35,13 +35,11 @@ type Pending = { op: StorageOp; resolve: (value: unknown) => void; reject: (err:
 
 /** An entry's body for the worker; a coded error when it cannot be one (e.g. a BigInt or a cycle in `action`). */
 function serialise(entry: AuditInput): string {
-  let body: string | undefined;
   try {
-    body = auditBody(entry);
+    return auditBody(entry);
   } catch (err) {
     throw new AstridError("ASTRID_ERR_INTERNAL", `an audit entry cannot be serialised: ${(err as Error).message}`, { cause: err });
   }
-  return body;
 }
 
 /** How to open storage. */

@@ -8,6 +8,7 @@ import path from "node:path";
 import { AstridError } from "../../protocol/errors";
 import { DaemonClient } from "../../protocol/client";
 import type { AstridHome } from "../../kernel/home";
+import { lockHolder } from "../../kernel/home-lock";
 import { probeSocket } from "../../kernel/socket-prepare";
 import { readTokenFile } from "../../kernel/session-token";
 
@@ -50,18 +51,6 @@ export interface StartOptions {
 /** A ready file this much older than the spawn still counts (file-time granularity). */
 const READY_CLOCK_SLACK_MS = 100;
 
-/** The live pid named by `run/daemon.lock`, if any. */
-function lockHolder(home: AstridHome): number | undefined {
-  try {
-    const pid = Number(fs.readFileSync(home.lockPath, "utf8").trim());
-    if (!Number.isSafeInteger(pid) || pid <= 0) return undefined;
-    process.kill(pid, 0);
-    return pid;
-  } catch {
-    return undefined;
-  }
-}
-
 /** How long a daemon that missed the start deadline gets to shut down cleanly before it is killed. */
 const STOP_GRACE_MS = 8000;
 
@@ -80,13 +69,13 @@ export async function startDaemon(home: AstridHome, options: StartOptions): Prom
   let exited: number | null | undefined;
   child.once("exit", (code, signal) => (exited = code ?? (signal ? 128 : 1)));
   for (let i = 0; i < READY_POLLS; i++) {
-    if (exited === undefined && fresh() && lockHolder(home) === child.pid) {
+    if (exited === undefined && fresh() && lockHolder(home.lockPath) === child.pid) {
       child.unref();
       return child.pid!;
     }
     if (exited !== undefined) {
       // Lost the race to another daemon starting on this home (it holds the lock): that one is the answer.
-      const holder = lockHolder(home);
+      const holder = lockHolder(home.lockPath);
       if (holder !== undefined && holder !== child.pid) {
         for (; i < READY_POLLS && !fresh(); i++) await new Promise((r) => setTimeout(r, READY_POLL_MS));
         throw new AstridError("ASTRID_ERR_ALREADY_RUNNING", `Another Astrid daemon (PID ${holder}) is ${fresh() ? "running" : "starting"} on this home.`);
