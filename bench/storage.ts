@@ -14,7 +14,8 @@ import path from "node:path";
 import Database from "better-sqlite3";
 import type { AuditInput } from "../protocol/storage-messages";
 import { StorageClient } from "../kernel/storage-client";
-import { contentHash, entryContent, GENESIS_HASH } from "../workers/storage/audit-chain";
+import { contentHash, GENESIS_HASH } from "../storage/audit-chain";
+import { entryContent } from "../workers/storage/audit-chain";
 import { openStateDatabase } from "../workers/storage/database";
 import { flag, median, option, percentile } from "./bench-options";
 

@@ -12,8 +12,10 @@ import { OPERATOR_KV_SCOPE } from "../protocol/kernel-request";
 import { describeReport, tailAuditLog, verifyAuditLog } from "./cli/audit";
 import path from "node:path";
 import { installCapsule, type InstallOutcome } from "../kernel/capsules/installer";
+import { CapsuleLoader, type LoaderLogger } from "../kernel/capsules/loader-client";
 import { runChat } from "./cli/chat";
-import { connect, daemonState, formatUptime, startDaemon, waitForExit } from "./cli/daemon-control";
+import { daemonState, formatUptime, startDaemon, waitForExit } from "./cli/daemon-control";
+import { daemonRequest } from "./cli/daemon-request";
 
 interface Global {
   json: boolean;
@@ -53,11 +55,8 @@ async function stop(argv: Global): Promise<void> {
   const state = await daemonState(home);
   if (state === "absent") return out(argv, { running: false, stopped: false }, "No Astrid daemon is running.");
   if (state === "cleaned") return out(argv, { running: false, stopped: false, cleaned: true }, "Cleaned up stale daemon socket.");
-  let client;
-  let reply;
   try {
-    client = await connect(home);
-    reply = await client.request("Shutdown", { reason: "astrid stop" }, { topicSuffix: "shutdown" });
+    await daemonRequest(home, "Shutdown", { reason: "astrid stop" }, { topicSuffix: "shutdown", knownLive: true, daemonCloses: true });
   } catch (err) {
     // Another `astrid stop` (or an idle timeout) got there first: the daemon went away under us, which is the goal.
     if (isAstridError(err) && (err.code === "ASTRID_ERR_DAEMON_NOT_RUNNING" || err.code === "ASTRID_ERR_CONNECTION_CLOSED")) {
@@ -66,8 +65,6 @@ async function stop(argv: Global): Promise<void> {
     }
     throw err;
   }
-  if (reply.status === "Error") throw new AstridError(reply.code ?? "ASTRID_ERR_INTERNAL", reply.data);
-  await client.waitClosed();
   await waitForExit(home);
   out(argv, { running: false, stopped: true }, "Astrid daemon stopped.");
 }
@@ -79,25 +76,17 @@ async function status(argv: Global): Promise<void> {
     const cleaned = state === "cleaned" ? " (a stale socket was cleaned up)" : "";
     return out(argv, { running: false }, `No Astrid daemon is running.${cleaned}`);
   }
-  const client = await connect(home);
-  try {
-    const reply = await client.request("GetStatus", undefined, { topicSuffix: "status" });
-    if (reply.status !== "Status") {
-      throw new AstridError(reply.status === "Error" ? (reply.code ?? "ASTRID_ERR_INTERNAL") : "ASTRID_ERR_INTERNAL",
-        reply.status === "Error" ? reply.data : "Unexpected response from daemon");
-    }
-    const s: DaemonStatus = reply.data;
-    out(argv, { running: true, ...s }, [
-      `Astrid daemon (PID ${s.pid}, uptime ${formatUptime(s.uptime_secs)})`,
-      `  Version:   ${s.version}`,
-      `  Mode:      ${s.ephemeral ? "ephemeral" : "persistent"}`,
-      `  Clients:   ${s.connected_clients}`,
-      `  Capsules:  ${s.loaded_capsules.length} loaded`,
-      ...s.loaded_capsules.map((name) => `    - ${name}`),
-    ].join("\n"));
-  } finally {
-    await client.close();
-  }
+  const reply = await daemonRequest(home, "GetStatus", undefined, { topicSuffix: "status", knownLive: true });
+  if (reply.status !== "Status") throw new AstridError("ASTRID_ERR_INTERNAL", "Unexpected response from daemon");
+  const s: DaemonStatus = reply.data;
+  out(argv, { running: true, ...s }, [
+    `Astrid daemon (PID ${s.pid}, uptime ${formatUptime(s.uptime_secs)})`,
+    `  Version:   ${s.version}`,
+    `  Mode:      ${s.ephemeral ? "ephemeral" : "persistent"}`,
+    `  Clients:   ${s.connected_clients}`,
+    `  Capsules:  ${s.loaded_capsules.length} loaded`,
+    ...s.loaded_capsules.map((name) => `    - ${name}`),
+  ].join("\n"));
 }
 
 // Read before parsing: a usage error is reported before any middleware runs.
@@ -132,18 +121,7 @@ async function auditTail(argv: Global & { lines: number; follow: boolean }): Pro
 
 /** Runs one KV request against the running daemon (KV lives in the daemon's storage worker). */
 async function kv(argv: Global, method: "KvGet" | "KvSet" | "KvList", params: Record<string, unknown>): Promise<unknown> {
-  const home = resolveHome();
-  if ((await daemonState(home)) !== "live") {
-    throw new AstridError("ASTRID_ERR_DAEMON_NOT_RUNNING", "No Astrid daemon is running; start one with `astrid start`.");
-  }
-  const client = await connect(home);
-  try {
-    const reply = await client.request(method, params, { topicSuffix: "kv" });
-    if (reply.status === "Error") throw new AstridError(reply.code ?? "ASTRID_ERR_INTERNAL", reply.data);
-    return reply.data;
-  } finally {
-    await client.close();
-  }
+  return (await daemonRequest(resolveHome(), method, params, { topicSuffix: "kv" })).data;
 }
 
 interface CapsuleMeta {
@@ -161,18 +139,7 @@ interface CapsuleMeta {
 
 /** GetCapsuleMetadata from the running daemon. */
 async function capsuleMetadata(): Promise<CapsuleMeta[]> {
-  const home = resolveHome();
-  if ((await daemonState(home)) !== "live") {
-    throw new AstridError("ASTRID_ERR_DAEMON_NOT_RUNNING", "No Astrid daemon is running; start one with `astrid start`.");
-  }
-  const client = await connect(home);
-  try {
-    const reply = await client.request("GetCapsuleMetadata", undefined, { topicSuffix: "capsules" });
-    if (reply.status === "Error") throw new AstridError(reply.code ?? "ASTRID_ERR_INTERNAL", reply.data);
-    return reply.data as CapsuleMeta[];
-  } finally {
-    await client.close();
-  }
+  return (await daemonRequest(resolveHome(), "GetCapsuleMetadata", undefined, { topicSuffix: "capsules" })).data as CapsuleMeta[];
 }
 
 async function capsuleList(argv: Global): Promise<void> {
@@ -211,21 +178,19 @@ async function capsuleInstall(argv: Global, dir: string, workspace: boolean): Pr
   const source = path.resolve(dir);
   if ((await daemonState(home)) !== "live") {
     if (workspace) throw new AstridError("ASTRID_ERR_DAEMON_NOT_RUNNING", "--workspace installs need the daemon that serves the workspace; start one with `astrid start`");
-    const done = await installCapsule(source, { root: home.principalCapsulesDir("default"), reload: async () => {}, record: () => undefined });
+    // No daemon: the loader worker makes the same staged copy; the next start loads it.
+    const loader = new CapsuleLoader({ log: () => undefined, error: () => undefined } as unknown as LoaderLogger);
+    const done = await installCapsule(source, { root: home.principalCapsulesDir("default"), loader, reload: async () => {}, record: () => undefined })
+      .finally(() => loader.close());
     return out(argv, { ...done, state: "installed", loaded: false },
       `Installed ${done.name} ${done.version} into ${done.dir}. No daemon is running; it loads (and runs its install hook) on the next start.`);
   }
-  const client = await connect(home);
-  try {
-    const reply = await client.request("InstallCapsule", { source, workspace }, { topicSuffix: "install_capsule", timeoutMs: 180_000 });
-    if (reply.status === "Error") throw new AstridError(reply.code ?? "ASTRID_ERR_INTERNAL", reply.data);
-    const done = reply.data as InstallOutcome;
-    const upgraded = done.previous_version !== undefined ? ` (was ${done.previous_version})` : "";
-    const shadowed = done.active ? "" : ` It is not the running copy: ${done.active_dir} comes first in the discovery order.`;
-    out(argv, done, `Installed ${done.name} ${done.version}${upgraded} into ${done.dir}; it is ${done.state}.${shadowed}`);
-  } finally {
-    await client.close();
-  }
+  const reply = await daemonRequest(home, "InstallCapsule", { source, workspace },
+    { topicSuffix: "install_capsule", timeoutMs: 180_000, knownLive: true });
+  const done = reply.data as InstallOutcome;
+  const upgraded = done.previous_version !== undefined ? ` (was ${done.previous_version})` : "";
+  const shadowed = done.active ? "" : ` It is not the running copy: ${done.active_dir} comes first in the discovery order.`;
+  out(argv, done, `Installed ${done.name} ${done.version}${upgraded} into ${done.dir}; it is ${done.state}.${shadowed}`);
 }
 
 async function main(): Promise<void> {

@@ -5,17 +5,22 @@
 import { pathToFileURL } from "node:url";
 import type { MessagePort } from "node:worker_threads";
 import * as Comlink from "comlink";
-import nodeEndpoint from "comlink/dist/umd/node-adapter";
 import type {
   CapsuleControl,
+  CapsuleEventMessage,
   CapsuleWorkerData,
   FromCapsule,
   InterceptResult,
+  KernelSyscalls,
+  SetupOutcome,
+  StepOutcome,
   SyscallName,
+  SyscallResult,
   ToCapsule,
   ToolOutcome,
 } from "../protocol/capsule-messages";
-import { MAX_CAPSULE_PUBLISH_BYTES_PER_SEC } from "../protocol/capsule-messages";
+import { MAX_CAPSULE_PUBLISH_BYTES_PER_SEC, MAX_CAPSULE_TEXT_CHARS } from "../protocol/capsule-messages";
+import { BoundedRemote, rpcChannel } from "../protocol/rpc-channel";
 import { busTopicMatches, exactSegmentMatches, topicProblem } from "../protocol/topic-match";
 import { resolveDefinition, type CapsuleApi, type CapsuleDefinition, type CapsuleEvent, type FinalResult } from "./sdk";
 
@@ -33,21 +38,21 @@ export class CapsuleCallError extends Error {
   }
 }
 
-/** Boots the capsule on `port` (the worker's parentPort). */
-export async function runCapsule(port: MessagePort, data: CapsuleWorkerData): Promise<void> {
+/** Text of a thrown value, cut to what the kernel accepts. */
+function messageOf(err: unknown): string {
+  return String((err as Error)?.message ?? err).slice(0, MAX_CAPSULE_TEXT_CHARS);
+}
+
+/** Boots the capsule: `port` is the worker's parentPort (data plane), `data.control` the control plane. */
+export function runCapsule(port: MessagePort, data: CapsuleWorkerData): void {
   const send = (message: FromCapsule) => port.postMessage(message);
-  const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
-  let nextId = 1;
-  const call = (name: SyscallName, ...args: unknown[]) =>
-    new Promise<unknown>((resolve, reject) => {
-      const id = nextId++;
-      const timer = setTimeout(() => {
-        pending.delete(id);
-        reject(new CapsuleCallError("ASTRID_ERR_TIMEOUT", `${name} got no reply within ${SYSCALL_TIMEOUT_MS} ms`));
-      }, SYSCALL_TIMEOUT_MS);
-      pending.set(id, { resolve, reject, timer });
-      send({ t: "syscall", id, call: name, args });
-    });
+  const channel = rpcChannel(data.control);
+  const kernel = new BoundedRemote<KernelSyscalls>(channel.caller, "kernel");
+  const call = async (name: SyscallName, ...args: unknown[]): Promise<unknown> => {
+    const result = await kernel.call<SyscallResult>((k) => k.syscall(name, args) as Promise<SyscallResult>, SYSCALL_TIMEOUT_MS);
+    if (result.ok) return result.value;
+    throw new CapsuleCallError(result.code, result.message);
+  };
 
   const subscriptions: Array<{ pattern: string; handler: (e: CapsuleEvent) => unknown }> = [];
   // The reply-less path is taken only for publishes the kernel will accept: a valid topic in ipc_publish, a small
@@ -75,7 +80,8 @@ export async function runCapsule(port: MessagePort, data: CapsuleWorkerData): Pr
     send({ t: "publish", topic, payload });
     return true;
   };
-  const log = (level: "debug" | "info" | "warn" | "error") => (message: string) => send({ t: "log", level, message: String(message) });
+  const log = (level: "debug" | "info" | "warn" | "error") => (message: string) =>
+    send({ t: "log", level, message: String(message).slice(0, MAX_CAPSULE_TEXT_CHARS) });
   const api: CapsuleApi = {
     name: data.name,
     ipc: {
@@ -100,11 +106,12 @@ export async function runCapsule(port: MessagePort, data: CapsuleWorkerData): Pr
   };
 
   let definition: CapsuleDefinition | undefined;
+  let ready = false;
   // Events are handled one at a time, in arrival order; each handled event is acknowledged.
-  const queue: Array<Extract<ToCapsule, { t: "event" }>> = [];
+  const queue: CapsuleEventMessage[] = [];
   let draining = false;
   const drain = async () => {
-    if (draining) return;
+    if (draining || !ready) return;
     draining = true;
     while (queue.length > 0) {
       const message = queue.shift()!;
@@ -116,7 +123,7 @@ export async function runCapsule(port: MessagePort, data: CapsuleWorkerData): Pr
         else for (const sub of subscriptions) if (busTopicMatches(sub.pattern, event.topic)) await sub.handler(event);
       } catch (err) {
         // A throwing handler is the capsule's problem, not the kernel's: report it and go on.
-        send({ t: "log", level: "error", message: `handler for ${event.topic} threw: ${(err as Error)?.stack ?? String(err)}` });
+        log("error")(`handler for ${event.topic} threw: ${(err as Error)?.stack ?? String(err)}`);
       }
       send({ t: "ack", n: 1 });
     }
@@ -124,21 +131,50 @@ export async function runCapsule(port: MessagePort, data: CapsuleWorkerData): Pr
   };
 
   port.on("message", (message: ToCapsule) => {
-    if (message.t === "reply") {
-      const waiter = pending.get(message.id);
-      if (!waiter) return;
-      pending.delete(message.id);
-      clearTimeout(waiter.timer);
-      if (message.ok) waiter.resolve(message.value);
-      else waiter.reject(new CapsuleCallError(message.code, message.message));
-    } else if (message.t === "event") {
-      queue.push(message);
-      if (definition) void drain();
-    }
+    if (message.t !== "event") return;
+    queue.push(message);
+    void drain();
   });
 
-  // The control plane: the kernel calls interceptors of a chain here and waits for each decision.
+  // The control plane: the kernel drives loading step by step and calls interceptors of a chain and tools here.
   const control: CapsuleControl = {
+    async load(): Promise<StepOutcome> {
+      try {
+        const loaded = (await import(pathToFileURL(data.file).href)) as { default?: unknown };
+        const def = resolveDefinition((loaded.default as { default?: unknown } | undefined)?.default ?? loaded.default ?? loaded, data.file);
+        const missing = data.actions.filter((a) => typeof def.interceptors?.[a] !== "function");
+        if (missing.length > 0) throw new Error(`interceptor action(s) declared in Capsule.toml but not exported: ${missing.join(", ")}`);
+        definition = def;
+        return { ok: true };
+      } catch (err) {
+        return { ok: false, message: messageOf(err) };
+      }
+    },
+    async runHook(lifecycle): Promise<StepOutcome> {
+      try {
+        if (lifecycle.hook === "install") await definition?.install?.(api);
+        else await definition?.upgrade?.(api, lifecycle.from);
+        return { ok: true };
+      } catch (err) {
+        return { ok: false, message: `${lifecycle.hook} hook failed: ${messageOf(err)}` };
+      }
+    },
+    async setup(): Promise<SetupOutcome> {
+      if (!definition) return { ok: false, message: "setup before load" };
+      try {
+        await definition.setup?.(api);
+      } catch (err) {
+        return { ok: false, message: messageOf(err) };
+      }
+      ready = true;
+      void drain();
+      const tools = Object.entries(definition.tools ?? {}).map(([name, tool]) => ({
+        name,
+        description: String(tool.description ?? "No description"),
+        ...(tool.inputSchema !== undefined ? { input_schema: tool.inputSchema } : {}),
+      }));
+      return { ok: true, tools };
+    },
     async intercept(action, event): Promise<InterceptResult> {
       const handler = definition?.interceptors?.[action];
       if (!handler) return { action: "continue" };
@@ -147,7 +183,7 @@ export async function runCapsule(port: MessagePort, data: CapsuleWorkerData): Pr
         if (out !== null && typeof out === "object" && (out as FinalResult).__astrid === "final") return { action: "final", data: (out as FinalResult).data };
         return out === undefined ? { action: "continue" } : { action: "continue", data: out };
       } catch (err) {
-        return { action: "deny", reason: (err as Error)?.message ?? String(err) };
+        return { action: "deny", reason: messageOf(err) };
       }
     },
     async executeTool(name, args): Promise<ToolOutcome> {
@@ -157,39 +193,9 @@ export async function runCapsule(port: MessagePort, data: CapsuleWorkerData): Pr
         const content = await tool.execute(args, api);
         return { content: content === undefined ? null : content, is_error: false };
       } catch (err) {
-        return { content: (err as Error)?.message ?? String(err), is_error: true };
+        return { content: messageOf(err), is_error: true };
       }
     },
   };
-  Comlink.expose(control, nodeEndpoint(data.control));
-
-  try {
-    const loaded = (await import(pathToFileURL(data.file).href)) as { default?: unknown };
-    const def = resolveDefinition((loaded.default as { default?: unknown } | undefined)?.default ?? loaded.default ?? loaded, data.file);
-    const missing = data.actions.filter((a) => typeof def.interceptors?.[a] !== "function");
-    if (missing.length > 0) throw new Error(`interceptor action(s) declared in Capsule.toml but not exported: ${missing.join(", ")}`);
-    definition = def;
-    if (data.lifecycle) {
-      const lifecycle = data.lifecycle;
-      send({ t: "lifecycle", phase: "started" });
-      try {
-        if (lifecycle.hook === "install") await def.install?.(api);
-        else await def.upgrade?.(api, lifecycle.from);
-      } catch (err) {
-        throw new Error(`${lifecycle.hook} hook failed: ${(err as Error)?.message ?? String(err)}`);
-      }
-      send({ t: "lifecycle", phase: "done" });
-    }
-    await def.setup?.(api);
-  } catch (err) {
-    send({ t: "failed", message: (err as Error)?.message ?? String(err) });
-    return;
-  }
-  const tools = Object.entries(definition.tools ?? {}).map(([name, tool]) => ({
-    name,
-    description: tool.description ?? "No description",
-    ...(tool.inputSchema !== undefined ? { input_schema: tool.inputSchema } : {}),
-  }));
-  send({ t: "ready", tools });
-  void drain();
+  Comlink.expose(control, channel.callee);
 }

@@ -24,6 +24,9 @@ export const METHOD_CAPABILITIES: Readonly<Record<string, string>> = {
 // Capability profiles (reference §8.5–8.6) are not enforced yet; every entry says so rather than claim a grant.
 const NOT_ENFORCED = { type: "not_required", reason: "capability profiles are not enforced yet" } as const;
 
+/** What happened to a capsule, as its audit entry names it. */
+export type CapsuleChange = "load" | "install" | "upgrade" | "fail" | "restart" | "reload" | "unload" | "denied" | "protocol_violation";
+
 /** Records kernel events into the audit chain. */
 export class AuditLog {
   constructor(
@@ -51,12 +54,15 @@ export class AuditLog {
     });
   }
 
-  /** A capsule lifecycle change: load, install, upgrade, fail, restart, reload, unload, or a denied call. */
-  capsule(change: "load" | "install" | "upgrade" | "fail" | "restart" | "reload" | "unload" | "denied", name: string, detail: Record<string, unknown> = {}): void {
+  /**
+   * A capsule lifecycle change: load, install, upgrade, fail, restart, reload, unload; or a call it was denied, or
+   * a malformed message from its worker (`protocol_violation`).
+   */
+  capsule(change: CapsuleChange, name: string, detail: Record<string, unknown> = {}): void {
     this.record({
       action: { type: "capsule_lifecycle", change, capsule: name, ...detail },
       authorization: { type: "system", reason: "kernel" },
-      outcome: change === "fail" || change === "denied"
+      outcome: change === "fail" || change === "denied" || change === "protocol_violation"
         ? { status: "failure", error: String(detail.reason ?? detail.detail ?? "") }
         : { status: "success", details: null },
     });

@@ -3,7 +3,7 @@
  * an `[[uplink]]`; once idle for the whole timeout (after the initial grace) it shuts down with reason
  * `idle_timeout` and exits 0.
  */
-import { AstridError } from "../protocol/errors";
+import type { DaemonConfig } from "./config";
 
 /** Resolved idle settings. */
 export interface IdleSettings {
@@ -14,26 +14,18 @@ export interface IdleSettings {
 }
 
 const EPHEMERAL = { timeoutMs: 30_000, graceMs: 5_000, pollMs: 1_000 };
-const PERSISTENT = { timeoutMs: 300_000, graceMs: 30_000, pollMs: 15_000 };
+const PERSISTENT_POLL_MS = 15_000;
 
 /**
- * Settings for a mode. Persistent mode reads `ASTRID_IDLE_TIMEOUT_SECS` (unparsable → 300, `0` → never) and
- * `ASTRID_IDLE_GRACE_SECS`; the poll never exceeds a quarter of the timeout, so a short timeout is honoured.
+ * Settings for a mode. Persistent mode takes `ASTRID_IDLE_TIMEOUT_SECS` (0 → never) and `ASTRID_IDLE_GRACE_SECS`
+ * from the config (kernel/config.ts parses them); the poll never exceeds a quarter of the timeout, so a short
+ * timeout is honoured. Ephemeral mode has the reference's fixed numbers.
  */
-export function idleSettings(ephemeral: boolean, env: NodeJS.ProcessEnv = process.env): IdleSettings {
-  if (ephemeral) return { ...EPHEMERAL };
-  // Whole seconds only, as the reference parses it (u64): "", " ", "1e3", "0x10", "1.5" are unparsable → 300 s.
-  const raw = env.ASTRID_IDLE_TIMEOUT_SECS?.trim();
-  const timeoutMs = raw !== undefined && /^\d{1,9}$/.test(raw) ? Number(raw) * 1000 : PERSISTENT.timeoutMs;
-  let graceMs = PERSISTENT.graceMs;
-  if (env.ASTRID_IDLE_GRACE_SECS !== undefined) {
-    const grace = Number(env.ASTRID_IDLE_GRACE_SECS);
-    if (!Number.isFinite(grace) || grace < 0) {
-      throw new AstridError("ASTRID_ERR_INVALID_ARGUMENT", `ASTRID_IDLE_GRACE_SECS must be a number of seconds ≥ 0 (got ${JSON.stringify(env.ASTRID_IDLE_GRACE_SECS)})`);
-    }
-    graceMs = Math.round(grace * 1000);
-  }
-  const pollMs = timeoutMs === 0 ? PERSISTENT.pollMs : Math.min(PERSISTENT.pollMs, Math.max(100, Math.floor(timeoutMs / 4)));
+export function idleSettings(config: Pick<DaemonConfig, "ephemeral" | "idleTimeoutSecs" | "idleGraceSecs">): IdleSettings {
+  if (config.ephemeral) return { ...EPHEMERAL };
+  const timeoutMs = config.idleTimeoutSecs * 1000;
+  const graceMs = config.idleGraceSecs * 1000;
+  const pollMs = timeoutMs === 0 ? PERSISTENT_POLL_MS : Math.min(PERSISTENT_POLL_MS, Math.max(100, Math.floor(timeoutMs / 4)));
   return { timeoutMs, graceMs, pollMs };
 }
 

@@ -6,7 +6,7 @@
  */
 import { memoTopicPredicate } from "../protocol/topic-cache";
 import { exactSegmentMatches } from "../protocol/topic-match";
-import type { CapsuleManifest } from "./capsules/manifest";
+import type { CapsuleManifest } from "../protocol/capsule-manifest";
 
 /** Name of the capsule that declares the socket policy; the daemon refuses to run without it. */
 export const CLI_CAPSULE_NAME = "astrid-capsule-cli";

@@ -131,7 +131,7 @@ export class SocketServer {
         resolve();
       });
     });
-    this.boundInode = fs.statSync(socketPath).ino;
+    this.boundInode = (await fs.promises.stat(socketPath)).ino;
     this.unsubscribe = bus.subscribe(this.policy.egress, (event) => this.forward(event));
   }
 
@@ -178,13 +178,13 @@ export class SocketServer {
     await Promise.all(drained);
     clearTimeout(timer);
     await serverClosed;
-    this.removeSocketFile();
+    await this.removeSocketFile();
   }
 
-  private removeSocketFile(): void {
+  private async removeSocketFile(): Promise<void> {
     const { socketPath } = this.options;
     try {
-      if (this.boundInode !== undefined && fs.statSync(socketPath).ino === this.boundInode) fs.unlinkSync(socketPath);
+      if (this.boundInode !== undefined && (await fs.promises.stat(socketPath)).ino === this.boundInode) await fs.promises.unlink(socketPath);
     } catch {
       // Already gone (Node unlinks it on close); nothing to do.
     }

@@ -5,10 +5,11 @@
  * ASTRID_ERR_STORAGE_UNAVAILABLE and piscina starts a fresh worker for the next batch.
  */
 import { Piscina } from "piscina";
-import { AstridError, isErrorCode } from "../protocol/errors";
+import { AstridError } from "../protocol/errors";
 import {
   auditBody,
   checkKv,
+  storageError,
   type AuditEntry,
   type AuditInput,
   type StorageOp,
@@ -245,15 +246,14 @@ export class StorageClient {
       .then(
         (result: TaskResult) => {
           if ("fatal" in result) {
-            const code = isErrorCode(result.fatal.code) ? result.fatal.code : "ASTRID_ERR_STORAGE_UNAVAILABLE";
-            for (const caller of callers) caller?.reject(new AstridError(code, result.fatal.message));
+            for (const caller of callers) caller?.reject(storageError(result.fatal));
             if (unawaited > 0) lost(result.fatal.message);
             return;
           }
           result.results.forEach((r, i) => {
             const caller = callers[i];
             if (r.ok) caller?.resolve(r.value);
-            else if (caller) caller.reject(new AstridError(isErrorCode(r.code) ? r.code : "ASTRID_ERR_INTERNAL", r.message));
+            else if (caller) caller.reject(storageError(r));
             else lost(r.message, (ops[i] as Extract<StorageOp, { op: "audit.append" }>).bodies.length);
           });
         },

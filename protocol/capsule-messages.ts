@@ -1,8 +1,17 @@
 /**
- * Messages between the kernel and one capsule worker. Events flow one way (kernel → worker) as plain port
- * messages — no reply, no proxy — and the worker acknowledges them in batches so the kernel can bound the queue.
- * Capsule calls (syscalls) carry an id and get exactly one reply; the kernel checks each against the manifest.
+ * Every message between the kernel and one capsule worker, each described once with a zod schema beside its type.
+ *
+ * Two ways across, both on ports the kernel creates:
+ * - the **control plane**: calls that expect a reply — kernel → capsule (`CapsuleControl`: load, lifecycle hook,
+ *   setup, interceptors, tools) and capsule → kernel (`KernelSyscalls`: ipc, kv) — all comlink over one
+ *   `rpc-channel` port, each call with a deadline; results are plain `{ ok, … }` records, never thrown values;
+ * - the **data plane**: one-way raw port messages on the worker's parentPort — bus events into the capsule, and
+ *   acknowledgements, reply-less publishes and log lines out of it. Comlink per event would double their cost.
+ *
+ * The kernel trusts nothing a capsule worker sends (it runs the capsule's code): every data-plane message and every
+ * control-plane result is parsed with the schemas below on receipt.
  */
+import { z } from "zod";
 
 /** What the worker needs to start. */
 export interface CapsuleWorkerData {
@@ -15,68 +24,130 @@ export interface CapsuleWorkerData {
   actions: string[];
   /** The manifest's `ipc_publish`, so the host can tell which publishes will pass (the kernel checks them all). */
   publishAcl: string[];
-  /** The lifecycle hook to run before setup: first load ever, or a version other than the one last installed. */
-  lifecycle?: LifecycleHook;
-  /** The port the kernel's control-plane calls (comlink) arrive on. */
+  /** The port of the control plane (comlink, both directions). */
   control: import("node:worker_threads").MessagePort;
 }
 
 /** `install` on a capsule's first load; `upgrade` (with the previously installed version) when its version changed. */
 export type LifecycleHook = { hook: "install" } | { hook: "upgrade"; from: string };
 
-/** What an interceptor decided (reference §6.7): go on (optionally with a new payload), stop, or refuse. */
-export type InterceptResult = { action: "continue"; data?: unknown } | { action: "final"; data?: unknown } | { action: "deny"; reason: string };
+/** Largest string a capsule may put in a log line or an error message; longer ones are malformed. */
+export const MAX_CAPSULE_TEXT_CHARS = 64 * 1024;
+const Text = z.string().max(MAX_CAPSULE_TEXT_CHARS);
 
-/** The control plane a capsule worker exposes to the kernel (comlink). */
+// ---- control plane, kernel → capsule ----------------------------------------------------------------------------
+
+/** A step of loading that worked, or why it did not. */
+export const StepOutcomeSchema = z.discriminatedUnion("ok", [
+  z.strictObject({ ok: z.literal(true) }),
+  z.strictObject({ ok: z.literal(false), message: Text }),
+]);
+export type StepOutcome = z.infer<typeof StepOutcomeSchema>;
+
+/** A tool a capsule offers, as it describes itself when ready. */
+export const ToolDescriptorSchema = z.strictObject({
+  name: z.string().min(1).max(128),
+  description: z.string().max(4096),
+  input_schema: z.unknown().optional(),
+});
+export type ToolDescriptor = z.infer<typeof ToolDescriptorSchema>;
+
+/** Most tools one capsule may offer. */
+export const MAX_CAPSULE_TOOLS = 256;
+
+/** `setup` ran: the capsule is ready and offers these tools; or it failed. */
+export const SetupOutcomeSchema = z.discriminatedUnion("ok", [
+  z.strictObject({ ok: z.literal(true), tools: z.array(ToolDescriptorSchema).max(MAX_CAPSULE_TOOLS) }),
+  z.strictObject({ ok: z.literal(false), message: Text }),
+]);
+export type SetupOutcome = z.infer<typeof SetupOutcomeSchema>;
+
+/** What an interceptor decided (reference §6.7): go on (optionally with a new payload), stop, or refuse. */
+export const InterceptResultSchema = z.discriminatedUnion("action", [
+  z.strictObject({ action: z.literal("continue"), data: z.unknown().optional() }),
+  z.strictObject({ action: z.literal("final"), data: z.unknown().optional() }),
+  z.strictObject({ action: z.literal("deny"), reason: Text }),
+]);
+export type InterceptResult = z.infer<typeof InterceptResultSchema>;
+
+/** What a tool run produced: `content` is the tool's return value (or the error message). */
+export const ToolOutcomeSchema = z.strictObject({ content: z.unknown(), is_error: z.boolean() });
+export type ToolOutcome = z.infer<typeof ToolOutcomeSchema>;
+
+/** The event an interceptor is called with. */
+export interface InterceptEvent {
+  topic: string;
+  payload: unknown;
+  source_id: string;
+  principal?: string;
+  seq: number;
+}
+
+/** The control plane a capsule worker exposes to the kernel. Every result is validated on receipt. */
 export interface CapsuleControl {
+  /** Imports the capsule's module and checks it implements what the manifest declares. */
+  load(): Promise<StepOutcome>;
+  /** Runs the install or upgrade hook (only after a successful `load`). */
+  runHook(lifecycle: LifecycleHook): Promise<StepOutcome>;
+  /** Runs the capsule's `setup` and reports its tools; after this, events are delivered. */
+  setup(): Promise<SetupOutcome>;
   /** Runs the interceptor `action` on an event and reports its decision. */
-  intercept(action: string, event: { topic: string; payload: unknown; source_id: string; principal?: string; seq: number }): Promise<InterceptResult>;
+  intercept(action: string, event: InterceptEvent): Promise<InterceptResult>;
   /** Runs tool `name` with `args`; a throw becomes `is_error: true` with its message. */
   executeTool(name: string, args: unknown): Promise<ToolOutcome>;
 }
 
-/** Kernel → worker. */
-export type ToCapsule =
-  | { t: "event"; topic: string; payload: unknown; source_id: string; principal?: string; seq: number; action?: string }
-  | { t: "reply"; id: number; ok: true; value: unknown }
-  | { t: "reply"; id: number; ok: false; code: string; message: string };
+// ---- control plane, capsule → kernel ----------------------------------------------------------------------------
 
 /** Calls a capsule can make; every one is checked in the main thread. */
-export type SyscallName = "ipc.publish" | "ipc.subscribe" | "kv.get" | "kv.set" | "kv.delete" | "kv.list";
+export const SYSCALL_NAMES = ["ipc.publish", "ipc.subscribe", "kv.get", "kv.set", "kv.delete", "kv.list"] as const;
+export type SyscallName = (typeof SYSCALL_NAMES)[number];
 
-/** Worker → kernel. */
-/** A tool a capsule offers, as it describes itself when ready. */
-export interface ToolDescriptor {
-  name: string;
-  description: string;
-  input_schema?: unknown;
+/** A syscall as the kernel accepts it: a known name and at most four arguments. */
+export const SyscallSchema = z.tuple([z.enum(SYSCALL_NAMES), z.array(z.unknown()).max(4)]);
+
+/** A syscall's answer: its value, or a coded refusal. */
+export type SyscallResult = { ok: true; value: unknown } | { ok: false; code: string; message: string };
+
+/** The kernel's side of the control plane, as a capsule worker sees it (the only method it may call). */
+export interface KernelSyscalls {
+  syscall(call: SyscallName, args: unknown[]): Promise<SyscallResult>;
 }
+/** The methods of `KernelSyscalls`, for the channel guard. */
+export const KERNEL_SYSCALL_METHODS = ["syscall"] as const;
 
-/** What a tool run produced: `content` is the tool's return value (or the error message). */
-export interface ToolOutcome {
-  content: unknown;
-  is_error: boolean;
+// ---- data plane ----------------------------------------------------------------------------------------------
+
+/** Kernel → worker: a bus event (or one interceptor's delivery, with `action`). */
+export interface CapsuleEventMessage {
+  t: "event";
+  topic: string;
+  payload: unknown;
+  source_id: string;
+  principal?: string;
+  seq: number;
+  action?: string;
 }
+export type ToCapsule = CapsuleEventMessage;
 
-export type FromCapsule =
-  | { t: "ready"; tools: ToolDescriptor[] }
-  | { t: "failed"; message: string }
-  /** The lifecycle hook began (the kernel switches to the hook deadline) or finished (the kernel records the version). */
-  | { t: "lifecycle"; phase: "started" | "done" }
-  | { t: "syscall"; id: number; call: SyscallName; args: unknown[] }
+/** Most events one ack may acknowledge (the queue limit: a larger count cannot be honest). */
+export const CAPSULE_QUEUE_LIMIT = 256;
+
+/** Worker → kernel, one-way. */
+export const FromCapsuleSchema = z.discriminatedUnion("t", [
   /**
    * A publish the host expects to pass (topic valid, in `ipc_publish`, within the size and rate limits): sent
    * without an id and never answered, which saves a message per publish. The kernel checks it like the syscall;
    * a refusal (a host that lied, or a rate window that drifted) is dropped, audited when denied, and logged.
    */
-  | { t: "publish"; topic: string; payload: unknown }
-  | { t: "log"; level: "debug" | "info" | "warn" | "error"; message: string }
-  | { t: "ack"; n: number };
+  z.strictObject({ t: z.literal("publish"), topic: z.string().max(1024), payload: z.unknown() }),
+  z.strictObject({ t: z.literal("log"), level: z.enum(["debug", "info", "warn", "error"]), message: Text }),
+  /** `n` events handled since the last ack. */
+  z.strictObject({ t: z.literal("ack"), n: z.number().int().min(1).max(CAPSULE_QUEUE_LIMIT) }),
+]);
+export type FromCapsule = z.infer<typeof FromCapsuleSchema>;
 
 /** Largest payload a capsule may publish (reference §6.8). */
 export const MAX_CAPSULE_PAYLOAD_BYTES = 5 * 1024 * 1024;
 /** Most payload bytes one capsule may publish in a one-second window (reference §6.8 `max_ipc_throughput_bytes`). */
 export const MAX_CAPSULE_PUBLISH_BYTES_PER_SEC = 10 * 1024 * 1024;
-
-/** Events a capsule may have delivered but not yet handled before new ones are dropped (and counted). */
-export const CAPSULE_QUEUE_LIMIT = 256;

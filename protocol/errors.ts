@@ -6,7 +6,8 @@
 /** Each code with the one-line meaning the README shows. */
 export const ERROR_CODES = {
   ASTRID_ERR_HOME_INVALID: "ASTRID_HOME (or HOME) is unset, relative, or contains `..`",
-  ASTRID_ERR_INVALID_ARGUMENT: "a command-line flag or environment variable has an invalid value",
+  ASTRID_ERR_INVALID_ARGUMENT: "a command-line argument is missing, unknown or invalid (`astrid`; `astrid-daemon`'s unknown flags)",
+  ASTRID_ERR_CONFIG_INVALID: "an `ASTRID_*` environment variable or `astrid-daemon` flag has a value it does not allow (the message names it, the value and what is allowed)",
   ASTRID_ERR_SOCKET_PATH_TOO_LONG: "the socket path is 108 bytes or longer (the platform limit)",
   ASTRID_ERR_ALREADY_RUNNING: "another daemon is already serving this ASTRID_HOME",
   ASTRID_ERR_SOCKET_UNAVAILABLE: "the socket path exists but cannot be checked or bound",

@@ -2,7 +2,7 @@
  * Messages between the kernel's storage client and the storage worker (one piscina task = one batch = one
  * transaction), the KV limits both sides enforce, and the audit entry shapes the CLI prints.
  */
-import { AstridError } from "./errors";
+import { AstridError, type ErrorCode } from "./errors";
 
 /** Longest scope, in UTF-8 bytes. */
 export const MAX_KV_SCOPE_BYTES = 256;
@@ -33,11 +33,25 @@ export interface StorageTask {
   ops: StorageOp[];
 }
 
+/**
+ * A failure as it crosses back from the worker: an AstridError does not survive structured cloning (its class and
+ * brand are lost), so its registry code and message travel and the client rebuilds it with `storageError`.
+ */
+export interface StorageFailure {
+  code: ErrorCode;
+  message: string;
+}
+
 /** The outcome of one op. */
-export type OpResult = { ok: true; value: unknown } | { ok: false; code: string; message: string };
+export type OpResult = { ok: true; value: unknown } | ({ ok: false } & StorageFailure);
 
 /** What one task returns: per-op results, or a fatal error that failed the whole batch (e.g. an unopenable db). */
-export type TaskResult = { results: OpResult[] } | { fatal: { code: string; message: string } };
+export type TaskResult = { results: OpResult[] } | { fatal: StorageFailure };
+
+/** The coded error a failure from the storage worker stands for. */
+export function storageError(failure: StorageFailure): AstridError {
+  return new AstridError(failure.code, failure.message);
+}
 
 /** What the kernel asks to record; the worker adds seq, id, timestamp and the chain fields. */
 export interface AuditInput {

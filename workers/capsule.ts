@@ -6,4 +6,4 @@ import { runCapsule } from "../capsule-host/host";
 import type { CapsuleWorkerData } from "../protocol/capsule-messages";
 
 if (!parentPort) throw new Error("workers/capsule must run in a worker thread");
-void runCapsule(parentPort, workerData as CapsuleWorkerData);
+runCapsule(parentPort, workerData as CapsuleWorkerData);

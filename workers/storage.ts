@@ -8,7 +8,8 @@ import type Database from "better-sqlite3";
 import { isAstridError } from "../protocol/errors";
 import { nowRfc3339 } from "../protocol/timestamp";
 import { checkKv, type OpResult, type StorageOp, type StorageTask, type TaskResult } from "../protocol/storage-messages";
-import { checkAuditBodies, contentHash, entryText, GENESIS_HASH, privateKeyFromSeed, publicKeyFromSeed, signHash, tailEntries, verifyChain } from "./storage/audit-chain";
+import { contentHash, entryText, GENESIS_HASH, privateKeyFromSeed, publicKeyFromSeed, tailEntries, verifyChain } from "../storage/audit-chain";
+import { checkAuditBodies, signHash } from "./storage/audit-chain";
 import { openStateDatabase } from "./storage/database";
 
 /** What the kernel hands the worker at start. */

@@ -6,8 +6,8 @@ import { AstridError } from "../../protocol/errors";
 import type { AuditEntry, VerifyReport } from "../../protocol/storage-messages";
 import type { AstridHome } from "../../kernel/home";
 import { readRuntimeKey } from "../../kernel/runtime-key";
-import { entriesAfter, publicKeyFromSeed, tailEntries, verifyChain } from "../../workers/storage/audit-chain";
-import { openStateDatabaseReadOnly } from "../../workers/storage/database";
+import { entriesAfter, publicKeyFromSeed, tailEntries, verifyChain } from "../../storage/audit-chain";
+import { openStateDatabaseReadOnly } from "../../storage/database";
 
 /** Entries a follower reads per query while catching up. */
 const FOLLOW_PAGE = 1000;

@@ -10,6 +10,7 @@ import type { DaemonClient } from "../../protocol/client";
 import { AstridError, isAstridError } from "../../protocol/errors";
 import type { IpcMessage, IpcPayload } from "../../protocol/ipc-message";
 import { CLIENT_DISCONNECT_TOPIC, CLIENT_ERROR_TOPIC, ONBOARDING_REQUIRED_TOPIC } from "../../protocol/topics";
+import { parseUuid, UUID_FORMAT } from "../../protocol/uuid";
 import type { AstridHome } from "../../kernel/home";
 import { connect, daemonState, startDaemon } from "./daemon-control";
 
@@ -22,7 +23,6 @@ const RESPONSE_TOPIC = "agent.v1.response";
 const DELTA_TOPIC = "agent.v1.stream.delta";
 const HISTORY_REQUEST_TOPIC = "session.v1.request.get_messages";
 const HISTORY_RESPONSE_PREFIX = "session.v1.response.get_messages.";
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** What `astrid chat` was asked to do. */
 export interface ChatOptions {
@@ -44,8 +44,10 @@ const PIPED_GRACE_MS = 200;
 
 /** Runs a chat; resolves with the exit status. */
 export async function runChat(home: AstridHome, options: ChatOptions): Promise<number> {
-  if (options.session !== undefined && !UUID.test(options.session)) {
-    throw new AstridError("ASTRID_ERR_INVALID_ARGUMENT", `--session must be a UUID, not ${JSON.stringify(options.session)}`);
+  // Canonical form, so that `-s` spelt with capitals or without hyphens resumes the same session.
+  const session = options.session === undefined ? undefined : parseUuid(options.session);
+  if (session === null) {
+    throw new AstridError("ASTRID_ERR_INVALID_ARGUMENT", `--session must be ${UUID_FORMAT}, not ${JSON.stringify(options.session)}`);
   }
   if (!Number.isFinite(options.timeoutSecs) || options.timeoutSecs <= 0) {
     throw new AstridError("ASTRID_ERR_INVALID_ARGUMENT", "--timeout must be a positive number of seconds");
@@ -60,7 +62,7 @@ export async function runChat(home: AstridHome, options: ChatOptions): Promise<n
   if (!interactive && !text) throw new AstridError("ASTRID_ERR_INVALID_ARGUMENT", "nothing to send: give -p <text>, pipe text on stdin, or use a terminal");
 
   const client = await ensureDaemon(home, options);
-  const chat = new Conversation(client, options.session ?? randomUUID(), options.json);
+  const chat = new Conversation(client, session ?? randomUUID(), options.json);
   try {
     if (!interactive) {
       const outcome = await chat.send(PROMPT_TOPIC, text!, options.timeoutSecs * 1000);

@@ -7,6 +7,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { AstridError } from "../../protocol/errors";
 import { DaemonClient } from "../../protocol/client";
+import { loadDaemonConfig } from "../../kernel/config";
 import type { AstridHome } from "../../kernel/home";
 import { lockHolder } from "../../kernel/home-lock";
 import { probeSocket } from "../../kernel/socket-prepare";
@@ -59,6 +60,9 @@ const STOP_GRACE_MS = 8000;
  * ASTRID_ERR_DAEMON_START_FAILED (and the log path) when it exits early or is not ready within 10 s.
  */
 export async function startDaemon(home: AstridHome, options: StartOptions): Promise<number> {
+  // The daemon's own check, made here first: the detached daemon's stderr goes nowhere, and a config error comes
+  // before its log exists, so the user would otherwise see only "exited prematurely".
+  loadDaemonConfig(options.env, { workspace: options.workspace, ephemeral: options.ephemeral });
   const args = [DAEMON_SCRIPT, "--workspace", options.workspace];
   if (options.ephemeral) args.push("--ephemeral");
   // A ready file counts only if written after this spawn: a stale one is ignored rather than deleted (deleting it

@@ -4,11 +4,11 @@
  * reported, never fatal: a cycle falls back to discovery order.
  */
 import semver from "semver";
-import type { LoadedManifest } from "./manifest";
+import type { LoadedManifest } from "../../protocol/capsule-manifest";
 
 /** What the sort found worth telling the operator. */
-export interface LoadOrderReport {
-  order: LoadedManifest[];
+export interface LoadOrderReport<T extends LoadedManifest = LoadedManifest> {
+  order: T[];
   /** Names caught in a dependency cycle (empty when none). */
   cycle: string[];
   /** `capsule needs ns/iface@range` lines for required imports nobody exports. */
@@ -48,7 +48,7 @@ function exportsOf(m: LoadedManifest): Array<{ key: string; version: string }> {
 }
 
 /** Sorts `capsules` (in discovery order) for loading. */
-export function loadOrder(capsules: readonly LoadedManifest[]): LoadOrderReport {
+export function loadOrder<T extends LoadedManifest>(capsules: readonly T[]): LoadOrderReport<T> {
   const providers = new Map<string, Array<{ index: number; version: string }>>();
   capsules.forEach((m, index) => {
     for (const e of exportsOf(m)) {
@@ -85,7 +85,7 @@ export function loadOrder(capsules: readonly LoadedManifest[]): LoadOrderReport 
     sorted.push(next);
     for (const d of dependents[next]!) if (--indegree[d]! === 0) ready.push(d);
   }
-  let order: LoadedManifest[];
+  let order: T[];
   let cycle: string[] = [];
   if (sorted.length < capsules.length) {
     cycle = capsules.filter((_, i) => indegree[i]! > 0).map((m) => m.manifest.package.name);

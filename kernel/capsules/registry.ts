@@ -2,7 +2,7 @@
  * The capsule registry: every capsule the daemon knows, loaded or failed, with why. Management requests read it.
  */
 import type { ToolDescriptor } from "../../protocol/capsule-messages";
-import type { CapsuleManifest, LoadedManifest } from "./manifest";
+import type { CapsuleManifest, LoadedManifest } from "../../protocol/capsule-manifest";
 
 /** Lifecycle state of a registered capsule (reference §6.3). */
 export type CapsuleState = "loading" | "ready" | "failed" | "unloading";

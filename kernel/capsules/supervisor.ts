@@ -1,53 +1,31 @@
 /**
- * Runs each capsule with code in its own worker thread, answers its syscalls after checking them against its
- * manifest, delivers its events (one-way port messages, at most 256 unacknowledged, the rest dropped and
- * counted), and contains every way a capsule can fail: throw at load, exit, hang, run out of memory. A failed
- * capsule is marked with its reason, announced on `astrid.v1.health.failed`, and restarted with backoff
- * (2 s doubling to 120 s, 5 attempts), then stays failed and visible.
+ * The lifecycle of capsule workers: start (spawn, load, lifecycle hook, setup), failure, restart with backoff
+ * (2 s doubling to 120 s, 5 attempts, then failed and visible), the hung-handler watchdog, stop. Each way a
+ * capsule can fail — throw at load, exit, hang, run out of memory, send malformed messages — marks it failed with
+ * its reason and announces it on `astrid.v1.health.failed`. Syscalls are checked by `syscall-gate.ts`; events,
+ * interceptors and tools are routed by `event-dispatch.ts`.
  */
 import { randomUUID } from "node:crypto";
 import path from "node:path";
-import { MessageChannel, Worker } from "node:worker_threads";
-import { AstridError, isAstridError, type ErrorCode } from "../../protocol/errors";
-import {
-  CAPSULE_QUEUE_LIMIT,
-  MAX_CAPSULE_PAYLOAD_BYTES,
-  MAX_CAPSULE_PUBLISH_BYTES_PER_SEC,
-  type CapsuleControl,
-  type CapsuleWorkerData,
-  type FromCapsule,
-  type InterceptResult,
-  type LifecycleHook,
-  type ToCapsule,
-  type ToolOutcome,
-} from "../../protocol/capsule-messages";
-import { guestView, NIL_UUID, normalizePayload } from "../../protocol/ipc-message";
-import { exactSegmentMatches, topicProblem } from "../../protocol/topic-match";
-import { HEALTH_FAILED_TOPIC, ONBOARDING_REQUIRED_TOPIC, TOOL_EXECUTE_PREFIX } from "../../protocol/topics";
+import { SetupOutcomeSchema, StepOutcomeSchema, type CapsuleWorkerData, type FromCapsule, type LifecycleHook } from "../../protocol/capsule-messages";
+import { isAstridError, type ErrorCode } from "../../protocol/errors";
+import { NIL_UUID } from "../../protocol/ipc-message";
+import { HEALTH_FAILED_TOPIC, ONBOARDING_REQUIRED_TOPIC } from "../../protocol/topics";
 import type { AuditLog } from "../audit-log";
-import type { BusEvent, EventBus } from "../bus";
+import type { EventBus } from "../bus";
 import type { Logger } from "../logger";
-import { BoundedRemote } from "../rpc";
-import { workerEntry } from "../worker-entry";
 import type { StorageClient } from "../storage-client";
 import type { ResolvedEnv } from "./capsule-env";
+import { CapsuleRun, MAX_CAPSULE_LOG_LINES_PER_SEC, MAX_MALFORMED_MESSAGES } from "./capsule-run";
+import { EventDispatch } from "./event-dispatch";
+import { hookFor, readInstallRecord, writeInstallRecord, type InstallRecord } from "./install-records";
 import type { CapsuleRecord } from "./registry";
+import { SyscallGate } from "./syscall-gate";
 
 /** Restart policy (reference §2.8). */
 export const RESTART_BACKOFF_MS = 2000;
 export const RESTART_BACKOFF_MAX_MS = 120_000;
 export const MAX_RESTARTS = 5;
-/** Most subscriptions one capsule may hold. */
-export const MAX_CAPSULE_SUBSCRIPTIONS = 128;
-/** KV scope of the install records: key = capsule name, value = JSON `InstallRecord`. */
-export const INSTALL_SCOPE = "system:capsules";
-
-/** What the daemon remembers about a capsule whose install or upgrade hook succeeded. */
-export interface InstallRecord {
-  version: string;
-  installed_at: string;
-  updated_at: string;
-}
 
 /** Tunables, read once from the environment (tests shorten them). */
 export interface SupervisorSettings {
@@ -63,40 +41,17 @@ export interface SupervisorSettings {
   maxHeapMb: number;
 }
 
-/** Settings from `ASTRID_CAPSULE_*` variables, with defaults. */
-export function supervisorSettings(env: NodeJS.ProcessEnv): SupervisorSettings {
-  const num = (name: string, fallback: number) => {
-    const v = Number(env[name]);
-    return env[name] !== undefined && Number.isFinite(v) && v > 0 ? v : fallback;
-  };
+/** The supervisor's part of the daemon config (`ASTRID_CAPSULE_*`, checked and defaulted in kernel/config.ts). */
+export function supervisorSettings(
+  config: Pick<import("../config").DaemonConfig, "capsuleReadyTimeoutMs" | "capsuleHookTimeoutMs" | "capsuleHandlerTimeoutMs" | "capsuleRestartBackoffMs" | "capsuleMaxHeapMb">,
+): SupervisorSettings {
   return {
-    readyTimeoutMs: num("ASTRID_CAPSULE_READY_TIMEOUT_MS", 10_000),
-    hookTimeoutMs: num("ASTRID_CAPSULE_HOOK_TIMEOUT_MS", 60_000),
-    handlerTimeoutMs: num("ASTRID_CAPSULE_HANDLER_TIMEOUT_MS", 30_000),
-    backoffMs: num("ASTRID_CAPSULE_RESTART_BACKOFF_MS", RESTART_BACKOFF_MS),
-    maxHeapMb: num("ASTRID_CAPSULE_MAX_HEAP_MB", 64),
+    readyTimeoutMs: config.capsuleReadyTimeoutMs,
+    hookTimeoutMs: config.capsuleHookTimeoutMs,
+    handlerTimeoutMs: config.capsuleHandlerTimeoutMs,
+    backoffMs: config.capsuleRestartBackoffMs,
+    maxHeapMb: config.capsuleMaxHeapMb,
   };
-}
-
-/** One running (or starting) capsule worker. */
-class CapsuleRun {
-  readonly sourceId = randomUUID();
-  remote!: BoundedRemote<CapsuleControl>;
-  outstanding = 0;
-  dropped = 0;
-  oldestUnacked = 0;
-  readonly unsubscribe: Array<() => void> = [];
-  subscriptions = 0;
-  ended = false;
-  /** Publish throughput: bytes published in the fixed one-second window that began at `windowStart`. */
-  windowStart = 0;
-  windowBytes = 0;
-
-  constructor(readonly record: CapsuleRecord, readonly worker: Worker) {}
-
-  post(message: ToCapsule): void {
-    if (!this.ended) this.worker.postMessage(message);
-  }
 }
 
 /** Starts, watches and restarts capsule workers. */
@@ -105,9 +60,9 @@ export class CapsuleSupervisor {
   private readonly restartTimers = new Map<string, NodeJS.Timeout>();
   /** Per capsule name, bumped by every start and forget: a start compares it after each await. */
   private readonly generations = new Map<string, number>();
-  /** Interceptor matches of bus events collected in the current delivery pass. */
-  private readonly chains = new Map<BusEvent, Array<{ run: CapsuleRun; action: string; priority: number }>>();
   private readonly watchdog: NodeJS.Timeout;
+  private readonly dispatch: EventDispatch;
+  private readonly gate: SyscallGate;
   private stopping = false;
 
   constructor(
@@ -116,8 +71,10 @@ export class CapsuleSupervisor {
     private readonly logger: Logger,
     private readonly audit: AuditLog,
     private readonly settings: SupervisorSettings,
-    private readonly env: (record: CapsuleRecord) => ResolvedEnv,
+    private readonly env: (record: CapsuleRecord) => Promise<ResolvedEnv>,
   ) {
+    this.dispatch = new EventDispatch(bus, logger, settings.handlerTimeoutMs, (run, reason) => run.malformed(reason));
+    this.gate = new SyscallGate(bus, storage, audit, (run, event) => this.dispatch.deliver(run, event));
     this.watchdog = setInterval(() => this.checkHung(), Math.min(1000, settings.handlerTimeoutMs / 2));
     this.watchdog.unref();
   }
@@ -129,22 +86,20 @@ export class CapsuleSupervisor {
    */
   async start(record: CapsuleRecord): Promise<void> {
     record.state = "loading";
-    // A start that forget() or stopAll() overtook while it awaited storage must not spawn anything.
+    // A start that forget() or stopAll() overtook while it awaited must not spawn or mark anything.
     const generation = this.bumpGeneration(record.name);
     const current = () => !this.stopping && this.generations.get(record.name) === generation;
     let installed: InstallRecord | undefined;
+    let env: ResolvedEnv;
     try {
-      installed = await this.installRecord(record.name);
+      installed = await readInstallRecord(this.storage, this.logger, record.name);
+      env = await this.env(record);
     } catch (err) {
-      if (current()) this.markFailed(record, `cannot read its install record: ${(err as Error).message}`, current);
+      if (current()) this.markFailed(record, `cannot prepare its start: ${(err as Error).message}`, current);
       return;
     }
     if (!current()) return;
-    const lifecycle: LifecycleHook | undefined =
-      installed === undefined ? { hook: "install" } : installed.version !== record.version ? { hook: "upgrade", from: installed.version } : undefined;
-    const component = record.manifest.component[0]!;
-    const file = path.resolve(record.dir, component.file ?? component.entrypoint ?? "");
-    const env = this.env(record);
+    const lifecycle = hookFor(installed, record.version);
     if (env.onboarding.length > 0) {
       // Reference §6.5: one event per load listing what the operator must provide; the keys read as "" meanwhile.
       this.bus.publish({
@@ -153,121 +108,128 @@ export class CapsuleSupervisor {
         source_id: NIL_UUID,
       });
     }
+    const component = record.manifest.component[0]!;
     const data: Omit<CapsuleWorkerData, "control"> = {
       name: record.name,
-      file,
+      file: path.resolve(record.dir, component.file ?? component.entrypoint ?? ""),
       env: env.values,
       actions: [...new Set(record.manifest.interceptor.map((i) => i.action))],
       publishAcl: record.manifest.capabilities.ipc_publish,
     };
-    if (lifecycle) data.lifecycle = lifecycle;
-    const channel = new MessageChannel();
-    const worker = new Worker(workerEntry("capsule"), {
-      workerData: { ...data, control: channel.port2 },
-      transferList: [channel.port2],
-      resourceLimits: { maxOldGenerationSizeMb: this.settings.maxHeapMb, maxYoungGenerationSizeMb: 16 },
-      stdout: false,
-      stderr: false,
+    let run!: CapsuleRun;
+    run = new CapsuleRun(record, data, { maxHeapMb: this.settings.maxHeapMb }, this.gate.forRun(() => (run.ended ? undefined : run)), {
+      message: (r, message) => this.onMessage(r, message),
+      malformed: (r, reason, count) => this.onMalformed(r, reason, count),
     });
-    const run = new CapsuleRun(record, worker);
-    run.remote = new BoundedRemote<CapsuleControl>(channel.port1, `capsule ${record.name}`);
     this.runs.set(record.name, run);
-    return new Promise<void>((resolve) => {
-      let settled = false;
-      // The install record's write, settled with its error (never rejected) so a failure cannot go unhandled.
-      let recorded: Promise<Error | undefined> = Promise.resolve(undefined);
-      // A lifecycle hook is announced once and finishes once; anything else a capsule posts about it is ignored.
-      let hookPhase: "pending" | "started" | "done" = "pending";
-      const settle = () => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(readyTimer);
-        resolve();
-      };
-      let readyTimer: NodeJS.Timeout;
-      const deadline = (ms: number, what: string) => {
-        if (settled) return;
-        clearTimeout(readyTimer);
-        readyTimer = setTimeout(() => {
-          this.fail(run, `${what} within ${ms} ms`);
-          settle();
-        }, ms);
-      };
-      deadline(this.settings.readyTimeoutMs, "did not become ready");
-      worker.on("message", (message: FromCapsule) => {
-        if (message.t === "lifecycle") {
-          if (!lifecycle || settled) return;
-          if (message.phase === "started" && hookPhase === "pending") {
-            hookPhase = "started";
-            deadline(this.settings.hookTimeoutMs, `its ${lifecycle.hook} hook did not finish`);
-          } else if (message.phase === "done" && hookPhase === "started") {
-            hookPhase = "done";
-            deadline(this.settings.readyTimeoutMs, "did not become ready after its lifecycle hook");
-            recorded = this.recordInstall(record, installed, lifecycle).then(() => undefined, (err: Error) => err);
-          }
-          return;
-        }
-        if (message.t === "ready") {
-          // Ready only counts once the install record is durable; a record that cannot be written fails the load.
-          void recorded.then((err) => {
-            if (err === undefined) return this.onReady(run, message.tools, settle);
-            this.fail(run, `cannot record its ${lifecycle?.hook ?? "install"}: ${err.message}`);
-            settle();
-          });
-          return;
-        }
-        if (message.t === "failed") {
-          this.fail(run, `failed to load: ${message.message}`);
-          settle();
-        } else this.onMessage(run, message);
-      });
-      worker.on("error", (err: Error & { code?: string }) => {
-        const reason = err.code === "ERR_WORKER_OUT_OF_MEMORY" ? "ran out of memory (worker resource limit)" : `crashed: ${err.message}`;
-        this.fail(run, reason);
-        settle();
-      });
-      worker.on("exit", (code) => {
-        this.fail(run, `exited with code ${code}`);
-        settle();
-      });
+    // The worker's death ends its start at once (pending calls reject); the reason is the exit's, not the call's.
+    let died: string | undefined;
+    run.worker.on("error", (err: Error & { code?: string }) => {
+      died ??= err.code === "ERR_WORKER_OUT_OF_MEMORY" ? "ran out of memory (worker resource limit)" : `crashed: ${err.message}`;
+      this.fail(run, died);
     });
+    run.worker.on("exit", (code) => {
+      died ??= `exited with code ${code}`;
+      this.fail(run, died);
+    });
+    const { readyTimeoutMs, hookTimeoutMs } = this.settings;
+    try {
+      await this.step(run, "load", StepOutcomeSchema, (c) => c.load(), readyTimeoutMs, "did not become ready", "failed to load");
+      if (lifecycle) {
+        await this.step(run, lifecycle.hook, StepOutcomeSchema, (c) => c.runHook(lifecycle), hookTimeoutMs, `its ${lifecycle.hook} hook did not finish`, "failed to load");
+        // Ready only counts once the install record is durable; a record that cannot be written fails the load.
+        try {
+          await writeInstallRecord(this.storage, record.name, record.version, installed);
+        } catch (err) {
+          throw new StartFailure(`cannot record its ${lifecycle.hook}: ${(err as Error).message}`);
+        }
+        this.recordedHook(record, lifecycle);
+      }
+      const setup = await this.step(run, "setup", SetupOutcomeSchema, (c) => c.setup(), readyTimeoutMs,
+        lifecycle ? "did not become ready after its lifecycle hook" : "did not become ready", "failed to load");
+      if (run.ended) return;
+      this.onReady(run, setup.ok ? setup.tools : []);
+    } catch (err) {
+      if (run.ended) return; // its exit or a newer start already accounted for it
+      this.fail(run, err instanceof StartFailure ? err.message : died ?? (err as Error).message);
+    }
   }
 
-  private onReady(run: CapsuleRun, tools: unknown, settle: () => void): void {
-    if (run.ended) return;
+  /** One control-plane step of a start: its answer validated, a timeout or a refusal turned into a StartFailure. */
+  private async step<T extends { ok: boolean }>(
+    run: CapsuleRun,
+    what: string,
+    schema: { safeParse(v: unknown): { success: true; data: T } | { success: false } },
+    invoke: (c: import("comlink").Remote<import("../../protocol/capsule-messages").CapsuleControl>) => Promise<unknown>,
+    timeoutMs: number,
+    timeoutReason: string,
+    refusedPrefix: string,
+  ): Promise<T> {
+    let raw: unknown;
+    try {
+      raw = await run.remote.call(invoke, timeoutMs);
+    } catch (err) {
+      if (isAstridError(err) && err.code === "ASTRID_ERR_TIMEOUT") throw new StartFailure(`${timeoutReason} within ${timeoutMs} ms`);
+      throw err;
+    }
+    const parsed = schema.safeParse(raw);
+    if (!parsed.success) {
+      run.malformed(`control plane: malformed answer to ${what}`);
+      throw new StartFailure(`${refusedPrefix}: malformed answer to ${what}`);
+    }
+    const outcome = parsed.data as T & { message?: string };
+    if (!outcome.ok) throw new StartFailure(`${refusedPrefix}: ${outcome.message ?? what}`);
+    return parsed.data;
+  }
+
+  private onReady(run: CapsuleRun, tools: CapsuleRecord["tools"]): void {
     const { record } = run;
     record.state = "ready";
     delete record.lastError;
-    record.tools = Array.isArray(tools) ? (tools as CapsuleRecord["tools"]) : [];
+    record.tools = tools ?? [];
     this.logger.info("capsule ready", { capsule: record.name, version: record.version });
     this.audit.capsule(record.restarts > 0 ? "restart" : "load", record.name, { version: record.version });
-    this.bindInterceptors(record);
-    this.bindTools(run);
-    settle();
+    this.dispatch.bindInterceptors(run);
+    this.dispatch.bindTools(run);
   }
 
-  /** The install record of `name`, if its install hook ever succeeded. A record that is not ours reads as absent. */
-  private async installRecord(name: string): Promise<InstallRecord | undefined> {
-    const raw = await this.storage.get(INSTALL_SCOPE, name);
-    if (raw === null) return undefined;
-    try {
-      const parsed = JSON.parse(Buffer.from(raw).toString("utf8")) as InstallRecord;
-      if (typeof parsed.version === "string") return parsed;
-    } catch {
-      // fall through: an unreadable record is reported and treated as "never installed"
-    }
-    this.logger.warn("unreadable capsule install record; running its install hook again", { capsule: name });
-    return undefined;
-  }
-
-  /** Stores the version whose hook just succeeded, and says so in the log and the audit trail. */
-  private async recordInstall(record: CapsuleRecord, previous: InstallRecord | undefined, lifecycle: LifecycleHook): Promise<void> {
-    const now = new Date().toISOString();
-    const next: InstallRecord = { version: record.version, installed_at: previous?.installed_at ?? now, updated_at: now };
-    await this.storage.set(INSTALL_SCOPE, record.name, Buffer.from(JSON.stringify(next), "utf8"));
+  /** Says in the log and the audit trail that a lifecycle hook succeeded and was recorded. */
+  private recordedHook(record: CapsuleRecord, lifecycle: LifecycleHook): void {
     const detail = lifecycle.hook === "upgrade" ? { from: lifecycle.from, to: record.version } : { version: record.version };
     this.logger.info(`capsule ${lifecycle.hook} hook done`, { capsule: record.name, ...detail });
     this.audit.capsule(lifecycle.hook, record.name, detail);
+  }
+
+  /** A valid data-plane message from a capsule: a log line or a reply-less publish. */
+  private onMessage(run: CapsuleRun, message: Exclude<FromCapsule, { t: "ack" }>): void {
+    if (message.t === "log") {
+      const admitted = run.admitLogLine();
+      if (admitted === "first-drop") {
+        this.logger.warn("capsule log lines dropped: more than the per-second budget (the count comes with its next line)", {
+          capsule: run.record.name, lines_per_sec: MAX_CAPSULE_LOG_LINES_PER_SEC,
+        });
+      }
+      if (admitted !== "write") return;
+      const dropped = run.droppedLogLines;
+      run.droppedLogLines = 0;
+      this.logger.log(message.level, message.message.slice(0, 16_384), { capsule: run.record.name, ...(dropped > 0 ? { dropped_log_lines: dropped } : {}) });
+      return;
+    }
+    try {
+      this.gate.publish(run, "ipc.publish", message.topic, message.payload);
+    } catch (err) {
+      const code: ErrorCode = isAstridError(err) ? err.code : "ASTRID_ERR_INTERNAL";
+      this.logger.warn("capsule publish refused and dropped", { capsule: run.record.name, code, error: (err as Error).message });
+    }
+  }
+
+  /** A malformed message: logged and audited once per run, and the capsule failed after MAX_MALFORMED_MESSAGES. */
+  private onMalformed(run: CapsuleRun, reason: string, count: number): void {
+    if (count === 1) {
+      this.logger.warn("capsule sent a malformed message; dropped (logged once per run)", { capsule: run.record.name, reason });
+      this.audit.capsule("protocol_violation", run.record.name, { reason });
+    }
+    if (count >= MAX_MALFORMED_MESSAGES) this.fail(run, `sent ${count} malformed messages (first or latest: ${reason})`);
   }
 
   private bumpGeneration(name: string): number {
@@ -288,7 +250,7 @@ export class CapsuleSupervisor {
     this.restartTimers.delete(name);
     const run = this.runs.get(name);
     this.runs.delete(name);
-    if (run) await this.end(run);
+    if (run) await run.end("its worker stopped");
   }
 
   /** Stops every capsule (shutdown): no restarts, workers terminated. */
@@ -299,26 +261,18 @@ export class CapsuleSupervisor {
     this.restartTimers.clear();
     await Promise.all([...this.runs.values()].map(async (run) => {
       if (run.ended) return;
-      await this.end(run);
+      await run.end("the daemon is shutting down");
       this.audit.capsule("unload", run.record.name, { reason: "shutdown" });
     }));
-  }
-
-  private async end(run: CapsuleRun): Promise<void> {
-    if (run.ended) return;
-    run.ended = true;
-    run.remote.close("its worker stopped");
-    for (const off of run.unsubscribe.splice(0)) off();
-    await run.worker.terminate();
   }
 
   /** Marks a capsule failed once per run, announces it, and schedules a restart if attempts remain. */
   private fail(run: CapsuleRun, reason: string): void {
     if (run.ended || this.stopping) {
-      void this.end(run);
+      void run.end(reason);
       return;
     }
-    void this.end(run);
+    void run.end(reason);
     this.markFailed(run.record, reason, () => this.runs.get(run.record.name) === run);
   }
 
@@ -353,213 +307,7 @@ export class CapsuleSupervisor {
       }
     }
   }
-
-  private deliver(run: CapsuleRun, event: BusEvent, action?: string): void {
-    if (run.ended || run.record.state !== "ready") return;
-    if (run.outstanding >= CAPSULE_QUEUE_LIMIT) {
-      if (run.dropped++ % 1000 === 0) this.logger.warn("capsule queue full; dropping events", { capsule: run.record.name, dropped: run.dropped });
-      return;
-    }
-    if (run.outstanding === 0) run.oldestUnacked = Date.now();
-    run.outstanding++;
-    const { message } = event;
-    const out: ToCapsule = { t: "event", topic: message.topic, payload: guestView(message.payload), source_id: message.source_id, seq: message.seq };
-    if (message.principal !== undefined) out.principal = message.principal;
-    if (action !== undefined) out.action = action;
-    run.post(out);
-  }
-
-  private onMessage(run: CapsuleRun, message: FromCapsule): void {
-    switch (message.t) {
-      case "log":
-        this.logger.log(message.level, String(message.message).slice(0, 16_384), { capsule: run.record.name });
-        return;
-      case "ack":
-        run.outstanding = Math.max(0, run.outstanding - message.n);
-        run.oldestUnacked = Date.now();
-        return;
-      case "publish":
-        try {
-          this.publish(run, "ipc.publish", message.topic, message.payload);
-        } catch (err) {
-          const code: ErrorCode = isAstridError(err) ? err.code : "ASTRID_ERR_INTERNAL";
-          this.logger.warn("capsule publish refused and dropped", { capsule: run.record.name, code, error: (err as Error).message });
-        }
-        return;
-      case "syscall":
-        this.syscall(run, message.id, message.call, Array.isArray(message.args) ? message.args : []).then(
-          (value) => run.post({ t: "reply", id: message.id, ok: true, value }),
-          (err: unknown) => {
-            const code: ErrorCode = isAstridError(err) ? err.code : "ASTRID_ERR_INTERNAL";
-            run.post({ t: "reply", id: message.id, ok: false, code, message: (err as Error).message });
-          },
-        );
-        return;
-      default:
-        return;
-    }
-  }
-
-  /** Every capsule call, checked against the manifest here in the main thread. */
-  private async syscall(run: CapsuleRun, id: number, call: string, args: unknown[]): Promise<unknown> {
-    const { record } = run;
-    const caps = record.manifest.capabilities;
-    const scope = `default:capsule:${record.name}`;
-    const str = (v: unknown, name: string) => {
-      if (typeof v !== "string") throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `${call}: ${name} must be a string`);
-      return v;
-    };
-    switch (call) {
-      case "ipc.publish":
-        this.publish(run, call, args[0], args[1]);
-        return null;
-      case "ipc.subscribe": {
-        const pattern = str(args[0], "pattern");
-        const segments = pattern.split(".");
-        if (Buffer.byteLength(pattern) > 256 || segments.length > 8 || segments.some((s, i) => s === "" || (s === "*" && i !== segments.length - 1))) {
-          throw new AstridError("ASTRID_ERR_REQUEST_INVALID", "ipc.subscribe: pattern must be ≤ 256 bytes, ≤ 8 non-empty segments, `*` only last");
-        }
-        if (!caps.ipc_subscribe.some((p) => exactSegmentMatches(p, pattern))) throw this.denied(run, call, `may not subscribe to ${pattern} (not in ipc_subscribe)`);
-        if (run.subscriptions >= MAX_CAPSULE_SUBSCRIPTIONS) throw new AstridError("ASTRID_ERR_REQUEST_INVALID", "ipc.subscribe: at most 128 subscriptions");
-        run.subscriptions++;
-        run.unsubscribe.push(this.bus.subscribe(pattern, (event) => {
-          // A capsule never receives its own publications back through its subscriptions.
-          if (event.message.source_id !== run.sourceId) this.deliver(run, event);
-        }));
-        return null;
-      }
-      case "kv.get": {
-        const value = await this.storage.get(scope, str(args[0], "key"));
-        return value === null ? null : Buffer.from(value).toString("utf8");
-      }
-      case "kv.set":
-        await this.storage.set(scope, str(args[0], "key"), Buffer.from(str(args[1], "value"), "utf8"));
-        return null;
-      case "kv.delete":
-        return this.storage.delete(scope, str(args[0], "key"));
-      case "kv.list":
-        return this.storage.listKeys(scope, str(args[0] ?? "", "prefix"));
-      default:
-        throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `unknown capsule call ${JSON.stringify(call)} (id ${id})`);
-    }
-  }
-
-  /** Audits a call the manifest does not allow and returns the coded error for it. */
-  private denied(run: CapsuleRun, call: string, what: string): AstridError {
-    this.audit.capsule("denied", run.record.name, { call, detail: what });
-    return new AstridError("ASTRID_ERR_CAPABILITY_DENIED", `${run.record.name}: ${what}`);
-  }
-
-  /** A capsule's publish, checked here whichever way it came (syscall or reply-less): topic, ACL, size, rate. */
-  private publish(run: CapsuleRun, call: string, topicArg: unknown, raw: unknown): void {
-    const { record } = run;
-    if (typeof topicArg !== "string") throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `${call}: topic must be a string`);
-    const topic = topicArg;
-    const problem = topicProblem(topic);
-    if (problem) throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `ipc.publish: ${problem}`);
-    if (!record.manifest.capabilities.ipc_publish.some((p) => exactSegmentMatches(p, topic))) {
-      throw this.denied(run, call, `may not publish on ${topic} (not in ipc_publish)`);
-    }
-    const size = Buffer.byteLength(JSON.stringify(raw ?? null));
-    if (size > MAX_CAPSULE_PAYLOAD_BYTES) throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `ipc.publish: payload of ${size} bytes exceeds 5 MiB`);
-    const now = performance.now(); // monotonic: a wall-clock step cannot freeze the window
-    if (now - run.windowStart >= 1000) {
-      run.windowStart = now;
-      run.windowBytes = 0;
-    }
-    if (run.windowBytes + size > MAX_CAPSULE_PUBLISH_BYTES_PER_SEC) {
-      throw new AstridError("ASTRID_ERR_RATE_LIMITED", `ipc.publish: ${record.name} may publish at most 10 MiB per second`);
-    }
-    run.windowBytes += size;
-    const payload = raw !== null && typeof raw === "object" && !Array.isArray(raw) && typeof (raw as { type?: unknown }).type !== "string"
-      ? { type: "raw_json", ...(raw as Record<string, unknown>) }
-      : normalizePayload(raw);
-    this.bus.publish({ topic, payload, source_id: run.sourceId, principal: "default" });
-  }
-
-  /**
-   * Subscribes a ready capsule's `[[interceptor]]` events (exact-segment matcher). Every match of one bus event is
-   * collected first (the bus calls all subscribers of an event in one synchronous pass), then dispatched once.
-   */
-  bindInterceptors(record: CapsuleRecord): void {
-    const run = this.runs.get(record.name);
-    if (!run) return;
-    for (const interceptor of record.manifest.interceptor) {
-      run.unsubscribe.push(this.bus.subscribe(interceptor.event, (event) => {
-        if (event.message.source_id === run.sourceId) return;
-        let matches = this.chains.get(event);
-        if (!matches) {
-          matches = [];
-          this.chains.set(event, matches);
-          queueMicrotask(() => void this.dispatch(event));
-        }
-        matches.push({ run, action: interceptor.action, priority: interceptor.priority });
-      }, exactSegmentMatches));
-    }
-  }
-
-  /**
-   * Serves a ready capsule's tools: a `tool_execute_request` on `tool.v1.execute.<name>` runs the tool in the
-   * capsule's worker (comlink, handler deadline) and the outcome is published as a `tool_execute_result` on
-   * `tool.v1.execute.<name>.result`. A dead or slow capsule yields `is_error: true`, never silence.
-   */
-  private bindTools(run: CapsuleRun): void {
-    for (const tool of run.record.tools ?? []) {
-      const topic = `${TOOL_EXECUTE_PREFIX}${tool.name}`;
-      if (topicProblem(topic)) {
-        this.logger.warn("tool name cannot form a topic; not served", { capsule: run.record.name, tool: tool.name });
-        continue;
-      }
-      run.unsubscribe.push(this.bus.subscribe(topic, (event) => void this.runTool(run, tool.name, event), exactSegmentMatches));
-    }
-  }
-
-  private async runTool(run: CapsuleRun, name: string, event: BusEvent): Promise<void> {
-    const request = event.message.payload;
-    if (request.type !== "tool_execute_request") return;
-    const callId = String(request.call_id);
-    let outcome: ToolOutcome;
-    try {
-      outcome = await run.remote.call<ToolOutcome>((r) => r.executeTool(name, request.arguments) as Promise<ToolOutcome>, this.settings.handlerTimeoutMs);
-    } catch (err) {
-      outcome = { content: (err as Error).message, is_error: true };
-    }
-    this.bus.publish({
-      topic: `${TOOL_EXECUTE_PREFIX}${name}.result`,
-      payload: { type: "tool_execute_result", call_id: callId, result: { call_id: callId, content: outcome.content, is_error: outcome.is_error } },
-      source_id: run.sourceId,
-      principal: "default",
-    });
-  }
-
-  /**
-   * Reference §6.7: one match goes onto that capsule's ordered queue; several run as a chain by ascending priority,
-   * each call bounded by the handler deadline — a returned payload replaces the event's for the next interceptor,
-   * `final` or a denial stops the chain, an error or a dead capsule skips that link.
-   */
-  private async dispatch(event: BusEvent): Promise<void> {
-    const matches = this.chains.get(event) ?? [];
-    this.chains.delete(event);
-    if (matches.length === 1) return this.deliver(matches[0]!.run, event, matches[0]!.action);
-    matches.sort((a, b) => a.priority - b.priority);
-    const { message } = event;
-    let payload = guestView(message.payload);
-    for (const link of matches) {
-      if (link.run.ended || link.run.record.state !== "ready") continue;
-      const input = { topic: message.topic, payload, source_id: message.source_id, seq: message.seq, ...(message.principal !== undefined ? { principal: message.principal } : {}) };
-      let result: InterceptResult;
-      try {
-        result = await link.run.remote.call<InterceptResult>((r) => r.intercept(link.action, input) as Promise<InterceptResult>, this.settings.handlerTimeoutMs);
-      } catch (err) {
-        this.logger.warn("interceptor skipped", { capsule: link.run.record.name, action: link.action, error: (err as Error).message });
-        continue;
-      }
-      if (result.action === "deny") {
-        this.logger.info("interceptor denied an event", { capsule: link.run.record.name, topic: message.topic, reason: result.reason });
-        return;
-      }
-      if (result.data !== undefined) payload = result.data;
-      if (result.action === "final") return;
-    }
-  }
 }
+
+/** A start that failed for a reason the user should read as is. */
+class StartFailure extends Error {}

@@ -3,8 +3,11 @@ import { createHash, randomBytes } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
+import { Piscina } from "piscina";
 import { StorageClient } from "../../kernel/storage-client";
-import { publicKeyFromSeed, verifyChain } from "../../workers/storage/audit-chain";
+import { workerEntry } from "../../kernel/worker-entry";
+import { storageError, type TaskResult } from "../../protocol/storage-messages";
+import { publicKeyFromSeed, verifyChain } from "../../storage/audit-chain";
 import { cleanup, tempHome } from "../helpers/daemon";
 
 const silent = { error: () => {}, warn: () => {}, info: () => {}, debug: () => {} } as never;
@@ -296,5 +299,30 @@ describe("issue #3: audit chain", () => {
     const db = new Database(dbPath);
     expect(verifyChain(db, publicKeyFromSeed(randomBytes(32)))).toMatchObject({ intact: false, broken: { reason: expect.stringMatching(/signature is invalid/) } });
     db.close();
+  });
+});
+
+describe("storage worker replies", () => {
+  it("refuse an op the client did not check with the registry's code, and the client's error keeps it", async () => {
+    // Straight to the worker, past the client's own checks: what the worker says must already be a coded error.
+    const pool = new Piscina({
+      filename: workerEntry("storage"),
+      maxThreads: 1,
+      workerData: { dbPath: path.join(tempHome(), "state.db"), seed: randomBytes(32), allowFaultInjection: false },
+    });
+    try {
+      const reply = (await pool.run({ ops: [{ op: "kv.get", scope: "", key: "k" }, { op: "audit.append", bodies: ["{}"] }] })) as TaskResult;
+      expect(reply).toEqual({
+        results: [
+          { ok: false, code: "ASTRID_ERR_KV_SCOPE_INVALID", message: expect.stringMatching(/scope/) },
+          { ok: false, code: "ASTRID_ERR_INTERNAL", message: expect.stringMatching(/auditBody/) },
+        ],
+      });
+      const first = "results" in reply ? reply.results[0]! : undefined;
+      expect(first && !first.ok && storageError(first)).toMatchObject({ name: "AstridError", code: "ASTRID_ERR_KV_SCOPE_INVALID" });
+    } finally {
+      await pool.run({ close: true });
+      await pool.destroy();
+    }
   });
 });

@@ -1,23 +1,27 @@
+import { loadDaemonConfig } from "../../../kernel/config";
 import { IdleMonitor, idleSettings } from "../../../kernel/idle-monitor";
+
+/** Idle settings from an environment, through the config as the daemon reads it. */
+const settings = (env: NodeJS.ProcessEnv, ephemeral = false) => idleSettings(loadDaemonConfig({ ASTRID_HOME: "/x", ...env }, { ephemeral }));
 
 describe("idle settings (reference §2.6)", () => {
   it("uses the fixed ephemeral numbers whatever the environment says", () => {
-    expect(idleSettings(true, { ASTRID_IDLE_TIMEOUT_SECS: "1" })).toEqual({ timeoutMs: 30_000, graceMs: 5_000, pollMs: 1_000 });
+    expect(settings({ ASTRID_IDLE_TIMEOUT_SECS: "1" }, true)).toEqual({ timeoutMs: 30_000, graceMs: 5_000, pollMs: 1_000 });
   });
 
   it("reads ASTRID_IDLE_TIMEOUT_SECS in persistent mode; unparsable means 300 s; 0 disables", () => {
-    expect(idleSettings(false, {})).toEqual({ timeoutMs: 300_000, graceMs: 30_000, pollMs: 15_000 });
-    expect(idleSettings(false, { ASTRID_IDLE_TIMEOUT_SECS: "soon" }).timeoutMs).toBe(300_000);
-    expect(idleSettings(false, { ASTRID_IDLE_TIMEOUT_SECS: "0" }).timeoutMs).toBe(0);
+    expect(settings({})).toEqual({ timeoutMs: 300_000, graceMs: 30_000, pollMs: 15_000 });
+    expect(settings({ ASTRID_IDLE_TIMEOUT_SECS: "soon" }).timeoutMs).toBe(300_000);
+    expect(settings({ ASTRID_IDLE_TIMEOUT_SECS: "0" }).timeoutMs).toBe(0);
     for (const bad of ["", " ", "1e3", "0x10", "1.5", "-1", "12abc"]) {
-      expect(idleSettings(false, { ASTRID_IDLE_TIMEOUT_SECS: bad }).timeoutMs).toBe(300_000);
+      expect(settings({ ASTRID_IDLE_TIMEOUT_SECS: bad }).timeoutMs).toBe(300_000);
     }
-    expect(idleSettings(false, { ASTRID_IDLE_TIMEOUT_SECS: " 7 " }).timeoutMs).toBe(7000);
-    expect(idleSettings(false, { ASTRID_IDLE_TIMEOUT_SECS: "2", ASTRID_IDLE_GRACE_SECS: "0" })).toEqual({ timeoutMs: 2000, graceMs: 0, pollMs: 500 });
+    expect(settings({ ASTRID_IDLE_TIMEOUT_SECS: " 7 " }).timeoutMs).toBe(7000);
+    expect(settings({ ASTRID_IDLE_TIMEOUT_SECS: "2", ASTRID_IDLE_GRACE_SECS: "0" })).toEqual({ timeoutMs: 2000, graceMs: 0, pollMs: 500 });
   });
 
   it("rejects a bad grace value with a coded error", () => {
-    expect(() => idleSettings(false, { ASTRID_IDLE_GRACE_SECS: "-1" })).toThrow(expect.objectContaining({ code: "ASTRID_ERR_INVALID_ARGUMENT" }));
+    expect(() => settings({ ASTRID_IDLE_GRACE_SECS: "-1" })).toThrow(expect.objectContaining({ code: "ASTRID_ERR_CONFIG_INVALID" }));
   });
 });
 

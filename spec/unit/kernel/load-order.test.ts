@@ -1,5 +1,5 @@
 import { loadOrder } from "../../../kernel/capsules/load-order";
-import type { LoadedManifest } from "../../../kernel/capsules/manifest";
+import type { LoadedManifest } from "../../../protocol/capsule-manifest";
 
 function capsule(name: string, opts: { imports?: Record<string, Record<string, unknown>>; exports?: Record<string, Record<string, unknown>>; uplink?: boolean } = {}): LoadedManifest {
   return {

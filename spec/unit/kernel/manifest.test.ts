@@ -1,8 +1,11 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { discoverCapsules } from "../../../kernel/capsules/discovery";
-import { fieldLine, loadManifest } from "../../../kernel/capsules/manifest";
+import { fieldLine, MANIFEST_FILE, parseManifest } from "../../../protocol/capsule-manifest";
+import { discoverCapsules } from "../../../workers/capsule-loader/discovery";
+
+/** The parser over a manifest on disk (the loader worker reads it the same way, asynchronously). */
+const loadManifest = (dir: string) => parseManifest(fs.readFileSync(path.join(dir, MANIFEST_FILE), "utf8"), dir, fs.existsSync);
 
 let root: string;
 beforeEach(() => (root = fs.mkdtempSync(path.join(os.tmpdir(), "astrid-manifest-"))));
@@ -94,11 +97,12 @@ describe("Capsule.toml", () => {
 });
 
 describe("discovery", () => {
-  it("lets the first root win a name, skips invalid manifests with the file named", () => {
+  it("lets the first root win a name, skips invalid manifests with the file named, fingerprints each capsule", async () => {
     capsule("a/one", '[package]\nname = "one"\nversion = "1.0.0"\n');
     capsule("b/one", '[package]\nname = "one"\nversion = "2.0.0"\n');
     capsule("b/broken", "[package\n");
-    const result = discoverCapsules([path.join(root, "a"), path.join(root, "missing"), path.join(root, "b")]);
+    const result = await discoverCapsules([path.join(root, "a"), path.join(root, "missing"), path.join(root, "b")], path.join(root, "env"));
+    expect(result.capsules[0]!.hash).toMatch(/^[0-9a-f]{64}$/);
     expect(result.capsules.map((c) => `${c.manifest.package.name}@${c.manifest.package.version}`)).toEqual(["one@1.0.0"]);
     expect(result.shadowed).toHaveLength(1);
     expect(result.problems).toEqual([expect.objectContaining({ file: path.join(root, "b", "broken", "Capsule.toml") })]);

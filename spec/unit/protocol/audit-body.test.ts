@@ -1,7 +1,8 @@
 /** The audit entry text the worker stores is built from the kernel's pre-serialised body; it must be the same bytes
  * as serialising the whole entry, so entries written before and after that change read and verify alike. */
 import { auditBody, type AuditInput } from "../../../protocol/storage-messages";
-import { checkAuditBodies, entryText } from "../../../workers/storage/audit-chain";
+import { entryText } from "../../../storage/audit-chain";
+import { checkAuditBodies } from "../../../workers/storage/audit-chain";
 
 const whole = (seq: number, id: string, timestamp: string, previous: string, input: AuditInput) =>
   JSON.stringify({

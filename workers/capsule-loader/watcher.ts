@@ -2,13 +2,15 @@
  * Hot reload: chokidar watches the capsule roots and, once edits have been quiet for a moment, asks the kernel to
  * reconcile (the same pass as ReloadCapsules: changed capsules restart, removed ones unload, new ones load).
  * A root that does not exist yet (a workspace without `.astrid/capsules`) is checked for every few seconds and
- * watched from when it appears.
+ * watched from when it appears. Runs in the capsule loader worker.
  */
 import fs from "node:fs";
 import path from "node:path";
 import { watch, type FSWatcher } from "chokidar";
-import type { Logger } from "../logger";
 import { isIgnoredPath } from "./content-hash";
+
+/** Where the watcher's own log lines go (the kernel's log, across the loader's port). */
+export type WatchLog = (level: "info" | "warn", message: string, fields: Record<string, unknown>) => void;
 
 /** Quiet time after the last change before a reload (a save storm becomes one reload). */
 export const RELOAD_DEBOUNCE_MS = 300;
@@ -25,7 +27,7 @@ export class CapsuleWatcher {
 
   private readonly roots: string[];
 
-  constructor(roots: readonly string[], private readonly reload: (changed: string) => void, private readonly logger: Logger) {
+  constructor(roots: readonly string[], private readonly reload: (changed: string) => void, private readonly log: WatchLog) {
     this.roots = [...new Set(roots.map((root) => path.resolve(root)))];
     const present = this.roots.filter((root) => fs.existsSync(root));
     this.missing = new Set(this.roots.filter((root) => !present.includes(root)));
@@ -40,10 +42,10 @@ export class CapsuleWatcher {
       }
       this.changed(file);
     });
-    this.watcher.on("error", (err) => this.logger.warn("capsule watcher error", { error: String(err) }));
+    this.watcher.on("error", (err) => this.log("warn", "capsule watcher error", { error: String(err) }));
     this.poll = setInterval(() => this.lookForMissingRoots(), MISSING_ROOT_POLL_MS);
     this.poll.unref();
-    this.logger.info("watching capsule directories", { roots: present, waiting_for: [...this.missing] });
+    this.log("info", "watching capsule directories", { roots: present, waiting_for: [...this.missing] });
   }
 
   /** Resolves once the initial scan is done (changes before that are not reported). */
@@ -84,7 +86,7 @@ export class CapsuleWatcher {
       if (!fs.existsSync(root)) continue;
       this.missing.delete(root);
       this.watcher.add(root);
-      this.logger.info("capsule directory appeared; watching it", { root });
+      this.log("info", "capsule directory appeared; watching it", { root });
       this.changed(root);
     }
   }

@@ -1,14 +1,14 @@
 /**
- * `Capsule.toml` (reference §6.1): parsed with smol-toml, validated with a zod schema. Unknown keys produce
+ * `Capsule.toml` (reference §6.1): parsed with smol-toml, validated with a zod schema. No I/O here: the capsule
+ * loader worker reads the file and the kernel imports only the types. Unknown keys produce
  * warnings (the reference silently ignores them, which hides typos such as `[publish]` for `ipc_publish`).
  */
-import fs from "node:fs";
 import path from "node:path";
 import semver from "semver";
 import { parse as parseToml, TomlError } from "smol-toml";
 import { z } from "zod";
-import { AstridError } from "../../protocol/errors";
-import { DAEMON_VERSION } from "../../protocol/version";
+import { AstridError } from "./errors";
+import { DAEMON_VERSION } from "./version";
 
 /** The manifest's file name inside a capsule directory. */
 export const MANIFEST_FILE = "Capsule.toml";
@@ -125,19 +125,20 @@ export interface LoadedManifest {
   warnings: string[];
 }
 
-/** Reads and validates `<dir>/Capsule.toml`; throws ASTRID_ERR_MANIFEST_INVALID naming the file, line and field. */
-export function loadManifest(dir: string): LoadedManifest {
+/**
+ * Validates the text of `<dir>/Capsule.toml`; throws ASTRID_ERR_MANIFEST_INVALID naming the file, line and field.
+ * `exists` tells whether a file inside the capsule exists (the caller owns the filesystem; this module does no I/O).
+ */
+export function parseManifest(text: string, dir: string, exists: (file: string) => boolean): LoadedManifest {
   const file = path.join(dir, MANIFEST_FILE);
   let raw: unknown;
-  let text = "";
   try {
-    text = fs.readFileSync(file, "utf8");
     raw = parseToml(text);
   } catch (err) {
     if (err instanceof TomlError) {
       throw new AstridError("ASTRID_ERR_MANIFEST_INVALID", `${file}:${err.line}:${err.column}: TOML syntax error: ${firstLine(err.message)}`, { cause: err });
     }
-    throw new AstridError("ASTRID_ERR_MANIFEST_INVALID", `${file}: cannot read: ${(err as Error).message}`, { cause: err });
+    throw new AstridError("ASTRID_ERR_MANIFEST_INVALID", `${file}: cannot parse: ${(err as Error).message}`, { cause: err });
   }
   // Every schema problem names the file, the line (found in the TOML text) and the field.
   const invalid = (field: PropertyKey[], message: string) => {
@@ -163,7 +164,7 @@ export function loadManifest(dir: string): LoadedManifest {
     if (path.isAbsolute(entry) || relative.startsWith("..") || path.isAbsolute(relative)) {
       throw invalid(field, `${JSON.stringify(entry)} points outside the capsule directory`);
     }
-    if (!fs.existsSync(resolved)) throw invalid(field, `${JSON.stringify(entry)} does not exist`);
+    if (!exists(resolved)) throw invalid(field, `${JSON.stringify(entry)} does not exist`);
   }
   const warnings: string[] = [];
   const record = raw as Record<string, unknown>;

@@ -1,0 +1,166 @@
+/**
+ * One running (or starting) capsule worker, seen from the kernel: its two ports, its event queue accounting, and
+ * the validation of everything it sends. The worker runs the capsule's code, so each message from it is parsed
+ * with the schemas of `protocol/capsule-messages.ts`; a malformed one is dropped and counted, and a worker that
+ * keeps sending them is failed (and restarted with backoff) by the supervisor.
+ */
+import { randomUUID } from "node:crypto";
+import { MessageChannel, Worker } from "node:worker_threads";
+import * as Comlink from "comlink";
+import { z } from "zod";
+import {
+  CAPSULE_QUEUE_LIMIT,
+  FromCapsuleSchema,
+  KERNEL_SYSCALL_METHODS,
+  type CapsuleControl,
+  type CapsuleWorkerData,
+  type FromCapsule,
+  type KernelSyscalls,
+  type ToCapsule,
+} from "../../protocol/capsule-messages";
+import { BoundedRemote, rpcChannel, type RpcChannel } from "../../protocol/rpc-channel";
+import { workerEntry } from "../worker-entry";
+import type { CapsuleRecord } from "./registry";
+
+/** Malformed messages a worker may send before it is failed (the first is logged and audited). */
+export const MAX_MALFORMED_MESSAGES = 8;
+/** Log lines a capsule may write per second; the rest are dropped and counted. */
+export const MAX_CAPSULE_LOG_LINES_PER_SEC = 200;
+
+/** How a worker is spawned. */
+export interface SpawnOptions {
+  maxHeapMb: number;
+}
+
+/** What the run reports to its supervisor. */
+export interface RunEvents {
+  /** A valid data-plane message (acks are accounted here and not passed on). */
+  message(run: CapsuleRun, message: Exclude<FromCapsule, { t: "ack" }>): void;
+  /** A malformed message: `count` so far in this run; `reason` says what was wrong. */
+  malformed(run: CapsuleRun, reason: string, count: number): void;
+}
+
+/** One capsule worker and its accounting. */
+export class CapsuleRun {
+  /** The bus source id of everything this run publishes. */
+  readonly sourceId = randomUUID();
+  readonly worker: Worker;
+  /** Calls into the capsule (load, hooks, setup, interceptors, tools), each with a deadline. */
+  readonly remote: BoundedRemote<CapsuleControl>;
+  private readonly channel: RpcChannel;
+  /** Events delivered and not yet acknowledged (never more than CAPSULE_QUEUE_LIMIT). */
+  outstanding = 0;
+  /** Events dropped because the queue was full. */
+  dropped = 0;
+  /** When the oldest unacknowledged event was delivered (or the last ack arrived). */
+  oldestUnacked = 0;
+  readonly unsubscribe: Array<() => void> = [];
+  subscriptions = 0;
+  ended = false;
+  /** Syscalls answered-to-be: bounded so a capsule cannot make the kernel hold unbounded work. */
+  inflightSyscalls = 0;
+  /** Publish throughput: bytes published in the fixed one-second window that began at `windowStart`. */
+  windowStart = 0;
+  windowBytes = 0;
+  private malformedCount = 0;
+  private logWindowStart = 0;
+  private logLines = 0;
+  /** Log lines dropped by the per-second limit since the last line written (reported with the next one). */
+  droppedLogLines = 0;
+
+  constructor(
+    readonly record: CapsuleRecord,
+    data: Omit<CapsuleWorkerData, "control">,
+    options: SpawnOptions,
+    syscalls: KernelSyscalls,
+    private readonly events: RunEvents,
+  ) {
+    const { port1, port2 } = new MessageChannel();
+    this.worker = new Worker(workerEntry("capsule"), {
+      workerData: { ...data, control: port2 },
+      transferList: [port2],
+      resourceLimits: { maxOldGenerationSizeMb: options.maxHeapMb, maxYoungGenerationSizeMb: 16 },
+      stdout: false,
+      stderr: false,
+    });
+    this.channel = rpcChannel(port1, {
+      methods: KERNEL_SYSCALL_METHODS,
+      onInvalid: (reason) => this.malformed(`control plane: ${reason}`),
+    });
+    this.remote = new BoundedRemote<CapsuleControl>(this.channel.caller, `capsule ${record.name}`);
+    exposeSyscalls(syscalls, this.channel);
+    this.worker.on("message", (raw: unknown) => this.receive(raw));
+  }
+
+  /** Sends a data-plane message (an event) unless the worker has ended. */
+  post(message: ToCapsule): void {
+    if (!this.ended) this.worker.postMessage(message);
+  }
+
+  /** Counts one more event delivered. */
+  delivered(): void {
+    if (this.outstanding === 0) this.oldestUnacked = Date.now();
+    this.outstanding++;
+  }
+
+  /** True when the queue is full. */
+  get queueFull(): boolean {
+    return this.outstanding >= CAPSULE_QUEUE_LIMIT;
+  }
+
+  /**
+   * Whether a log line may be written now (at most MAX_CAPSULE_LOG_LINES_PER_SEC): `write`, `drop`, or
+   * `first-drop` for the first line dropped in a window (the supervisor says so once).
+   */
+  admitLogLine(): "write" | "drop" | "first-drop" {
+    const now = performance.now();
+    if (now - this.logWindowStart >= 1000) {
+      this.logWindowStart = now;
+      this.logLines = 0;
+    }
+    if (this.logLines >= MAX_CAPSULE_LOG_LINES_PER_SEC) return this.droppedLogLines++ === 0 ? "first-drop" : "drop";
+    this.logLines++;
+    return "write";
+  }
+
+  /** Ends the run: pending calls reject at once, subscriptions go, the worker is terminated. */
+  async end(reason: string): Promise<void> {
+    if (this.ended) return;
+    this.ended = true;
+    this.remote.close(reason);
+    this.channel.close();
+    for (const off of this.unsubscribe.splice(0)) off();
+    await this.worker.terminate();
+  }
+
+  private receive(raw: unknown): void {
+    if (this.ended) return;
+    const parsed = FromCapsuleSchema.safeParse(raw);
+    if (!parsed.success) return this.malformed(`data plane: ${describe(parsed.error, raw)}`);
+    const message = parsed.data;
+    if (message.t !== "ack") return this.events.message(this, message);
+    // An ack of more events than were delivered cannot be honest; it would also hide a hung handler.
+    if (message.n > this.outstanding) return this.malformed(`data plane: ack of ${message.n} events with ${this.outstanding} outstanding`);
+    this.outstanding -= message.n;
+    this.oldestUnacked = Date.now();
+  }
+
+  /** Counts a malformed message or answer from the worker and reports it. */
+  malformed(reason: string): void {
+    if (this.ended) return;
+    this.events.malformed(this, reason, ++this.malformedCount);
+  }
+}
+
+/** Serves the capsule's syscalls on the channel; the guard has already checked the message's shape. */
+function exposeSyscalls(syscalls: KernelSyscalls, channel: RpcChannel): void {
+  // Only `syscall` is reachable: the guard refuses GET/SET/other paths before comlink sees them.
+  Comlink.expose(syscalls, channel.callee);
+}
+
+/** A short, safe description of why `raw` is not a capsule message (never the message itself: it may be huge). */
+function describe(error: z.ZodError, raw: unknown): string {
+  if (typeof raw !== "object" || raw === null) return `not a message object (${typeof raw})`;
+  const issue = error.issues[0];
+  return issue ? `${issue.path.join(".") || "message"}: ${issue.message}`.slice(0, 200) : "invalid";
+}

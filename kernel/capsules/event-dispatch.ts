@@ -1,0 +1,137 @@
+/**
+ * What the bus hands to capsules: subscribed events (one-way, bounded by the capsule's queue), interceptor chains
+ * (reference §6.7) and tool calls. Every answer a capsule gives over the control plane is validated before the
+ * kernel acts on it; a dead, slow or lying capsule yields a skipped link or `is_error: true`, never silence.
+ */
+import { InterceptResultSchema, ToolOutcomeSchema, type InterceptResult, type ToCapsule, type ToolOutcome } from "../../protocol/capsule-messages";
+import { guestView } from "../../protocol/ipc-message";
+import { exactSegmentMatches, topicProblem } from "../../protocol/topic-match";
+import { TOOL_EXECUTE_PREFIX } from "../../protocol/topics";
+import type { BusEvent, EventBus } from "../bus";
+import type { Logger } from "../logger";
+import type { CapsuleRun } from "./capsule-run";
+
+/** Routes bus events into capsule workers. */
+export class EventDispatch {
+  /** Interceptor matches of bus events collected in the current delivery pass. */
+  private readonly chains = new Map<BusEvent, Array<{ run: CapsuleRun; action: string; priority: number }>>();
+
+  constructor(
+    private readonly bus: EventBus,
+    private readonly logger: Logger,
+    private readonly handlerTimeoutMs: number,
+    /** A capsule answered a control-plane call with something that is not a valid result. */
+    private readonly malformedResult: (run: CapsuleRun, reason: string) => void,
+  ) {}
+
+  /** Posts an event to a ready capsule, or drops and counts it when its queue is full. */
+  deliver(run: CapsuleRun, event: BusEvent, action?: string): void {
+    if (run.ended || run.record.state !== "ready") return;
+    if (run.queueFull) {
+      if (run.dropped++ % 1000 === 0) this.logger.warn("capsule queue full; dropping events", { capsule: run.record.name, dropped: run.dropped });
+      return;
+    }
+    run.delivered();
+    const { message } = event;
+    const out: ToCapsule = { t: "event", topic: message.topic, payload: guestView(message.payload), source_id: message.source_id, seq: message.seq };
+    if (message.principal !== undefined) out.principal = message.principal;
+    if (action !== undefined) out.action = action;
+    run.post(out);
+  }
+
+  /**
+   * Subscribes a ready capsule's `[[interceptor]]` events (exact-segment matcher). Every match of one bus event is
+   * collected first (the bus calls all subscribers of an event in one synchronous pass), then dispatched once.
+   */
+  bindInterceptors(run: CapsuleRun): void {
+    for (const interceptor of run.record.manifest.interceptor) {
+      run.unsubscribe.push(this.bus.subscribe(interceptor.event, (event) => {
+        if (event.message.source_id === run.sourceId) return;
+        let matches = this.chains.get(event);
+        if (!matches) {
+          matches = [];
+          this.chains.set(event, matches);
+          queueMicrotask(() => void this.dispatch(event));
+        }
+        matches.push({ run, action: interceptor.action, priority: interceptor.priority });
+      }, exactSegmentMatches));
+    }
+  }
+
+  /**
+   * Serves a ready capsule's tools: a `tool_execute_request` on `tool.v1.execute.<name>` runs the tool in the
+   * capsule's worker (handler deadline) and the outcome is published as a `tool_execute_result` on
+   * `tool.v1.execute.<name>.result`.
+   */
+  bindTools(run: CapsuleRun): void {
+    for (const tool of run.record.tools ?? []) {
+      const topic = `${TOOL_EXECUTE_PREFIX}${tool.name}`;
+      if (topicProblem(topic)) {
+        this.logger.warn("tool name cannot form a topic; not served", { capsule: run.record.name, tool: tool.name });
+        continue;
+      }
+      run.unsubscribe.push(this.bus.subscribe(topic, (event) => void this.runTool(run, tool.name, event), exactSegmentMatches));
+    }
+  }
+
+  private async runTool(run: CapsuleRun, name: string, event: BusEvent): Promise<void> {
+    const request = event.message.payload;
+    if (request.type !== "tool_execute_request") return;
+    const callId = String(request.call_id);
+    let outcome: ToolOutcome;
+    try {
+      const raw = await run.remote.call((r) => r.executeTool(name, request.arguments) as Promise<unknown>, this.handlerTimeoutMs);
+      const parsed = ToolOutcomeSchema.safeParse(raw);
+      if (parsed.success) outcome = parsed.data;
+      else {
+        this.malformedResult(run, `tool ${name} answered with a malformed outcome`);
+        outcome = { content: `${run.record.name} answered with a malformed tool outcome`, is_error: true };
+      }
+    } catch (err) {
+      outcome = { content: (err as Error).message, is_error: true };
+    }
+    this.bus.publish({
+      topic: `${TOOL_EXECUTE_PREFIX}${name}.result`,
+      payload: { type: "tool_execute_result", call_id: callId, result: { call_id: callId, content: outcome.content, is_error: outcome.is_error } },
+      source_id: run.sourceId,
+      principal: "default",
+    });
+  }
+
+  /**
+   * Reference §6.7: one match goes onto that capsule's ordered queue; several run as a chain by ascending priority,
+   * each call bounded by the handler deadline — a returned payload replaces the event's for the next interceptor,
+   * `final` or a denial stops the chain, an error, a malformed answer or a dead capsule skips that link.
+   */
+  private async dispatch(event: BusEvent): Promise<void> {
+    const matches = this.chains.get(event) ?? [];
+    this.chains.delete(event);
+    if (matches.length === 1) return this.deliver(matches[0]!.run, event, matches[0]!.action);
+    matches.sort((a, b) => a.priority - b.priority);
+    const { message } = event;
+    let payload = guestView(message.payload);
+    for (const link of matches) {
+      if (link.run.ended || link.run.record.state !== "ready") continue;
+      const input = { topic: message.topic, payload, source_id: message.source_id, seq: message.seq, ...(message.principal !== undefined ? { principal: message.principal } : {}) };
+      let result: InterceptResult;
+      try {
+        const raw = await link.run.remote.call((r) => r.intercept(link.action, input) as Promise<unknown>, this.handlerTimeoutMs);
+        const parsed = InterceptResultSchema.safeParse(raw);
+        if (!parsed.success) {
+          this.malformedResult(link.run, `interceptor ${link.action} answered with a malformed decision`);
+          continue;
+        }
+        result = parsed.data;
+      } catch (err) {
+        this.logger.warn("interceptor skipped", { capsule: link.run.record.name, action: link.action, error: (err as Error).message });
+        continue;
+      }
+      if (result.action === "deny") {
+        this.logger.info("interceptor denied an event", { capsule: link.run.record.name, topic: message.topic, reason: result.reason });
+        return;
+      }
+      if (result.data !== undefined) payload = result.data;
+      if (result.action === "final") return;
+    }
+  }
+}

@@ -1,0 +1,224 @@
+/**
+ * Keeps the running capsules in step with the capsule directories: boot's load pass, ReloadCapsules and hot-reload
+ * passes (one at a time), installs (one at a time), and the socket policy swap after each pass. Discovery, hashing
+ * and copies run in the capsule loader worker; this file only decides.
+ */
+import path from "node:path";
+import type { DiscoveryResult } from "../../protocol/capsule-loader";
+import { MANIFEST_FILE } from "../../protocol/capsule-manifest";
+import { rawJson } from "../../protocol/ipc-message";
+import { CAPSULES_LOADED_TOPIC } from "../../protocol/topics";
+import type { AuditLog } from "../audit-log";
+import type { EventBus } from "../bus";
+import type { Logger } from "../logger";
+import { capsuleEnv, type ResolvedEnv } from "./capsule-env";
+import { installCapsule, type InstallOutcome } from "./installer";
+import { loadOrder } from "./load-order";
+import type { CapsuleLoader } from "./loader-client";
+import type { CapsuleRecord, CapsuleRegistry } from "./registry";
+import type { SocketPolicySwap } from "./socket-policy-swap";
+import type { CapsuleSupervisor } from "./supervisor";
+
+/** Hot reload pauses for a capsule changed more than `hotReloadBurst` times within this window. */
+const RELOAD_BURST_WINDOW_MS = 60_000;
+
+/** What the reconciler works with. */
+export interface ReconcilerOptions {
+  registry: CapsuleRegistry;
+  supervisor: CapsuleSupervisor;
+  loader: CapsuleLoader;
+  policy: SocketPolicySwap;
+  bus: EventBus;
+  logger: Logger;
+  audit: AuditLog;
+  /** Discovery roots in precedence order. */
+  roots: readonly string[];
+  /** The operator's env files (watched, and part of each capsule's fingerprint). */
+  envDir: string;
+  /** The source_id of `astrid.v1.capsules_loaded`. */
+  sourceId: string;
+  /** Change-driven reloads of one capsule within a minute before hot reload pauses for it. */
+  hotReloadBurst: number;
+  /** How long boot waits for its capsules before it serves anyway. */
+  bootWaitMs: number;
+}
+
+/** Loads, reloads and installs capsules. */
+export class CapsuleReconciler {
+  private reloadChain: Promise<void> = Promise.resolve();
+  private installChain: Promise<unknown> = Promise.resolve();
+  private readonly reloadTimes = new Map<string, number[]>();
+  private readonly reloadPaused = new Set<string>();
+  private stopping = false;
+
+  constructor(private readonly o: ReconcilerOptions) {}
+
+  /** A discovery pass over the roots (in the loader worker). */
+  discover(): Promise<DiscoveryResult> {
+    return this.o.loader.discover([...this.o.roots], this.o.envDir);
+  }
+
+  /** The resolved `[env]` of a capsule, its stored values read by the loader. */
+  async env(record: CapsuleRecord): Promise<ResolvedEnv> {
+    return capsuleEnv(record, await this.o.loader.storedEnv(this.o.envDir, record.name, record.dir));
+  }
+
+  /**
+   * Boot's load pass. Boot waits for the capsules at most `bootWaitMs` (inside `astrid start`'s 10 s) — a slow
+   * install hook must not keep the daemon from serving — then announces `astrid.v1.capsules_loaded`, and announces
+   * it again once the late ones are up (reference §6.3 waits 500 ms and moves on; it never re-announces). A
+   * ReloadCapsules that arrives meanwhile runs after the whole pass.
+   */
+  async initialLoad(discovered: DiscoveryResult): Promise<void> {
+    const toStart = this.registerDiscovered(discovered);
+    let late = false;
+    // Each capsule that comes up after the boot wait is announced as it does.
+    const started = this.startCapsules(toStart, (record) => {
+      if (!late) return;
+      this.o.logger.info("late capsule loaded", { capsule: record.name, state: record.state });
+      if (record.state === "ready") this.publishCapsulesLoaded();
+    });
+    this.reloadChain = started.catch(() => undefined);
+    let timer: NodeJS.Timeout | undefined;
+    const done = await Promise.race([started.then(() => true), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), this.o.bootWaitMs)))]);
+    clearTimeout(timer);
+    late = !done;
+    this.publishCapsulesLoaded();
+    if (late) {
+      const loading = this.o.registry.all().filter((r) => r.state === "loading").map((r) => r.name);
+      this.o.logger.warn("capsules still loading after the boot wait; serving meanwhile", { capsules: loading, wait_ms: this.o.bootWaitMs });
+    }
+  }
+
+  /**
+   * ReloadCapsules and the watcher, one pass at a time. Reference §11 item 2 fixed: its ReloadCapsules only loaded
+   * capsules not yet registered. Here a capsule whose files changed restarts with them (its upgrade hook runs when
+   * the version changed), a removed one unloads, a failed one starts afresh, a new one loads; one whose manifest
+   * became invalid stays listed as failed with the manifest error. Then `astrid.v1.capsules_loaded` tells clients.
+   */
+  reload(trigger: string, explicit = true): Promise<void> {
+    const run = this.reloadChain.then(() => this.reconcile(trigger, explicit));
+    this.reloadChain = run.catch((err: Error) => {
+      this.o.logger.error("capsule reload failed", { trigger, error: err.message });
+    });
+    return run;
+  }
+
+  /** InstallCapsule, one at a time (two installs of one name must not interleave their renames). */
+  install(source: string, root: string): Promise<InstallOutcome> {
+    const run = this.installChain.then(() => installCapsule(source, {
+      root,
+      loader: this.o.loader,
+      reload: (trigger) => this.reload(trigger),
+      record: (name) => this.o.registry.get(name),
+    }));
+    this.installChain = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Starts hot reload: edits under the capsule roots (or to an operator env file) trigger a reload pass. */
+  watch(): Promise<void> {
+    return this.o.loader.watch([...this.o.roots, this.o.envDir], (file) => void this.reload(`change: ${file}`, false));
+  }
+
+  /** Stops taking passes and waits for the one in progress (the supervisor has stopped its workers first). */
+  async close(): Promise<void> {
+    this.stopping = true;
+    await this.reloadChain;
+  }
+
+  /** Publishes `astrid.v1.capsules_loaded` at the end of a load pass. */
+  publishCapsulesLoaded(): void {
+    this.o.bus.publish({ topic: CAPSULES_LOADED_TOPIC, payload: rawJson({ status: "ready" }), source_id: this.o.sourceId });
+  }
+
+  /**
+   * One reload pass. `explicit` (ReloadCapsules) also gives failed capsules a fresh start and lifts the hot-reload
+   * pause; a watcher pass touches only capsules whose fingerprint changed, and pauses hot reload for a capsule
+   * that changes more than `hotReloadBurst` times within RELOAD_BURST_WINDOW_MS (one that writes into its own
+   * directory would otherwise restart forever).
+   */
+  private async reconcile(trigger: string, explicit: boolean): Promise<void> {
+    if (this.stopping) return;
+    const { registry, supervisor, logger, audit } = this.o;
+    if (explicit) this.reloadPaused.clear();
+    audit.capsule("reload", "*", { trigger });
+    const discovered = await this.discover();
+    if (this.stopping) return;
+    const found = new Map(discovered.capsules.map((loaded) => [loaded.manifest.package.name, loaded]));
+    const broken = new Map(discovered.problems.map((problem) => [path.dirname(problem.file), problem.message]));
+    for (const record of registry.all()) {
+      const next = found.get(record.name);
+      const manifestError = broken.get(record.dir);
+      let why: string | undefined;
+      if (manifestError !== undefined) why = record.lastError === manifestError ? undefined : "its manifest became invalid";
+      else if (!next) why = "it was removed";
+      else if (next.dir !== record.dir) why = `the copy in ${next.dir} now takes precedence`;
+      else if (next.hash !== record.hash) why = "its files changed";
+      else if (explicit && record.state === "failed") why = "it had failed";
+      if (why === undefined) continue;
+      if (why === "its files changed" && !explicit && this.reloadBurst(record.name)) continue;
+      registry.unregister(record.name);
+      await supervisor.forget(record.name);
+      logger.info("capsule unloaded", { capsule: record.name, reason: why });
+      audit.capsule("unload", record.name, { reason: why });
+      if (manifestError !== undefined) {
+        const placeholder = { manifest: record.manifest, dir: record.dir, file: path.join(record.dir, MANIFEST_FILE), warnings: [] };
+        registry.register(placeholder, "failed", manifestError);
+      }
+    }
+    await this.startCapsules(this.registerDiscovered(discovered));
+    this.o.policy.apply(registry);
+    this.publishCapsulesLoaded();
+  }
+
+  /** Records a change-driven reload of `name`; true when hot reload is (now) paused for it. */
+  private reloadBurst(name: string): boolean {
+    if (this.reloadPaused.has(name)) return true;
+    const now = Date.now();
+    const times = (this.reloadTimes.get(name) ?? []).filter((t) => now - t < RELOAD_BURST_WINDOW_MS);
+    times.push(now);
+    this.reloadTimes.set(name, times);
+    if (times.length <= this.o.hotReloadBurst) return false;
+    this.reloadPaused.add(name);
+    this.o.logger.warn("hot reload paused for a capsule whose files keep changing (does it write into its own directory?); send ReloadCapsules to resume", {
+      capsule: name, reloads: times.length, window_ms: RELOAD_BURST_WINDOW_MS,
+    });
+    return true;
+  }
+
+  /** Logs what discovery found and registers it in load order; returns the capsules with code, to be started. */
+  private registerDiscovered(discovered: DiscoveryResult): CapsuleRecord[] {
+    const { registry, logger, audit } = this.o;
+    for (const problem of discovered.problems) logger.error("invalid capsule manifest skipped", { file: problem.file, error: problem.message });
+    for (const loaded of discovered.shadowed) logger.warn("capsule shadowed by an earlier copy", { name: loaded.manifest.package.name, dir: loaded.dir });
+    const plan = loadOrder(discovered.capsules);
+    if (plan.cycle.length > 0) logger.error("capsule import cycle; loading in discovery order", { capsules: plan.cycle });
+    for (const line of plan.unmet) logger.error("unsatisfied capsule import", { import: line });
+    for (const line of plan.unmetOptional) logger.info("unsatisfied optional capsule import", { import: line });
+    for (const key of plan.duplicates) logger.warn("interface exported by more than one capsule", { interface: key });
+    const toStart: CapsuleRecord[] = [];
+    for (const loaded of plan.order) {
+      for (const warning of loaded.warnings) logger.warn(warning);
+      if (registry.has(loaded.manifest.package.name)) continue;
+      if (loaded.manifest.component.length > 0) {
+        toStart.push(registry.register(loaded, "loading", undefined, loaded.hash));
+      } else {
+        registry.register(loaded, "ready", undefined, loaded.hash);
+        logger.info("capsule loaded", { name: loaded.manifest.package.name, version: loaded.manifest.package.version, dir: loaded.dir });
+        audit.capsule("load", loaded.manifest.package.name, { version: loaded.manifest.package.version, dir: loaded.dir });
+      }
+    }
+    return toStart;
+  }
+
+  /**
+   * Starts capsules with code (reference §6.3): uplinks first, then the rest, each group in parallel, until ready
+   * or failed; `onStarted` hears of each as it settles.
+   */
+  private async startCapsules(toStart: CapsuleRecord[], onStarted?: (record: CapsuleRecord) => void): Promise<void> {
+    const start = (record: CapsuleRecord) => this.o.supervisor.start(record).then(() => onStarted?.(record));
+    await Promise.all(toStart.filter((r) => r.manifest.capabilities.uplink).map(start));
+    await Promise.all(toStart.filter((r) => !r.manifest.capabilities.uplink).map(start));
+  }
+}
