@@ -19,7 +19,7 @@ import type {
   ToCapsule,
   ToolOutcome,
 } from "../protocol/capsule-messages";
-import { MAX_CAPSULE_PUBLISH_BYTES_PER_SEC, MAX_CAPSULE_TEXT_CHARS } from "../protocol/capsule-messages";
+import { MAX_CAPSULE_PUBLISH_BYTES_PER_SEC, MAX_CAPSULE_TEXT_CHARS } from "../protocol/capsule-limits";
 import { BoundedRemote, rpcChannel } from "../protocol/rpc-channel";
 import { busTopicMatches, exactSegmentMatches, topicProblem } from "../protocol/topic-match";
 import { resolveDefinition, type CapsuleApi, type CapsuleDefinition, type CapsuleEvent, type FinalResult } from "./sdk";

@@ -12,6 +12,9 @@
  * control-plane result is parsed with the schemas below on receipt.
  */
 import { z } from "zod";
+import { CAPSULE_QUEUE_LIMIT, MAX_CAPSULE_TEXT_CHARS } from "./capsule-limits";
+
+export { CAPSULE_QUEUE_LIMIT, MAX_CAPSULE_PAYLOAD_BYTES, MAX_CAPSULE_PUBLISH_BYTES_PER_SEC, MAX_CAPSULE_TEXT_CHARS } from "./capsule-limits";
 
 /** What the worker needs to start. */
 export interface CapsuleWorkerData {
@@ -31,8 +34,6 @@ export interface CapsuleWorkerData {
 /** `install` on a capsule's first load; `upgrade` (with the previously installed version) when its version changed. */
 export type LifecycleHook = { hook: "install" } | { hook: "upgrade"; from: string };
 
-/** Largest string a capsule may put in a log line or an error message; longer ones are malformed. */
-export const MAX_CAPSULE_TEXT_CHARS = 64 * 1024;
 const Text = z.string().max(MAX_CAPSULE_TEXT_CHARS);
 
 // ---- control plane, kernel → capsule ----------------------------------------------------------------------------
@@ -130,9 +131,6 @@ export interface CapsuleEventMessage {
 }
 export type ToCapsule = CapsuleEventMessage;
 
-/** Most events one ack may acknowledge (the queue limit: a larger count cannot be honest). */
-export const CAPSULE_QUEUE_LIMIT = 256;
-
 /** Worker → kernel, one-way. */
 export const FromCapsuleSchema = z.discriminatedUnion("t", [
   /**
@@ -142,12 +140,7 @@ export const FromCapsuleSchema = z.discriminatedUnion("t", [
    */
   z.strictObject({ t: z.literal("publish"), topic: z.string().max(1024), payload: z.unknown() }),
   z.strictObject({ t: z.literal("log"), level: z.enum(["debug", "info", "warn", "error"]), message: Text }),
-  /** `n` events handled since the last ack. */
+  /** `n` events handled since the last ack (never more than the queue limit: a larger count cannot be honest). */
   z.strictObject({ t: z.literal("ack"), n: z.number().int().min(1).max(CAPSULE_QUEUE_LIMIT) }),
 ]);
 export type FromCapsule = z.infer<typeof FromCapsuleSchema>;
-
-/** Largest payload a capsule may publish (reference §6.8). */
-export const MAX_CAPSULE_PAYLOAD_BYTES = 5 * 1024 * 1024;
-/** Most payload bytes one capsule may publish in a one-second window (reference §6.8 `max_ipc_throughput_bytes`). */
-export const MAX_CAPSULE_PUBLISH_BYTES_PER_SEC = 10 * 1024 * 1024;

@@ -11,7 +11,6 @@
  */
 import type { MessagePort } from "node:worker_threads";
 import * as Comlink from "comlink";
-import { z } from "zod";
 import { AstridError } from "./errors";
 
 /** Comlink's endpoint shape (its types need DOM names; this is what its node adapter provides). */
@@ -21,15 +20,18 @@ type Listener = ((event: { data: unknown }) => void) | { handleEvent(event: { da
 /** Request message types comlink sends; anything else with an id is a reply. */
 const REQUEST_TYPES: ReadonlySet<string> = new Set(["GET", "SET", "APPLY", "CONSTRUCT", "ENDPOINT", "RELEASE"]);
 
-/** Most arguments an exposed method takes across the channel. */
-const MAX_ARGUMENTS = 8;
-const MessageId = z.string().min(1).max(128);
-const RawWireValue = z.strictObject({ type: z.literal("RAW"), value: z.unknown() });
+/** A check of one incoming comlink message: the (cleaned) message, or why it is refused. */
+export type WireCheck = { ok: true; message: { id: string } } | { ok: false; reason: string };
 
-/** What a guarded side accepts and how it reports the rest. */
+/**
+ * What a guarded side accepts and how it reports the rest. The checks live in `rpc-guard.ts` (zod), so the
+ * unguarded side — a capsule worker — loads no schema library.
+ */
 export interface ChannelGuard {
-  /** The methods this side exposes; a request for anything else is refused. */
-  methods: readonly string[];
+  /** Checks a request from the peer. */
+  request(data: unknown): WireCheck;
+  /** Checks a reply from the peer (its id is then matched against the calls this side made). */
+  reply(data: unknown): WireCheck;
   /** Called once per dropped message with a short reason (the caller counts, logs and audits). */
   onInvalid(reason: string): void;
 }
@@ -50,7 +52,6 @@ export function rpcChannel(port: MessagePort, guard?: ChannelGuard): RpcChannel 
   const callerListeners = new Set<Listener>();
   // Ids of calls this side made and still waits for: a reply to anything else is refused.
   const awaiting = new Set<string>();
-  const requestSchema = guard ? requestSchemaFor(guard.methods) : undefined;
 
   const emit = (listeners: Set<Listener>, data: unknown) => {
     for (const listener of listeners) {
@@ -61,16 +62,15 @@ export function rpcChannel(port: MessagePort, guard?: ChannelGuard): RpcChannel 
   const onMessage = (data: unknown) => {
     const type = typeof data === "object" && data !== null ? (data as { type?: unknown }).type : undefined;
     if (typeof type === "string" && REQUEST_TYPES.has(type)) {
-      if (!requestSchema) return emit(calleeListeners, data);
-      const parsed = requestSchema.safeParse(data);
-      if (!parsed.success) return guard!.onInvalid(`malformed request (${describe(parsed.error)})`);
-      return emit(calleeListeners, parsed.data);
+      if (!guard) return emit(calleeListeners, data);
+      const checked = guard.request(data);
+      return checked.ok ? emit(calleeListeners, checked.message) : guard.onInvalid(`malformed request (${checked.reason})`);
     }
     if (!guard) return emit(callerListeners, data);
-    const parsed = ReplySchema.safeParse(data);
-    if (!parsed.success) return guard.onInvalid(`malformed message (${describe(parsed.error)})`);
-    if (!awaiting.delete(parsed.data.id)) return guard.onInvalid("a reply to a call that was never made (or already answered)");
-    emit(callerListeners, parsed.data);
+    const checked = guard.reply(data);
+    if (!checked.ok) return guard.onInvalid(`malformed message (${checked.reason})`);
+    if (!awaiting.delete(checked.message.id)) return guard.onInvalid("a reply to a call that was never made (or already answered)");
+    emit(callerListeners, checked.message);
   };
   port.on("message", onMessage);
 
@@ -98,26 +98,6 @@ export function rpcChannel(port: MessagePort, guard?: ChannelGuard): RpcChannel 
       awaiting.clear();
     },
   };
-}
-
-/** A reply the guarded side accepts: a raw value answering one of its calls. */
-const ReplySchema = z.strictObject({ id: MessageId, type: z.literal("RAW"), value: z.unknown() });
-
-function requestSchemaFor(methods: readonly string[]) {
-  return z.discriminatedUnion("type", [
-    z.strictObject({
-      id: MessageId,
-      type: z.literal("APPLY"),
-      path: z.tuple([z.enum(methods as [string, ...string[]])]),
-      argumentList: z.array(RawWireValue).max(MAX_ARGUMENTS),
-    }),
-    z.strictObject({ id: MessageId, type: z.literal("RELEASE"), path: z.array(z.string()).max(0).optional() }),
-  ]);
-}
-
-function describe(error: z.ZodError): string {
-  const issue = error.issues[0];
-  return issue ? `${issue.path.join(".") || "message"}: ${issue.message}`.slice(0, 200) : "invalid";
 }
 
 /**

@@ -19,6 +19,7 @@ import {
   type ToCapsule,
 } from "../../protocol/capsule-messages";
 import { BoundedRemote, rpcChannel, type RpcChannel } from "../../protocol/rpc-channel";
+import { comlinkGuard } from "../../protocol/rpc-guard";
 import { workerEntry } from "../worker-entry";
 import type { CapsuleRecord } from "./registry";
 
@@ -83,10 +84,7 @@ export class CapsuleRun {
       stdout: false,
       stderr: false,
     });
-    this.channel = rpcChannel(port1, {
-      methods: KERNEL_SYSCALL_METHODS,
-      onInvalid: (reason) => this.malformed(`control plane: ${reason}`),
-    });
+    this.channel = rpcChannel(port1, comlinkGuard(KERNEL_SYSCALL_METHODS, (reason) => this.malformed(`control plane: ${reason}`)));
     this.remote = new BoundedRemote<CapsuleControl>(this.channel.caller, `capsule ${record.name}`);
     exposeSyscalls(syscalls, this.channel);
     this.worker.on("message", (raw: unknown) => this.receive(raw));

@@ -1,6 +1,7 @@
 import * as Comlink from "comlink";
 import { MessageChannel } from "node:worker_threads";
 import { BoundedRemote, rpcChannel } from "../../../protocol/rpc-channel";
+import { comlinkGuard } from "../../../protocol/rpc-guard";
 
 interface Api {
   echo(x: number): Promise<number>;
@@ -31,7 +32,7 @@ describe("issue #8: one channel, both directions, guarded on the untrusted side"
     const { port1, port2 } = new MessageChannel();
     const invalid: string[] = [];
     const kernelApi = { calls: 0, syscall: async (n: number) => n * 2 };
-    const kernel = rpcChannel(port1, { methods: ["syscall"], onInvalid: (reason) => invalid.push(reason) });
+    const kernel = rpcChannel(port1, comlinkGuard(["syscall"], (reason) => invalid.push(reason)));
     Comlink.expose(kernelApi, kernel.callee);
     const worker = rpcChannel(port2);
     Comlink.expose({ echo: async (x: number) => x }, worker.callee);
