@@ -68,7 +68,10 @@ const server = net.createServer((socket) => {
         else reply(value.payload);
         continue;
       }
-      audit?.request("GetStatus", `conn:${connection}`, "default");
+      audit?.request({
+        method: "GetStatus", caller: `conn:${connection}`, principal: "default", capability: "system:status",
+        authorization: { type: "system", reason: "policy allow: default holds system:status", via: "group admin (\"*\")" },
+      });
       socket.write(
         encodeFrame({
           topic: value.topic.replace("astrid.v1.request.", "astrid.v1.response."),

@@ -16,6 +16,9 @@ import { CapsuleLoader, type LoaderLogger } from "../kernel/capsules/loader-clie
 import { runChat } from "./cli/chat";
 import { daemonState, formatUptime, startDaemon, waitForExit } from "./cli/daemon-control";
 import { daemonRequest } from "./cli/daemon-request";
+import { adminCommands } from "./cli/admin";
+import { frontendCommand } from "./cli/frontend";
+import { identityCommand } from "./cli/identity";
 
 interface Global {
   json: boolean;
@@ -101,7 +104,8 @@ function report(err: unknown): void {
   const message = err instanceof Error ? err.message : String(err);
   if (json) process.stdout.write(`${JSON.stringify({ error: { code, message } })}\n`);
   else process.stderr.write(`astrid: ${message} [${code}]\n`);
-  process.exitCode = 1;
+  // The admin commands' usage errors exit 2 (bin/cli/admin.ts); everything else 1.
+  process.exitCode = (err as { exitCode?: unknown } | null)?.exitCode === 2 ? 2 : 1;
 }
 
 async function auditVerify(argv: Global): Promise<void> {
@@ -260,7 +264,15 @@ async function main(): Promise<void> {
           await kv(g, "KvSet", { scope: argv.scope, key, value });
           out(g, { scope: argv.scope, key, stored: true }, `Stored ${JSON.stringify(key)} in ${argv.scope}.`);
         } else {
-          const keys = (await kv(g, "KvList", { scope: argv.scope, prefix: argv.key ?? "" })) as string[];
+          // KvList answers a page at a time (next_cursor while more follow): list them all.
+          const keys: string[] = [];
+          let cursor: string | undefined;
+          do {
+            const reply = await daemonRequest(resolveHome(), "KvList",
+              { scope: argv.scope, prefix: argv.key ?? "", ...(cursor !== undefined ? { cursor } : {}) }, { topicSuffix: "kv" });
+            keys.push(...(reply.data as string[]));
+            cursor = (reply as { next_cursor?: string }).next_cursor;
+          } while (cursor !== undefined);
           if (keys.length === 0 && !g.json) process.stderr.write(`No keys${argv.key ? ` starting with ${JSON.stringify(argv.key)}` : ""} in ${argv.scope}.\n`);
           else out(g, { scope: argv.scope, keys }, keys.join("\n"));
         }
@@ -281,7 +293,10 @@ async function main(): Promise<void> {
         if (!argv.name) throw new AstridError("ASTRID_ERR_INVALID_ARGUMENT", "capsule info needs a capsule name");
         return capsuleInfo(g, argv.name);
       })
-    .demandCommand(1, "Name a command: chat, start, stop, status, audit, kv or capsule.")
+    .command(adminCommands(report))
+    .command(frontendCommand)
+    .command(identityCommand)
+    .demandCommand(1, "Name a command: chat, start, stop, status, audit, kv, capsule, agent, group, caps, quota, frontend or identity.")
     .epilogue("Exit status: 0 on success (also when no daemon is running for status/stop), 1 on an error, 53 when chat got no reply in time.\nErrors end with a stable code, e.g. [ASTRID_ERR_DAEMON_START_FAILED]; see the README.")
     .wrap(100)
     .version(DAEMON_VERSION)

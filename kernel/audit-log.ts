@@ -7,22 +7,32 @@ import type { AuditInput } from "../protocol/storage-messages";
 import type { StorageClient } from "./storage-client";
 
 /** Capability each management method requires (reference §5.2), recorded with every request. */
-export const METHOD_CAPABILITIES: Readonly<Record<string, string>> = {
-  GetStatus: "system:status",
-  ListCapsules: "self:capsule:list",
-  GetCommands: "self:capsule:list",
-  GetCapsuleMetadata: "self:capsule:list",
-  ReloadCapsules: "self:capsule:reload",
-  Shutdown: "system:shutdown",
-  InstallCapsule: "self:capsule:install",
-  ApproveCapability: "self:approval:respond",
-  KvGet: "system:kv:read",
-  KvSet: "system:kv:write",
-  KvList: "system:kv:read",
-};
+export { METHOD_CAPABILITIES } from "../protocol/required-capabilities";
 
-// Capability profiles (reference §8.5–8.6) are not enforced yet; every entry says so rather than claim a grant.
-const NOT_ENFORCED = { type: "not_required", reason: "capability profiles are not enforced yet" } as const;
+/** How an audited request was authorized: allowed (`system`, with the policy's reason) or refused (`denied`). */
+export type RequestAuthorization = { type: "system"; reason: string; via?: string } | { type: "denied"; reason: string };
+
+/** One management or admin request as its audit entry records it. */
+export interface AuditedRequest {
+  /** The method name (management) or label (admin: `admin.agent.create`, …). */
+  method: string;
+  /** The connection (`conn:<id>`) or capsule principal (`principal:<p>`) that asked. */
+  caller: string;
+  /** Whom the request acts for. */
+  principal: string;
+  /** The capability the request needed (null when it was refused before the method was known). */
+  capability: string | null;
+  authorization: RequestAuthorization;
+  /** Set when the request was refused; the entry then records a failure with this text. */
+  error?: string;
+  /** Where it acts (never a value); admin requests record their whole `{method, params}`. */
+  params?: Record<string, unknown>;
+  /** The principal an admin request acts on. */
+  target_principal?: string;
+}
+
+/** What happened to a client, as its audit entry names it. */
+export type ClientEventType = "client_connected" | "client_auth_failed" | "client_disconnected" | "client_claim_denied" | "client_session_denied";
 
 /** What happened to a capsule, as its audit entry names it. */
 export type CapsuleChange = "load" | "install" | "upgrade" | "fail" | "restart" | "reload" | "unload" | "denied" | "protocol_violation";
@@ -34,23 +44,36 @@ export class AuditLog {
     private readonly sessionId: string,
   ) {}
 
-  /** A management request: admitted, or refused with `error`; `params` says where it acts (never a value). */
-  request(method: string, caller: string, principal: string, error?: string, params?: Record<string, unknown>): void {
+  /** A management or admin request: admitted, or refused with `error`, and how it was authorized (reference §8.1). */
+  request(r: AuditedRequest): void {
     this.record({
-      principal,
-      action: { type: "admin_request", method, required_capability: METHOD_CAPABILITIES[method] ?? null, caller, ...(params ? { params } : {}) },
-      authorization: NOT_ENFORCED,
-      outcome: error === undefined ? { status: "success", details: null } : { status: "failure", error },
+      principal: r.principal,
+      action: {
+        type: "admin_request",
+        method: r.method,
+        required_capability: r.capability,
+        ...(r.target_principal !== undefined ? { target_principal: r.target_principal } : {}),
+        caller: r.caller,
+        ...(r.params ? { params: r.params } : {}),
+      },
+      authorization: r.authorization,
+      outcome: r.error === undefined ? { status: "success", details: null } : { status: "failure", error: r.error },
     });
   }
 
-  /** A client event: `client_connected`, `client_auth_failed`, `client_disconnected`. */
-  client(type: "client_connected" | "client_auth_failed" | "client_disconnected", connection: number, detail: Record<string, unknown> = {}): void {
+  /**
+   * A client event: `client_connected`, `client_auth_failed`, `client_disconnected`; or a refusal of what a
+   * client tried — speaking for a platform its credential does not allow (`client_claim_denied`), joining a session
+   * of a principal it may not act for (`client_session_denied`).
+   */
+  client(type: ClientEventType, connection: number, detail: Record<string, unknown> = {}): void {
+    const refused = type === "client_auth_failed" || type === "client_claim_denied" || type === "client_session_denied";
+    const reason = String(detail.reason ?? type);
     this.record({
-      principal: "default",
+      principal: typeof detail.principal === "string" ? detail.principal : "default",
       action: { type, connection, ...detail },
-      authorization: type === "client_auth_failed" ? { type: "denied", reason: String(detail.reason ?? "") } : { type: "system", reason: "session token" },
-      outcome: type === "client_auth_failed" ? { status: "failure", error: String(detail.reason ?? "") } : { status: "success", details: null },
+      authorization: refused ? { type: "denied", reason } : { type: "system", reason: detail.via === "frontend" ? "frontend credential" : "session token" },
+      outcome: refused ? { status: "failure", error: reason } : { status: "success", details: null },
     });
   }
 
@@ -65,6 +88,16 @@ export class AuditLog {
       outcome: change === "fail" || change === "denied" || change === "protocol_violation"
         ? { status: "failure", error: String(detail.reason ?? detail.detail ?? "") }
         : { status: "success", details: null },
+    });
+  }
+
+  /** An identity event: a platform user provisioned a principal of its own (method `claimed`). */
+  identity(change: "provisioned", detail: Record<string, unknown>): void {
+    this.record({
+      principal: typeof detail.principal === "string" ? detail.principal : "default",
+      action: { type: "identity", change, ...detail },
+      authorization: { type: "system", reason: "frontend unlinked-user policy" },
+      outcome: { status: "success", details: null },
     });
   }
 

@@ -121,6 +121,9 @@ export const envSchema = z.object({
   // A V8 isolate needs a few MiB of old space just to start.
   ASTRID_CAPSULE_MAX_HEAP_MB: wholeNumber("ASTRID_CAPSULE_MAX_HEAP_MB", "megabytes", 8, 65_536, 64,
     "V8 old-generation heap limit of each capsule worker"),
+  // A client that reads nothing for this long while its messages pile up is disconnected (one that reads is not).
+  ASTRID_CLIENT_STALL_TIMEOUT_MS: wholeNumber("ASTRID_CLIENT_STALL_TIMEOUT_MS", "milliseconds", 500, MAX_TIMER_MS, 30_000,
+    "a client over its egress budget that takes no byte for this long is disconnected (ASTRID_ERR_SLOW_CONSUMER)"),
   ASTRID_HOT_RELOAD_BURST: wholeNumber("ASTRID_HOT_RELOAD_BURST", "reloads", 1, 10_000, 30,
     "hot reload pauses for a capsule whose files changed more than N times in a minute"),
   ASTRID_BUNDLED_CAPSULES_DIR: absolutePath("ASTRID_BUNDLED_CAPSULES_DIR", "<package>/capsules",
@@ -194,6 +197,8 @@ export interface DaemonConfig {
   readonly capsuleRestartBackoffMs: number;
   readonly capsuleMaxHeapMb: number;
   readonly hotReloadBurst: number;
+  /** How long a client over its egress budget may take no byte before it is disconnected. */
+  readonly clientStallTimeoutMs: number;
   /** `ASTRID_BUNDLED_CAPSULES_DIR`; null: the capsules shipped with the package. */
   readonly bundledCapsulesDir: string | null;
   /** `ASTRID_TEST_FAULTS=1`: the storage worker obeys fault-injection requests (tests only). */
@@ -234,6 +239,7 @@ export function loadDaemonConfig(env: NodeJS.ProcessEnv, flags: DaemonFlags = {}
     capsuleRestartBackoffMs: e.ASTRID_CAPSULE_RESTART_BACKOFF_MS,
     capsuleMaxHeapMb: e.ASTRID_CAPSULE_MAX_HEAP_MB,
     hotReloadBurst: e.ASTRID_HOT_RELOAD_BURST,
+    clientStallTimeoutMs: e.ASTRID_CLIENT_STALL_TIMEOUT_MS,
     bundledCapsulesDir: e.ASTRID_BUNDLED_CAPSULES_DIR,
     testFaults: e.ASTRID_TEST_FAULTS === "1",
   });

@@ -29,6 +29,13 @@ import { IdleMonitor, idleSettings } from "./idle-monitor";
 import { CLI_CAPSULE_NAME, SocketPolicy } from "./ingress-policy";
 import { closeLogger, createLogger, type Logger } from "./logger";
 import { ManagementRouter } from "./management-router";
+import { AdminRouter, bindAdminMethods } from "./admin-router";
+import { IDENTITY_ADMIN_METHODS } from "./identity/identity-admin";
+import { IdentityLinks } from "./identity/identity-links";
+import { PlatformUsers } from "./identity/platform-users";
+import { FrontendCredentials } from "./frontends/frontend-credentials";
+import { LinkedAgentIdentities } from "./principals/agent-identity";
+import { PrincipalRegistry, type Principals } from "./principals/principals";
 import { SessionToken } from "./session-token";
 import { checkSocketPathLength, isSymlink, prepareSocketPath, probeSocket } from "./socket-prepare";
 import { SocketServer } from "./socket-server";
@@ -57,6 +64,8 @@ interface DaemonParts {
   server: SocketServer;
   tracker: ConnectionTracker;
   router: ManagementRouter;
+  admin: AdminRouter;
+  principals: PrincipalRegistry;
   idle: IdleMonitor;
   storage: StorageClient;
   audit: AuditLog;
@@ -76,6 +85,11 @@ export class Daemon {
   readonly exited = new Promise<number>((resolve) => (this.resolveExit = resolve));
 
   private constructor(private readonly p: DaemonParts) {}
+
+  /** Groups, profiles and the capability checks of this daemon's principals. */
+  get principals(): Principals {
+    return this.p.principals;
+  }
 
   /** The home this daemon serves. */
   get home(): AstridHome {
@@ -118,13 +132,22 @@ export class Daemon {
 
       // 5. Discovery (in the capsule loader worker): the CLI capsule's manifest is the socket's policy.
       let reconciler!: CapsuleReconciler;
-      const supervisor = new CapsuleSupervisor(bus, storage, logger, audit, supervisorSettings(config), (record) => reconciler.env(record));
       const roots = capsuleRoots(home, options);
       const envDir = operatorEnvDir(home);
       const discovered = await loader.discover(roots, envDir);
       const cli = discovered.capsules.find((c) => c.manifest.package.name === CLI_CAPSULE_NAME);
       // The socket policy is needed to serve; its absence is reported at step 14 like the reference.
       const policy = cli ? SocketPolicy.fromManifest(cli.manifest) : new SocketPolicy([], []);
+
+      // 8–9. Groups and profiles (reference §2.2 steps 8–9), before binding so that the socket can consult them from
+      // its first connection: a malformed etc/groups.toml aborts boot with nothing bound; `default` is seeded.
+      const principals = await PrincipalRegistry.open(home, logger);
+      // Frontend credentials and the identity links that map their platform users to principals.
+      const credentials = new FrontendCredentials({ dir: home.frontendsDir, logger });
+      await credentials.load();
+      const links = new IdentityLinks(storage);
+      const platformUsers = new PlatformUsers(links, principals, credentials, audit, logger);
+      const supervisor = new CapsuleSupervisor(bus, storage, logger, audit, supervisorSettings(config), (record) => reconciler.env(record), principals);
 
       // 6. Bind the socket, then write the token, before any capsule can see a client.
       await prepareSocketPath(home.socketPath);
@@ -141,6 +164,9 @@ export class Daemon {
         kernelSourceId: config.sessionId,
         principal: "default",
         audit,
+        stallTimeoutMs: config.clientStallTimeoutMs,
+        frontends: credentials,
+        users: platformUsers,
       });
       await server.listen();
       token.write(home.tokenPath);
@@ -164,15 +190,19 @@ export class Daemon {
         shutdown: (reason) => void daemon!.shutdown(reason),
         kvGet: (scope, key) => kv.get(scope, key),
         kvSet: (scope, key, value) => kv.set(scope, key, value),
-        kvList: (scope, prefix) => kv.listKeys(scope, prefix),
-      }, logger, config.sessionId, audit);
+        kvList: (scope, prefix, page) => kv.listKeys(scope, prefix, page),
+      }, logger, config.sessionId, audit, principals);
+      const admin = new AdminRouter({
+        bus, principals, identities: new LinkedAgentIdentities(links), logger, kernelSourceId: config.sessionId, audit,
+        extensions: bindAdminMethods(IDENTITY_ADMIN_METHODS, { links, principalExists: (p: string) => principals.exists(p) }),
+      });
       const idle = new IdleMonitor(
         settings,
         () => tracker.total === 0 && registry.ready().every((r) => r.manifest.uplink.length === 0),
         () => void daemon!.shutdown("idle_timeout"),
       );
       daemon = new Daemon({
-        home, config, logger, bus, registry, server, tracker, router, idle, storage, audit, auditIntact: report.intact,
+        home, config, logger, bus, registry, server, tracker, router, admin, principals, idle, storage, audit, auditIntact: report.intact,
         supervisor, loader, reconciler, releaseLock,
       });
 
@@ -216,6 +246,8 @@ export class Daemon {
       connected_clients: this.p.tracker.total,
       loaded_capsules: this.p.registry.ready().map((r) => r.name),
       audit_chain_intact: this.p.auditIntact,
+      clients: this.p.server.clients(),
+      sessions: this.p.server.sessions.size,
     };
   }
 
@@ -267,6 +299,7 @@ export class Daemon {
     });
     this.p.idle.stop();
     this.p.router.close();
+    this.p.admin.close();
     // Workers go first, so a load or reload in progress (a slow install hook, say) ends now instead of running to
     // its deadline; a start it still makes sees the supervisor stopping and spawns nothing. Then let it unwind.
     await this.p.supervisor.stopAll();

@@ -37,6 +37,26 @@ export class AstridHome {
   get stateDbPath(): string {
     return path.join(this.root, "var", "state.db");
   }
+  /** Frontend credentials, `<name>.toml` each (see docs/frontends.md). */
+  get frontendsDir(): string {
+    return path.join(this.root, "etc", "frontends");
+  }
+  /** System configuration (`etc/`, created by `ensure()`). */
+  get etcDir(): string {
+    return path.join(this.root, "etc");
+  }
+  /** Custom groups (reference §8.4); a missing file means the built-ins only. */
+  get groupsPath(): string {
+    return path.join(this.root, "etc", "groups.toml");
+  }
+  /** Per-principal profiles (reference §8.5), created on the first profile write. */
+  get profilesDir(): string {
+    return path.join(this.root, "etc", "profiles");
+  }
+  /** One principal's profile, `etc/profiles/<principal>.toml`. */
+  profilePath(principal: string): string {
+    return path.join(this.root, "etc", "profiles", `${principal}.toml`);
+  }
   /** The principal's home root (`home://`). */
   principalHome(principal: string): string {
     return path.join(this.root, "home", principal);

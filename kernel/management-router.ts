@@ -1,12 +1,14 @@
 /**
  * The management router (reference §5.1): reads `KernelRequest`s from `astrid.v1.request.*` and answers on the
  * matching `astrid.v1.response.*` topic — to the requesting connection only, with its `request_id` echoed.
- * Malformed requests get an `Error` reply instead of silence. Requests run concurrently, so a slow reload never
- * blocks a status query; reloads serialise among themselves.
+ * Malformed requests get an `Error` reply instead of silence. Every request needs its §5.2 capability for the
+ * caller principal (rate limit → authorization → audit, allow and deny alike → handler). Requests run
+ * concurrently, so a slow reload never blocks a status query; reloads serialise among themselves.
  */
 import { AstridError, isAstridError } from "../protocol/errors";
 import { guestView } from "../protocol/ipc-message";
 import {
+  KV_LIST_DEFAULT_LIMIT,
   OPERATOR_KV_SCOPE,
   errorResponse,
   parseKernelRequest,
@@ -16,10 +18,13 @@ import {
   type KernelRequest,
   type KernelResponse,
 } from "../protocol/kernel-request";
+import { METHOD_CAPABILITIES } from "../protocol/required-capabilities";
 import { CLIENT_DISCONNECT_TOPIC, REQUEST_TOPIC_PATTERN, responseTopicFor } from "../protocol/topics";
 import type { BusEvent, EventBus } from "./bus";
 import type { Logger } from "./logger";
 import type { AuditLog } from "./audit-log";
+import type { CapabilityChecker, Decision } from "./principals/authorizer";
+import { callerPrincipal } from "./principals/principals";
 import { RateLimiter } from "./rate-limiter";
 
 /** Who asked: the connection for socket clients, else the principal of the publishing capsule. */
@@ -75,7 +80,7 @@ export interface ManagementHost {
   installCapsule(source: string, workspace: boolean): Promise<unknown>;
   kvGet(scope: string, key: string): Promise<Uint8Array | null>;
   kvSet(scope: string, key: string, value: Uint8Array): Promise<void>;
-  kvList(scope: string, prefix: string): Promise<string[]>;
+  kvList(scope: string, prefix: string, page: { after?: string; limit?: number }): Promise<string[]>;
   /** Begins graceful shutdown after the reply has been handed to the socket. */
   shutdown(reason: string): void;
 }
@@ -90,7 +95,9 @@ export class ManagementRouter {
     private readonly host: ManagementHost,
     private readonly logger: Logger,
     private readonly kernelSourceId: string,
-    private readonly audit?: AuditLog,
+    private readonly audit: AuditLog | undefined,
+    /** Decides every request's capability (reference §8.6) for the caller principal. */
+    private readonly principals: CapabilityChecker,
   ) {
     const unsubscribeRequests = bus.subscribe(REQUEST_TOPIC_PATTERN, (event) => void this.handle(event));
     const unsubscribeDisconnects = bus.subscribe(CLIENT_DISCONNECT_TOPIC, ({ origin }) => {
@@ -112,7 +119,9 @@ export class ManagementRouter {
     // The guest view of a raw_json payload is the payload minus `type`; reading the fields in place avoids a copy.
     const body = message.payload;
     const requestId = requestIdOf(body.type === "raw_json" ? body : guestView(body));
-    const principal = message.principal ?? "default";
+    // Reference §5.1: the principal the kernel stamped; a missing or invalid one is `default`.
+    const principal = callerPrincipal(message.principal);
+    const caller = callerOf(event);
     const reply = (response: KernelResponse) =>
       this.bus.publish({
         topic: responseTopicFor(message.topic),
@@ -121,8 +130,10 @@ export class ManagementRouter {
         // A socket client's reply goes to its connection only; a capsule's never reaches the socket at all.
         ...(event.origin !== undefined ? { target: event.origin } : { internal: true as const }),
       });
+    const refuse = (method: string, capability: string | null, why: string) =>
+      this.audit?.request({ method, caller, principal, capability, authorization: { type: "denied", reason: why }, error: why });
     if (body.type !== "raw_json") {
-      this.audit?.request("(not raw_json)", callerOf(event), principal, "payload is not raw_json");
+      refuse("(not raw_json)", null, "payload is not raw_json");
       reply(errorResponse("ASTRID_ERR_REQUEST_INVALID",
         'a management request must be a raw_json object, e.g. {"type":"raw_json","method":"GetStatus"}'));
       return;
@@ -133,20 +144,48 @@ export class ManagementRouter {
     } catch (err) {
       const e = err as AstridError;
       this.logger.warn("malformed management request", { topic: message.topic, error: e.message });
-      this.audit?.request(typeof body.method === "string" ? body.method.slice(0, 64) : "(none)", callerOf(event), principal, e.message);
+      refuse(typeof body.method === "string" ? body.method.slice(0, 64) : "(none)", null, e.message);
       reply(errorResponse(e.code, e.message));
       return;
     }
-    const caller = callerOf(event);
+    const capability = METHOD_CAPABILITIES[request.method]!;
+    // Reference §5.1: rate limit, then authorization, then the audit entry, then the handler.
     const admitted = this.limiter.admit(caller, principal, request.method);
     if (!admitted.ok) {
       const text = `Rate limited: max ${admitted.limit} ${request.method} requests per minute${admitted.scope === "principal" ? ` for principal ${principal}` : ""}`;
-      this.audit?.request(request.method, caller, principal, text);
+      refuse(request.method, capability, text);
       reply(errorResponse("ASTRID_ERR_RATE_LIMITED", text));
       return;
     }
-    // Reference §5.1: the entry is written (queued) before the handler runs; its outcome is the admission.
-    this.audit?.request(request.method, caller, principal, undefined, auditedParams(request));
+    const decided = (decision: Decision) => {
+      if (!decision.allowed) {
+        // A refused request uses no rate budget (the reference's §11 item 5).
+        this.limiter.release(caller, principal, request.method);
+        this.logger.warn("management request denied", { method: request.method, principal, reason: decision.reason });
+        refuse(request.method, capability, decision.reason);
+        reply(errorResponse(decision.code, decision.reason));
+        return;
+      }
+      // The entry is written (queued) before the handler runs; its outcome is the admission.
+      this.audit?.request({
+        method: request.method, caller, principal, capability,
+        authorization: { type: "system", reason: decision.reason, via: decision.via }, params: auditedParams(request),
+      });
+      this.run(request, requestId, caller, reply);
+    };
+    // Synchronous when the caller's profile is cached, so a status query is not held up by a promise.
+    const decision = this.principals.check(principal, capability);
+    if (decision instanceof Promise) {
+      decision.then(decided, (err: unknown) => {
+        this.logger.error("authorization failed", { method: request.method, principal, error: String(err) });
+        decided({ allowed: false, reason: `permission denied for principal ${principal}: missing capability ${capability}`, code: "ASTRID_ERR_PERMISSION_DENIED", why: "unusable" });
+      });
+    } else {
+      decided(decision);
+    }
+  }
+
+  private run(request: KernelRequest, requestId: string | undefined, caller: string, reply: (r: KernelResponse) => void): void {
     if (this.logger.isDebugEnabled()) this.logger.debug("management request", { method: request.method, caller, request_id: requestId });
     const fail = (err: unknown) => {
       // A coded refusal is the caller's mistake, not the daemon's: a warning; anything else is an error.
@@ -206,8 +245,13 @@ export class ManagementRouter {
         return this.host.kvSet(scope, key, Buffer.from(value, encoding)).then(() => ({ status: "Success", data: { status: "stored" } }));
       }
       case "KvList": {
-        const { scope = OPERATOR_KV_SCOPE, prefix = "" } = request.params;
-        return this.host.kvList(scope, prefix).then((keys) => ({ status: "Success", data: keys }));
+        // Paginated: at most `limit` keys (one more is read to know whether a next page exists).
+        const { scope = OPERATOR_KV_SCOPE, prefix = "", cursor, limit = KV_LIST_DEFAULT_LIMIT } = request.params;
+        return this.host.kvList(scope, prefix, { ...(cursor !== undefined ? { after: cursor } : {}), limit: limit + 1 }).then((keys) => {
+          if (keys.length <= limit) return { status: "Success", data: keys };
+          const page = keys.slice(0, limit);
+          return { status: "Success", data: page, next_cursor: page[page.length - 1]! };
+        });
       }
     }
   }

@@ -45,6 +45,13 @@ export class RateLimiter {
     return { ok: true };
   }
 
+  /** Gives back what `admit` just recorded: a request refused after admission (no permission) uses no budget. */
+  release(caller: string, principal: string, method: string): void {
+    if (this.limits[method] === undefined) return;
+    this.windows.get(`${caller}\u0000${method}`)?.pop();
+    this.windows.get(`\u0001ceiling:${principal}\u0000${method}`)?.pop();
+  }
+
   /** Forgets a caller (its connection closed); its principal's window stays. */
   forget(caller: string): void {
     for (const key of this.windows.keys()) if (key.startsWith(`${caller}\u0000`)) this.windows.delete(key);

@@ -1,12 +1,16 @@
 /**
- * The socket server: accepts frontends on `run/system.sock`, runs the handshake, applies the ingress allowlist,
- * publishes what clients send onto the bus, and writes to each client the messages it should receive — replies
- * only to the connection that asked, everything else in the egress set to every client.
+ * The socket server: accepts frontends on `run/system.sock`, runs the handshake (the operator's session token, or
+ * a frontend's own credential), applies the ingress allowlist, stamps each message with the principal it acts for
+ * (never one the client sent), publishes it onto the bus, and writes to each client what it should receive:
+ * replies only to the connection that asked, session events only to the connections in that session, kernel-wide
+ * events to every client. Flow control lives in `client-connection.ts`, session ownership in `session-router.ts`.
  */
 import fs from "node:fs";
 import net from "node:net";
+import { z } from "zod";
+import { DisplayNameSchema, PlatformSchema, PlatformUserIdSchema } from "../protocol/identity-names";
 import { AstridError, isAstridError, type ErrorCode } from "../protocol/errors";
-import { encodeFrame, FrameDecoder, MAX_CLIENT_FRAME_BYTES, MAX_HANDSHAKE_BYTES, parseFrameJson } from "../protocol/framing";
+import { encodeFrame, MAX_CLIENT_FRAME_BYTES, parseFrameJson } from "../protocol/framing";
 import {
   AUTH_FAILED_REASON,
   HandshakeRequestSchema,
@@ -15,11 +19,24 @@ import {
   type HandshakeResponse,
 } from "../protocol/handshake";
 import { isJsonObject, normalizePayload, rawJson, type IpcMessage } from "../protocol/ipc-message";
-import { CLIENT_CONNECTED_TOPIC, CLIENT_DISCONNECT_TOPIC, CLIENT_ERROR_TOPIC } from "../protocol/topics";
+import {
+  ADMIN_RESPONSE_TOPIC_PREFIX,
+  ADMIN_TOPIC_PREFIX,
+  CLIENT_CONNECTED_TOPIC,
+  CLIENT_DISCONNECT_TOPIC,
+  CLIENT_ERROR_TOPIC,
+  REQUEST_TOPIC_PREFIX,
+  RESPONSE_TOPIC_PREFIX,
+  SESSION_JOIN_TOPIC,
+  SESSION_JOINED_TOPIC,
+  SESSION_LEAVE_TOPIC,
+} from "../protocol/topics";
 import { memoTopicPredicate } from "../protocol/topic-cache";
 import { MAX_TOPIC_BYTES, topicProblem } from "../protocol/topic-match";
 import { DAEMON_VERSION, PROTOCOL_VERSION } from "../protocol/version";
 import type { BusEvent, ConnectionId, EventBus } from "./bus";
+import { ClientConnection, type ConnectionIdentity } from "./client-connection";
+import { isSessionScoped, sessionIdOf, SessionRouter } from "./session-router";
 import type { SocketPolicy } from "./ingress-policy";
 import type { AuditLog } from "./audit-log";
 import type { Logger } from "./logger";
@@ -39,8 +56,6 @@ export const FRAME_READ_TIMEOUT_MS = 5000;
 const FRAME_PROGRESS_GRACE_MS = 1000;
 /** How long a connection we closed may take to read our last frame before it is destroyed. */
 const CLOSE_LINGER_MS = 1000;
-/** A client that lets this much egress pile up unread is dropped, so one slow reader never stalls the rest. */
-export const MAX_EGRESS_BACKLOG_BYTES = 64 * 1024 * 1024;
 /** Messages kept for the first client while none is connected (the TUI relies on the boot-time backlog). */
 export const OFFLINE_BACKLOG_LIMIT = 1024;
 
@@ -56,39 +71,59 @@ export interface SocketServerOptions {
   proxySourceId: string;
   /** `source_id` of the daemon's own frames (the kernel session id). */
   kernelSourceId: string;
-  /** Principal of every socket client (the reference's proxy always publishes as `default`). */
+  /** Principal of the operator's own connections, the ones that present the session token (`default`). */
   principal: string;
   /** Where connects, failed authentications and disconnects are recorded. */
   audit?: AuditLog;
+  /** How long a client over its egress budget may take no byte before it is disconnected (default 30 s). */
+  stallTimeoutMs?: number;
+  /** Frontend credentials: a handshake token that is not the session token is looked up here. */
+  frontends?: FrontendAuth;
+  /** Resolves the platform user a frontend's message speaks for to a principal. */
+  users?: PlatformUserResolver;
 }
 
-type Phase = "handshake" | "open" | "closed";
+/** What a frontend credential allows. */
+export interface FrontendGrant {
+  name: string;
+  platforms: readonly string[];
+}
 
-/** One client connection. */
-class Connection {
-  phase: Phase = "handshake";
-  readonly decoder = new FrameDecoder(MAX_HANDSHAKE_BYTES);
-  handshakeTimer: NodeJS.Timeout | undefined;
-  /** Deadline of the frame being received (open phase), and when that frame began and what it was allowed. */
-  frameTimer: NodeJS.Timeout | undefined;
-  frameStartedAt = 0;
-  frameBudgetMs = 0;
+/** Looks a handshake token up among the frontend credentials. */
+export interface FrontendAuth {
+  match(token: string): Promise<FrontendGrant | undefined>;
+}
 
-  constructor(
-    readonly id: ConnectionId,
-    readonly socket: net.Socket,
-  ) {}
+/** A platform user a frontend's message speaks for (the frame's `user` field). */
+export interface PlatformUser {
+  platform: string;
+  platform_user_id: string;
+  display_name?: string;
+}
 
-  /** Writes a complete frame; drops the client when it stops reading. Returns false when it was dropped. */
-  send(frame: Buffer): boolean {
-    if (this.phase === "closed" || this.socket.destroyed) return false;
-    if (this.socket.writableLength > MAX_EGRESS_BACKLOG_BYTES) {
-      this.socket.destroy(new AstridError("ASTRID_ERR_CONNECTION_CLOSED", "client stopped reading its messages"));
-      return false;
-    }
-    this.socket.write(frame);
-    return true;
-  }
+/** Resolves a frontend's platform user to a principal; throws a coded error when the user may not act. */
+export interface PlatformUserResolver {
+  resolve(frontend: string, user: PlatformUser): Promise<string>;
+}
+
+/** The frame's `user` field: who on the frontend's platform a message speaks for. */
+const PlatformUserSchema = z.strictObject({
+  platform: PlatformSchema,
+  platform_user_id: PlatformUserIdSchema,
+  display_name: DisplayNameSchema.optional(),
+});
+
+type Phase = ClientConnection["phase"];
+type Connection = ClientConnection;
+
+/** Per-connection facts GetStatus shows. */
+export interface ClientInfo {
+  connection: ConnectionId;
+  principal: string;
+  via: ConnectionIdentity["via"];
+  frontend?: string;
+  client_name?: string;
+  connected_secs: number;
 }
 
 /** The daemon's Unix socket server. */
@@ -106,6 +141,15 @@ export class SocketServer {
   /** The CLI capsule's ingress/egress rules in force (replaced by a hot reload of that capsule). */
   private policy: SocketPolicy;
   private closing: Promise<void> | undefined;
+  /** Who is in which session. */
+  readonly sessions = new SessionRouter();
+  /** Connections waiting on an asynchronous step; their frames are processed once it is done. */
+  private readonly busy = new Set<ConnectionId>();
+  /** The frontend credential each frontend connection presented. */
+  private readonly frontendGrants = new Map<ConnectionId, FrontendGrant>();
+  /** Unread egress of every connection together, as of the last count (see totalEgress). */
+  private egressTotal = 0;
+  private egressCountedAt = 0;
 
   constructor(private readonly options: SocketServerOptions) {
     this.policy = options.policy;
@@ -116,6 +160,19 @@ export class SocketServer {
   /** Authenticated connections right now. */
   get clientCount(): number {
     return this.open.size;
+  }
+
+  /** Who is connected, for GetStatus. */
+  clients(): ClientInfo[] {
+    const now = Date.now();
+    return [...this.open.values()].map((conn) => ({
+      connection: conn.id,
+      principal: conn.identity!.principal,
+      via: conn.identity!.via,
+      ...(conn.identity!.frontend !== undefined ? { frontend: conn.identity!.frontend } : {}),
+      ...(conn.identity!.clientName !== undefined ? { client_name: conn.identity!.clientName } : {}),
+      connected_secs: Math.floor((now - conn.connectedAt) / 1000),
+    }));
   }
 
   /** Binds the (prepared) socket path and starts forwarding the egress set. */
@@ -191,13 +248,21 @@ export class SocketServer {
   }
 
   private accept(socket: net.Socket): void {
-    const conn = new Connection(this.nextId++, socket);
+    const conn = new ClientConnection(this.nextId++, socket, {
+      totalEgress: () => this.totalEgress(),
+      stallTimeoutMs: this.options.stallTimeoutMs ?? 30_000,
+      stalled: (c, reason) => {
+        this.options.logger.warn("client does not read its messages; disconnecting it", { connection: c.id, reason });
+        this.closeWith(c, this.errorFrame("ASTRID_ERR_SLOW_CONSUMER", `disconnected: the client ${reason}`));
+      },
+    });
     this.connections.set(conn.id, conn);
     socket.setNoDelay(true);
     conn.handshakeTimer = setTimeout(() => {
       this.options.logger.debug("handshake timed out", { connection: conn.id });
       socket.destroy();
     }, HANDSHAKE_TIMEOUT_MS);
+    conn.resumeFrames = () => this.processFrames(conn);
     socket.on("data", (chunk: Buffer) => this.onData(conn, chunk));
     socket.on("error", (err) => this.options.logger.debug("client socket error", { connection: conn.id, error: err.message }));
     socket.on("close", () => this.onClose(conn));
@@ -207,8 +272,13 @@ export class SocketServer {
     // A connection we are closing gets no more buffering, whatever its peer keeps sending.
     if (conn.phase === "closed") return;
     conn.decoder.push(chunk);
-    // (The handlers below may close it: the phase is read afresh each time.)
-    while ((conn.phase as Phase) !== "closed") {
+    this.processFrames(conn);
+  }
+
+  /** Handles the complete frames in the decoder, in order, until it is empty, the client closed or paused. */
+  private processFrames(conn: Connection): void {
+    // (The handlers below may close or pause it: both are read afresh each time.)
+    while ((conn.phase as Phase) !== "closed" && !conn.paused && !this.busy.has(conn.id)) {
       let body: Buffer | null;
       try {
         body = conn.decoder.next();
@@ -283,11 +353,35 @@ export class SocketServer {
     if (request.protocol_version !== PROTOCOL_VERSION) {
       return this.refuse(conn, "ASTRID_ERR_PROTOCOL_MISMATCH", protocolMismatchReason(request.protocol_version));
     }
-    if (!tokenMatches(this.options.token.bytes, request.token)) {
-      this.options.logger.warn("client authentication failed", { connection: conn.id });
-      this.options.audit?.client("client_auth_failed", conn.id, { reason: AUTH_FAILED_REASON });
-      return this.refuse(conn, "ASTRID_ERR_AUTH_FAILED", AUTH_FAILED_REASON);
+    const clientName = typeof request.client_name === "string" ? request.client_name.slice(0, 64) : undefined;
+    if (tokenMatches(this.options.token.bytes, request.token)) {
+      return this.admit(conn, { principal: this.options.principal, via: "session_token", ...(clientName ? { clientName } : {}) }, request.client_version);
     }
+    // Not the operator's token: perhaps a frontend's credential (looked up asynchronously, frames wait meanwhile).
+    const frontends = this.options.frontends;
+    const lookup = frontends ? frontends.match(request.token) : Promise.resolve(undefined);
+    this.whileBusy(conn, lookup.then(
+      (grant) => {
+        if (conn.phase !== "handshake") return;
+        if (!grant) return this.authFailed(conn);
+        this.frontendGrants.set(conn.id, grant);
+        this.admit(conn, { principal: grant.name, via: "frontend", frontend: grant.name, ...(clientName ? { clientName } : {}) }, request.client_version);
+      },
+      (err: Error) => {
+        this.options.logger.error("frontend credential lookup failed", { connection: conn.id, error: err.message });
+        if (conn.phase === "handshake") this.authFailed(conn);
+      },
+    ));
+  }
+
+  private authFailed(conn: Connection): void {
+    this.options.logger.warn("client authentication failed", { connection: conn.id });
+    this.options.audit?.client("client_auth_failed", conn.id, { reason: AUTH_FAILED_REASON });
+    this.refuse(conn, "ASTRID_ERR_AUTH_FAILED", AUTH_FAILED_REASON);
+  }
+
+  /** A handshake that authenticated: check the client limit, answer, and open the connection. */
+  private admit(conn: Connection, identity: ConnectionIdentity, clientVersion: string | undefined): void {
     if (this.open.size >= this.options.maxClients) {
       this.options.logger.warn("client refused: at the client limit", { connection: conn.id, max_clients: this.options.maxClients });
       return this.refuse(conn, "ASTRID_ERR_TOO_MANY_CLIENTS",
@@ -296,16 +390,35 @@ export class SocketServer {
     const ok: HandshakeResponse = { status: "ok", protocol_version: PROTOCOL_VERSION, server_version: DAEMON_VERSION };
     conn.socket.write(encodeFrame(ok));
     conn.phase = "open";
+    conn.identity = identity;
+    conn.actsFor.add(identity.principal);
     conn.decoder.setLimit(MAX_CLIENT_FRAME_BYTES);
     this.open.set(conn.id, conn);
-    this.options.logger.info("client connected", {
-      connection: conn.id,
-      client_version: (request.client_version ?? "").slice(0, 64),
-      clients: this.open.size,
-    });
-    this.options.audit?.client("client_connected", conn.id, { client_version: (request.client_version ?? "").slice(0, 64) });
+    const detail = {
+      client_version: (clientVersion ?? "").slice(0, 64),
+      principal: identity.principal,
+      via: identity.via,
+      ...(identity.clientName !== undefined ? { client_name: identity.clientName } : {}),
+    };
+    this.options.logger.info("client connected", { connection: conn.id, ...detail, clients: this.open.size });
+    this.options.audit?.client("client_connected", conn.id, detail);
     this.flushOfflineBacklog(conn);
-    this.publish(conn, CLIENT_CONNECTED_TOPIC, { type: "connect" });
+    this.publish(conn, CLIENT_CONNECTED_TOPIC, { type: "connect" }, identity.principal);
+  }
+
+  /**
+   * Runs an asynchronous step of one connection (a credential lookup, a platform user's resolution): its frames
+   * wait, in order, and its socket is paused so nothing piles up meanwhile.
+   */
+  private whileBusy(conn: Connection, work: Promise<void>): void {
+    this.busy.add(conn.id);
+    conn.socket.pause();
+    void work.finally(() => {
+      this.busy.delete(conn.id);
+      if (conn.phase === "closed") return;
+      if (!conn.paused) conn.socket.resume();
+      this.processFrames(conn);
+    });
   }
 
   private refuse(conn: Connection, code: ErrorCode, reason: string): void {
@@ -342,15 +455,93 @@ export class SocketServer {
       conn.socket.end();
       return;
     }
-    this.publish(conn, topic, value.payload);
+    if (value.user !== undefined) return this.onUserFrame(conn, topic, value.payload, value.user);
+    this.deliver(conn, topic, value.payload, conn.identity!.principal);
   }
 
-  private publish(conn: Connection, topic: string, payload: unknown): void {
+  /**
+   * A frame that speaks for a platform user: only a frontend may send one, only for a platform its credential
+   * allows; the user resolves (through the identity links, asynchronously) to the principal the message carries.
+   */
+  private onUserFrame(conn: Connection, topic: string, payload: unknown, rawUser: unknown): void {
+    const grant = this.frontendGrants.get(conn.id);
+    if (!grant) {
+      return this.reject(conn, new AstridError("ASTRID_ERR_PLATFORM_DENIED",
+        "only a frontend credential may speak for platform users; the session token speaks for the operator"));
+    }
+    const parsed = PlatformUserSchema.safeParse(rawUser);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      return this.reject(conn, new AstridError("ASTRID_ERR_MESSAGE_INVALID", `user.${issue?.path.join(".") ?? ""}: ${issue?.message ?? "invalid"}`));
+    }
+    const user = parsed.data;
+    if (!grant.platforms.includes(user.platform)) {
+      this.options.logger.warn("frontend claimed a platform it was not allowed", { connection: conn.id, frontend: grant.name, platform: user.platform });
+      this.options.audit?.client("client_claim_denied", conn.id, { frontend: grant.name, platform: user.platform });
+      return this.reject(conn, new AstridError("ASTRID_ERR_PLATFORM_DENIED",
+        `frontend ${grant.name} may not speak for ${user.platform} users (allowed: ${grant.platforms.join(", ") || "none"})`));
+    }
+    const resolver = this.options.users;
+    if (!resolver) return this.reject(conn, new AstridError("ASTRID_ERR_IDENTITY_UNLINKED", "platform users are not resolved by this daemon"));
+    this.whileBusy(conn, resolver.resolve(grant.name, user).then(
+      (principal) => {
+        if (conn.phase !== "open") return;
+        conn.actsFor.add(principal);
+        this.deliver(conn, topic, payload, principal);
+      },
+      (err: unknown) => {
+        if (conn.phase === "open") this.reject(conn, err);
+      },
+    ));
+  }
+
+  /**
+   * Publishes a client's message as `principal`, after its session rules: a message naming a session joins the
+   * connection to it (creating it, owned by `principal`, when new); a session of a principal this connection may
+   * not act for is refused. Requests count against the connection's in-flight bound.
+   */
+  private deliver(conn: Connection, topic: string, payload: unknown, principal: string): void {
+    if (topic === SESSION_JOIN_TOPIC || topic === SESSION_LEAVE_TOPIC) return this.onSessionControl(conn, topic, payload, principal);
+    const sessionId = sessionIdOf(payload);
+    if (sessionId !== undefined && !this.sessions.isMember(conn.id, sessionId)) {
+      try {
+        this.sessions.join(conn.id, sessionId, principal, (owner) => conn.actsFor.has(owner));
+      } catch (err) {
+        if (isAstridError(err) && err.code === "ASTRID_ERR_SESSION_DENIED") {
+          this.options.audit?.client("client_session_denied", conn.id, { principal, session_id: sessionId.slice(0, 64) });
+        }
+        return this.reject(conn, err);
+      }
+    }
+    if (isRequestTopic(topic)) conn.requestSent();
+    this.publish(conn, topic, payload, principal);
+  }
+
+  /** `client.v1.session.join` / `.leave` with `{session_id}`: answered on `client.v1.session.joined` (or an error). */
+  private onSessionControl(conn: Connection, topic: string, payload: unknown, principal: string): void {
+    const sessionId = sessionIdOf(payload);
+    if (sessionId === undefined) {
+      return this.reject(conn, new AstridError("ASTRID_ERR_MESSAGE_INVALID", `${topic} needs a payload with a string session_id`));
+    }
+    if (topic === SESSION_LEAVE_TOPIC) return this.sessions.leave(conn.id, sessionId);
+    let owner: string;
+    try {
+      owner = this.sessions.join(conn.id, sessionId, principal, (p) => conn.actsFor.has(p));
+    } catch (err) {
+      if (isAstridError(err) && err.code === "ASTRID_ERR_SESSION_DENIED") {
+        this.options.audit?.client("client_session_denied", conn.id, { principal, session_id: sessionId.slice(0, 64) });
+      }
+      return this.reject(conn, err);
+    }
+    conn.send(this.kernelFrame(SESSION_JOINED_TOPIC, { session_id: sessionId, owner }));
+  }
+
+  private publish(conn: Connection, topic: string, payload: unknown, principal: string): void {
     this.options.bus.publish({
       topic,
       payload: normalizePayload(payload),
       source_id: this.options.proxySourceId,
-      principal: this.options.principal,
+      principal,
       origin: conn.id,
     });
   }
@@ -363,9 +554,14 @@ export class SocketServer {
   }
 
   private errorFrame(code: ErrorCode, message: string): Buffer {
+    return this.kernelFrame(CLIENT_ERROR_TOPIC, { code, message });
+  }
+
+  /** A frame from the kernel to one client only (never on the bus). */
+  private kernelFrame(topic: string, data: Record<string, unknown>): Buffer {
     const frame: IpcMessage = {
-      topic: CLIENT_ERROR_TOPIC,
-      payload: rawJson({ code, message }),
+      topic,
+      payload: rawJson(data),
       signature: null,
       source_id: this.options.kernelSourceId,
       timestamp: nowRfc3339(),
@@ -376,11 +572,17 @@ export class SocketServer {
 
   private forward(event: BusEvent): void {
     if (event.internal) return;
-    const frame = encodeFrame(event.message);
+    const { message } = event;
     if (event.target !== undefined) {
-      this.open.get(event.target)?.send(frame);
+      const conn = this.open.get(event.target);
+      if (!conn) return;
+      const reply = isReplyTopic(message.topic);
+      if (reply) conn.replyWritten();
+      conn.send(encodeFrame(message), reply);
       return;
     }
+    if (isSessionScoped(message.topic)) return this.forwardToSession(event);
+    const frame = encodeFrame(message);
     if (this.open.size === 0) {
       this.offlineBacklog.push(frame);
       if (this.offlineBacklog.length > OFFLINE_BACKLOG_LIMIT) {
@@ -392,6 +594,42 @@ export class SocketServer {
     for (const conn of this.open.values()) conn.send(frame);
   }
 
+  /**
+   * A session event reaches the connections in its session (and only when its principal owns the session); one
+   * without a session id reaches the connections acting for its principal. Nothing else sees it.
+   */
+  private forwardToSession(event: BusEvent): void {
+    const { message } = event;
+    const sessionId = sessionIdOf(message.payload);
+    let frame: Buffer | undefined;
+    const send = (conn: Connection | undefined) => {
+      if (!conn) return;
+      frame ??= encodeFrame(message);
+      conn.send(frame);
+    };
+    if (sessionId !== undefined) {
+      for (const id of this.sessions.membersFor(sessionId, message.principal) ?? []) send(this.open.get(id));
+      return;
+    }
+    if (message.principal === undefined) {
+      this.sessions.undeliverable++;
+      return;
+    }
+    for (const conn of this.open.values()) if (conn.actsFor.has(message.principal)) send(conn);
+  }
+
+  /** Unread egress of all connections, recounted at most every 100 ms (the global budget needs no more). */
+  private totalEgress(): number {
+    const now = Date.now();
+    if (now - this.egressCountedAt >= 100) {
+      this.egressCountedAt = now;
+      let total = 0;
+      for (const conn of this.open.values()) total += conn.socket.writableLength;
+      this.egressTotal = total;
+    }
+    return this.egressTotal;
+  }
+
   private flushOfflineBacklog(conn: Connection): void {
     if (this.offlineDropped > 0) {
       this.options.logger.warn("offline backlog overflowed before the first client connected", { dropped: this.offlineDropped });
@@ -401,8 +639,7 @@ export class SocketServer {
   }
 
   private closeWith(conn: Connection, frame: Buffer): void {
-    clearTimeout(conn.handshakeTimer);
-    clearTimeout(conn.frameTimer);
+    conn.dispose();
     const wasOpen = conn.phase === "open";
     conn.phase = "closed";
     if (wasOpen) this.markClosed(conn);
@@ -418,8 +655,7 @@ export class SocketServer {
   }
 
   private onClose(conn: Connection): void {
-    clearTimeout(conn.handshakeTimer);
-    clearTimeout(conn.frameTimer);
+    conn.dispose();
     this.connections.delete(conn.id);
     conn.phase = "closed";
     this.markClosed(conn);
@@ -427,15 +663,28 @@ export class SocketServer {
 
   /** Removes an authenticated connection once and publishes its disconnect. */
   private markClosed(conn: Connection): void {
+    this.busy.delete(conn.id);
     if (!this.open.delete(conn.id)) return;
+    this.sessions.dropConnection(conn.id);
+    this.frontendGrants.delete(conn.id);
     this.options.logger.info("client disconnected", { connection: conn.id, clients: this.open.size });
     this.options.audit?.client("client_disconnected", conn.id);
     this.options.bus.publish({
       topic: CLIENT_DISCONNECT_TOPIC,
       payload: { type: "disconnect", reason: "stream_closed" },
       source_id: this.options.proxySourceId,
-      principal: this.options.principal,
+      principal: conn.identity?.principal ?? this.options.principal,
       origin: conn.id,
     });
   }
+}
+
+/** True for a management or admin request topic (not a response). */
+function isRequestTopic(topic: string): boolean {
+  return topic.startsWith(REQUEST_TOPIC_PREFIX) || (topic.startsWith(ADMIN_TOPIC_PREFIX) && !topic.startsWith(ADMIN_RESPONSE_TOPIC_PREFIX));
+}
+
+/** True for a reply to a management or admin request. */
+function isReplyTopic(topic: string): boolean {
+  return topic.startsWith(RESPONSE_TOPIC_PREFIX) || topic.startsWith(ADMIN_RESPONSE_TOPIC_PREFIX);
 }

@@ -105,8 +105,9 @@ export class StorageClient {
   }
 
   /** Keys in `scope` starting with `prefix`, in byte order. */
-  listKeys(scope: string, prefix = ""): Promise<string[]> {
-    return this.checked(() => checkKv(scope, prefix, undefined, true), { op: "kv.list", scope, prefix }) as Promise<string[]>;
+  listKeys(scope: string, prefix = "", page: { after?: string; limit?: number } = {}): Promise<string[]> {
+    const op = { op: "kv.list" as const, scope, prefix, ...(page.after !== undefined ? { after: page.after } : {}), ...(page.limit !== undefined ? { limit: page.limit } : {}) };
+    return this.checked(() => checkKv(scope, prefix, undefined, true), op) as Promise<string[]>;
   }
 
   /** Deletes the keys in `scope` starting with `prefix`; resolves with how many. */

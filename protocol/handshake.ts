@@ -12,6 +12,8 @@ export const HandshakeRequestSchema = z.looseObject({
   token: z.string(),
   protocol_version: z.number().int().min(0).max(255),
   client_version: z.string().optional(),
+  /** What the client calls itself (a frontend's name for operators: shown per connection in GetStatus). */
+  client_name: z.string().optional(),
 });
 /** The client's first frame, parsed. */
 export type HandshakeRequest = z.infer<typeof HandshakeRequestSchema>;

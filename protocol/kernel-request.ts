@@ -25,7 +25,17 @@ const kvSetParams = z
     message: "value holds a lone UTF-16 surrogate, which has no UTF-8 form (send bytes as base64)",
     path: ["value"],
   });
-const kvListParams = z.strictObject({ scope: z.string().optional(), prefix: z.string().optional() });
+/** Most keys one KvList page holds (the default page is KV_LIST_DEFAULT_LIMIT). */
+export const KV_LIST_MAX_LIMIT = 10_000;
+/** Keys in a KvList page when `limit` is not given. */
+export const KV_LIST_DEFAULT_LIMIT = 1000;
+const kvListParams = z.strictObject({
+  scope: z.string().optional(),
+  prefix: z.string().optional(),
+  /** The `next_cursor` of the previous page. */
+  cursor: z.string().max(4096).optional(),
+  limit: z.number().int().min(1).max(KV_LIST_MAX_LIMIT).optional(),
+});
 
 /** The KV scope `astrid kv` uses unless told otherwise: the operator's own namespace of principal `default`. */
 export const OPERATOR_KV_SCOPE = "default:operator";
@@ -125,11 +135,16 @@ export interface DaemonStatus {
   loaded_capsules: string[];
   /** Our addition: whether the audit chain verified at boot (null before the first verification). */
   audit_chain_intact?: boolean | null;
+  /** Our addition: each connected client — who it acts as, how it authenticated, what it calls itself. */
+  clients?: Array<{ connection: number; principal: string; via: "session_token" | "frontend"; frontend?: string; client_name?: string; connected_secs: number }>;
+  /** Our addition: sessions the daemon routes (joined or remembered). */
+  sessions?: number;
 }
 
 /** A management response; `code` is our addition on errors, ignored by clients that do not know it. */
 export type KernelResponse =
-  | { status: "Success"; data: unknown }
+  /** `next_cursor` (our addition, KvList only): more keys follow; pass it as `cursor` for the next page. */
+  | { status: "Success"; data: unknown; next_cursor?: string }
   | { status: "Status"; data: DaemonStatus }
   | { status: "Commands"; data: Array<{ name: string; description: string; provider_capsule: string }> }
   | { status: "CapsuleMetadata"; data: Array<{ name: string; interceptor_events: string[]; [extra: string]: unknown }> }

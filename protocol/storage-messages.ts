@@ -16,7 +16,8 @@ export type StorageOp =
   | { op: "kv.get"; scope: string; key: string }
   | { op: "kv.set"; scope: string; key: string; value: Uint8Array }
   | { op: "kv.delete"; scope: string; key: string }
-  | { op: "kv.list"; scope: string; prefix: string }
+  /** `after`: list only keys greater than it (the last key of the previous page); `limit`: at most this many. */
+  | { op: "kv.list"; scope: string; prefix: string; after?: string; limit?: number }
   | { op: "kv.clear"; scope: string; prefix: string }
   /**
    * Appends entries in order; each body is `auditBody(input)`, serialised by the kernel so the batch crosses to

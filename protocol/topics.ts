@@ -7,6 +7,25 @@ export const RESPONSE_TOPIC_PREFIX = "astrid.v1.response.";
 /** Bus pattern the management router subscribes to. */
 export const REQUEST_TOPIC_PATTERN = "astrid.v1.request.*";
 
+/** Prefix of admin requests (reference §5.4): any topic under it except the responses'. */
+export const ADMIN_TOPIC_PREFIX = "astrid.v1.admin.";
+/** Prefix of admin responses: the request topic with `admin.` replaced by `admin.response.`. */
+export const ADMIN_RESPONSE_TOPIC_PREFIX = "astrid.v1.admin.response.";
+/** Bus pattern the admin router subscribes to (it skips the responses' own topics). */
+export const ADMIN_TOPIC_PATTERN = "astrid.v1.admin.*";
+
+/** Response topic for an admin request topic (reference §5.4). */
+export function adminResponseTopicFor(requestTopic: string): string {
+  return ADMIN_RESPONSE_TOPIC_PREFIX + requestTopic.slice(ADMIN_TOPIC_PREFIX.length);
+}
+
+/** A client joins a session explicitly (`{session_id}`); answered on SESSION_JOINED_TOPIC or an error frame. */
+export const SESSION_JOIN_TOPIC = "client.v1.session.join";
+/** A client leaves a session (`{session_id}`); it no longer receives that session's events. */
+export const SESSION_LEAVE_TOPIC = "client.v1.session.leave";
+/** The daemon's answer to a join, to that client only: `{session_id, owner}`. */
+export const SESSION_JOINED_TOPIC = "client.v1.session.joined";
+
 /** Published by the socket layer after a successful handshake. */
 export const CLIENT_CONNECTED_TOPIC = "client.v1.connected";
 /** Published by the socket layer when an authenticated stream closes. */

@@ -40,9 +40,9 @@ function prepare(db: Database.Database) {
     get: db.prepare("SELECT value FROM kv WHERE scope = ? AND key = ?").pluck(),
     set: db.prepare("INSERT INTO kv (scope, key, value) VALUES (?, ?, ?) ON CONFLICT (scope, key) DO UPDATE SET value = excluded.value"),
     del: db.prepare("DELETE FROM kv WHERE scope = ? AND key = ?"),
-    listAll: db.prepare("SELECT key FROM kv WHERE scope = ? ORDER BY key").pluck(),
-    listRange: db.prepare("SELECT key FROM kv WHERE scope = ? AND key >= ? AND key < ? ORDER BY key").pluck(),
-    listFrom: db.prepare("SELECT key FROM kv WHERE scope = ? AND key >= ? ORDER BY key").pluck(),
+    // LIMIT -1 is SQLite's "no limit".
+    listRange: db.prepare("SELECT key FROM kv WHERE scope = ? AND key >= ? AND key < ? ORDER BY key LIMIT ?").pluck(),
+    listFrom: db.prepare("SELECT key FROM kv WHERE scope = ? AND key >= ? ORDER BY key LIMIT ?").pluck(),
     clearAll: db.prepare("DELETE FROM kv WHERE scope = ?"),
     clearRange: db.prepare("DELETE FROM kv WHERE scope = ? AND key >= ? AND key < ?"),
     clearFrom: db.prepare("DELETE FROM kv WHERE scope = ? AND key >= ?"),
@@ -83,11 +83,16 @@ function prefixEnd(prefix: Buffer): Buffer | null {
   return null;
 }
 
-function listKeys(s: State, scope: string, prefix: string): Buffer[] {
-  if (prefix === "") return s.stmts.listAll.all(scope) as Buffer[];
-  const start = keyBytes(prefix);
-  const end = prefixEnd(start);
-  return (end ? s.stmts.listRange.all(scope, start, end) : s.stmts.listFrom.all(scope, start)) as Buffer[];
+/** Keys of `scope` starting with `prefix`, in byte order, after the key `after` (a page's cursor), at most `limit`. */
+function listKeys(s: State, scope: string, prefix: string, after?: string, limit = -1): Buffer[] {
+  let start = keyBytes(prefix);
+  const end = prefix === "" ? null : prefixEnd(start);
+  if (after !== undefined) {
+    // The first key greater than `after` is `after` + 0x00; a cursor before the prefix starts at the prefix.
+    const next = Buffer.concat([keyBytes(after), Buffer.from([0])]);
+    if (Buffer.compare(next, start) > 0) start = next;
+  }
+  return (end ? s.stmts.listRange.all(scope, start, end, limit) : s.stmts.listFrom.all(scope, start, limit)) as Buffer[];
 }
 
 function clearPrefix(s: State, scope: string, prefix: string): number {
@@ -113,7 +118,7 @@ function run(s: State, op: StorageOp): unknown {
       return s.stmts.del.run(op.scope, keyBytes(op.key)).changes > 0;
     case "kv.list":
       checkKv(op.scope, op.prefix, undefined, true);
-      return listKeys(s, op.scope, op.prefix).map((k) => k.toString("utf8"));
+      return listKeys(s, op.scope, op.prefix, op.after, op.limit).map((k) => k.toString("utf8"));
     case "kv.clear":
       checkKv(op.scope, op.prefix, undefined, true);
       return clearPrefix(s, op.scope, op.prefix);

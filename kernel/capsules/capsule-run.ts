@@ -31,6 +31,8 @@ export const MAX_CAPSULE_LOG_LINES_PER_SEC = 200;
 /** How a worker is spawned. */
 export interface SpawnOptions {
   maxHeapMb: number;
+  /** The capsule's owner principal. */
+  owner: string;
 }
 
 /** What the run reports to its supervisor. */
@@ -60,12 +62,17 @@ export class CapsuleRun {
   ended = false;
   /** Syscalls answered-to-be: bounded so a capsule cannot make the kernel hold unbounded work. */
   inflightSyscalls = 0;
-  /** Publish throughput: bytes published in the fixed one-second window that began at `windowStart`. */
-  windowStart = 0;
-  windowBytes = 0;
+  /** Publish throughput per principal acted for: bytes published in the one-second window that began at `start`. */
+  readonly publishWindows = new Map<string, { start: number; bytes: number }>();
   private malformedCount = 0;
   private logWindowStart = 0;
   private logLines = 0;
+  /** Principals of the delivered, unacknowledged events, oldest first (`undefined`: the message had none). */
+  private readonly queuedPrincipals: Array<string | undefined> = [];
+  /** Principals of the control-plane calls in progress, oldest first. */
+  private readonly activeCalls: string[] = [];
+  /** Who the capsule belongs to: the principal whose capsules directory it was installed in. */
+  readonly owner: string;
   /** Log lines dropped by the per-second limit since the last line written (reported with the next one). */
   droppedLogLines = 0;
 
@@ -76,6 +83,7 @@ export class CapsuleRun {
     syscalls: KernelSyscalls,
     private readonly events: RunEvents,
   ) {
+    this.owner = options.owner;
     const { port1, port2 } = new MessageChannel();
     this.worker = new Worker(workerEntry("capsule"), {
       workerData: { ...data, control: port2 },
@@ -95,10 +103,31 @@ export class CapsuleRun {
     if (!this.ended) this.worker.postMessage(message);
   }
 
-  /** Counts one more event delivered. */
-  delivered(): void {
+  /** Counts one more event delivered, on behalf of `principal` (the message's, if it had one). */
+  delivered(principal: string | undefined): void {
     if (this.outstanding === 0) this.oldestUnacked = Date.now();
     this.outstanding++;
+    this.queuedPrincipals.push(principal);
+  }
+
+  /**
+   * The principal the capsule acts for right now (reference: the invoking message's principal, else the capsule
+   * owner's): the newest control-plane call in progress (a tool or interceptor), else the event it is handling —
+   * events are handled one at a time in delivery order, so that is the oldest unacknowledged one. The capsule
+   * cannot choose: it only ever acts for a message the kernel gave it.
+   */
+  get actingFor(): string {
+    return this.activeCalls.at(-1) ?? this.queuedPrincipals[0] ?? this.owner;
+  }
+
+  /** Runs a control-plane call made on behalf of `principal`, which the capsule acts for meanwhile. */
+  async onBehalfOf<T>(principal: string | undefined, call: () => Promise<T>): Promise<T> {
+    this.activeCalls.push(principal ?? this.owner);
+    try {
+      return await call();
+    } finally {
+      this.activeCalls.splice(this.activeCalls.lastIndexOf(principal ?? this.owner), 1);
+    }
   }
 
   /** True when the queue is full. */
@@ -140,6 +169,7 @@ export class CapsuleRun {
     // An ack of more events than were delivered cannot be honest; it would also hide a hung handler.
     if (message.n > this.outstanding) return this.malformed(`data plane: ack of ${message.n} events with ${this.outstanding} outstanding`);
     this.outstanding -= message.n;
+    this.queuedPrincipals.splice(0, message.n);
     this.oldestUnacked = Date.now();
   }
 

@@ -10,6 +10,7 @@ import { TOOL_EXECUTE_PREFIX } from "../../protocol/topics";
 import type { BusEvent, EventBus } from "../bus";
 import type { Logger } from "../logger";
 import type { CapsuleRun } from "./capsule-run";
+import type { PrincipalQuotas } from "./principal-quotas";
 
 /** Routes bus events into capsule workers. */
 export class EventDispatch {
@@ -20,9 +21,16 @@ export class EventDispatch {
     private readonly bus: EventBus,
     private readonly logger: Logger,
     private readonly handlerTimeoutMs: number,
+    /** Quotas of the principal a call is made for (its max_timeout_secs bounds the call). */
+    private readonly quotas: PrincipalQuotas,
     /** A capsule answered a control-plane call with something that is not a valid result. */
     private readonly malformedResult: (run: CapsuleRun, reason: string) => void,
   ) {}
+
+  /** A call's deadline: the handler timeout, shortened to the principal's max_timeout_secs. */
+  private deadlineFor(principal: string): number {
+    return Math.min(this.handlerTimeoutMs, this.quotas.get(principal).max_timeout_secs * 1000);
+  }
 
   /** Posts an event to a ready capsule, or drops and counts it when its queue is full. */
   deliver(run: CapsuleRun, event: BusEvent, action?: string): void {
@@ -31,7 +39,7 @@ export class EventDispatch {
       if (run.dropped++ % 1000 === 0) this.logger.warn("capsule queue full; dropping events", { capsule: run.record.name, dropped: run.dropped });
       return;
     }
-    run.delivered();
+    run.delivered(event.message.principal);
     const { message } = event;
     const out: ToCapsule = { t: "event", topic: message.topic, payload: guestView(message.payload), source_id: message.source_id, seq: message.seq };
     if (message.principal !== undefined) out.principal = message.principal;
@@ -80,7 +88,8 @@ export class EventDispatch {
     const callId = String(request.call_id);
     let outcome: ToolOutcome;
     try {
-      const raw = await run.remote.call((r) => r.executeTool(name, request.arguments) as Promise<unknown>, this.handlerTimeoutMs);
+      const raw = await run.onBehalfOf(event.message.principal, () =>
+        run.remote.call((r) => r.executeTool(name, request.arguments) as Promise<unknown>, this.deadlineFor(event.message.principal ?? run.owner)));
       const parsed = ToolOutcomeSchema.safeParse(raw);
       if (parsed.success) outcome = parsed.data;
       else {
@@ -94,7 +103,7 @@ export class EventDispatch {
       topic: `${TOOL_EXECUTE_PREFIX}${name}.result`,
       payload: { type: "tool_execute_result", call_id: callId, result: { call_id: callId, content: outcome.content, is_error: outcome.is_error } },
       source_id: run.sourceId,
-      principal: "default",
+      principal: event.message.principal ?? run.owner,
     });
   }
 
@@ -115,7 +124,8 @@ export class EventDispatch {
       const input = { topic: message.topic, payload, source_id: message.source_id, seq: message.seq, ...(message.principal !== undefined ? { principal: message.principal } : {}) };
       let result: InterceptResult;
       try {
-        const raw = await link.run.remote.call((r) => r.intercept(link.action, input) as Promise<unknown>, this.handlerTimeoutMs);
+        const raw = await link.run.onBehalfOf(message.principal, () =>
+          link.run.remote.call((r) => r.intercept(link.action, input) as Promise<unknown>, this.deadlineFor(message.principal ?? link.run.owner)));
         const parsed = InterceptResultSchema.safeParse(raw);
         if (!parsed.success) {
           this.malformedResult(link.run, `interceptor ${link.action} answered with a malformed decision`);

@@ -21,6 +21,12 @@ export interface CapsuleRecord {
   restarts: number;
   /** Fingerprint of the capsule directory when it was loaded (a reload restarts it only when this changes). */
   hash?: string;
+  /**
+   * The principal the capsule belongs to: what it acts for when no message is being handled (its setup, its
+   * lifecycle hooks). Every capsule discovered today — installed for `default`, the workspace's, the bundled
+   * ones — belongs to `default`.
+   */
+  owner: string;
 }
 
 /** Registered capsules by name, in load order. */
@@ -36,6 +42,7 @@ export class CapsuleRegistry {
       manifest: loaded.manifest,
       state,
       restarts: 0,
+      owner: "default",
     };
     if (lastError !== undefined) record.lastError = lastError;
     if (hash !== undefined) record.hash = hash;

@@ -20,6 +20,7 @@ import { CapsuleRun, MAX_CAPSULE_LOG_LINES_PER_SEC, MAX_MALFORMED_MESSAGES } fro
 import { EventDispatch } from "./event-dispatch";
 import { hookFor, readInstallRecord, writeInstallRecord, type InstallRecord } from "./install-records";
 import type { CapsuleRecord } from "./registry";
+import { PrincipalQuotas, type QuotaSource } from "./principal-quotas";
 import { SyscallGate } from "./syscall-gate";
 
 /** Restart policy (reference §2.8). */
@@ -63,7 +64,11 @@ export class CapsuleSupervisor {
   private readonly watchdog: NodeJS.Timeout;
   private readonly dispatch: EventDispatch;
   private readonly gate: SyscallGate;
+  /** Quotas of the principals capsules act for. */
+  private readonly quotas: PrincipalQuotas;
   private stopping = false;
+  /** Spawns take turns, one per event-loop turn (see start). */
+  private spawnTurn: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly bus: EventBus,
@@ -72,9 +77,11 @@ export class CapsuleSupervisor {
     private readonly audit: AuditLog,
     private readonly settings: SupervisorSettings,
     private readonly env: (record: CapsuleRecord) => Promise<ResolvedEnv>,
+    quotaSource?: QuotaSource,
   ) {
-    this.dispatch = new EventDispatch(bus, logger, settings.handlerTimeoutMs, (run, reason) => run.malformed(reason));
-    this.gate = new SyscallGate(bus, storage, audit, (run, event) => this.dispatch.deliver(run, event));
+    this.quotas = new PrincipalQuotas(quotaSource);
+    this.dispatch = new EventDispatch(bus, logger, settings.handlerTimeoutMs, this.quotas, (run, reason) => run.malformed(reason));
+    this.gate = new SyscallGate(bus, storage, audit, (run, event) => this.dispatch.deliver(run, event), this.quotas);
     this.watchdog = setInterval(() => this.checkHung(), Math.min(1000, settings.handlerTimeoutMs / 2));
     this.watchdog.unref();
   }
@@ -91,13 +98,21 @@ export class CapsuleSupervisor {
     const current = () => !this.stopping && this.generations.get(record.name) === generation;
     let installed: InstallRecord | undefined;
     let env: ResolvedEnv;
+    let ownerQuotas!: { max_memory_bytes: number };
     try {
       installed = await readInstallRecord(this.storage, this.logger, record.name);
       env = await this.env(record);
+      ownerQuotas = await this.quotas.load(record.owner);
     } catch (err) {
       if (current()) this.markFailed(record, `cannot prepare its start: ${(err as Error).message}`, current);
       return;
     }
+    // A worker's spawn costs the main thread a few milliseconds: a pass that starts many capsules at once gives the
+    // socket a turn between spawns instead of stalling every client for all of them together.
+    // (An immediate queued from another immediate runs on the next loop turn, after the socket's I/O.)
+    const turn = this.spawnTurn.then(() => new Promise<void>((resolve) => setImmediate(resolve)));
+    this.spawnTurn = turn;
+    await turn;
     if (!current()) return;
     const lifecycle = hookFor(installed, record.version);
     if (env.onboarding.length > 0) {
@@ -117,7 +132,11 @@ export class CapsuleSupervisor {
       publishAcl: record.manifest.capabilities.ipc_publish,
     };
     let run!: CapsuleRun;
-    run = new CapsuleRun(record, data, { maxHeapMb: this.settings.maxHeapMb }, this.gate.forRun(() => (run.ended ? undefined : run)), {
+    run = new CapsuleRun(record, data, {
+      // The owner's max_memory_bytes caps the worker's heap, never above ASTRID_CAPSULE_MAX_HEAP_MB.
+      maxHeapMb: Math.max(8, Math.min(this.settings.maxHeapMb, Math.floor(ownerQuotas.max_memory_bytes / (1024 * 1024)))),
+      owner: record.owner,
+    }, this.gate.forRun(() => (run.ended ? undefined : run)), {
       message: (r, message) => this.onMessage(r, message),
       malformed: (r, reason, count) => this.onMalformed(r, reason, count),
     });

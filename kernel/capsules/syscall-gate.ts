@@ -17,6 +17,7 @@ import type { AuditLog } from "../audit-log";
 import type { BusEvent, EventBus } from "../bus";
 import type { StorageClient } from "../storage-client";
 import type { CapsuleRun } from "./capsule-run";
+import type { PrincipalQuotas } from "./principal-quotas";
 
 /** Most subscriptions one capsule may hold. */
 export const MAX_CAPSULE_SUBSCRIPTIONS = 128;
@@ -31,6 +32,7 @@ export class SyscallGate {
     private readonly audit: AuditLog,
     /** Delivers a subscribed event to a capsule (the dispatcher's queue accounting). */
     private readonly deliver: (run: CapsuleRun, event: BusEvent) => void,
+    private readonly quotas: PrincipalQuotas,
   ) {}
 
   /** The syscall object a capsule's channel exposes: results, never throws (a thrown value cannot carry a code). */
@@ -63,7 +65,8 @@ export class SyscallGate {
     const [call, args] = parsed.data;
     const { record } = run;
     const caps = record.manifest.capabilities;
-    const scope = `default:capsule:${record.name}`;
+    // Reference KV namespace: `{principal}:capsule:{name}` — each principal the capsule serves has its own data.
+    const scope = `${run.actingFor}:capsule:${record.name}`;
     const str = (v: unknown, name: string) => {
       if (typeof v !== "string") throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `${call}: ${name} must be a string`);
       return v;
@@ -119,18 +122,23 @@ export class SyscallGate {
     }
     const size = Buffer.byteLength(JSON.stringify(raw ?? null));
     if (size > MAX_CAPSULE_PAYLOAD_BYTES) throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `ipc.publish: payload of ${size} bytes exceeds 5 MiB`);
+    // Per (capsule, principal): the principal's max_ipc_throughput_bytes, never above the capsule-wide ceiling.
+    const principal = run.actingFor;
+    const budget = Math.min(MAX_CAPSULE_PUBLISH_BYTES_PER_SEC, this.quotas.get(principal).max_ipc_throughput_bytes);
     const now = performance.now(); // monotonic: a wall-clock step cannot freeze the window
-    if (now - run.windowStart >= 1000) {
-      run.windowStart = now;
-      run.windowBytes = 0;
+    let window = run.publishWindows.get(principal);
+    if (!window || now - window.start >= 1000) {
+      window = { start: now, bytes: 0 };
+      run.publishWindows.set(principal, window);
+      if (run.publishWindows.size > 1024) run.publishWindows.delete(run.publishWindows.keys().next().value!);
     }
-    if (run.windowBytes + size > MAX_CAPSULE_PUBLISH_BYTES_PER_SEC) {
-      throw new AstridError("ASTRID_ERR_RATE_LIMITED", `ipc.publish: ${record.name} may publish at most 10 MiB per second`);
+    if (window.bytes + size > budget) {
+      throw new AstridError("ASTRID_ERR_RATE_LIMITED", `ipc.publish: ${record.name} may publish at most ${budget} bytes per second for principal ${principal}`);
     }
-    run.windowBytes += size;
+    window.bytes += size;
     const payload = raw !== null && typeof raw === "object" && !Array.isArray(raw) && typeof (raw as { type?: unknown }).type !== "string"
       ? { type: "raw_json", ...(raw as Record<string, unknown>) }
       : normalizePayload(raw);
-    this.bus.publish({ topic, payload, source_id: run.sourceId, principal: "default" });
+    this.bus.publish({ topic, payload, source_id: run.sourceId, principal });
   }
 }

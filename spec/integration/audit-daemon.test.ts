@@ -74,7 +74,12 @@ describe("issue #3: audit entries from the kernel", () => {
     fs.rmSync(path.join(d.home, "run", "system.ready"));
     const again = await spawnDaemon({ home: d.home });
     const c2 = await connect(again);
-    const stored = new Set((await c2.request("KvList", {})).data as string[]);
+    const stored = new Set<string>();
+    for (let cursor: string | undefined, first = true; first || cursor !== undefined; first = false) {
+      const page = (await c2.request("KvList", { limit: 10_000, ...(cursor !== undefined ? { cursor } : {}) })) as { data: string[]; next_cursor?: string };
+      for (const key of page.data) stored.add(key);
+      cursor = page.next_cursor;
+    }
     expect(acked.filter((k) => !stored.has(k))).toEqual([]);
     expect(await c2.request("GetStatus")).toMatchObject({ data: { audit_chain_intact: true } });
     await c2.close();

@@ -27,9 +27,16 @@ describe("issue #2: concurrent clients", () => {
       expect(e.code).toBe("ASTRID_ERR_TOO_MANY_CLIENTS");
       expect(e.message).toMatch(/at most 256.*ASTRID_MAX_CLIENTS/);
     }
-    // Every served client gets its own answer, concurrently.
+    // Every served client gets its own answer, concurrently — and no other client's: DaemonClient hands a reply
+    // whose request_id it did not send to "message", so every such frame is counted here.
+    const strays = clients.map(() => 0);
+    clients.forEach((c, i) => c.on("message", (m: { topic: string }) => {
+      if (m.topic.startsWith("astrid.v1.response.")) strays[i]!++;
+    }));
     const replies = await Promise.all(clients.map((c) => c.request("GetStatus")));
     expect(replies.every((r) => r.status === "Status")).toBe(true);
+    await sleep(200);
+    expect(strays.reduce((a, b) => a + b, 0)).toBe(0);
     expect((replies[0]!.data as { connected_clients: number }).connected_clients).toBe(256);
     await closeAll(clients.slice(0, 10));
     await sleep(100);

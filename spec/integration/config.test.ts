@@ -79,6 +79,7 @@ describe("issue #8: --print-config", () => {
       capsuleHookTimeoutMs: 60_000,
       capsuleHandlerTimeoutMs: 30_000,
       capsuleRestartBackoffMs: 2000,
+      clientStallTimeoutMs: 30_000,
       capsuleMaxHeapMb: 64,
       hotReloadBurst: 30,
       bundledCapsulesDir: null,

@@ -88,7 +88,8 @@ describe("issue #2: bad frames (each gets a coded error; the connection and ever
     ["a message with no topic", encodeFrame({ payload: { type: "raw_json", method: "GetStatus" } }), "ASTRID_ERR_MESSAGE_INVALID"],
     ["a non-string topic", encodeFrame({ topic: 7, payload: {} }), "ASTRID_ERR_MESSAGE_INVALID"],
     ["a body that is not JSON", Buffer.concat([Buffer.from([0, 0, 0, 3]), Buffer.from("{x}")]), "ASTRID_ERR_FRAME_INVALID_JSON"],
-    ["a topic outside the ingress allowlist", encodeFrame({ topic: "astrid.v1.admin.agent.list", payload: {} }), "ASTRID_ERR_TOPIC_DENIED"],
+    ["a topic outside the ingress allowlist", encodeFrame({ topic: "tool.v1.execute.calculate", payload: {} }), "ASTRID_ERR_TOPIC_DENIED"],
+    ["a forged admin response", encodeFrame({ topic: "astrid.v1.admin.response.agent.list", payload: {} }), "ASTRID_ERR_TOPIC_DENIED"],
     ["a request topic with too many segments", encodeFrame({ topic: "astrid.v1.request.a.b", payload: {} }), "ASTRID_ERR_TOPIC_DENIED"],
     ["a client trying to fake a connect event", encodeFrame({ topic: "client.v1.connected", payload: { type: "connect" } }), "ASTRID_ERR_TOPIC_DENIED"],
   ])("refuses %s and keeps the connection", async (_name, frame, code) => {
@@ -164,8 +165,7 @@ describe("issue #2: bad frames (each gets a coded error; the connection and ever
     c.destroy();
   });
 
-  it("publishes a client's prompt with the socket's principal, discarding the client's own fields", async () => {
-    // user.v1.prompt is not in the egress set, so observe it indirectly: the daemon must accept it without error.
+  it("accepts a client's prompt without an error frame (the principal it carries is checked in routing.test.ts)", async () => {
     const c = await client();
     c.publish("user.v1.prompt", { type: "user_input", text: "hello", session_id: "s" });
     await expectServing(c, "after-prompt");

@@ -40,7 +40,8 @@ describe("issue #2: management requests", () => {
       status: "Status",
       data: {
         pid: d.child.pid, uptime_secs: expect.any(Number), version: expect.any(String), ephemeral: false, connected_clients: 1,
-        loaded_capsules: ["astrid-capsule-cli"], audit_chain_intact: true,
+        loaded_capsules: ["astrid-capsule-cli"], audit_chain_intact: true, sessions: 0,
+        clients: [{ connection: expect.any(Number), principal: "default", via: "session_token", connected_secs: expect.any(Number) }],
       },
     });
     await c.close();
@@ -182,7 +183,7 @@ describe("issue #2: a capsule's management request", () => {
     fs.writeFileSync(path.join(dir, "index.js"), `module.exports = {
   async setup(api) {
     await api.ipc.subscribe("astrid.v1.response.status", (e) =>
-      api.ipc.publish("agent.v1.response", { type: "agent_response", text: "status:" + e.payload.status, is_final: true, session_id: "asker" }));
+      api.ipc.publish("agent.v1.response", { type: "agent_response", text: "status:" + e.payload.status, is_final: true, session_id: "s" }));
     await api.ipc.subscribe("user.v1.prompt", () => api.ipc.publish("astrid.v1.request.status", { type: "raw_json", method: "GetStatus" }));
   },
 };
@@ -192,7 +193,7 @@ describe("issue #2: a capsule's management request", () => {
       const c = await connect(own);
       const seen = collect(c);
       c.publish("user.v1.prompt", { type: "user_input", text: "ask", session_id: "s" });
-      const answer = await until(() => seen.find((m) => m.topic === "agent.v1.response" && m.payload.session_id === "asker"), (m) => m !== undefined, 10_000);
+      const answer = await until(() => seen.find((m) => m.topic === "agent.v1.response" && m.payload.session_id === "s"), (m) => m !== undefined, 10_000);
       expect(answer!.payload.text).toBe("status:Status");
       await sleep(200);
       expect(seen.filter((m) => m.topic.startsWith("astrid.v1.response."))).toEqual([]);

@@ -53,6 +53,7 @@ describe("daemon config: defaults", () => {
       capsuleHookTimeoutMs: 60_000,
       capsuleHandlerTimeoutMs: 30_000,
       capsuleRestartBackoffMs: 2000,
+      clientStallTimeoutMs: 30_000,
       capsuleMaxHeapMb: 64,
       hotReloadBurst: 30,
       bundledCapsulesDir: null,

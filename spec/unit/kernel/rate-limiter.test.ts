@@ -36,4 +36,13 @@ describe("RateLimiter", () => {
     for (const conn of ["conn:1", "conn:2"]) for (let i = 0; i < 2; i++) limiter.admit(conn, "default", "ReloadCapsules");
     expect(limiter.admit("principal:default", "default", "ReloadCapsules").ok).toBe(true);
   });
+
+  it("issue #9: release gives back an admission refused afterwards (no permission), for the caller and the principal", () => {
+    const limiter = new RateLimiter({ ReloadCapsules: 1 }, () => 0);
+    expect(limiter.admit("conn:1", "rita", "ReloadCapsules").ok).toBe(true);
+    limiter.release("conn:1", "rita", "ReloadCapsules");
+    expect(limiter.admit("conn:1", "rita", "ReloadCapsules").ok).toBe(true);
+    expect(limiter.admit("conn:1", "rita", "ReloadCapsules").ok).toBe(false);
+    limiter.release("conn:1", "rita", "GetStatus"); // unlimited: nothing to give back
+  });
 });
