@@ -2,7 +2,7 @@
  * Test helpers that drive the real daemon: a temp ASTRID_HOME, the compiled `astrid-daemon` process, real Unix
  * socket clients (the library client and a raw one for malformed input).
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
@@ -127,6 +127,21 @@ export async function makeStaleSocket(home: string): Promise<string> {
 /** Resolves after `ms`. */
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/**
+ * A client that acts as `principal`: a frontend credential of that name (`astrid frontend add`), presented in the
+ * handshake. The principal's profile is whatever the test wrote under etc/profiles (none: no capabilities).
+ */
+export async function connectAs(daemon: RunningDaemon, principal: string): Promise<DaemonClient> {
+  const tokenFile = path.join(daemon.home, "etc", "frontends", `${principal}.token`);
+  if (!fs.existsSync(tokenFile)) {
+    const r = spawnSync(process.execPath, [CLI_BIN, "frontend", "add", principal, "--platform", "test"], {
+      env: { ...process.env, ASTRID_HOME: daemon.home }, encoding: "utf8", timeout: 20_000,
+    });
+    if (r.status !== 0) throw new Error(`astrid frontend add ${principal} failed: ${r.stderr}`);
+  }
+  return DaemonClient.connect({ socketPath: daemon.socketPath, token: fs.readFileSync(tokenFile, "utf8").trim() });
 }
 
 /** A raw socket client for malformed input: send any bytes, read frames, see the close. */

@@ -8,7 +8,7 @@ import path from "node:path";
 import { adminRequest } from "../../protocol/admin-request";
 import type { DaemonClient } from "../../protocol/client";
 import type { AuditEntry } from "../../protocol/storage-messages";
-import { CLI_BIN, cleanup, connect, RawClient, sleep, spawnDaemon, tempHome, type RunningDaemon } from "../helpers/daemon";
+import { CLI_BIN, cleanup, connect, connectAs, RawClient, sleep, spawnDaemon, tempHome, type RunningDaemon } from "../helpers/daemon";
 
 function astrid(home: string, args: string[]) {
   const r = spawnSync(process.execPath, [CLI_BIN, ...args], { env: { ...process.env, ASTRID_HOME: home }, encoding: "utf8", timeout: 20_000 });
@@ -235,7 +235,21 @@ describe("issue #9: admin requests without the capability", () => {
     });
   });
 
-  // With connectAs (see spec/integration/principals.test.ts): an agent connection is refused GroupCreate, CapsGrant
-  // and AgentDelete of another agent, and its AgentList shows only itself.
-  it.todo("issue #9: connectAs(d, 'alice') (group agent) is refused every admin change and lists only itself");
+  it("issue #9: an agent connection is refused every admin change and lists only itself", async () => {
+    expect(await adminRequest(c, "AgentCreate", { name: "agatha" })).toMatchObject({ status: "Success" });
+    expect(await adminRequest(c, "AgentCreate", { name: "bystander" })).toMatchObject({ status: "Success" });
+    const agatha = await connectAs(d, "agatha");
+    for (const [method, params] of [
+      ["GroupCreate", { name: "mine", capabilities: ["system:status"] }],
+      ["CapsGrant", { principal: "agatha", capabilities: ["system:shutdown"] }],
+      ["AgentDelete", { principal: "bystander" }],
+      ["QuotaSet", { principal: "agatha", quotas: { max_timeout_secs: 10 } }],
+    ] as const) {
+      expect(await adminRequest(agatha, method, params)).toMatchObject({ status: "Error", code: "ASTRID_ERR_PERMISSION_DENIED" });
+    }
+    const list = await adminRequest(agatha, "AgentList");
+    expect(list).toMatchObject({ status: "AgentList" });
+    expect((list.data as Array<{ principal: string }>).map((a) => a.principal)).toEqual(["agatha"]);
+    await agatha.close();
+  });
 });

@@ -1,15 +1,14 @@
 /**
  * Issue #9: principals against the real daemon — boot seeding, and every management request authorized for the
- * caller's profile, with the decision in the audit log. The socket stamps `default` on every connection until
- * frontend credentials map a connection to its own principal, so these tests shape `default`'s own profile before
- * boot; non-default principals are covered over an in-memory bus in spec/unit/kernel/{management,admin}-router.test.ts.
+ * caller's profile, with the decision in the audit log. The operator's connection is `default`; `connectAs` makes
+ * a connection act as another principal (a frontend credential of that name).
  */
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { adminRequest } from "../../protocol/admin-request";
 import type { AuditEntry } from "../../protocol/storage-messages";
-import { CLI_BIN, cleanup, connect, daemonLog, spawnDaemon, tempHome, type RunningDaemon } from "../helpers/daemon";
+import { CLI_BIN, cleanup, connect, connectAs, daemonLog, spawnDaemon, tempHome, type RunningDaemon } from "../helpers/daemon";
 
 afterAll(cleanup);
 
@@ -141,11 +140,44 @@ describe("issue #9: principals in the real daemon", () => {
     await stop(d);
   });
 
-  // These need a connection that acts as a principal other than `default`, which the socket cannot make yet: the
-  // lead is adding frontend credentials that map a connection to its own principal. Once `connectAs(daemon,
-  // principal)` exists in spec/helpers/daemon.ts (a frontend credential for the principal, then DaemonClient.connect
-  // with it), turn these into tests; their unit-level twins are in spec/unit/kernel/management-router.test.ts.
-  it.todo("issue #9: connectAs(d, 'rita') with profile groups=[restricted] is refused ReloadCapsules; the deny is audited as principal rita");
-  it.todo("issue #9: connectAs(d, 'bent') with an unknown key in its profile is denied with the file and line while default keeps working");
-  it.todo("issue #9: connectAs(d, 'alice') (group agent) may ListCapsules but not GetStatus or Shutdown");
+  // A connection acting as another principal: a frontend credential of that name (spec/helpers/daemon.ts).
+  it("issue #9: a restricted principal is refused ReloadCapsules, and the deny is audited as that principal", async () => {
+    const d = await spawnDaemon({ home: homeWith({ rita: 'groups = ["restricted"]\n' }) });
+    const rita = await connectAs(d, "rita");
+    expect(await rita.request("ReloadCapsules")).toMatchObject({
+      status: "Error", code: "ASTRID_ERR_PERMISSION_DENIED", data: "permission denied for principal rita: missing capability self:capsule:reload",
+    });
+    await rita.close();
+    const denied = auditTail(d.home).filter((e) => e.principal === "rita" && (e.action as { method?: string }).method === "ReloadCapsules");
+    expect(denied).toHaveLength(1);
+    expect(denied[0]!.outcome).toMatchObject({ status: "failure" });
+    await stop(d);
+  });
+
+  it("issue #9: a profile with an unknown key is denied with the file and line, while default keeps working", async () => {
+    const d = await spawnDaemon({ home: homeWith({ bent: 'groups = ["admin"]\ncolour = "red"\n' }) });
+    const bent = await connectAs(d, "bent");
+    const reply = await bent.request("GetStatus");
+    expect(reply).toMatchObject({ status: "Error" });
+    expect(String(reply.data)).toContain(`${path.join(d.home, "etc", "profiles", "bent.toml")}:2`);
+    const op = await connect(d);
+    expect(await op.request("GetStatus")).toMatchObject({ status: "Status" });
+    await Promise.all([bent.close(), op.close()]);
+    await stop(d);
+  });
+
+  it("issue #9: an agent may list capsules but not ask for the daemon's status or shut it down; a revoke beats admin", async () => {
+    const d = await spawnDaemon({ home: homeWith({ alice: 'groups = ["agent"]\n', root2: 'groups = ["admin"]\nrevokes = ["system:shutdown"]\n' }) });
+    const alice = await connectAs(d, "alice");
+    expect(await alice.request("ListCapsules")).toMatchObject({ status: "Success" });
+    expect(await alice.request("GetStatus")).toMatchObject({ status: "Error", code: "ASTRID_ERR_PERMISSION_DENIED" });
+    expect(await alice.request("Shutdown", { reason: "no" })).toMatchObject({ status: "Error", code: "ASTRID_ERR_PERMISSION_DENIED" });
+    const root2 = await connectAs(d, "root2");
+    expect(await root2.request("GetStatus")).toMatchObject({ status: "Status" });
+    expect(await root2.request("Shutdown", { reason: "no" })).toMatchObject({
+      status: "Error", data: expect.stringContaining('capability system:shutdown is revoked via "system:shutdown"'),
+    });
+    await Promise.all([alice.close(), root2.close()]);
+    await stop(d);
+  });
 });
