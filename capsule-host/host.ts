@@ -19,9 +19,17 @@ import type {
   ToCapsule,
   ToolOutcome,
 } from "../protocol/capsule-messages";
-import { MAX_CAPSULE_PUBLISH_BYTES_PER_SEC, MAX_CAPSULE_TEXT_CHARS } from "../protocol/capsule-limits";
+import {
+  CAPSULE_STATS_INTERVAL_MS,
+  MAX_CAPSULE_PUBLISH_BYTES_PER_SEC,
+  MAX_CAPSULE_PUBLISHES_PER_SEC,
+  MAX_CAPSULE_TEXT_CHARS,
+} from "../protocol/capsule-limits";
 import { BoundedRemote, rpcChannel } from "../protocol/rpc-channel";
 import { busTopicMatches, exactSegmentMatches, topicProblem } from "../protocol/topic-match";
+import { loadConfined } from "./confined-modules";
+import { capsuleGlobals } from "./endowments";
+import * as sdk from "./sdk";
 import { resolveDefinition, type CapsuleApi, type CapsuleDefinition, type CapsuleEvent, type FinalResult } from "./sdk";
 
 /** Largest payload sent on the reply-less publish path; bigger ones take the syscall (the clone dominates anyway). */
@@ -61,6 +69,7 @@ export function runCapsule(port: MessagePort, data: CapsuleWorkerData): void {
   // still come back as coded errors (and denials as audit entries).
   let windowStart = 0;
   let windowBytes = 0;
+  let windowCount = 0;
   const fastPublish = (topic: string, payload: unknown): boolean => {
     if (typeof topic !== "string" || topicProblem(topic) !== null || !data.publishAcl.some((p) => exactSegmentMatches(p, topic))) return false;
     let size: number;
@@ -74,9 +83,11 @@ export function runCapsule(port: MessagePort, data: CapsuleWorkerData): void {
     if (now - windowStart >= 1000) {
       windowStart = now;
       windowBytes = 0;
+      windowCount = 0;
     }
-    if (windowBytes + size > MAX_CAPSULE_PUBLISH_BYTES_PER_SEC / 2) return false;
+    if (windowBytes + size > MAX_CAPSULE_PUBLISH_BYTES_PER_SEC / 2 || windowCount + 1 > MAX_CAPSULE_PUBLISHES_PER_SEC / 2) return false;
     windowBytes += size;
+    windowCount++;
     send({ t: "publish", topic, payload });
     return true;
   };
@@ -102,8 +113,10 @@ export function runCapsule(port: MessagePort, data: CapsuleWorkerData): void {
       list: (prefix = "") => call("kv.list", prefix) as Promise<string[]>,
     },
     log: { debug: log("debug"), info: log("info"), warn: log("warn"), error: log("error") },
-    env: { get: (key) => data.env[key] ?? "" },
+    env: { get: (key) => (Object.hasOwn(data.env, key) ? data.env[key]! : "") },
   };
+  // Handed to capsule code: frozen, so a capsule cannot swap a method under the host (or another handler).
+  if (data.modules) harden(api);
 
   let definition: CapsuleDefinition | undefined;
   let ready = false;
@@ -140,7 +153,10 @@ export function runCapsule(port: MessagePort, data: CapsuleWorkerData): void {
   const control: CapsuleControl = {
     async load(): Promise<StepOutcome> {
       try {
-        const loaded = (await import(pathToFileURL(data.file).href)) as { default?: unknown };
+        // Confined: the capsule's modules run in a Compartment whose globals are the endowments only.
+        const loaded = (data.modules
+          ? loadConfined(data.name, data.modules, capsuleGlobals({ log: (level, message) => log(level)(message) }), sdk)
+          : await import(pathToFileURL(data.file).href)) as { default?: unknown };
         const def = resolveDefinition((loaded.default as { default?: unknown } | undefined)?.default ?? loaded.default ?? loaded, data.file);
         const missing = data.actions.filter((a) => typeof def.interceptors?.[a] !== "function");
         if (missing.length > 0) throw new Error(`interceptor action(s) declared in Capsule.toml but not exported: ${missing.join(", ")}`);
@@ -198,4 +214,12 @@ export function runCapsule(port: MessagePort, data: CapsuleWorkerData): void {
     },
   };
   Comlink.expose(control, channel.callee);
+
+  // Memory outside the V8 heap (ArrayBuffers, external memory) escapes the worker's heap limit: report it, so the
+  // kernel can hold the capsule to its quota. This timer is the host's, outside the capsule's Compartment.
+  const stats = setInterval(() => {
+    const usage = process.memoryUsage();
+    send({ t: "stats", heap_used: usage.heapUsed, external: usage.external + usage.arrayBuffers });
+  }, CAPSULE_STATS_INTERVAL_MS);
+  stats.unref();
 }

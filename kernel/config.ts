@@ -128,6 +128,16 @@ export const envSchema = z.object({
     "hot reload pauses for a capsule whose files changed more than N times in a minute"),
   ASTRID_BUNDLED_CAPSULES_DIR: absolutePath("ASTRID_BUNDLED_CAPSULES_DIR", "<package>/capsules",
     "where the bundled capsules live (packagers and tests)"),
+  ASTRID_TEST_UNCONFINED_CAPSULES: z
+    .string()
+    .regex(/^[a-z0-9-]+(,[a-z0-9-]+)*$/, "a comma-separated list of capsule names")
+    .optional()
+    .register(settingDocs, {
+      name: "ASTRID_TEST_UNCONFINED_CAPSULES",
+      describe: "tests only: these capsules run without their Compartment (to test the kernel's own checks of hostile workers)",
+      default: "(none)",
+      allowed: "capsule names, comma-separated",
+    }),
   ASTRID_TEST_FAULTS: z
     .enum(["0", "1"])
     .default("0")
@@ -203,6 +213,8 @@ export interface DaemonConfig {
   readonly bundledCapsulesDir: string | null;
   /** `ASTRID_TEST_FAULTS=1`: the storage worker obeys fault-injection requests (tests only). */
   readonly testFaults: boolean;
+  /** `ASTRID_TEST_UNCONFINED_CAPSULES`: capsules that run without confinement (tests of the kernel's own defences). */
+  readonly testUnconfinedCapsules: readonly string[];
 }
 
 /**
@@ -242,6 +254,7 @@ export function loadDaemonConfig(env: NodeJS.ProcessEnv, flags: DaemonFlags = {}
     clientStallTimeoutMs: e.ASTRID_CLIENT_STALL_TIMEOUT_MS,
     bundledCapsulesDir: e.ASTRID_BUNDLED_CAPSULES_DIR,
     testFaults: e.ASTRID_TEST_FAULTS === "1",
+    testUnconfinedCapsules: e.ASTRID_TEST_UNCONFINED_CAPSULES?.split(",") ?? [],
   });
 }
 

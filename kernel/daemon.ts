@@ -147,7 +147,7 @@ export class Daemon {
       await credentials.load();
       const links = new IdentityLinks(storage);
       const platformUsers = new PlatformUsers(links, principals, credentials, audit, logger);
-      const supervisor = new CapsuleSupervisor(bus, storage, logger, audit, supervisorSettings(config), (record) => reconciler.env(record), principals);
+      const supervisor = new CapsuleSupervisor(bus, storage, logger, audit, supervisorSettings(config), (record) => reconciler.prepare(record), principals);
 
       // 6. Bind the socket, then write the token, before any capsule can see a client.
       await prepareSocketPath(home.socketPath);
@@ -173,6 +173,7 @@ export class Daemon {
       logger.info("socket bound", { socket: home.socketPath, max_clients: config.maxClients });
       reconciler = new CapsuleReconciler({
         registry, supervisor, loader, bus, logger, audit, roots, envDir, sourceId: config.sessionId, hotReloadBurst: config.hotReloadBurst, bootWaitMs: config.capsuleBootWaitMs,
+        moduleCacheDir: path.join(home.root, "var", "cache", "capsules"), unconfined: new Set(config.testUnconfinedCapsules),
         policy: new SocketPolicySwap(server, logger, audit),
       });
 

@@ -6,6 +6,7 @@
  */
 import type { ErrorCode } from "./errors";
 import type { LoadedManifest } from "./capsule-manifest";
+import type { CapsuleModules } from "./capsule-messages";
 
 /** A manifest that failed to load, with its coded message. */
 export interface DiscoveryProblem {
@@ -54,6 +55,8 @@ export interface LoaderEvents {
 export interface CapsuleLoaderApi {
   /** Scans `roots` in precedence order; `envDir` holds the operator's env files (part of each fingerprint). */
   discover(roots: string[], envDir: string): Promise<LoaderResult<DiscoveryResult>>;
+  /** A capsule's module files for a confined load (ES modules transformed), cached in `cacheFile`. */
+  compileModules(dir: string, entry: string, cacheFile: string): Promise<LoaderResult<CapsuleModules>>;
   /** The stored `[env]` values of capsule `name` in `dir`. */
   storedEnv(envDir: string, name: string, dir: string): Promise<LoaderResult<Record<string, string>>>;
   /** Copies and swaps in a capsule directory; `refuse` maps names that may not be installed to the reason. */

@@ -14,13 +14,31 @@
 import { z } from "zod";
 import { CAPSULE_QUEUE_LIMIT, MAX_CAPSULE_TEXT_CHARS } from "./capsule-limits";
 
-export { CAPSULE_QUEUE_LIMIT, MAX_CAPSULE_PAYLOAD_BYTES, MAX_CAPSULE_PUBLISH_BYTES_PER_SEC, MAX_CAPSULE_TEXT_CHARS } from "./capsule-limits";
+export {
+  CAPSULE_QUEUE_LIMIT,
+  CAPSULE_STATS_INTERVAL_MS,
+  MAX_CAPSULE_PAYLOAD_BYTES,
+  MAX_CAPSULE_PUBLISH_BYTES_PER_SEC,
+  MAX_CAPSULE_PUBLISHES_PER_SEC,
+  MAX_CAPSULE_TEXT_CHARS,
+} from "./capsule-limits";
+
+/**
+ * A capsule's module files, as the capsule loader read them: paths relative to the capsule directory (POSIX
+ * separators) → CommonJS source (ES modules already transformed). The worker evaluates only these.
+ */
+export interface CapsuleModules {
+  entry: string;
+  files: Record<string, string>;
+}
 
 /** What the worker needs to start. */
 export interface CapsuleWorkerData {
   name: string;
   /** Absolute path of the capsule's JavaScript module (checked to lie inside the capsule directory). */
   file: string;
+  /** Its modules, for the confined load (absent: the worker imports `file` natively — tests of the kernel's own defences only). */
+  modules?: CapsuleModules;
   /** Resolved `[env]` values. */
   env: Record<string, string>;
   /** Interceptor actions declared in the manifest, so the host can check the module implements them. */
@@ -140,6 +158,8 @@ export const FromCapsuleSchema = z.discriminatedUnion("t", [
    */
   z.strictObject({ t: z.literal("publish"), topic: z.string().max(1024), payload: z.unknown() }),
   z.strictObject({ t: z.literal("log"), level: z.enum(["debug", "info", "warn", "error"]), message: Text }),
+  /** The worker's memory, reported by the host every CAPSULE_STATS_INTERVAL_MS (bytes). */
+  z.strictObject({ t: z.literal("stats"), heap_used: z.number().int().min(0), external: z.number().int().min(0) }),
   /** `n` events handled since the last ack (never more than the queue limit: a larger count cannot be honest). */
   z.strictObject({ t: z.literal("ack"), n: z.number().int().min(1).max(CAPSULE_QUEUE_LIMIT) }),
 ]);

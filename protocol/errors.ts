@@ -27,7 +27,7 @@ export const ERROR_CODES = {
   ASTRID_ERR_TOPIC_DENIED: "clients may not publish on this topic (see the ingress allowlist)",
   ASTRID_ERR_REQUEST_INVALID: "a management or admin request is malformed (payload, params, a principal id or request_id)",
   ASTRID_ERR_UNKNOWN_METHOD: "a management or admin request names a method the daemon does not have",
-  ASTRID_ERR_RATE_LIMITED: "a rate limit was exceeded: requests of one method per minute from one connection (or from all connections of one principal together, 4× that), or a capsule's publish bytes per second",
+  ASTRID_ERR_RATE_LIMITED: "a rate limit was exceeded: requests of one method per minute from one connection (or from all connections of one principal together, 4× that), or a capsule's publish bytes or messages per second",
   ASTRID_ERR_NOT_IMPLEMENTED: "the method exists but is not available yet",
   ASTRID_ERR_SHUTTING_DOWN: "the daemon is shutting down and takes no new work",
   ASTRID_ERR_DAEMON_NOT_RUNNING: "no daemon is listening on this ASTRID_HOME's socket",

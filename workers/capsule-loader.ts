@@ -10,6 +10,7 @@ import type { CapsuleLoaderApi, LoaderEvents, LoaderResult } from "../protocol/c
 import { isAstridError } from "../protocol/errors";
 import { discoverCapsules } from "./capsule-loader/discovery";
 import { storedEnv } from "./capsule-loader/env-files";
+import { compileModules } from "./capsule-loader/module-compiler";
 import { discardBackup, rollbackInstall, stageInstall } from "./capsule-loader/install-files";
 import { CapsuleWatcher } from "./capsule-loader/watcher";
 
@@ -29,6 +30,7 @@ let watcher: CapsuleWatcher | undefined;
 const api: CapsuleLoaderApi = {
   discover: (roots, envDir) => result(() => discoverCapsules(roots, envDir)),
   storedEnv: (envDir, name, dir) => result(() => storedEnv(envDir, name, dir)),
+  compileModules: (dir, entry, cacheFile) => result(() => compileModules(dir, entry, cacheFile)),
   stageInstall: (source, root, refuse) => result(() => stageInstall(source, root, refuse)),
   rollbackInstall: (staged) => result(async () => (await rollbackInstall(staged), null)),
   discardBackup: (staged) => result(async () => (await discardBackup(staged), null)),

@@ -1,6 +1,8 @@
 /**
  * Thread entry point of one capsule: boots `capsule-host/` with the data the kernel passed in.
  */
+// Hardened JavaScript first: every intrinsic is frozen before any other module runs (tsc keeps this order).
+import "../capsule-host/lockdown";
 import { parentPort, workerData } from "node:worker_threads";
 import { runCapsule } from "../capsule-host/host";
 import type { CapsuleWorkerData } from "../protocol/capsule-messages";

@@ -56,7 +56,7 @@ async function answer(api, session, turn, prompt, text) {
   const now = new Date().toISOString();
   const kept = [...(await history(api, session)), { role: "user", content: cut(prompt), timestamp: now }, { role: "assistant", content: cut(text), timestamp: now }].slice(-HISTORY_LIMIT);
   let encoded = JSON.stringify(kept);
-  while (kept.length > 2 && Buffer.byteLength(encoded) > HISTORY_BYTES) {
+  while (kept.length > 2 && new TextEncoder().encode(encoded).length > HISTORY_BYTES) {
     kept.splice(0, 2);
     encoded = JSON.stringify(kept);
   }

@@ -31,6 +31,8 @@ export const MAX_CAPSULE_LOG_LINES_PER_SEC = 200;
 /** How a worker is spawned. */
 export interface SpawnOptions {
   maxHeapMb: number;
+  /** Memory outside the V8 heap the capsule may hold (its owner's max_memory_bytes). */
+  maxExternalBytes: number;
   /** The capsule's owner principal. */
   owner: string;
 }
@@ -73,6 +75,11 @@ export class CapsuleRun {
   private readonly activeCalls: string[] = [];
   /** Who the capsule belongs to: the principal whose capsules directory it was installed in. */
   readonly owner: string;
+  /** Memory outside the V8 heap it may hold before it is failed. */
+  readonly maxExternalBytes: number;
+  /** Publishes in the current one-second window (all principals together). */
+  publishCount = 0;
+  publishCountStart = 0;
   /** Log lines dropped by the per-second limit since the last line written (reported with the next one). */
   droppedLogLines = 0;
 
@@ -84,6 +91,7 @@ export class CapsuleRun {
     private readonly events: RunEvents,
   ) {
     this.owner = options.owner;
+    this.maxExternalBytes = options.maxExternalBytes;
     const { port1, port2 } = new MessageChannel();
     this.worker = new Worker(workerEntry("capsule"), {
       workerData: { ...data, control: port2 },

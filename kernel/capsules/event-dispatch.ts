@@ -4,6 +4,7 @@
  * kernel acts on it; a dead, slow or lying capsule yields a skipped link or `is_error: true`, never silence.
  */
 import { InterceptResultSchema, ToolOutcomeSchema, type InterceptResult, type ToCapsule, type ToolOutcome } from "../../protocol/capsule-messages";
+import { isAstridError } from "../../protocol/errors";
 import { guestView } from "../../protocol/ipc-message";
 import { exactSegmentMatches, topicProblem } from "../../protocol/topic-match";
 import { TOOL_EXECUTE_PREFIX } from "../../protocol/topics";
@@ -25,6 +26,8 @@ export class EventDispatch {
     private readonly quotas: PrincipalQuotas,
     /** A capsule answered a control-plane call with something that is not a valid result. */
     private readonly malformedResult: (run: CapsuleRun, reason: string) => void,
+    /** A call into a capsule ran past its deadline: its worker is stuck (an infinite loop) and must be restarted. */
+    private readonly timedOut: (run: CapsuleRun, what: string) => void,
   ) {}
 
   /** A call's deadline: the handler timeout, shortened to the principal's max_timeout_secs. */
@@ -98,6 +101,7 @@ export class EventDispatch {
       }
     } catch (err) {
       outcome = { content: (err as Error).message, is_error: true };
+      if (isAstridError(err) && err.code === "ASTRID_ERR_TIMEOUT") this.timedOut(run, `tool ${name}`);
     }
     this.bus.publish({
       topic: `${TOOL_EXECUTE_PREFIX}${name}.result`,
@@ -134,6 +138,7 @@ export class EventDispatch {
         result = parsed.data;
       } catch (err) {
         this.logger.warn("interceptor skipped", { capsule: link.run.record.name, action: link.action, error: (err as Error).message });
+        if (isAstridError(err) && err.code === "ASTRID_ERR_TIMEOUT") this.timedOut(link.run, `interceptor ${link.action}`);
         continue;
       }
       if (result.action === "deny") {

@@ -6,6 +6,7 @@ import { Worker } from "node:worker_threads";
 import * as Comlink from "comlink";
 import nodeEndpoint from "comlink/dist/umd/node-adapter";
 import type { CapsuleLoaderApi, DiscoveryResult, LoaderEvents, LoaderResult, StagedInstall } from "../../protocol/capsule-loader";
+import type { CapsuleModules } from "../../protocol/capsule-messages";
 import { AstridError } from "../../protocol/errors";
 import { BoundedRemote } from "../../protocol/rpc-channel";
 import type { Logger } from "../logger";
@@ -31,6 +32,10 @@ export class CapsuleLoader {
 
   discover(roots: string[], envDir: string): Promise<DiscoveryResult> {
     return this.call<DiscoveryResult>((l) => l.discover(roots, envDir), DISCOVER_TIMEOUT_MS);
+  }
+
+  compileModules(dir: string, entry: string, cacheFile: string): Promise<CapsuleModules> {
+    return this.call<CapsuleModules>((l) => l.compileModules(dir, entry, cacheFile), DISCOVER_TIMEOUT_MS);
   }
 
   storedEnv(envDir: string, name: string, dir: string): Promise<Record<string, string>> {

@@ -17,7 +17,7 @@ import { loadOrder } from "./load-order";
 import type { CapsuleLoader } from "./loader-client";
 import type { CapsuleRecord, CapsuleRegistry } from "./registry";
 import type { SocketPolicySwap } from "./socket-policy-swap";
-import type { CapsuleSupervisor } from "./supervisor";
+import type { CapsulePreparation, CapsuleSupervisor } from "./supervisor";
 
 /** Hot reload pauses for a capsule changed more than `hotReloadBurst` times within this window. */
 const RELOAD_BURST_WINDOW_MS = 60_000;
@@ -41,7 +41,13 @@ export interface ReconcilerOptions {
   hotReloadBurst: number;
   /** How long boot waits for its capsules before it serves anyway. */
   bootWaitMs: number;
+  /** Where prepared module files are cached (`var/cache/capsules`). */
+  moduleCacheDir: string;
+  /** Capsules that run without confinement (tests of the kernel's own defences only). */
+  unconfined: ReadonlySet<string>;
 }
+
+
 
 /** Loads, reloads and installs capsules. */
 export class CapsuleReconciler {
@@ -58,9 +64,18 @@ export class CapsuleReconciler {
     return this.o.loader.discover([...this.o.roots], this.o.envDir);
   }
 
-  /** The resolved `[env]` of a capsule, its stored values read by the loader. */
-  async env(record: CapsuleRecord): Promise<ResolvedEnv> {
-    return capsuleEnv(record, await this.o.loader.storedEnv(this.o.envDir, record.name, record.dir));
+  /**
+   * What a capsule's start needs from the filesystem, read by the loader: its resolved `[env]`, and its module
+   * files for the confined load (unless the capsule is on the tests' unconfined list).
+   */
+  async prepare(record: CapsuleRecord): Promise<CapsulePreparation> {
+    const env = capsuleEnv(record, await this.o.loader.storedEnv(this.o.envDir, record.name, record.dir));
+    if (this.o.unconfined.has(record.name)) return { env };
+    const component = record.manifest.component[0];
+    if (!component) return { env };
+    const entry = component.file ?? component.entrypoint ?? "";
+    const cacheFile = path.join(this.o.moduleCacheDir, `${record.name}-${record.hash ?? "nohash"}.json`);
+    return { env, modules: await this.o.loader.compileModules(record.dir, entry, cacheFile) };
   }
 
   /**

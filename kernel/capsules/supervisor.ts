@@ -7,7 +7,7 @@
  */
 import { randomUUID } from "node:crypto";
 import path from "node:path";
-import { SetupOutcomeSchema, StepOutcomeSchema, type CapsuleWorkerData, type FromCapsule, type LifecycleHook } from "../../protocol/capsule-messages";
+import { SetupOutcomeSchema, StepOutcomeSchema, type CapsuleModules, type CapsuleWorkerData, type FromCapsule, type LifecycleHook } from "../../protocol/capsule-messages";
 import { isAstridError, type ErrorCode } from "../../protocol/errors";
 import { NIL_UUID } from "../../protocol/ipc-message";
 import { HEALTH_FAILED_TOPIC, ONBOARDING_REQUIRED_TOPIC } from "../../protocol/topics";
@@ -22,6 +22,13 @@ import { hookFor, readInstallRecord, writeInstallRecord, type InstallRecord } fr
 import type { CapsuleRecord } from "./registry";
 import { PrincipalQuotas, type QuotaSource } from "./principal-quotas";
 import { SyscallGate } from "./syscall-gate";
+
+/** What a capsule's start needs from the filesystem (read by the capsule loader). */
+export interface CapsulePreparation {
+  env: ResolvedEnv;
+  /** Its module files for the confined load; absent: the capsule runs unconfined (tests only). */
+  modules?: CapsuleModules;
+}
 
 /** Restart policy (reference §2.8). */
 export const RESTART_BACKOFF_MS = 2000;
@@ -76,11 +83,12 @@ export class CapsuleSupervisor {
     private readonly logger: Logger,
     private readonly audit: AuditLog,
     private readonly settings: SupervisorSettings,
-    private readonly env: (record: CapsuleRecord) => Promise<ResolvedEnv>,
+    private readonly prepare: (record: CapsuleRecord) => Promise<CapsulePreparation>,
     quotaSource?: QuotaSource,
   ) {
     this.quotas = new PrincipalQuotas(quotaSource);
-    this.dispatch = new EventDispatch(bus, logger, settings.handlerTimeoutMs, this.quotas, (run, reason) => run.malformed(reason));
+    this.dispatch = new EventDispatch(bus, logger, settings.handlerTimeoutMs, this.quotas, (run, reason) => run.malformed(reason),
+      (run, what) => this.fail(run, `${what} ran past its deadline (hung?)`));
     this.gate = new SyscallGate(bus, storage, audit, (run, event) => this.dispatch.deliver(run, event), this.quotas);
     this.watchdog = setInterval(() => this.checkHung(), Math.min(1000, settings.handlerTimeoutMs / 2));
     this.watchdog.unref();
@@ -97,11 +105,11 @@ export class CapsuleSupervisor {
     const generation = this.bumpGeneration(record.name);
     const current = () => !this.stopping && this.generations.get(record.name) === generation;
     let installed: InstallRecord | undefined;
-    let env: ResolvedEnv;
+    let prepared: CapsulePreparation;
     let ownerQuotas!: { max_memory_bytes: number };
     try {
       installed = await readInstallRecord(this.storage, this.logger, record.name);
-      env = await this.env(record);
+      prepared = await this.prepare(record);
       ownerQuotas = await this.quotas.load(record.owner);
     } catch (err) {
       if (current()) this.markFailed(record, `cannot prepare its start: ${(err as Error).message}`, current);
@@ -115,6 +123,7 @@ export class CapsuleSupervisor {
     await turn;
     if (!current()) return;
     const lifecycle = hookFor(installed, record.version);
+    const { env } = prepared;
     if (env.onboarding.length > 0) {
       // Reference §6.5: one event per load listing what the operator must provide; the keys read as "" meanwhile.
       this.bus.publish({
@@ -130,11 +139,13 @@ export class CapsuleSupervisor {
       env: env.values,
       actions: [...new Set(record.manifest.interceptor.map((i) => i.action))],
       publishAcl: record.manifest.capabilities.ipc_publish,
+      ...(prepared.modules ? { modules: prepared.modules } : {}),
     };
     let run!: CapsuleRun;
     run = new CapsuleRun(record, data, {
       // The owner's max_memory_bytes caps the worker's heap, never above ASTRID_CAPSULE_MAX_HEAP_MB.
       maxHeapMb: Math.max(8, Math.min(this.settings.maxHeapMb, Math.floor(ownerQuotas.max_memory_bytes / (1024 * 1024)))),
+      maxExternalBytes: ownerQuotas.max_memory_bytes,
       owner: record.owner,
     }, this.gate.forRun(() => (run.ended ? undefined : run)), {
       message: (r, message) => this.onMessage(r, message),
@@ -219,8 +230,14 @@ export class CapsuleSupervisor {
     this.audit.capsule(lifecycle.hook, record.name, detail);
   }
 
-  /** A valid data-plane message from a capsule: a log line or a reply-less publish. */
+  /** A valid data-plane message from a capsule: a log line, its memory report, or a reply-less publish. */
   private onMessage(run: CapsuleRun, message: Exclude<FromCapsule, { t: "ack" }>): void {
+    if (message.t === "stats") {
+      if (message.external > run.maxExternalBytes) {
+        this.fail(run, `held ${Math.round(message.external / 1048576)} MB outside the V8 heap (ArrayBuffers, external memory); its quota is ${Math.round(run.maxExternalBytes / 1048576)} MB`);
+      }
+      return;
+    }
     if (message.t === "log") {
       const admitted = run.admitLogLine();
       if (admitted === "first-drop") {

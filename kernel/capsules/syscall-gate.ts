@@ -7,6 +7,7 @@ import { AstridError, isAstridError, type ErrorCode } from "../../protocol/error
 import {
   MAX_CAPSULE_PAYLOAD_BYTES,
   MAX_CAPSULE_PUBLISH_BYTES_PER_SEC,
+  MAX_CAPSULE_PUBLISHES_PER_SEC,
   SyscallSchema,
   type KernelSyscalls,
   type SyscallResult,
@@ -18,6 +19,9 @@ import type { BusEvent, EventBus } from "../bus";
 import type { StorageClient } from "../storage-client";
 import type { CapsuleRun } from "./capsule-run";
 import type { PrincipalQuotas } from "./principal-quotas";
+
+/** A monotonic clock in ms (a wall-clock step cannot freeze a window). */
+const now0 = () => performance.now();
 
 /** Most subscriptions one capsule may hold. */
 export const MAX_CAPSULE_SUBSCRIPTIONS = 128;
@@ -122,6 +126,14 @@ export class SyscallGate {
     }
     const size = Buffer.byteLength(JSON.stringify(raw ?? null));
     if (size > MAX_CAPSULE_PAYLOAD_BYTES) throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `ipc.publish: payload of ${size} bytes exceeds 5 MiB`);
+    // A message-rate limit beside the byte limit: many tiny messages cost the bus and every recipient too.
+    if (now0() - run.publishCountStart >= 1000) {
+      run.publishCountStart = now0();
+      run.publishCount = 0;
+    }
+    if (++run.publishCount > MAX_CAPSULE_PUBLISHES_PER_SEC) {
+      throw new AstridError("ASTRID_ERR_RATE_LIMITED", `ipc.publish: ${record.name} may publish at most ${MAX_CAPSULE_PUBLISHES_PER_SEC} messages per second`);
+    }
     // Per (capsule, principal): the principal's max_ipc_throughput_bytes, never above the capsule-wide ceiling.
     const principal = run.actingFor;
     const budget = Math.min(MAX_CAPSULE_PUBLISH_BYTES_PER_SEC, this.quotas.get(principal).max_ipc_throughput_bytes);

@@ -26,6 +26,8 @@ beforeAll(async () => {
       ASTRID_CAPSULE_RESTART_BACKOFF_MS: "200",
       ASTRID_CAPSULE_HANDLER_TIMEOUT_MS: "1500",
       ASTRID_CAPSULE_MAX_HEAP_MB: "32",
+      // Posts straight on its worker's port, which a confined capsule cannot reach: the kernel's own check is tested.
+      ASTRID_TEST_UNCONFINED_CAPSULES: "forged-publish",
     },
   });
   c = await connect(d);
@@ -109,23 +111,24 @@ describe("issue #4: capsule workers", () => {
     expect(meta["subscribe-outside-acl"]!.last_error).toMatch(/ASTRID_ERR_CAPABILITY_DENIED|may not subscribe to user\.v1\.\*/);
   });
 
-  it("answers a prompt through the echo capsule while others throw, exit, hang and run out of memory", async () => {
+  it("answers a prompt through the echo capsule while others throw, try to exit, hang and run out of memory", async () => {
     const replies = await prompt("hello");
     expect(replies).toEqual(["acl: ASTRID_ERR_CAPABILITY_DENIED", "chain: HELLO", "echo: hello"]);
     const failed = await until(metadata, (m) =>
-      m["process-exit"]!.restarts + (m["process-exit"]!.state === "failed" ? 1 : 0) >= 1 &&
       m["memory-hog"]!.restarts + (m["memory-hog"]!.state === "failed" ? 1 : 0) >= 1 &&
       m["infinite-loop"]!.restarts + (m["infinite-loop"]!.state === "failed" ? 1 : 0) >= 1);
     expect(failed["throw-in-handler"]).toMatchObject({ state: "ready", restarts: 0 });
+    // Confined, process-exit has no `process` to exit with: its handler throws, and it stays up.
+    expect(failed["process-exit"]).toMatchObject({ state: "ready", restarts: 0 });
     // Each comes back after its backoff and answers (or misbehaves) again; echo never stopped.
-    const back = await until(metadata, (m) => ["process-exit", "memory-hog", "infinite-loop"].every((n) => m[n]!.state === "ready" && m[n]!.restarts >= 1));
+    const back = await until(metadata, (m) => ["memory-hog", "infinite-loop"].every((n) => m[n]!.state === "ready" && m[n]!.restarts >= 1));
     expect(back.echo).toMatchObject({ state: "ready", restarts: 0 });
     expect(await prompt("again")).toEqual(["acl: ASTRID_ERR_CAPABILITY_DENIED", "chain: AGAIN", "echo: again"]);
   }, 40_000);
 
-  it("records why each capsule failed: exit code, memory limit, hang", async () => {
+  it("records why each capsule failed (memory limit, hang) or what it could not do (exit)", async () => {
     const entries = readLog();
-    expect(entries).toMatch(/"capsule":"process-exit".*"reason":"exited with code 3"|"reason":"exited with code 3".*"capsule":"process-exit"/);
+    expect(entries).toMatch(/"capsule":"process-exit".*handler for user\.v1\.prompt threw: (ReferenceError: process is not defined|TypeError: Cannot read properties of undefined \(reading 'exit'\))/);
     expect(entries).toMatch(/ran out of memory/);
     expect(entries).toMatch(/an event handler ran longer than 1500 ms/);
     expect(entries).toMatch(/handler for user\.v1\.prompt threw: Error: handler exploded/);
@@ -155,7 +158,8 @@ describe("issue #4: capsule workers", () => {
     expect(await prompt("still here")).toEqual(["acl: ASTRID_ERR_CAPABILITY_DENIED", "chain: STILL HERE", "echo: still here"]);
     expect((await c.request("GetStatus")).status).toBe("Status");
     expect(Date.now() - started).toBeLessThan(3000); // the slow capsule needs 256 × 20 ms ≈ 5 s for its queue
-    expect((await metadata())["slow-handler"]!.dropped_events).toBeGreaterThan(2000);
+    // bus-flood's 3000 ticks are cut to the 2000-messages-per-second publish limit; most of the rest overflow the queue.
+    expect((await metadata())["slow-handler"]!.dropped_events).toBeGreaterThan(1000);
   });
 
   it("astrid capsule list/info show name, version, state, restarts, capabilities and commands", async () => {

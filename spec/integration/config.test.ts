@@ -80,6 +80,7 @@ describe("issue #8: --print-config", () => {
       capsuleHandlerTimeoutMs: 30_000,
       capsuleRestartBackoffMs: 2000,
       clientStallTimeoutMs: 30_000,
+      testUnconfinedCapsules: [],
       capsuleMaxHeapMb: 64,
       hotReloadBurst: 30,
       bundledCapsulesDir: null,

@@ -89,11 +89,11 @@ describe("issue #4: install and upgrade hooks", () => {
 
   it("a failing upgrade fails the load with its reason and keeps the old record; fixed, a reload upgrades", async () => {
     setVersion("2.0.0");
-    fs.writeFileSync(path.join(capsuleDir, "fail-upgrade"), "");
+    fs.writeFileSync(path.join(capsuleDir, "fail-upgrade.json"), "{}");
     await withDaemon(async (c) => {
       expect(await capsule(c)).toMatchObject({ state: "failed", last_error: "failed to load: upgrade hook failed: the database migration failed" });
       expect(await installRecord(c)).toMatchObject({ version: "1.1.0" });
-      fs.rmSync(path.join(capsuleDir, "fail-upgrade"));
+      fs.rmSync(path.join(capsuleDir, "fail-upgrade.json"));
       expect((await c.request("ReloadCapsules")).status).toBe("Success");
       expect(await capsule(c)).toMatchObject({ state: "ready", version: "2.0.0" });
       expect(await hookLog(c)).toMatch(/,upgrade from 1\.1\.0,setup$/);
@@ -103,14 +103,14 @@ describe("issue #4: install and upgrade hooks", () => {
 
   it("a hook that never finishes is stopped at the hook deadline", async () => {
     setVersion("3.0.0");
-    fs.writeFileSync(path.join(capsuleDir, "hang-upgrade"), "");
+    fs.writeFileSync(path.join(capsuleDir, "hang-upgrade.json"), "{}");
     await withDaemon(async (c) => {
       expect(await capsule(c)).toMatchObject({ state: "failed", last_error: "its upgrade hook did not finish within 3000 ms" });
       expect(await installRecord(c)).toMatchObject({ version: "2.0.0" });
       // The kernel goes on serving while the capsule is failed.
       expect((await c.request("GetStatus")).status).toBe("Status");
     });
-    fs.rmSync(path.join(capsuleDir, "hang-upgrade"));
+    fs.rmSync(path.join(capsuleDir, "hang-upgrade.json"));
   });
 
   it("records each install and upgrade in the signed audit log, which still verifies", () => {

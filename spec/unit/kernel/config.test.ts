@@ -54,6 +54,7 @@ describe("daemon config: defaults", () => {
       capsuleHandlerTimeoutMs: 30_000,
       capsuleRestartBackoffMs: 2000,
       clientStallTimeoutMs: 30_000,
+      testUnconfinedCapsules: [],
       capsuleMaxHeapMb: 64,
       hotReloadBurst: 30,
       bundledCapsulesDir: null,

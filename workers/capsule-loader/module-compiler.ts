@@ -1,0 +1,105 @@
+/**
+ * A capsule's module files, ready for a confined load: every `.js`/`.cjs`/`.mjs`/`.json` file of the capsule
+ * directory (dependency folders and dotfiles aside), scripts passed through esbuild (ES modules to the CommonJS
+ * form, comments dropped) —
+ * once, here in the loader worker, and cached on disk by the capsule's content hash, so no capsule worker pays for
+ * a parser. Dynamic `import()` becomes `require()` too, so it meets the same confined resolution.
+ */
+import fs from "node:fs/promises";
+import path from "node:path";
+import { transform } from "esbuild";
+import type { CapsuleModules } from "../../protocol/capsule-messages";
+import { AstridError } from "../../protocol/errors";
+import { isIgnoredName } from "./content-hash";
+
+/** Most module files one capsule may have, and their total size. */
+const MAX_MODULE_FILES = 2000;
+const MAX_MODULE_BYTES = 32 * 1024 * 1024;
+/** Bumped when the transform changes, so old cache entries are not reused. */
+const CACHE_VERSION = 2;
+const MODULE_FILE = /\.(js|cjs|mjs|json)$/;
+
+/** Reads and prepares the modules of the capsule in `dir` whose entry is `entry` (relative); cached in `cacheFile`. */
+export async function compileModules(dir: string, entry: string, cacheFile: string): Promise<CapsuleModules> {
+  const cached = await readCache(cacheFile, entry);
+  if (cached) return cached;
+  const files: Record<string, string> = {};
+  let count = 0;
+  let bytes = 0;
+  const walk = async (relative: string): Promise<void> => {
+    const entries = await fs.readdir(path.join(dir, relative), { withFileTypes: true }).catch(() => []);
+    for (const item of entries) {
+      if (isIgnoredName(item.name)) continue;
+      const child = relative === "" ? item.name : `${relative}/${item.name}`;
+      if (item.isDirectory()) {
+        await walk(child);
+        continue;
+      }
+      // A symlink is followed only to a file inside the capsule directory.
+      if (!MODULE_FILE.test(item.name) || !(item.isFile() || item.isSymbolicLink())) continue;
+      const real = await fs.realpath(path.join(dir, child)).catch(() => null);
+      const root = await fs.realpath(dir);
+      if (real === null || !(real === root || real.startsWith(root + path.sep))) continue;
+      if (++count > MAX_MODULE_FILES) throw new AstridError("ASTRID_ERR_MANIFEST_INVALID", `${dir}: more than ${MAX_MODULE_FILES} module files`);
+      const source = await fs.readFile(real, "utf8");
+      bytes += Buffer.byteLength(source);
+      if (bytes > MAX_MODULE_BYTES) throw new AstridError("ASTRID_ERR_MANIFEST_INVALID", `${dir}: module files over ${MAX_MODULE_BYTES >> 20} MiB`);
+      // Every script goes through esbuild: ES modules become CommonJS, and comments go (SES refuses source text such
+      // as a JSDoc `import("…")` type even inside a comment).
+      files[child] = item.name.endsWith(".json") ? source : await toCommonJs(source, path.join(dir, child));
+    }
+  };
+  await walk("");
+  const normalized = path.posix.normalize(entry.split(path.sep).join("/"));
+  if (!Object.hasOwn(files, normalized)) {
+    throw new AstridError("ASTRID_ERR_MANIFEST_INVALID", `${path.join(dir, entry)}: the component file is not a module the capsule can load (.js, .cjs or .mjs inside its directory)`);
+  }
+  const modules: CapsuleModules = { entry: normalized, files };
+  await writeCache(cacheFile, modules);
+  return modules;
+}
+
+async function toCommonJs(source: string, file: string): Promise<string> {
+  try {
+    const out = await transform(source, {
+      format: "cjs",
+      loader: "js",
+      target: "es2022",
+      sourcefile: file,
+      supported: { "dynamic-import": false },
+    });
+    return out.code;
+  } catch (err) {
+    throw new AstridError("ASTRID_ERR_MANIFEST_INVALID", `${file}: cannot be loaded as an ES module: ${(err as Error).message.split("\n")[0]}`);
+  }
+}
+
+async function readCache(cacheFile: string, entry: string): Promise<CapsuleModules | undefined> {
+  try {
+    const parsed = JSON.parse(await fs.readFile(cacheFile, "utf8")) as { version?: number; modules?: CapsuleModules };
+    if (parsed.version !== CACHE_VERSION || !parsed.modules || typeof parsed.modules.files !== "object") return undefined;
+    if (parsed.modules.entry !== path.posix.normalize(entry.split(path.sep).join("/"))) return undefined;
+    return parsed.modules;
+  } catch {
+    return undefined;
+  }
+}
+
+async function writeCache(cacheFile: string, modules: CapsuleModules): Promise<void> {
+  try {
+    await fs.mkdir(path.dirname(cacheFile), { recursive: true, mode: 0o700 });
+    const temp = `${cacheFile}.${process.pid}.tmp`;
+    await fs.writeFile(temp, JSON.stringify({ version: CACHE_VERSION, modules }), { mode: 0o600 });
+    await fs.rename(temp, cacheFile);
+    // Earlier versions of the same capsule (`<name>-<hash>.json`) are not needed any more.
+    const base = path.basename(cacheFile);
+    const prefix = base.slice(0, base.lastIndexOf("-") + 1);
+    for (const other of await fs.readdir(path.dirname(cacheFile))) {
+      if (other !== base && other.startsWith(prefix) && other.endsWith(".json") && !other.slice(prefix.length, -5).includes("-")) {
+        await fs.rm(path.join(path.dirname(cacheFile), other), { force: true });
+      }
+    }
+  } catch {
+    // A cache that cannot be written only costs the next load a transform.
+  }
+}
