@@ -130,6 +130,7 @@ export function runCapsule(port: MessagePort, data: CapsuleWorkerData): void {
       const message = queue.shift()!;
       const event: CapsuleEvent = { topic: message.topic, payload: message.payload, source_id: message.source_id, seq: message.seq };
       if (message.principal !== undefined) event.principal = message.principal;
+      if (message.attribution !== undefined) event.attribution = message.attribution;
       try {
         // An interceptor delivery runs that interceptor only; a subscription delivery runs the matching handlers.
         if (message.action !== undefined) await definition?.interceptors?.[message.action]?.(event, api);

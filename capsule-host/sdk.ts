@@ -10,6 +10,8 @@ export interface CapsuleEvent {
   payload: unknown;
   source_id: string;
   principal?: string;
+  /** For a client's message: `verified` (the connection's own credential) or `claimed` (a user a frontend speaks for). */
+  attribution?: "verified" | "claimed";
   seq: number;
 }
 

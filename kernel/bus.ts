@@ -20,7 +20,15 @@ export interface BusEvent {
   target?: ConnectionId;
   /** Never forwarded to socket clients (a reply to a capsule's management request). */
   internal?: true;
+  /**
+   * How the kernel knows the message's principal, for a client's message: `verified` (the connection's own
+   * credential: the operator's session token or a frontend's) or `claimed` (a platform user a frontend speaks for).
+   */
+  attribution?: Attribution;
 }
+
+/** How the kernel knows who a client's message is from. */
+export type Attribution = "verified" | "claimed";
 
 /** What a publisher supplies; the bus stamps `seq` and, unless given, `timestamp` and `signature`. */
 export interface PublishInput {
@@ -31,6 +39,7 @@ export interface PublishInput {
   origin?: ConnectionId;
   target?: ConnectionId;
   internal?: true;
+  attribution?: Attribution;
 }
 
 type Handler = (event: BusEvent) => void;
@@ -86,6 +95,7 @@ export class EventBus {
     if (input.origin !== undefined) event.origin = input.origin;
     if (input.target !== undefined) event.target = input.target;
     if (input.internal) event.internal = true;
+    if (input.attribution !== undefined) event.attribution = input.attribution;
     this.queue.push(event);
     if (!this.draining) this.drain();
     return message;

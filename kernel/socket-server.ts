@@ -34,7 +34,7 @@ import {
 import { memoTopicPredicate } from "../protocol/topic-cache";
 import { MAX_TOPIC_BYTES, topicProblem } from "../protocol/topic-match";
 import { DAEMON_VERSION, PROTOCOL_VERSION } from "../protocol/version";
-import type { BusEvent, ConnectionId, EventBus } from "./bus";
+import type { Attribution, BusEvent, ConnectionId, EventBus } from "./bus";
 import { ClientConnection, type ConnectionIdentity } from "./client-connection";
 import { isSessionScoped, sessionIdOf, SessionRouter } from "./session-router";
 import type { SocketPolicy } from "./ingress-policy";
@@ -487,7 +487,7 @@ export class SocketServer {
       (principal) => {
         if (conn.phase !== "open") return;
         conn.actsFor.add(principal);
-        this.deliver(conn, topic, payload, principal);
+        this.deliver(conn, topic, payload, principal, "claimed");
       },
       (err: unknown) => {
         if (conn.phase === "open") this.reject(conn, err);
@@ -500,7 +500,7 @@ export class SocketServer {
    * connection to it (creating it, owned by `principal`, when new); a session of a principal this connection may
    * not act for is refused. Requests count against the connection's in-flight bound.
    */
-  private deliver(conn: Connection, topic: string, payload: unknown, principal: string): void {
+  private deliver(conn: Connection, topic: string, payload: unknown, principal: string, attribution: Attribution = "verified"): void {
     if (topic === SESSION_JOIN_TOPIC || topic === SESSION_LEAVE_TOPIC) return this.onSessionControl(conn, topic, payload, principal);
     const sessionId = sessionIdOf(payload);
     if (sessionId !== undefined && !this.sessions.isMember(conn.id, sessionId)) {
@@ -514,7 +514,7 @@ export class SocketServer {
       }
     }
     if (isRequestTopic(topic)) conn.requestSent();
-    this.publish(conn, topic, payload, principal);
+    this.publish(conn, topic, payload, principal, attribution);
   }
 
   /** `client.v1.session.join` / `.leave` with `{session_id}`: answered on `client.v1.session.joined` (or an error). */
@@ -536,13 +536,14 @@ export class SocketServer {
     conn.send(this.kernelFrame(SESSION_JOINED_TOPIC, { session_id: sessionId, owner }));
   }
 
-  private publish(conn: Connection, topic: string, payload: unknown, principal: string): void {
+  private publish(conn: Connection, topic: string, payload: unknown, principal: string, attribution: Attribution = "verified"): void {
     this.options.bus.publish({
       topic,
       payload: normalizePayload(payload),
       source_id: this.options.proxySourceId,
       principal,
       origin: conn.id,
+      attribution,
     });
   }
 

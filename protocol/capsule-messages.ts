@@ -144,6 +144,8 @@ export interface CapsuleEventMessage {
   payload: unknown;
   source_id: string;
   principal?: string;
+  /** For a client's message: `verified` (its connection's credential) or `claimed` (a frontend's platform user). */
+  attribution?: "verified" | "claimed";
   seq: number;
   action?: string;
 }

@@ -46,6 +46,7 @@ export class EventDispatch {
     const { message } = event;
     const out: ToCapsule = { t: "event", topic: message.topic, payload: guestView(message.payload), source_id: message.source_id, seq: message.seq };
     if (message.principal !== undefined) out.principal = message.principal;
+    if (event.attribution !== undefined) out.attribution = event.attribution;
     if (action !== undefined) out.action = action;
     run.post(out);
   }

@@ -88,6 +88,15 @@ describe("issue #9: frontends and the people behind them", () => {
     bot.destroy();
   });
 
+  it("each message carries its attribution: verified for the frontend itself, claimed for a user it speaks for", async () => {
+    const bot = await frontend(token("discord-bot"), "discord");
+    say(bot, "how-do-you-know", "attr-1");
+    expect((await answer(bot)).payload.text).toBe("principal:discord-bot via:verified");
+    say(bot, "how-do-you-know", "attr-2", { platform: "discord", platform_user_id: "111" });
+    expect((await answer(bot)).payload.text).toMatch(/^principal:discord-111-[0-9a-f]{16} via:claimed$/);
+    bot.destroy();
+  });
+
   it("a frontend claiming a platform it was not allowed is refused with a coded error (and audited)", async () => {
     const bot = await frontend(token("discord-bot"), "discord");
     say(bot, "whoami", "x-1", { platform: "web", platform_user_id: "v1" });
