@@ -131,7 +131,8 @@ describe("issue #10: confinement", () => {
     const refused = Number(((await c.request("KvGet", { scope: "default:capsule:publish-flood", key: "refused" })).data as { value: string }).value);
     expect(refused).toBeGreaterThan(80_000);
     const delivered = received.slice(before).filter((m) => m.payload.text === "x").length;
-    expect(delivered).toBe(100_000 - refused);
+    // Reply-less publishes the kernel refuses are dropped without the capsule knowing, so at most this many arrive.
+    expect(delivered).toBeLessThanOrEqual(100_000 - refused);
     expect(delivered).toBeLessThan(20_000);
     expect((await c.request("GetStatus")).status).toBe("Status");
     expect(daemonLog(d.home)).not.toMatch(/"message":"boot failed"/);
