@@ -36,10 +36,16 @@ const JSON_OUT = flag("json");
 const RSS_TARGET = 2.5;
 const SPAWN_TARGET = 3;
 const CHAT_TARGET = 0.45;
-/** Deadlines: a boot (all capsules up), a tiny worker process, the whole chat-path child. */
+/** Deadlines: a boot (all capsules up), a tiny worker process. */
 const BOOT_DEADLINE_MS = 60_000;
 const TINY_DEADLINE_MS = 60_000;
-const CHAT_DEADLINE_MS = 15 * 60_000;
+/**
+ * The chat-path child: 3 × its expected length (2 client counts × 3 servers × rounds × (seconds + warm-up and
+ * connects), plus its boots). Its closed loop has no deadline of its own: a prompt never answered stalls it forever.
+ */
+const CHAT_DEADLINE_MS = 3 * (2 * 3 * CHAT_ROUNDS * (CHAT_SECONDS + 0.5) + 20) * 1000;
+/** A capsule publish the kernel refused for its rate, as the daemon logs it (syscall-gate.ts). */
+const REFUSED_PUBLISH = /ipc\.publish: [\w.-]+ may publish at most \d+ [a-z ]+ per second/;
 const STOP_GRACE_MS = 15_000;
 /** Where the benches' temp dirs live; the only dirs this bench ever removes for the chat-path child. */
 const TMP_PREFIX = "/tmp/astrid-bench-";
@@ -168,6 +174,28 @@ function daemonDirs(pid: number): string[] {
   } catch {
     return [];
   }
+}
+
+/** The first refusal of a capsule publish for its rate in the log of a daemon in the group, if any. */
+function refusedPublish(pgid: number): string | undefined {
+  for (const dir of groupMembers(pgid).flatMap(daemonDirs)) {
+    const logDir = path.join(dir, "log");
+    let files: string[] = [];
+    try {
+      files = fs.readdirSync(logDir);
+    } catch {
+      continue; // a workspace, or a home without logs yet
+    }
+    for (const file of files) {
+      try {
+        const refusal = REFUSED_PUBLISH.exec(fs.readFileSync(path.join(logDir, file), "utf8"));
+        if (refusal) return `the daemon refused the echo capsule's reply ("${refusal[0]}"); chat-path waits for it forever`;
+      } catch {
+        // rotated or removed meanwhile
+      }
+    }
+  }
+  return undefined;
 }
 
 /**
@@ -369,12 +397,16 @@ interface ChatRow {
   pass: boolean;
 }
 
+/** What became of the chat-path run: its figures, or why there are none. */
+type ChatResult = { rows: ChatRow[]; stalled: null } | { rows: null; stalled: string };
+
 /**
  * bench/chat-path as it is, in its own process group (it leaves its daemons running when it fails, and has no
  * signal handling), with nothing inherited that turns confinement off. Its boot/RSS part runs once (`--runs 1`):
- * this bench measures those itself.
+ * this bench measures those itself. A publish the kernel refuses is a reply chat-path's closed loop waits for
+ * forever, so the daemon's log is watched for one and the run stopped at the first, with that line as the reason.
  */
-async function chatPath(): Promise<{ rows: ChatRow[]; output: string }> {
+async function chatPath(): Promise<ChatResult> {
   const args = [CHAT_PATH, "--seconds", String(CHAT_SECONDS), "--rounds", String(CHAT_ROUNDS), "--runs", "1"];
   const child = own(spawn(process.execPath, args, { env: cleanEnv({}), stdio: ["ignore", "pipe", "pipe"], detached: true }));
   ownedGroups.add(child.pid!);
@@ -382,10 +414,19 @@ async function chatPath(): Promise<{ rows: ChatRow[]; output: string }> {
   let err = "";
   child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
   child.stderr!.on("data", (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
-  const timer = setTimeout(() => child.kill("SIGTERM"), CHAT_DEADLINE_MS);
-  const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
-  clearTimeout(timer);
+  const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
+  const deadline = Date.now() + CHAT_DEADLINE_MS;
+  let stalled: string | undefined;
+  while (child.exitCode === null && child.signalCode === null) {
+    await Promise.race([exited, sleep(500)]);
+    if (child.exitCode !== null || child.signalCode !== null) break;
+    stalled = refusedPublish(child.pid!) ?? (Date.now() > deadline ? `no result within ${Math.round(CHAT_DEADLINE_MS / 1000)} s` : undefined);
+    if (stalled) break;
+  }
+  if (stalled) await stopChild(child);
+  const code = await exited;
   await stopGroup(child.pid!);
+  if (stalled) return { rows: null, stalled };
   if (code !== 0) throw new Error(`chat-path exited with ${String(code)}: ${err}${out}`);
   const rows: ChatRow[] = [];
   const line = /^\s*(\d+) clients?\s+raw\s+(\d+)\/s\s+daemon\s+(\d+)\/s\s+ratio [\d.]+.*raw ports\s+(\d+)\/s/gm;
@@ -394,7 +435,7 @@ async function chatPath(): Promise<{ rows: ChatRow[]; output: string }> {
     rows.push({ clients: Number(m[1]), raw_per_s: raw, raw_ports_per_s: Number(m[4]), daemon_per_s: daemon, daemon_over_raw: daemon / raw, pass: daemon / raw >= CHAT_TARGET });
   }
   if (rows.length === 0) throw new Error(`chat-path printed no figures this bench can read:\n${out}`);
-  return { rows, output: out };
+  return { rows, stalled: null };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -442,7 +483,7 @@ function summarise(samples: Sample[]): { perWorker: Record<Exclude<Mode, "none">
   return { perWorker, boot, children };
 }
 
-function printTable(s: ReturnType<typeof summarise>, daemonRss0: number, chat: ChatRow[] | null): void {
+function printTable(s: ReturnType<typeof summarise>, daemonRss0: number, chat: ChatResult | null): void {
   const w = s.perWorker;
   const f1 = (x: number) => x.toFixed(1);
   const ratio = (a: number, b: number) => (a / b).toFixed(2);
@@ -463,9 +504,11 @@ function printTable(s: ReturnType<typeof summarise>, daemonRss0: number, chat: C
   console.log("   daemon: (with 16 − with none) / 16, paired by round; child processes: the loader's esbuild service, started to prepare confined modules)");
   console.log(`Boot to ready, median ms: ${CAPSULES} confined ${s.boot.confined.toFixed(0)}, ${CAPSULES} unconfined ${s.boot.unconfined.toFixed(0)}, none ${s.boot.none.toFixed(0)}` +
     ` (daemon RSS without capsules ${f1(daemonRss0)} MB; its child processes ${f1(s.children.none)} / ${f1(s.children.unconfined)} / ${f1(s.children.confined)} MB none / unconfined / confined)`);
-  if (chat) {
-    console.log(`Chat path with confinement on (bench/chat-path --seconds ${CHAT_SECONDS} --rounds ${CHAT_ROUNDS}; target daemon/raw ≥ ${CHAT_TARGET})`);
-    for (const c of chat) {
+  if (chat) console.log(`Chat path with confinement on (bench/chat-path --seconds ${CHAT_SECONDS} --rounds ${CHAT_ROUNDS}; target daemon/raw ≥ ${CHAT_TARGET})`);
+  if (chat?.stalled) {
+    console.log(`  NOT MEASURED  FAIL   chat-path stalled and was stopped: ${chat.stalled}`);
+  } else if (chat?.rows) {
+    for (const c of chat.rows) {
       console.log(`  ${String(c.clients).padStart(2)} client${c.clients > 1 ? "s" : " "}  raw ${c.raw_per_s.toFixed(0).padStart(6)}/s  daemon ${c.daemon_per_s.toFixed(0).padStart(6)}/s  ` +
         `daemon/raw ${c.daemon_over_raw.toFixed(3)}  ${c.pass ? "PASS" : "FAIL"}   (raw ports ${c.raw_ports_per_s.toFixed(0)}/s; daemon/raw ports ${ratio(c.daemon_per_s, c.raw_ports_per_s)})`);
     }
@@ -483,7 +526,7 @@ async function main(): Promise<void> {
   }
   const summary = summarise(samples);
   const daemonRss0 = median(samples.filter((s) => s.mode === "none").map((s) => s.rss_bytes)) / MB;
-  const chat = CHAT ? (await chatPath()).rows : null;
+  const chat = CHAT ? await chatPath() : null;
   const w = summary.perWorker;
   const ratios = {
     rss_confined_over_unconfined: w.confined.rss_mb / w.unconfined.rss_mb,
@@ -496,7 +539,7 @@ async function main(): Promise<void> {
     rss: ratios.rss_confined_over_unconfined <= RSS_TARGET,
     rss_with_children: ratios.rss_with_children_confined_over_unconfined <= RSS_TARGET,
     spawn: ratios.spawn_confined_over_unconfined <= SPAWN_TARGET,
-    chat: chat ? chat.every((c) => c.pass) : null,
+    chat: chat ? chat.rows?.every((c) => c.pass) ?? false : null,
   };
   if (JSON_OUT) {
     const config = { rounds: ROUNDS, capsules: CAPSULES, chat_seconds: CHAT ? CHAT_SECONDS : null, chat_rounds: CHAT ? CHAT_ROUNDS : null };
@@ -504,7 +547,7 @@ async function main(): Promise<void> {
     const report = {
       config, targets, per_worker: w, ratios,
       boot_to_ready_ms: summary.boot, daemon_rss_without_capsules_mb: daemonRss0, child_processes_rss_mb: summary.children,
-      chat_path: chat, pass, samples,
+      chat_path: chat && { rows: chat.rows, stalled: chat.stalled }, pass, samples,
     };
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   } else {

@@ -22,7 +22,6 @@ import type {
 import {
   CAPSULE_STATS_INTERVAL_MS,
   MAX_CAPSULE_PUBLISH_BYTES_PER_SEC,
-  MAX_CAPSULE_PUBLISHES_PER_SEC,
   MAX_CAPSULE_TEXT_CHARS,
 } from "../protocol/capsule-limits";
 import { BoundedRemote, rpcChannel } from "../protocol/rpc-channel";
@@ -85,7 +84,7 @@ export function runCapsule(port: MessagePort, data: CapsuleWorkerData): void {
       windowBytes = 0;
       windowCount = 0;
     }
-    if (windowBytes + size > MAX_CAPSULE_PUBLISH_BYTES_PER_SEC / 2 || windowCount + 1 > MAX_CAPSULE_PUBLISHES_PER_SEC / 2) return false;
+    if (windowBytes + size > MAX_CAPSULE_PUBLISH_BYTES_PER_SEC / 2 || windowCount + 1 > data.maxPublishesPerSec / 2) return false;
     windowBytes += size;
     windowCount++;
     send({ t: "publish", topic, payload });

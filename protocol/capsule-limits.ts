@@ -11,7 +11,5 @@ export const MAX_CAPSULE_PUBLISH_BYTES_PER_SEC = 10 * 1024 * 1024;
 export const MAX_CAPSULE_TEXT_CHARS = 64 * 1024;
 /** Events a capsule may have delivered but not yet handled before new ones are dropped (and counted). */
 export const CAPSULE_QUEUE_LIMIT = 256;
-/** Most messages one capsule may publish in a one-second window, whatever their size. */
-export const MAX_CAPSULE_PUBLISHES_PER_SEC = 2000;
 /** How often a capsule worker reports its memory outside the V8 heap (ArrayBuffers, external memory). */
 export const CAPSULE_STATS_INTERVAL_MS = 250;

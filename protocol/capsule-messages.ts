@@ -19,7 +19,6 @@ export {
   CAPSULE_STATS_INTERVAL_MS,
   MAX_CAPSULE_PAYLOAD_BYTES,
   MAX_CAPSULE_PUBLISH_BYTES_PER_SEC,
-  MAX_CAPSULE_PUBLISHES_PER_SEC,
   MAX_CAPSULE_TEXT_CHARS,
 } from "./capsule-limits";
 
@@ -45,6 +44,8 @@ export interface CapsuleWorkerData {
   actions: string[];
   /** The manifest's `ipc_publish`, so the host can tell which publishes will pass (the kernel checks them all). */
   publishAcl: string[];
+  /** Most messages the kernel accepts from the capsule per second (the host's reply-less path stays under half). */
+  maxPublishesPerSec: number;
   /** The port of the control plane (comlink, both directions). */
   control: import("node:worker_threads").MessagePort;
 }

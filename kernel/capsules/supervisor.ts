@@ -47,11 +47,13 @@ export interface SupervisorSettings {
   backoffMs: number;
   /** V8 old-generation limit per capsule worker. */
   maxHeapMb: number;
+  /** Most messages one capsule may publish per second. */
+  maxPublishesPerSec: number;
 }
 
 /** The supervisor's part of the daemon config (`ASTRID_CAPSULE_*`, checked and defaulted in kernel/config.ts). */
 export function supervisorSettings(
-  config: Pick<import("../config").DaemonConfig, "capsuleReadyTimeoutMs" | "capsuleHookTimeoutMs" | "capsuleHandlerTimeoutMs" | "capsuleRestartBackoffMs" | "capsuleMaxHeapMb">,
+  config: Pick<import("../config").DaemonConfig, "capsuleReadyTimeoutMs" | "capsuleHookTimeoutMs" | "capsuleHandlerTimeoutMs" | "capsuleRestartBackoffMs" | "capsuleMaxHeapMb" | "capsuleMaxPublishesPerSec">,
 ): SupervisorSettings {
   return {
     readyTimeoutMs: config.capsuleReadyTimeoutMs,
@@ -59,6 +61,7 @@ export function supervisorSettings(
     handlerTimeoutMs: config.capsuleHandlerTimeoutMs,
     backoffMs: config.capsuleRestartBackoffMs,
     maxHeapMb: config.capsuleMaxHeapMb,
+    maxPublishesPerSec: config.capsuleMaxPublishesPerSec,
   };
 }
 
@@ -89,7 +92,7 @@ export class CapsuleSupervisor {
     this.quotas = new PrincipalQuotas(quotaSource);
     this.dispatch = new EventDispatch(bus, logger, settings.handlerTimeoutMs, this.quotas, (run, reason) => run.malformed(reason),
       (run, what) => this.fail(run, `${what} ran past its deadline (hung?)`));
-    this.gate = new SyscallGate(bus, storage, audit, (run, event) => this.dispatch.deliver(run, event), this.quotas);
+    this.gate = new SyscallGate(bus, storage, audit, (run, event) => this.dispatch.deliver(run, event), this.quotas, settings.maxPublishesPerSec);
     this.watchdog = setInterval(() => this.checkHung(), Math.min(1000, settings.handlerTimeoutMs / 2));
     this.watchdog.unref();
   }
@@ -139,6 +142,7 @@ export class CapsuleSupervisor {
       env: env.values,
       actions: [...new Set(record.manifest.interceptor.map((i) => i.action))],
       publishAcl: record.manifest.capabilities.ipc_publish,
+      maxPublishesPerSec: this.settings.maxPublishesPerSec,
       ...(prepared.modules ? { modules: prepared.modules } : {}),
     };
     let run!: CapsuleRun;

@@ -7,7 +7,6 @@ import { AstridError, isAstridError, type ErrorCode } from "../../protocol/error
 import {
   MAX_CAPSULE_PAYLOAD_BYTES,
   MAX_CAPSULE_PUBLISH_BYTES_PER_SEC,
-  MAX_CAPSULE_PUBLISHES_PER_SEC,
   SyscallSchema,
   type KernelSyscalls,
   type SyscallResult,
@@ -37,6 +36,8 @@ export class SyscallGate {
     /** Delivers a subscribed event to a capsule (the dispatcher's queue accounting). */
     private readonly deliver: (run: CapsuleRun, event: BusEvent) => void,
     private readonly quotas: PrincipalQuotas,
+    /** Most messages one capsule may publish per second (ASTRID_CAPSULE_MAX_PUBLISHES_PER_SEC). */
+    private readonly maxPublishesPerSec: number,
   ) {}
 
   /** The syscall object a capsule's channel exposes: results, never throws (a thrown value cannot carry a code). */
@@ -131,8 +132,8 @@ export class SyscallGate {
       run.publishCountStart = now0();
       run.publishCount = 0;
     }
-    if (++run.publishCount > MAX_CAPSULE_PUBLISHES_PER_SEC) {
-      throw new AstridError("ASTRID_ERR_RATE_LIMITED", `ipc.publish: ${record.name} may publish at most ${MAX_CAPSULE_PUBLISHES_PER_SEC} messages per second`);
+    if (++run.publishCount > this.maxPublishesPerSec) {
+      throw new AstridError("ASTRID_ERR_RATE_LIMITED", `ipc.publish: ${record.name} may publish at most ${this.maxPublishesPerSec} messages per second`);
     }
     // Per (capsule, principal): the principal's max_ipc_throughput_bytes, never above the capsule-wide ceiling.
     const principal = run.actingFor;

@@ -158,8 +158,7 @@ describe("issue #4: capsule workers", () => {
     expect(await prompt("still here")).toEqual(["acl: ASTRID_ERR_CAPABILITY_DENIED", "chain: STILL HERE", "echo: still here"]);
     expect((await c.request("GetStatus")).status).toBe("Status");
     expect(Date.now() - started).toBeLessThan(3000); // the slow capsule needs 256 × 20 ms ≈ 5 s for its queue
-    // bus-flood's 3000 ticks are cut to the 2000-messages-per-second publish limit; most of the rest overflow the queue.
-    expect((await metadata())["slow-handler"]!.dropped_events).toBeGreaterThan(1000);
+    expect((await metadata())["slow-handler"]!.dropped_events).toBeGreaterThan(2000);
   });
 
   it("astrid capsule list/info show name, version, state, restarts, capabilities and commands", async () => {

@@ -21,7 +21,12 @@ beforeAll(async () => {
   const root = path.join(ws, ".astrid", "capsules");
   fs.cpSync(FIXTURES, root, { recursive: true });
   fs.cpSync(path.join(ROOT, "spec", "fixtures", "capsules", "echo"), path.join(root, "echo"), { recursive: true });
-  d = await spawnDaemon({ args: ["--workspace", ws], env: { ASTRID_CAPSULE_RESTART_BACKOFF_MS: "60000", ASTRID_CAPSULE_HANDLER_TIMEOUT_MS: "1500" } });
+  d = await spawnDaemon({ args: ["--workspace", ws], env: {
+    ASTRID_CAPSULE_RESTART_BACKOFF_MS: "60000",
+    ASTRID_CAPSULE_HANDLER_TIMEOUT_MS: "1500",
+    // A low message rate, so the flood below meets it within the test's time.
+    ASTRID_CAPSULE_MAX_PUBLISHES_PER_SEC: "2000",
+  } });
   c = await connect(d);
   c.on("message", (m: IpcMessage) => received.push(m));
 }, 60_000);
