@@ -124,7 +124,7 @@ export const envSchema = z.object({
   // A client that reads nothing for this long while its messages pile up is disconnected (one that reads is not).
   ASTRID_CLIENT_STALL_TIMEOUT_MS: wholeNumber("ASTRID_CLIENT_STALL_TIMEOUT_MS", "milliseconds", 500, MAX_TIMER_MS, 30_000,
     "a client over its egress budget that takes no byte for this long is disconnected (ASTRID_ERR_SLOW_CONSUMER)"),
-  ASTRID_CAPSULE_MAX_PUBLISHES_PER_SEC: wholeNumber("ASTRID_CAPSULE_MAX_PUBLISHES_PER_SEC", "messages", 1, 1_000_000, 25_000,
+  ASTRID_CAPSULE_MAX_PUBLISHES_PER_SEC: wholeNumber("ASTRID_CAPSULE_MAX_PUBLISHES_PER_SEC", "messages", 1, 1_000_000, 50_000,
     "most messages one capsule may publish per second, whatever their size (beside the 10 MiB/s byte limit)"),
   ASTRID_HOT_RELOAD_BURST: wholeNumber("ASTRID_HOT_RELOAD_BURST", "reloads", 1, 10_000, 30,
     "hot reload pauses for a capsule whose files changed more than N times in a minute"),

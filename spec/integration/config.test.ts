@@ -82,7 +82,7 @@ describe("issue #8: --print-config", () => {
       clientStallTimeoutMs: 30_000,
       testUnconfinedCapsules: [],
       capsuleMaxHeapMb: 64,
-      capsuleMaxPublishesPerSec: 25_000,
+      capsuleMaxPublishesPerSec: 50_000,
       hotReloadBurst: 30,
       bundledCapsulesDir: null,
       testFaults: false,

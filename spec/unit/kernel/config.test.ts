@@ -56,7 +56,7 @@ describe("daemon config: defaults", () => {
       clientStallTimeoutMs: 30_000,
       testUnconfinedCapsules: [],
       capsuleMaxHeapMb: 64,
-      capsuleMaxPublishesPerSec: 25_000,
+      capsuleMaxPublishesPerSec: 50_000,
       hotReloadBurst: 30,
       bundledCapsulesDir: null,
       testFaults: false,
