@@ -2,6 +2,7 @@
  * Runs inside a capsule's worker thread: loads the capsule module, hands it its `CapsuleApi`, delivers events in
  * order, and turns API calls into syscalls the kernel checks. Nothing here is trusted by the kernel.
  */
+import { AsyncLocalStorage } from "node:async_hooks";
 import { pathToFileURL } from "node:url";
 import type { MessagePort } from "node:worker_threads";
 import * as Comlink from "comlink";
@@ -34,6 +35,9 @@ import { resolveDefinition, type CapsuleApi, type CapsuleDefinition, type Capsul
 /** Largest payload sent on the reply-less publish path; bigger ones take the syscall (the clone dominates anyway). */
 const FAST_PUBLISH_MAX_BYTES = 64 * 1024;
 
+/** Log lines a capsule may send the kernel per second (the kernel enforces the same budget on its side). */
+const LOG_LINES_PER_SEC = 200;
+
 /** Deadline for one syscall's reply. */
 const SYSCALL_TIMEOUT_MS = 30_000;
 
@@ -53,10 +57,14 @@ function messageOf(err: unknown): string {
 /** Boots the capsule: `port` is the worker's parentPort (data plane), `data.control` the control plane. */
 export function runCapsule(port: MessagePort, data: CapsuleWorkerData): void {
   const send = (message: FromCapsule) => port.postMessage(message);
+  // The message each piece of capsule code runs for, followed across its awaits: every call names it, so the kernel
+  // applies that message's principal (interleaved handlers, tools and interceptors each keep their own).
+  const acting = new AsyncLocalStorage<number>();
   const channel = rpcChannel(data.control);
   const kernel = new BoundedRemote<KernelSyscalls>(channel.caller, "kernel");
   const call = async (name: SyscallName, ...args: unknown[]): Promise<unknown> => {
-    const result = await kernel.call<SyscallResult>((k) => k.syscall(name, args) as Promise<SyscallResult>, SYSCALL_TIMEOUT_MS);
+    const seq = acting.getStore() ?? null;
+    const result = await kernel.call<SyscallResult>((k) => k.syscall(name, args, seq) as Promise<SyscallResult>, SYSCALL_TIMEOUT_MS);
     if (result.ok) return result.value;
     throw new CapsuleCallError(result.code, result.message);
   };
@@ -69,6 +77,16 @@ export function runCapsule(port: MessagePort, data: CapsuleWorkerData): void {
   let windowStart = 0;
   let windowBytes = 0;
   let windowCount = 0;
+  // Bytes sent on the syscall path this second (the kernel counts both paths; this only spares it hopeless copies).
+  let sentStart = 0;
+  let sentBytes = 0;
+  const sizeOf = (payload: unknown): number | null => {
+    try {
+      return Buffer.byteLength(JSON.stringify(payload ?? null));
+    } catch {
+      return null;
+    }
+  };
   const fastPublish = (topic: string, payload: unknown): boolean => {
     if (typeof topic !== "string" || topicProblem(topic) !== null || !data.publishAcl.some((p) => exactSegmentMatches(p, topic))) return false;
     let size: number;
@@ -87,16 +105,47 @@ export function runCapsule(port: MessagePort, data: CapsuleWorkerData): void {
     if (windowBytes + size > MAX_CAPSULE_PUBLISH_BYTES_PER_SEC / 2 || windowCount + 1 > data.maxPublishesPerSec / 2) return false;
     windowBytes += size;
     windowCount++;
-    send({ t: "publish", topic, payload });
+    const seq = acting.getStore();
+    send(seq === undefined ? { t: "publish", topic, payload } : { t: "publish", topic, payload, seq });
     return true;
   };
-  const log = (level: "debug" | "info" | "warn" | "error") => (message: string) =>
+  // The kernel keeps at most LOG_LINES_PER_SEC lines a second; lines past that are dropped here, before they are
+  // copied across to the kernel (a log flood would otherwise cost the daemon the memory of every line).
+  let logWindow = 0;
+  let logLines = 0;
+  let logDropped = 0;
+  const log = (level: "debug" | "info" | "warn" | "error") => (message: string) => {
+    const now = performance.now();
+    if (now - logWindow >= 1000) {
+      if (logDropped > 0) send({ t: "log", level: "warn", message: `${logDropped} log lines dropped (more than ${LOG_LINES_PER_SEC} a second)` });
+      logWindow = now;
+      logLines = 0;
+      logDropped = 0;
+    }
+    if (++logLines > LOG_LINES_PER_SEC) {
+      logDropped++;
+      return;
+    }
     send({ t: "log", level, message: String(message).slice(0, MAX_CAPSULE_TEXT_CHARS) });
+  };
   const api: CapsuleApi = {
     name: data.name,
     ipc: {
       publish: async (topic, payload) => {
-        if (!fastPublish(topic, payload)) await call("ipc.publish", topic, payload);
+        if (fastPublish(topic, payload)) return;
+        // Past this second's byte budget the kernel would refuse it anyway: refuse here, so a flood of large payloads
+        // is never copied across to the kernel's thread just to be refused there.
+        const size = sizeOf(payload);
+        const now = performance.now();
+        if (now - sentStart >= 1000) {
+          sentStart = now;
+          sentBytes = 0;
+        }
+        if (size !== null && sentBytes + size > MAX_CAPSULE_PUBLISH_BYTES_PER_SEC) {
+          throw new CapsuleCallError("ASTRID_ERR_RATE_LIMITED", `ipc.publish: ${data.name} may publish at most 10 MiB per second`);
+        }
+        sentBytes += size ?? 0;
+        await call("ipc.publish", topic, payload);
       },
       subscribe: async (pattern, handler) => {
         await call("ipc.subscribe", pattern);
@@ -132,8 +181,10 @@ export function runCapsule(port: MessagePort, data: CapsuleWorkerData): void {
       if (message.attribution !== undefined) event.attribution = message.attribution;
       try {
         // An interceptor delivery runs that interceptor only; a subscription delivery runs the matching handlers.
-        if (message.action !== undefined) await definition?.interceptors?.[message.action]?.(event, api);
-        else for (const sub of subscriptions) if (busTopicMatches(sub.pattern, event.topic)) await sub.handler(event);
+        await acting.run(message.seq, async () => {
+          if (message.action !== undefined) await definition?.interceptors?.[message.action]?.(event, api);
+          else for (const sub of subscriptions) if (busTopicMatches(sub.pattern, event.topic)) await sub.handler(event);
+        });
       } catch (err) {
         // A throwing handler is the capsule's problem, not the kernel's: report it and go on.
         log("error")(`handler for ${event.topic} threw: ${(err as Error)?.stack ?? String(err)}`);
@@ -195,18 +246,18 @@ export function runCapsule(port: MessagePort, data: CapsuleWorkerData): void {
       const handler = definition?.interceptors?.[action];
       if (!handler) return { action: "continue" };
       try {
-        const out = await handler(event, api);
+        const out = await acting.run(event.seq, () => handler(event, api));
         if (out !== null && typeof out === "object" && (out as FinalResult).__astrid === "final") return { action: "final", data: (out as FinalResult).data };
         return out === undefined ? { action: "continue" } : { action: "continue", data: out };
       } catch (err) {
         return { action: "deny", reason: messageOf(err) };
       }
     },
-    async executeTool(name, args): Promise<ToolOutcome> {
+    async executeTool(name, args, seq): Promise<ToolOutcome> {
       const tool = definition?.tools?.[name];
       if (!tool) return { content: `no tool named ${name}`, is_error: true };
       try {
-        const content = await tool.execute(args, api);
+        const content = await acting.run(seq, () => tool.execute(args, api));
         return { content: content === undefined ? null : content, is_error: false };
       } catch (err) {
         return { content: messageOf(err), is_error: true };

@@ -11,8 +11,6 @@ import type { ConnectionId } from "./bus";
 export const SESSION_SCOPED_PREFIXES: readonly string[] = ["agent.v1.", "session.v1.", "astrid.v1.approval", "astrid.v1.elicit"];
 /** Longest session id accepted. */
 export const MAX_SESSION_ID_CHARS = 256;
-/** Sessions remembered without a member (their owner must survive a reconnect); the oldest are forgotten first. */
-export const MAX_IDLE_SESSIONS = 65_536;
 
 /** True for a topic whose events belong to a session. */
 export function isSessionScoped(topic: string): boolean {
@@ -37,67 +35,78 @@ export function checkSessionId(id: string): void {
 
 interface Session {
   owner: string;
+  id: string;
   members: Set<ConnectionId>;
 }
 
-/** Who may be told about what. */
+/** Sessions one connection may be in at once. */
+export const MAX_SESSIONS_PER_CONNECTION = 1024;
+/** Sessions the daemon routes at once (joined or remembered); past it the oldest unjoined are forgotten. */
+export const MAX_SESSIONS = 65_536;
+
+/**
+ * Who may be told about what. A session is named by its owner and its id together — alice's "default" and bob's
+ * "default" are two sessions — so nobody can take a session id before its owner uses it.
+ */
 export class SessionRouter {
   private readonly sessions = new Map<string, Session>();
+  /** Sessions nobody is in, oldest first: the ones forgotten when the table is full. */
+  private readonly idle = new Map<string, Session>();
   private readonly byConnection = new Map<ConnectionId, Set<string>>();
-  /** Session events that found no recipient allowed to see them (no such session, or a foreign principal). */
+  /** Session events that found no recipient allowed to see them (no such session, or no principal). */
   undeliverable = 0;
 
   /**
-   * Joins `conn` to `sessionId` on behalf of `principal` (creating the session, owned by `principal`, if new).
-   * Throws ASTRID_ERR_SESSION_DENIED when the session belongs to a principal `mayActFor` refuses.
+   * Joins `conn` to the session `sessionId` of `owner` (default: `principal`, the principal the connection speaks
+   * as), creating it if new. Throws ASTRID_ERR_SESSION_DENIED when `mayActFor` refuses the owner,
+   * ASTRID_ERR_REQUEST_INVALID for a bad id, ASTRID_ERR_RATE_LIMITED past the per-connection or total limit.
    */
-  join(conn: ConnectionId, sessionId: string, principal: string, mayActFor: (principal: string) => boolean): string {
+  join(conn: ConnectionId, sessionId: string, principal: string, mayActFor: (principal: string) => boolean, owner = principal): string {
     checkSessionId(sessionId);
-    let session = this.sessions.get(sessionId);
-    if (session && !mayActFor(session.owner)) {
-      throw new AstridError("ASTRID_ERR_SESSION_DENIED", `session ${JSON.stringify(sessionId.slice(0, 64))} belongs to another principal`);
+    if (!mayActFor(owner)) {
+      throw new AstridError("ASTRID_ERR_SESSION_DENIED", `session ${JSON.stringify(sessionId.slice(0, 64))} of ${owner}: this connection may not act for ${owner}`);
     }
-    if (!session) {
-      session = { owner: principal, members: new Set() };
-      this.sessions.set(sessionId, session);
-      this.forgetIdle();
-    }
-    session.members.add(conn);
+    const key = keyOf(owner, sessionId);
     let joined = this.byConnection.get(conn);
+    if (joined?.has(key)) return owner;
+    if ((joined?.size ?? 0) >= MAX_SESSIONS_PER_CONNECTION) {
+      throw new AstridError("ASTRID_ERR_RATE_LIMITED", `a connection may be in at most ${MAX_SESSIONS_PER_CONNECTION} sessions; leave one first`);
+    }
+    let session = this.sessions.get(key);
+    if (!session) {
+      if (this.sessions.size >= MAX_SESSIONS) this.forgetOldestIdle();
+      session = { owner, id: sessionId, members: new Set() };
+      this.sessions.set(key, session);
+    }
+    this.idle.delete(key);
+    session.members.add(conn);
     if (!joined) this.byConnection.set(conn, (joined = new Set()));
-    joined.add(sessionId);
-    return session.owner;
+    joined.add(key);
+    return owner;
   }
 
-  /** The owner of a session, if it is known. */
-  ownerOf(sessionId: string): string | undefined {
-    return this.sessions.get(sessionId)?.owner;
+  /** True when `conn` is in `owner`'s session `sessionId`. */
+  isMember(conn: ConnectionId, owner: string, sessionId: string): boolean {
+    return this.byConnection.get(conn)?.has(keyOf(owner, sessionId)) === true;
   }
 
-  /** True when `conn` joined `sessionId`. */
-  isMember(conn: ConnectionId, sessionId: string): boolean {
-    return this.sessions.get(sessionId)?.members.has(conn) === true;
+  leave(conn: ConnectionId, owner: string, sessionId: string): void {
+    this.remove(conn, keyOf(owner, sessionId));
   }
 
-  leave(conn: ConnectionId, sessionId: string): void {
-    this.sessions.get(sessionId)?.members.delete(conn);
-    this.byConnection.get(conn)?.delete(sessionId);
-  }
-
-  /** A connection closed: it leaves every session (the sessions and their owners are remembered). */
+  /** A connection closed: it leaves every session (the sessions are remembered until the table needs the room). */
   dropConnection(conn: ConnectionId): void {
-    for (const id of this.byConnection.get(conn) ?? []) this.sessions.get(id)?.members.delete(conn);
+    for (const key of [...(this.byConnection.get(conn) ?? [])]) this.remove(conn, key);
     this.byConnection.delete(conn);
   }
 
   /**
-   * The connections a session-scoped event may reach: the members of its session when the event's principal (if
-   * any) owns that session — a capsule handling alice's prompt cannot publish into bob's session — or, without a
-   * session id, undefined (the caller routes by principal).
+   * The connections a session-scoped event may reach: those in the session `sessionId` of the event's principal —
+   * a capsule handling alice's prompt publishes with alice's principal, so it reaches alice's session only.
    */
   membersFor(sessionId: string, principal: string | undefined): ReadonlySet<ConnectionId> | null {
-    const session = this.sessions.get(sessionId);
-    if (!session || (principal !== undefined && principal !== session.owner)) {
+    const session = principal === undefined ? undefined : this.sessions.get(keyOf(principal, sessionId));
+    if (!session) {
       this.undeliverable++;
       return null;
     }
@@ -109,12 +118,25 @@ export class SessionRouter {
     return this.sessions.size;
   }
 
-  private forgetIdle(): void {
-    if (this.sessions.size <= MAX_IDLE_SESSIONS) return;
-    for (const [id, session] of this.sessions) {
-      if (session.members.size > 0) continue;
-      this.sessions.delete(id);
-      if (this.sessions.size <= MAX_IDLE_SESSIONS) return;
-    }
+  private remove(conn: ConnectionId, key: string): void {
+    const session = this.sessions.get(key);
+    this.byConnection.get(conn)?.delete(key);
+    if (!session) return;
+    session.members.delete(conn);
+    if (session.members.size === 0) this.idle.set(key, session);
   }
+
+  /** Makes room: the oldest session nobody is in goes; when every session has members, a new one is refused. */
+  private forgetOldestIdle(): void {
+    const oldest = this.idle.keys().next();
+    if (oldest.done) {
+      throw new AstridError("ASTRID_ERR_RATE_LIMITED", `the daemon routes at most ${MAX_SESSIONS} sessions at once, all in use`);
+    }
+    this.idle.delete(oldest.value);
+    this.sessions.delete(oldest.value);
+  }
+}
+
+function keyOf(owner: string, sessionId: string): string {
+  return `${owner}\u0000${sessionId}`;
 }

@@ -496,40 +496,43 @@ export class SocketServer {
   }
 
   /**
-   * Publishes a client's message as `principal`, after its session rules: a message naming a session joins the
-   * connection to it (creating it, owned by `principal`, when new); a session of a principal this connection may
-   * not act for is refused. Requests count against the connection's in-flight bound.
+   * Publishes a client's message as `principal`, after its session rules: a message naming a session (or the
+   * `default` one a prompt without a `session_id` stands for) joins the connection to `principal`'s session of that
+   * id, creating it when new. Requests count against the connection's in-flight bound.
    */
   private deliver(conn: Connection, topic: string, payload: unknown, principal: string, attribution: Attribution = "verified"): void {
     if (topic === SESSION_JOIN_TOPIC || topic === SESSION_LEAVE_TOPIC) return this.onSessionControl(conn, topic, payload, principal);
-    const sessionId = sessionIdOf(payload);
-    if (sessionId !== undefined && !this.sessions.isMember(conn.id, sessionId)) {
+    const normalized = normalizePayload(payload);
+    const sessionId = sessionIdOf(normalized);
+    if (sessionId !== undefined && !this.sessions.isMember(conn.id, principal, sessionId)) {
       try {
         this.sessions.join(conn.id, sessionId, principal, (owner) => conn.actsFor.has(owner));
       } catch (err) {
-        if (isAstridError(err) && err.code === "ASTRID_ERR_SESSION_DENIED") {
-          this.options.audit?.client("client_session_denied", conn.id, { principal, session_id: sessionId.slice(0, 64) });
-        }
         return this.reject(conn, err);
       }
     }
     if (isRequestTopic(topic)) conn.requestSent();
-    this.publish(conn, topic, payload, principal, attribution);
+    this.publish(conn, topic, normalized, principal, attribution);
   }
 
-  /** `client.v1.session.join` / `.leave` with `{session_id}`: answered on `client.v1.session.joined` (or an error). */
+  /**
+   * `client.v1.session.join` / `.leave` with `{session_id, owner?}` (owner: the principal whose session it is, by
+   * default the one this connection speaks as): answered on `client.v1.session.joined` (or an error). Joining a
+   * session of a principal this connection may not act for is ASTRID_ERR_SESSION_DENIED, and audited.
+   */
   private onSessionControl(conn: Connection, topic: string, payload: unknown, principal: string): void {
     const sessionId = sessionIdOf(payload);
-    if (sessionId === undefined) {
-      return this.reject(conn, new AstridError("ASTRID_ERR_MESSAGE_INVALID", `${topic} needs a payload with a string session_id`));
+    const ownerField = payload !== null && typeof payload === "object" ? (payload as { owner?: unknown }).owner : undefined;
+    if (sessionId === undefined || (ownerField !== undefined && typeof ownerField !== "string")) {
+      return this.reject(conn, new AstridError("ASTRID_ERR_MESSAGE_INVALID", `${topic} needs a payload with a string session_id (and optionally a string owner)`));
     }
-    if (topic === SESSION_LEAVE_TOPIC) return this.sessions.leave(conn.id, sessionId);
-    let owner: string;
+    const owner = (ownerField as string | undefined) ?? principal;
+    if (topic === SESSION_LEAVE_TOPIC) return this.sessions.leave(conn.id, owner, sessionId);
     try {
-      owner = this.sessions.join(conn.id, sessionId, principal, (p) => conn.actsFor.has(p));
+      this.sessions.join(conn.id, sessionId, principal, (p) => conn.actsFor.has(p), owner);
     } catch (err) {
       if (isAstridError(err) && err.code === "ASTRID_ERR_SESSION_DENIED") {
-        this.options.audit?.client("client_session_denied", conn.id, { principal, session_id: sessionId.slice(0, 64) });
+        this.options.audit?.client("client_session_denied", conn.id, { principal, owner: owner.slice(0, 64), session_id: sessionId.slice(0, 64) });
       }
       return this.reject(conn, err);
     }
@@ -597,7 +600,8 @@ export class SocketServer {
 
   /**
    * A session event reaches the connections in its session (and only when its principal owns the session); one
-   * without a session id reaches the connections acting for its principal. Nothing else sees it.
+   * without a session id field at all (an approval, say) reaches the connections acting for its principal. Nothing
+   * else sees it.
    */
   private forwardToSession(event: BusEvent): void {
     const { message } = event;

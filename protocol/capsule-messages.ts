@@ -113,8 +113,8 @@ export interface CapsuleControl {
   setup(): Promise<SetupOutcome>;
   /** Runs the interceptor `action` on an event and reports its decision. */
   intercept(action: string, event: InterceptEvent): Promise<InterceptResult>;
-  /** Runs tool `name` with `args`; a throw becomes `is_error: true` with its message. */
-  executeTool(name: string, args: unknown): Promise<ToolOutcome>;
+  /** Runs tool `name` with `args` for message `seq` (the request); a throw becomes `is_error: true` with its message. */
+  executeTool(name: string, args: unknown, seq: number): Promise<ToolOutcome>;
 }
 
 // ---- control plane, capsule → kernel ----------------------------------------------------------------------------
@@ -131,7 +131,8 @@ export type SyscallResult = { ok: true; value: unknown } | { ok: false; code: st
 
 /** The kernel's side of the control plane, as a capsule worker sees it (the only method it may call). */
 export interface KernelSyscalls {
-  syscall(call: SyscallName, args: unknown[]): Promise<SyscallResult>;
+  /** `seq`: the message the capsule acts on (its principal's scope and quotas apply), or null for none. */
+  syscall(call: SyscallName, args: unknown[], seq: number | null): Promise<SyscallResult>;
 }
 /** The methods of `KernelSyscalls`, for the channel guard. */
 export const KERNEL_SYSCALL_METHODS = ["syscall"] as const;
@@ -159,7 +160,7 @@ export const FromCapsuleSchema = z.discriminatedUnion("t", [
    * without an id and never answered, which saves a message per publish. The kernel checks it like the syscall;
    * a refusal (a host that lied, or a rate window that drifted) is dropped, audited when denied, and logged.
    */
-  z.strictObject({ t: z.literal("publish"), topic: z.string().max(1024), payload: z.unknown() }),
+  z.strictObject({ t: z.literal("publish"), topic: z.string().max(1024), payload: z.unknown(), seq: z.number().int().optional() }),
   z.strictObject({ t: z.literal("log"), level: z.enum(["debug", "info", "warn", "error"]), message: Text }),
   /** The worker's memory, reported by the host every CAPSULE_STATS_INTERVAL_MS (bytes). */
   z.strictObject({ t: z.literal("stats"), heap_used: z.number().int().min(0), external: z.number().int().min(0) }),

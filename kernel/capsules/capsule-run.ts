@@ -23,6 +23,8 @@ import { comlinkGuard } from "../../protocol/rpc-guard";
 import { workerEntry } from "../worker-entry";
 import type { CapsuleRecord } from "./registry";
 
+/** Messages given to a capsule whose principals it may still act for (by seq). */
+const RECENT_MESSAGES = 4096;
 /** Malformed messages a worker may send before it is failed (the first is logged and audited). */
 export const MAX_MALFORMED_MESSAGES = 8;
 /** Log lines a capsule may write per second; the rest are dropped and counted. */
@@ -69,14 +71,20 @@ export class CapsuleRun {
   private malformedCount = 0;
   private logWindowStart = 0;
   private logLines = 0;
-  /** Principals of the delivered, unacknowledged events, oldest first (`undefined`: the message had none). */
-  private readonly queuedPrincipals: Array<string | undefined> = [];
-  /** Principals of the control-plane calls in progress, oldest first. */
-  private readonly activeCalls: string[] = [];
+  /**
+   * The principal of each message recently given to the capsule, by its bus `seq` (`undefined`: it had none): the
+   * last RECENT_MESSAGES deliveries and calls. A capsule names the message it acts on (its host tracks that per
+   * async context); the kernel honours only a message it gave the capsule, so a capsule can act only for a principal
+   * whose message it was handed — and never by guessing from the order of two ports (which Node does not keep).
+   */
+  private readonly recentMessages = new Map<number, string | undefined>();
   /** Who the capsule belongs to: the principal whose capsules directory it was installed in. */
   readonly owner: string;
   /** Memory outside the V8 heap it may hold before it is failed. */
   readonly maxExternalBytes: number;
+  /** When a refused reply-less publish was last logged, and how many were refused since (logged with the next). */
+  refusedLoggedAt = -Infinity;
+  refusedSinceLog = 0;
   /** Publishes in the current one-second window (all principals together). */
   publishCount = 0;
   publishCountStart = 0;
@@ -111,31 +119,27 @@ export class CapsuleRun {
     if (!this.ended) this.worker.postMessage(message);
   }
 
-  /** Counts one more event delivered, on behalf of `principal` (the message's, if it had one). */
-  delivered(principal: string | undefined): void {
+  /** Counts one more event delivered: message `seq`, on behalf of `principal` (the message's, if it had one). */
+  delivered(seq: number, principal: string | undefined): void {
     if (this.outstanding === 0) this.oldestUnacked = Date.now();
     this.outstanding++;
-    this.queuedPrincipals.push(principal);
+    this.remember(seq, principal);
+  }
+
+  /** Remembers that message `seq` (of `principal`) was given to the capsule (a delivery, a tool or interceptor call). */
+  remember(seq: number, principal: string | undefined): void {
+    this.recentMessages.delete(seq);
+    this.recentMessages.set(seq, principal);
+    if (this.recentMessages.size > RECENT_MESSAGES) this.recentMessages.delete(this.recentMessages.keys().next().value!);
   }
 
   /**
-   * The principal the capsule acts for right now (reference: the invoking message's principal, else the capsule
-   * owner's): the newest control-plane call in progress (a tool or interceptor), else the event it is handling —
-   * events are handled one at a time in delivery order, so that is the oldest unacknowledged one. The capsule
-   * cannot choose: it only ever acts for a message the kernel gave it.
+   * The principal the capsule acts for when it says it acts on message `seq` (reference: the invoking message's
+   * principal, else the capsule owner's): that message's, if the kernel gave it the message; else the owner's.
    */
-  get actingFor(): string {
-    return this.activeCalls.at(-1) ?? this.queuedPrincipals[0] ?? this.owner;
-  }
-
-  /** Runs a control-plane call made on behalf of `principal`, which the capsule acts for meanwhile. */
-  async onBehalfOf<T>(principal: string | undefined, call: () => Promise<T>): Promise<T> {
-    this.activeCalls.push(principal ?? this.owner);
-    try {
-      return await call();
-    } finally {
-      this.activeCalls.splice(this.activeCalls.lastIndexOf(principal ?? this.owner), 1);
-    }
+  principalFor(seq: unknown): string {
+    if (typeof seq === "number" && this.recentMessages.has(seq)) return this.recentMessages.get(seq) ?? this.owner;
+    return this.owner;
   }
 
   /** True when the queue is full. */
@@ -177,7 +181,6 @@ export class CapsuleRun {
     // An ack of more events than were delivered cannot be honest; it would also hide a hung handler.
     if (message.n > this.outstanding) return this.malformed(`data plane: ack of ${message.n} events with ${this.outstanding} outstanding`);
     this.outstanding -= message.n;
-    this.queuedPrincipals.splice(0, message.n);
     this.oldestUnacked = Date.now();
   }
 

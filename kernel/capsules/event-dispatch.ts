@@ -42,7 +42,7 @@ export class EventDispatch {
       if (run.dropped++ % 1000 === 0) this.logger.warn("capsule queue full; dropping events", { capsule: run.record.name, dropped: run.dropped });
       return;
     }
-    run.delivered(event.message.principal);
+    run.delivered(event.message.seq, event.message.principal);
     const { message } = event;
     const out: ToCapsule = { t: "event", topic: message.topic, payload: guestView(message.payload), source_id: message.source_id, seq: message.seq };
     if (message.principal !== undefined) out.principal = message.principal;
@@ -92,8 +92,9 @@ export class EventDispatch {
     const callId = String(request.call_id);
     let outcome: ToolOutcome;
     try {
-      const raw = await run.onBehalfOf(event.message.principal, () =>
-        run.remote.call((r) => r.executeTool(name, request.arguments) as Promise<unknown>, this.deadlineFor(event.message.principal ?? run.owner)));
+      run.remember(event.message.seq, event.message.principal);
+      const raw = await run.remote.call((r) => r.executeTool(name, request.arguments, event.message.seq) as Promise<unknown>,
+        this.deadlineFor(event.message.principal ?? run.owner));
       const parsed = ToolOutcomeSchema.safeParse(raw);
       if (parsed.success) outcome = parsed.data;
       else {
@@ -129,8 +130,8 @@ export class EventDispatch {
       const input = { topic: message.topic, payload, source_id: message.source_id, seq: message.seq, ...(message.principal !== undefined ? { principal: message.principal } : {}) };
       let result: InterceptResult;
       try {
-        const raw = await link.run.onBehalfOf(message.principal, () =>
-          link.run.remote.call((r) => r.intercept(link.action, input) as Promise<unknown>, this.deadlineFor(message.principal ?? link.run.owner)));
+        link.run.remember(message.seq, message.principal);
+        const raw = await link.run.remote.call((r) => r.intercept(link.action, input) as Promise<unknown>, this.deadlineFor(message.principal ?? link.run.owner));
         const parsed = InterceptResultSchema.safeParse(raw);
         if (!parsed.success) {
           this.malformedResult(link.run, `interceptor ${link.action} answered with a malformed decision`);

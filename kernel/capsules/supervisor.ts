@@ -256,10 +256,18 @@ export class CapsuleSupervisor {
       return;
     }
     try {
-      this.gate.publish(run, "ipc.publish", message.topic, message.payload);
+      this.gate.publish(run, "ipc.publish", message.topic, message.payload, run.principalFor(message.seq));
     } catch (err) {
+      // One warning per second and capsule at most, with the count: a flood of refused publishes must not flood the log.
       const code: ErrorCode = isAstridError(err) ? err.code : "ASTRID_ERR_INTERNAL";
-      this.logger.warn("capsule publish refused and dropped", { capsule: run.record.name, code, error: (err as Error).message });
+      const now = performance.now();
+      if (now - run.refusedLoggedAt >= 1000) {
+        this.logger.warn("capsule publish refused and dropped", {
+          capsule: run.record.name, code, error: (err as Error).message, ...(run.refusedSinceLog > 0 ? { also_refused: run.refusedSinceLog } : {}),
+        });
+        run.refusedLoggedAt = now;
+        run.refusedSinceLog = 0;
+      } else run.refusedSinceLog++;
     }
   }
 

@@ -43,7 +43,7 @@ export class SyscallGate {
   /** The syscall object a capsule's channel exposes: results, never throws (a thrown value cannot carry a code). */
   forRun(run: () => CapsuleRun | undefined): KernelSyscalls {
     return {
-      syscall: async (call, args) => {
+      syscall: async (call, args, seq) => {
         const current = run();
         if (!current || current.ended) return { ok: false, code: "ASTRID_ERR_CAPSULE_UNAVAILABLE", message: "the capsule is stopping" };
         if (current.inflightSyscalls >= MAX_INFLIGHT_SYSCALLS) {
@@ -51,7 +51,7 @@ export class SyscallGate {
         }
         current.inflightSyscalls++;
         try {
-          return { ok: true, value: await this.handle(current, call, args) };
+          return { ok: true, value: await this.handle(current, call, args, current.principalFor(seq)) };
         } catch (err) {
           const code: ErrorCode = isAstridError(err) ? err.code : "ASTRID_ERR_INTERNAL";
           return { ok: false, code, message: (err as Error).message } satisfies SyscallResult;
@@ -62,7 +62,7 @@ export class SyscallGate {
     };
   }
 
-  private async handle(run: CapsuleRun, rawCall: unknown, rawArgs: unknown): Promise<unknown> {
+  private async handle(run: CapsuleRun, rawCall: unknown, rawArgs: unknown, principal: string): Promise<unknown> {
     const parsed = SyscallSchema.safeParse([rawCall, rawArgs]);
     if (!parsed.success) {
       throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `unknown capsule call ${JSON.stringify(String(rawCall).slice(0, 64))} or bad arguments`);
@@ -71,14 +71,14 @@ export class SyscallGate {
     const { record } = run;
     const caps = record.manifest.capabilities;
     // Reference KV namespace: `{principal}:capsule:{name}` — each principal the capsule serves has its own data.
-    const scope = `${run.actingFor}:capsule:${record.name}`;
+    const scope = `${principal}:capsule:${record.name}`;
     const str = (v: unknown, name: string) => {
       if (typeof v !== "string") throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `${call}: ${name} must be a string`);
       return v;
     };
     switch (call) {
       case "ipc.publish":
-        this.publish(run, call, args[0], args[1]);
+        this.publish(run, call, args[0], args[1], principal);
         return null;
       case "ipc.subscribe": {
         const pattern = str(args[0], "pattern");
@@ -116,7 +116,7 @@ export class SyscallGate {
   }
 
   /** A capsule's publish, checked here whichever way it came (syscall or reply-less): topic, ACL, size, rate. */
-  publish(run: CapsuleRun, call: string, topicArg: unknown, raw: unknown): void {
+  publish(run: CapsuleRun, call: string, topicArg: unknown, raw: unknown, principal: string): void {
     const { record } = run;
     if (typeof topicArg !== "string") throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `${call}: topic must be a string`);
     const topic = topicArg;
@@ -124,6 +124,12 @@ export class SyscallGate {
     if (problem) throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `ipc.publish: ${problem}`);
     if (!record.manifest.capabilities.ipc_publish.some((p) => exactSegmentMatches(p, topic))) {
       throw this.denied(run, call, `may not publish on ${topic} (not in ipc_publish)`);
+    }
+    // A window already spent is refused before the payload is serialised: refusing a flood of large payloads must not
+    // cost the main thread their JSON.
+    const spent = run.publishWindows.get(principal);
+    if (spent && performance.now() - spent.start < 1000 && spent.bytes >= Math.min(MAX_CAPSULE_PUBLISH_BYTES_PER_SEC, this.quotas.get(principal).max_ipc_throughput_bytes)) {
+      throw new AstridError("ASTRID_ERR_RATE_LIMITED", `ipc.publish: ${record.name} spent its publish bytes for this second (principal ${principal})`);
     }
     const size = Buffer.byteLength(JSON.stringify(raw ?? null));
     if (size > MAX_CAPSULE_PAYLOAD_BYTES) throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `ipc.publish: payload of ${size} bytes exceeds 5 MiB`);
@@ -136,7 +142,6 @@ export class SyscallGate {
       throw new AstridError("ASTRID_ERR_RATE_LIMITED", `ipc.publish: ${record.name} may publish at most ${this.maxPublishesPerSec} messages per second`);
     }
     // Per (capsule, principal): the principal's max_ipc_throughput_bytes, never above the capsule-wide ceiling.
-    const principal = run.actingFor;
     const budget = Math.min(MAX_CAPSULE_PUBLISH_BYTES_PER_SEC, this.quotas.get(principal).max_ipc_throughput_bytes);
     const now = performance.now(); // monotonic: a wall-clock step cannot freeze the window
     let window = run.publishWindows.get(principal);

@@ -135,13 +135,19 @@ describe("issue #9: frontends and the people behind them", () => {
     botSeen.push(await answer(bot));
     say(web, "whoami", "iso-web", { platform: "web", platform_user_id: "visitor-7" });
     expect((await answer(web)).payload.session_id).toBe("iso-web");
-    // The bot hears nothing of the web session, and may not join it (alice's) or the operator's.
+    // The bot hears nothing of the web session, and may not join alice's session by naming its owner.
     await expect(bot.nextOn("agent.v1.response", 500)).rejects.toThrow(/deadline/);
-    bot.send(encodeFrame({ topic: "client.v1.session.join", payload: { type: "raw_json", session_id: "iso-web" }, signature: null, source_id: "x", timestamp: "", seq: 0 }));
+    const frame = (topic: string, payload: Record<string, unknown>) =>
+      encodeFrame({ topic, payload: { type: "raw_json", ...payload }, signature: null, source_id: "x", timestamp: "", seq: 0 });
+    bot.send(frame("client.v1.session.join", { session_id: "iso-web", owner: "alice" }));
     expect((await bot.nextOn("astrid.v1.error")).payload).toMatchObject({ code: "ASTRID_ERR_SESSION_DENIED" });
-    // Naming another principal's session in a request is refused the same way (no history leaks through it).
-    bot.send(encodeFrame({ topic: "session.v1.request.get_messages", payload: { type: "raw_json", session_id: "iso-web" }, signature: null, source_id: "x", timestamp: "", seq: 0 }));
-    expect((await bot.nextOn("astrid.v1.error")).payload).toMatchObject({ code: "ASTRID_ERR_SESSION_DENIED" });
+    // The same id without an owner is the bot's own session of that name: alice's events never reach it.
+    bot.send(frame("client.v1.session.join", { session_id: "iso-web" }));
+    expect((await bot.nextOn("client.v1.session.joined")).payload).toMatchObject({ session_id: "iso-web", owner: "discord-bot" });
+    bot.send(frame("session.v1.request.get_messages", { session_id: "iso-web" }));
+    say(web, "whoami", "iso-web", { platform: "web", platform_user_id: "visitor-7" });
+    expect((await answer(web)).payload.session_id).toBe("iso-web");
+    await expect(bot.nextOn("agent.v1.response", 500)).rejects.toThrow(/deadline/);
     expect(botSeen[0]!.payload.session_id).toBe("iso-bot");
     const tail = astrid(["audit", "tail", "-n", "300", "--json"]).out.trim().split("\n").map((l) => JSON.parse(l) as AuditEntry);
     expect(tail.some((e) => (e.action as { type?: string }).type === "client_session_denied")).toBe(true);
