@@ -97,6 +97,20 @@ describe("issue #9: frontends and the people behind them", () => {
     bot.destroy();
   });
 
+  it("interleaved prompts of two users keep each one's data apart (a capsule acts for the message it handles)", async () => {
+    const bot = await frontend(token("discord-bot"), "discord");
+    const users = ["race-a", "race-b"];
+    for (let i = 0; i < 40; i++) for (const u of users) say(bot, "whoami", `race-${u}`, { platform: "discord", platform_user_id: u });
+    const last = new Map<string, string>();
+    for (let n = 0; n < 80; n++) {
+      const m = await answer(bot);
+      last.set(String(m.payload.session_id), String(m.payload.text));
+    }
+    // Each user's own counter reached 40 in its own scope: no write landed in the other's.
+    for (const u of users) expect(last.get(`race-${u}`)).toMatch(new RegExp(`^principal:discord-${u}-[0-9a-f]{16} seen:40$`));
+    bot.destroy();
+  });
+
   it("a frontend claiming a platform it was not allowed is refused with a coded error (and audited)", async () => {
     const bot = await frontend(token("discord-bot"), "discord");
     say(bot, "whoami", "x-1", { platform: "web", platform_user_id: "v1" });
