@@ -37,3 +37,17 @@ export async function readFileIfExists(file: string): Promise<string | null> {
     throw err;
   }
 }
+
+/**
+ * Removes the temp files `writeFileAtomic` leaves in `dir` when the daemon dies between writing and renaming
+ * (`.<name>.<hex>.tmp`): boot calls this, when no write can be in progress. Returns how many it removed.
+ */
+export async function sweepTempFiles(dir: string): Promise<number> {
+  let removed = 0;
+  for (const name of await fs.readdir(dir).catch(() => [] as string[])) {
+    if (!/^\..+\.[0-9a-f]{12}\.tmp$/.test(name)) continue;
+    await fs.rm(path.join(dir, name), { force: true });
+    removed++;
+  }
+  return removed;
+}

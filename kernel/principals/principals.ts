@@ -7,6 +7,7 @@
 import { QuotasSchema, type Quotas } from "../../protocol/admin-request";
 import { AstridError } from "../../protocol/errors";
 import { DEFAULT_PRINCIPAL, isPrincipalId } from "../../protocol/identity-names";
+import { sweepTempFiles } from "./atomic-file";
 import type { AstridHome } from "../home";
 import { AdminLock } from "./admin-lock";
 import { Authorizer, type CapabilityChecker, type Decision } from "./authorizer";
@@ -61,6 +62,9 @@ export class PrincipalRegistry implements Principals, CapabilityChecker {
 
   /** Loads the groups (a malformed file throws ASTRID_ERR_GROUPS_INVALID) and seeds `default`. */
   static async open(home: AstridHome, logger: PrincipalsLogger): Promise<PrincipalRegistry> {
+    // A daemon killed mid-write leaves its temp files behind; none is in progress now.
+    const swept = (await sweepTempFiles(home.profilesDir)) + (await sweepTempFiles(home.etcDir));
+    if (swept > 0) logger.warn("removed temp files an interrupted policy write left behind", { files: swept });
     const groups = await GroupStore.load(home.groupsPath);
     const registry = new PrincipalRegistry(new ProfileStore(home.profilesDir), groups, logger);
     await registry.seedDefault();
