@@ -15,10 +15,14 @@ import { provisionedPrincipalFor, type IdentityLinks } from "./identity-links";
 const CACHE_TTL_MS = 2000;
 /** Resolutions kept at most (the oldest go first). */
 const CACHE_LIMIT = 10_000;
+/** New principals one frontend may provision per minute (each costs a profile file, a link and an audit entry). */
+export const MAX_PROVISIONED_PER_MINUTE = 120;
 
 /** Resolves frontends' platform users to principals. */
 export class PlatformUsers implements PlatformUserResolver {
   private readonly cache = new Map<string, { principal: string; at: number }>();
+  /** Per frontend: provisioning times within the last minute. */
+  private readonly provisioned = new Map<string, number[]>();
 
   constructor(
     private readonly links: IdentityLinks,
@@ -49,6 +53,7 @@ export class PlatformUsers implements PlatformUserResolver {
           `(link it with \`astrid identity link\`, or let frontend ${frontend} provision users: \`astrid frontend add ${frontend} --unlinked restricted\`)`);
     }
     const principal = provisionedPrincipalFor(user.platform, user.platform_user_id);
+    if (!(await this.principals.exists(principal))) this.admitProvisioning(frontend);
     const { created } = await this.principals.ensure(principal, { groups: [policy] });
     await this.links.link(user.platform, user.platform_user_id, principal, "claimed", user.display_name);
     if (created) {
@@ -56,5 +61,17 @@ export class PlatformUsers implements PlatformUserResolver {
       this.audit.identity("provisioned", { frontend, platform: user.platform, platform_user_id: user.platform_user_id.slice(0, 256), principal, group: policy });
     }
     return principal;
+  }
+
+  /** Throws ASTRID_ERR_RATE_LIMITED when `frontend` provisioned MAX_PROVISIONED_PER_MINUTE principals in the last minute. */
+  private admitProvisioning(frontend: string): void {
+    const now = Date.now();
+    const recent = (this.provisioned.get(frontend) ?? []).filter((t) => now - t < 60_000);
+    if (recent.length >= MAX_PROVISIONED_PER_MINUTE) {
+      this.provisioned.set(frontend, recent);
+      throw new AstridError("ASTRID_ERR_RATE_LIMITED", `frontend ${frontend} may provision at most ${MAX_PROVISIONED_PER_MINUTE} new users a minute; link them with \`astrid identity link\` instead`);
+    }
+    recent.push(now);
+    this.provisioned.set(frontend, recent);
   }
 }
