@@ -70,44 +70,38 @@ export function runCapsule(port: MessagePort, data: CapsuleWorkerData): void {
   };
 
   const subscriptions: Array<{ pattern: string; handler: (e: CapsuleEvent) => unknown }> = [];
-  // The reply-less path is taken only for publishes the kernel will accept: a valid topic in ipc_publish, a small
-  // payload, and this second's reply-less bytes under half the kernel's rate limit (its one-second window can span
-  // two of ours). Everything else — including every publish that will be refused — is a syscall, so refusals
-  // still come back as coded errors (and denials as audit entries).
-  let windowStart = 0;
-  let windowBytes = 0;
-  let windowCount = 0;
-  // Bytes sent on the syscall path this second (the kernel counts both paths; this only spares it hopeless copies).
-  let sentStart = 0;
-  let sentBytes = 0;
-  const sizeOf = (payload: unknown): number | null => {
-    try {
-      return Buffer.byteLength(JSON.stringify(payload ?? null));
-    } catch {
-      return null;
-    }
-  };
-  const fastPublish = (topic: string, payload: unknown): boolean => {
-    if (typeof topic !== "string" || topicProblem(topic) !== null || !data.publishAcl.some((p) => exactSegmentMatches(p, topic))) return false;
-    let size: number;
+  // What this capsule published in the current one-second window, both paths together. The reply-less path is taken
+  // only for publishes the kernel will accept: a valid topic in ipc_publish, a small payload, and this second's
+  // reply-less bytes and messages under half the kernel's limits (its window can span two of ours). Everything else is
+  // a syscall, so refusals still come back as coded errors (and denials as audit entries) — except a publish past
+  // the whole byte limit, refused here so a flood of large payloads is never copied to the kernel just to be refused.
+  const window = { start: 0, bytes: 0, fastBytes: 0, fastCount: 0 };
+  const publish = async (topic: string, payload: unknown): Promise<void> => {
+    let size: number | null;
     try {
       size = Buffer.byteLength(JSON.stringify(payload ?? null));
     } catch {
-      return false;
+      size = null; // the kernel refuses it with its coded error
     }
-    if (size > FAST_PUBLISH_MAX_BYTES) return false;
     const now = performance.now();
-    if (now - windowStart >= 1000) {
-      windowStart = now;
-      windowBytes = 0;
-      windowCount = 0;
+    if (now - window.start >= 1000) Object.assign(window, { start: now, bytes: 0, fastBytes: 0, fastCount: 0 });
+    if (size !== null) {
+      if (window.bytes + size > MAX_CAPSULE_PUBLISH_BYTES_PER_SEC) {
+        throw new CapsuleCallError("ASTRID_ERR_RATE_LIMITED", `ipc.publish: ${data.name} may publish at most 10 MiB per second`);
+      }
+      window.bytes += size;
+      const fast = size <= FAST_PUBLISH_MAX_BYTES && typeof topic === "string" && topicProblem(topic) === null &&
+        data.publishAcl.some((p) => exactSegmentMatches(p, topic)) &&
+        window.fastBytes + size <= MAX_CAPSULE_PUBLISH_BYTES_PER_SEC / 2 && window.fastCount + 1 <= data.maxPublishesPerSec / 2;
+      if (fast) {
+        window.fastBytes += size;
+        window.fastCount++;
+        const seq = acting.getStore();
+        send(seq === undefined ? { t: "publish", topic, payload } : { t: "publish", topic, payload, seq });
+        return;
+      }
     }
-    if (windowBytes + size > MAX_CAPSULE_PUBLISH_BYTES_PER_SEC / 2 || windowCount + 1 > data.maxPublishesPerSec / 2) return false;
-    windowBytes += size;
-    windowCount++;
-    const seq = acting.getStore();
-    send(seq === undefined ? { t: "publish", topic, payload } : { t: "publish", topic, payload, seq });
-    return true;
+    await call("ipc.publish", topic, payload);
   };
   // The kernel keeps at most LOG_LINES_PER_SEC lines a second; lines past that are dropped here, before they are
   // copied across to the kernel (a log flood would otherwise cost the daemon the memory of every line).
@@ -131,22 +125,7 @@ export function runCapsule(port: MessagePort, data: CapsuleWorkerData): void {
   const api: CapsuleApi = {
     name: data.name,
     ipc: {
-      publish: async (topic, payload) => {
-        if (fastPublish(topic, payload)) return;
-        // Past this second's byte budget the kernel would refuse it anyway: refuse here, so a flood of large payloads
-        // is never copied across to the kernel's thread just to be refused there.
-        const size = sizeOf(payload);
-        const now = performance.now();
-        if (now - sentStart >= 1000) {
-          sentStart = now;
-          sentBytes = 0;
-        }
-        if (size !== null && sentBytes + size > MAX_CAPSULE_PUBLISH_BYTES_PER_SEC) {
-          throw new CapsuleCallError("ASTRID_ERR_RATE_LIMITED", `ipc.publish: ${data.name} may publish at most 10 MiB per second`);
-        }
-        sentBytes += size ?? 0;
-        await call("ipc.publish", topic, payload);
-      },
+      publish,
       subscribe: async (pattern, handler) => {
         await call("ipc.subscribe", pattern);
         subscriptions.push({ pattern, handler });

@@ -53,8 +53,6 @@ export class SessionRouter {
   /** Sessions nobody is in, oldest first: the ones forgotten when the table is full. */
   private readonly idle = new Map<string, Session>();
   private readonly byConnection = new Map<ConnectionId, Set<string>>();
-  /** Session events that found no recipient allowed to see them (no such session, or no principal). */
-  undeliverable = 0;
 
   /**
    * Joins `conn` to the session `sessionId` of `owner` (default: `principal`, the principal the connection speaks
@@ -106,11 +104,7 @@ export class SessionRouter {
    */
   membersFor(sessionId: string, principal: string | undefined): ReadonlySet<ConnectionId> | null {
     const session = principal === undefined ? undefined : this.sessions.get(keyOf(principal, sessionId));
-    if (!session) {
-      this.undeliverable++;
-      return null;
-    }
-    return session.members;
+    return session?.members ?? null;
   }
 
   /** Number of sessions known (joined or remembered). */

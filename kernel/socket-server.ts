@@ -18,7 +18,7 @@ import {
   tokenMatches,
   type HandshakeResponse,
 } from "../protocol/handshake";
-import { isJsonObject, normalizePayload, rawJson, type IpcMessage } from "../protocol/ipc-message";
+import { isJsonObject, normalizePayload, rawJson, type IpcMessage, type IpcPayload } from "../protocol/ipc-message";
 import {
   ADMIN_RESPONSE_TOPIC_PREFIX,
   ADMIN_TOPIC_PREFIX,
@@ -539,10 +539,11 @@ export class SocketServer {
     conn.send(this.kernelFrame(SESSION_JOINED_TOPIC, { session_id: sessionId, owner }));
   }
 
-  private publish(conn: Connection, topic: string, payload: unknown, principal: string, attribution: Attribution = "verified"): void {
+  /** Publishes a payload already normalised (the session rules read it in that form first). */
+  private publish(conn: Connection, topic: string, payload: IpcPayload, principal: string, attribution: Attribution = "verified"): void {
     this.options.bus.publish({
       topic,
-      payload: normalizePayload(payload),
+      payload,
       source_id: this.options.proxySourceId,
       principal,
       origin: conn.id,
@@ -616,10 +617,7 @@ export class SocketServer {
       for (const id of this.sessions.membersFor(sessionId, message.principal) ?? []) send(this.open.get(id));
       return;
     }
-    if (message.principal === undefined) {
-      this.sessions.undeliverable++;
-      return;
-    }
+    if (message.principal === undefined) return;
     for (const conn of this.open.values()) if (conn.actsFor.has(message.principal)) send(conn);
   }
 
