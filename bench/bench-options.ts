@@ -8,6 +8,14 @@ export function option(name: string, fallback: number): number {
   return i >= 0 ? Number(args[i + 1]) : fallback;
 }
 
+/** The whole number ≥ 1 after `--name`, or `fallback`; anything else ends `script` with exit code 2, naming it. */
+export function count(script: string, name: string, fallback: number): number {
+  const value = option(name, fallback);
+  if (Number.isInteger(value) && value >= 1) return value;
+  console.error(`${script}: --${name} must be a whole number ≥ 1 (got ${String(value)})`);
+  return process.exit(2);
+}
+
 /** True when `--name` was given. */
 export function flag(name: string): boolean {
   return args.includes(`--${name}`);

@@ -14,6 +14,7 @@ import path from "node:path";
 import { DaemonClient } from "../protocol/client";
 import type { IpcMessage } from "../protocol/ipc-message";
 import { median, option, sleep } from "./bench-options";
+import { rssBytes } from "./processes";
 
 const SECONDS = option("seconds", 2);
 const ROUNDS = option("rounds", 3);
@@ -81,11 +82,6 @@ async function stop(d: { child: ChildProcess; home: string; ws: string }): Promi
   fs.rmSync(d.ws, { recursive: true, force: true });
 }
 
-/** Total RSS of a process (all its threads share it), from /proc. */
-function rssBytes(pid: number): number {
-  const line = fs.readFileSync(`/proc/${pid}/status`, "utf8").split("\n").find((l) => l.startsWith("VmRSS:"))!;
-  return Number(line.replace(/\D+/g, "")) * 1024;
-}
 
 /** Prompts answered per second: each client sends a prompt and waits for the reply to its own session. */
 async function chatRate(socketPath: string, token: string, clients: number): Promise<number> {

@@ -16,20 +16,14 @@ import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { DaemonClient } from "../protocol/client";
-import { flag, median, option, sleep } from "./bench-options";
+import { count, flag, median, option, sleep } from "./bench-options";
+import { rssBytes, settle, stopChild } from "./processes";
 
-/** A whole-number option ≥ 1, refused with a message naming it otherwise. */
-function count(name: string, fallback: number): number {
-  const value = option(name, fallback);
-  if (Number.isInteger(value) && value >= 1) return value;
-  console.error(`confinement: --${name} must be a whole number ≥ 1 (got ${String(value)})`);
-  return process.exit(2);
-}
 
-const ROUNDS = count("rounds", 5);
-const CAPSULES = count("capsules", 16);
-const CHAT_SECONDS = count("chat-seconds", 2);
-const CHAT_ROUNDS = count("chat-rounds", 3);
+const ROUNDS = count("confinement", "rounds", 5);
+const CAPSULES = count("confinement", "capsules", 16);
+const CHAT_SECONDS = count("confinement", "chat-seconds", 2);
+const CHAT_ROUNDS = count("confinement", "chat-rounds", 3);
 const CHAT = !flag("no-chat");
 const JSON_OUT = flag("json");
 
@@ -138,15 +132,6 @@ function own(child: ChildProcess): ChildProcess {
   return child;
 }
 
-/** SIGTERM, then SIGKILL if the process has not exited within `graceMs`. */
-async function stopChild(child: ChildProcess, graceMs = STOP_GRACE_MS): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once("exit", r));
-  child.kill("SIGTERM");
-  const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
-  await exited;
-  clearTimeout(timer);
-}
 
 /** The pids in process group `pgid` (Linux, from /proc). */
 function groupMembers(pgid: number): number[] {
@@ -236,11 +221,6 @@ function cleanup(): Promise<void> {
 // ---------------------------------------------------------------------------------------------------------------
 // /proc readings
 
-/** RSS of one process (all its threads share it). */
-function rssBytes(pid: number): number {
-  const line = fs.readFileSync(`/proc/${pid}/status`, "utf8").split("\n").find((l) => l.startsWith("VmRSS:"))!;
-  return Number(line.replace(/\D+/g, "")) * 1024;
-}
 
 /** RSS of the child processes of `pid` and theirs (the loader's esbuild service, when it runs). */
 function descendantsRss(pid: number): number {
@@ -263,23 +243,7 @@ function descendantsRss(pid: number): number {
   return total;
 }
 
-/** CPU time (ticks) a process has used so far. */
-function cpuTicks(pid: number): number {
-  const fields = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return Number(fields[11]) + Number(fields[12]);
-}
 
-/** Waits (≤ 10 s) until the process used no CPU for two 100 ms polls in a row, so boot's tail is not in the RSS. */
-async function settle(pid: number): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  let last = cpuTicks(pid);
-  for (let quiet = 0; quiet < 2 && Date.now() < deadline;) {
-    await sleep(100);
-    const now = cpuTicks(pid);
-    quiet = now === last ? quiet + 1 : 0;
-    last = now;
-  }
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // Measurements

@@ -23,18 +23,12 @@ import { isJsonObject, NIL_UUID, type IpcMessage } from "../protocol/ipc-message
 import { CLIENT_ERROR_TOPIC, SESSION_JOIN_TOPIC, SESSION_JOINED_TOPIC } from "../protocol/topics";
 import { nowRfc3339 } from "../protocol/timestamp";
 import { DAEMON_VERSION, PROTOCOL_VERSION } from "../protocol/version";
-import { flag, option, percentile, sleep } from "./bench-options";
+import { count, flag, option, percentile, sleep } from "./bench-options";
+import { rssBytes, cpuSeconds, stopChild as stopDaemon } from "./processes";
 
-/** A whole-number option ≥ 1, refused with a message naming it otherwise. */
-function count(name: string, fallback: number): number {
-  const value = option(name, fallback);
-  if (Number.isInteger(value) && value >= 1) return value;
-  console.error(`frontends: --${name} must be a whole number ≥ 1 (got ${String(value)})`);
-  return process.exit(2);
-}
 
-const FRONTENDS = count("frontends", 64);
-const PROMPTS = count("prompts", 200);
+const FRONTENDS = count("frontends", "frontends", 64);
+const PROMPTS = count("frontends", "prompts", 200);
 const JSON_OUT = flag("json");
 
 /** Deadlines: no wait in this bench is unbounded (a lost answer fails the run instead of hanging it). */
@@ -106,15 +100,6 @@ async function boot(): Promise<Running> {
   return running;
 }
 
-/** SIGTERM, then SIGKILL if the daemon has not exited within `graceMs`. */
-async function stopDaemon(child: ChildProcess, graceMs = 15_000): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once("exit", r));
-  child.kill("SIGTERM");
-  const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
-  await exited;
-  clearTimeout(timer);
-}
 
 let cleaning: Promise<void> | undefined;
 /** Closes every socket, stops every daemon this run started and removes every temp dir it made; idempotent. */
@@ -128,21 +113,7 @@ function cleanup(): Promise<void> {
   return cleaning;
 }
 
-/** The daemon's resident set (all its threads share it), from /proc (Linux); 0 once it is gone. */
-function rssBytes(pid: number): number {
-  try {
-    const line = fs.readFileSync(`/proc/${pid}/status`, "utf8").split("\n").find((l) => l.startsWith("VmRSS:"));
-    return line ? Number(line.replace(/\D+/g, "")) * 1024 : 0;
-  } catch {
-    return 0;
-  }
-}
 
-/** CPU seconds (user + system) a process has used so far, from /proc (Linux). */
-function cpuSeconds(pid: number): number {
-  const fields = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
 
 /** Samples the daemon's RSS every RSS_SAMPLE_MS from `start()` until `stop()`, keeping the peak. */
 class RssSampler {

@@ -19,22 +19,16 @@ import fs from "node:fs";
 import path from "node:path";
 import { DaemonClient } from "../protocol/client";
 import { resolveHome } from "../kernel/home";
-import { flag, median, option, percentile, sleep } from "./bench-options";
+import { count, flag, median, option, percentile, sleep } from "./bench-options";
+import { cpuSeconds, settle, stopChild as stopDaemon } from "./processes";
 
-/** A whole-number option ≥ 1, refused with a message naming it otherwise. */
-function count(name: string, fallback: number): number {
-  const value = option(name, fallback);
-  if (Number.isInteger(value) && value >= 1) return value;
-  console.error(`reload-under-load: --${name} must be a whole number ≥ 1 (got ${String(value)})`);
-  return process.exit(2);
-}
 
-const SECONDS = count("seconds", 3);
-const REPEATS = count("repeats", 3);
-const CLIENTS = count("clients", 4);
-const CAPSULES = count("capsules", 16);
-const CAPSULE_MB = count("capsule-mb", 6);
-const INSTALL_MB = count("install-mb", 150);
+const SECONDS = count("reload-under-load", "seconds", 3);
+const REPEATS = count("reload-under-load", "repeats", 3);
+const CLIENTS = count("reload-under-load", "clients", 4);
+const CAPSULES = count("reload-under-load", "capsules", 16);
+const CAPSULE_MB = count("reload-under-load", "capsule-mb", 6);
+const INSTALL_MB = count("reload-under-load", "install-mb", 150);
 const JSON_OUT = flag("json");
 
 /** Data file sizes: ~300 files per 6 MB capsule and 1500 per 150 MB install, so walking costs beside hashing. */
@@ -154,15 +148,6 @@ async function boot(): Promise<Running> {
   return running;
 }
 
-/** SIGTERM, then SIGKILL if the daemon has not exited within `graceMs`. */
-async function stopDaemon(child: ChildProcess, graceMs = 15_000): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once("exit", r));
-  child.kill("SIGTERM");
-  const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
-  await exited;
-  clearTimeout(timer);
-}
 
 let cleaning: Promise<void> | undefined;
 /** Stops every daemon this run started and removes every temp dir it made; idempotent. */
@@ -174,23 +159,7 @@ function cleanup(): Promise<void> {
   return cleaning;
 }
 
-/** CPU seconds (user + system) a process has used so far, from /proc (Linux). */
-function cpuSeconds(pid: number): number {
-  const fields = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
 
-/** Waits (≤ 10 s) until the daemon used no CPU for two 100 ms polls in a row, so one phase's tail never spills. */
-async function settle(pid: number): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  let last = cpuSeconds(pid);
-  for (let quiet = 0; quiet < 2 && Date.now() < deadline;) {
-    await sleep(100);
-    const now = cpuSeconds(pid);
-    quiet = now === last ? quiet + 1 : 0;
-    last = now;
-  }
-}
 
 /**
  * Runs every client's GetStatus loop until `until` settles, recording each round trip in ms. A round trip in flight

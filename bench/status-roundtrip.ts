@@ -18,6 +18,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { DaemonClient } from "../protocol/client";
 import { flag, median, option, sleep } from "./bench-options";
+import { cpuSeconds, settle } from "./processes";
 
 const SECONDS = option("seconds", 2);
 const ROUNDS = option("rounds", 3);
@@ -50,24 +51,7 @@ async function stop(child: ChildProcess): Promise<void> {
   await exited;
 }
 
-/** CPU seconds (user + system) a process has used so far, from /proc (Linux). */
-function cpuSeconds(pid: number): number {
-  const fields = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
-}
 
-/** Waits (≤ 5 s) until the process has used no CPU for two 50 ms polls in a row. */
-async function settle(pid: number): Promise<void> {
-  const deadline = Date.now() + 5000;
-  let last = cpuSeconds(pid);
-  let quiet = 0;
-  while (quiet < 2 && Date.now() < deadline) {
-    await sleep(50);
-    const now = cpuSeconds(pid);
-    quiet = now === last ? quiet + 1 : 0;
-    last = now;
-  }
-}
 
 /** One measurement: round trips per second, and the server's CPU microseconds per round trip. */
 interface Rate {
@@ -96,7 +80,7 @@ async function throughput(socketPath: string, token: string, clients: number, se
   const secs = Number(process.hrtime.bigint() - started) / 1e9;
   // Audit writes are fire-and-forget: let the server finish what the round queued, so its CPU counts here and
   // none of it spills into the next server's round.
-  await settle(serverPid);
+  await settle(serverPid, { timeoutMs: 5000, pollMs: 50 });
   const serverCpuUs = ((cpuSeconds(serverPid) - cpuBefore) * 1e6) / count;
   await Promise.all(conns.map((c) => c.close()));
   return { perSec: count / secs, serverCpuUs };
