@@ -21,6 +21,7 @@ async function main(): Promise<number> {
     .option("ephemeral", { type: "boolean", describe: flagHelp("ephemeral") })
     .option("verbose", { alias: "v", type: "boolean", describe: flagHelp("verbose") })
     .option("watch", { type: "boolean", describe: flagHelp("watch") })
+    .option("audit-permissions", { type: "boolean", describe: flagHelp("auditPermissions") })
     .option("max-clients", { type: "string", describe: flagHelp("maxClients") })
     .option("print-config", { type: "boolean", describe: "Print the resolved configuration (flags and environment) as JSON and exit" })
     .epilogue([environmentHelp(110), "", "Logs: $ASTRID_HOME/log/astrid.YYYY-MM-DD.log (JSON lines, 7 days kept)."].join("\n"))
@@ -43,6 +44,7 @@ async function main(): Promise<number> {
     ephemeral: argv.ephemeral,
     verbose: argv.verbose,
     watch: argv.watch,
+    auditPermissions: argv.auditPermissions as boolean | undefined,
     maxClients: argv["max-clients"],
   });
   if (argv["print-config"]) {

@@ -40,6 +40,13 @@ const LOG_LINES_PER_SEC = 200;
 
 /** Deadline for one syscall's reply. */
 const SYSCALL_TIMEOUT_MS = 30_000;
+/** Calls that wait on people or the outside world, a little past the kernel's own deadline for them. */
+const LONG_SYSCALL_TIMEOUT_MS: Partial<Record<SyscallName, number>> = {
+  "http.request": 35_000,
+  "process.run": 305_000,
+  "approval.request": 65_000,
+  "elicit.ask": 125_000,
+};
 
 /** A coded error from the kernel, as the capsule sees it. */
 export class CapsuleCallError extends Error {
@@ -64,7 +71,8 @@ export function runCapsule(port: MessagePort, data: CapsuleWorkerData): void {
   const kernel = new BoundedRemote<KernelSyscalls>(channel.caller, "kernel");
   const call = async (name: SyscallName, ...args: unknown[]): Promise<unknown> => {
     const seq = acting.getStore() ?? null;
-    const result = await kernel.call<SyscallResult>((k) => k.syscall(name, args, seq) as Promise<SyscallResult>, SYSCALL_TIMEOUT_MS);
+    const result = await kernel.call<SyscallResult>((k) => k.syscall(name, args, seq) as Promise<SyscallResult>,
+      LONG_SYSCALL_TIMEOUT_MS[name] ?? SYSCALL_TIMEOUT_MS);
     if (result.ok) return result.value;
     throw new CapsuleCallError(result.code, result.message);
   };
@@ -138,6 +146,36 @@ export function runCapsule(port: MessagePort, data: CapsuleWorkerData): void {
       },
       delete: (key) => call("kv.delete", key) as Promise<boolean>,
       list: (prefix = "") => call("kv.list", prefix) as Promise<string[]>,
+    },
+    fs: {
+      read: (path, encoding) => call("fs.read", path, encoding ?? "utf8") as Promise<string>,
+      write: async (path, content, encoding) => {
+        await call("fs.write", path, content, encoding ?? "utf8");
+      },
+      exists: (path) => call("fs.exists", path) as Promise<boolean>,
+      stat: (path) => call("fs.stat", path) as Promise<sdk.FileStat>,
+      readdir: (path) => call("fs.readdir", path) as Promise<string[]>,
+      mkdir: async (path) => {
+        await call("fs.mkdir", path);
+      },
+      unlink: async (path) => {
+        await call("fs.unlink", path);
+      },
+      commit: () => call("fs.commit") as Promise<{ committed: string[] }>,
+      discard: () => call("fs.discard") as Promise<{ discarded: string[] }>,
+    },
+    http: { request: (request) => call("http.request", request) as Promise<sdk.HttpResponse> },
+    process: {
+      run: (argv, options) => call("process.run", argv, options ?? {}) as Promise<sdk.ProcessResult>,
+      spawn: (argv, options) => call("process.spawn", argv, options ?? {}) as Promise<{ id: string; pid: number }>,
+      logs: (id) => call("process.logs", id) as Promise<sdk.ProcessLogs>,
+      kill: (id) => call("process.kill", id) as Promise<boolean>,
+    },
+    approval: { request: (request) => call("approval.request", request) as Promise<sdk.ApprovalOutcome> },
+    elicit: {
+      ask: (field) => call("elicit.ask", field) as Promise<sdk.ElicitAnswer>,
+      hasSecret: (key) => call("elicit.has_secret", key) as Promise<boolean>,
+      secret: (key) => call("elicit.secret", key) as Promise<string | null>,
     },
     log: { debug: log("debug"), info: log("info"), warn: log("warn"), error: log("error") },
     env: { get: (key) => (Object.hasOwn(data.env, key) ? data.env[key]! : "") },

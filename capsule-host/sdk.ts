@@ -32,11 +32,126 @@ export interface CapsuleApi {
     delete(key: string): Promise<boolean>;
     list(prefix?: string): Promise<string[]>;
   };
+  /**
+   * Files, through the kernel's VFS. Paths: `cwd://x` (the workspace), `home://x` (the home of the principal the
+   * capsule acts for), `/tmp/x` (that principal's temporary directory), anything else relative to the workspace.
+   * Reads need an `fs_read` entry, writes an `fs_write` entry, and the principal `self:fs:read` / `self:fs:write`.
+   * Writes under the workspace are staged in the principal's overlay (reads see them) until `commit()`.
+   */
+  fs: {
+    /** The file's text (UTF-8), or its bytes as base64 with `"base64"`; at most 10 MB. */
+    read(path: string, encoding?: "utf8" | "base64"): Promise<string>;
+    /** Writes the whole file (`data` is UTF-8 text, or base64 with `"base64"`). */
+    write(path: string, data: string, encoding?: "utf8" | "base64"): Promise<void>;
+    exists(path: string): Promise<boolean>;
+    stat(path: string): Promise<FileStat>;
+    /** Names in a directory, sorted. */
+    readdir(path: string): Promise<string[]>;
+    /** Creates a directory and its parents. */
+    mkdir(path: string): Promise<void>;
+    /** Removes a file. */
+    unlink(path: string): Promise<void>;
+    /** Applies the staged workspace writes of the principal the capsule acts for; returns the paths written. */
+    commit(): Promise<{ committed: string[] }>;
+    /** Drops the staged workspace writes of that principal. */
+    discard(): Promise<{ discarded: string[] }>;
+  };
+  /** Outbound HTTP: the host must be in the manifest's `net`; private, loopback and metadata addresses are refused. */
+  http: {
+    request(request: HttpRequest): Promise<HttpResponse>;
+  };
+  /** Host processes: `argv[0]` must match a `host_process` entry; arguments are an array, never a shell line. */
+  process: {
+    /** Runs to completion (or its timeout) and returns its output. */
+    run(argv: string[], options?: ProcessOptions): Promise<ProcessResult>;
+    /** Starts a background process; read its output with `logs`, stop it with `kill`. */
+    spawn(argv: string[], options?: Omit<ProcessOptions, "timeout_ms" | "stdin">): Promise<{ id: string; pid: number }>;
+    logs(id: string): Promise<ProcessLogs>;
+    kill(id: string): Promise<boolean>;
+  };
+  /** Asks the people behind the current session to approve an action; no answer in 60 s is a denial. */
+  approval: {
+    request(request: { action: string; resource: string; reason?: string }): Promise<ApprovalOutcome>;
+  };
+  /** Asks the operator for a value — only during the `install` and `upgrade` hooks. */
+  elicit: {
+    ask(field: ElicitField): Promise<ElicitAnswer>;
+    /** True when a secret with this key was stored by an earlier `ask({type: "secret"})`. */
+    hasSecret(key: string): Promise<boolean>;
+    /** The stored secret (decrypted by the kernel), or null. */
+    secret(key: string): Promise<string | null>;
+  };
   /** Lines in the daemon's log, tagged with the capsule's name. */
   log: Record<"debug" | "info" | "warn" | "error", (message: string) => void>;
   /** Resolved `[env]` values; a missing key reads as "". */
   env: { get(key: string): string };
 }
+
+/** What `fs.stat` reports. */
+export interface FileStat {
+  size: number;
+  is_file: boolean;
+  is_dir: boolean;
+  mtime_ms: number;
+}
+
+/** An outbound HTTP request; `timeout_ms` at most 30 000. */
+export interface HttpRequest {
+  url: string;
+  method?: string;
+  headers?: Record<string, string>;
+  body?: string;
+  timeout_ms?: number;
+}
+
+/** An HTTP response; bodies over 10 MB are refused. */
+export interface HttpResponse {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+}
+
+/** How a host process runs: `cwd` is a VFS path (default the workspace). */
+export interface ProcessOptions {
+  cwd?: string;
+  stdin?: string;
+  timeout_ms?: number;
+}
+
+/** A finished process. */
+export interface ProcessResult {
+  exit_code: number | null;
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** The last output of a background process (1 MB ring buffers). */
+export interface ProcessLogs {
+  stdout: string;
+  stderr: string;
+  running: boolean;
+  exit_code: number | null;
+}
+
+/** The answer to an approval request. */
+export interface ApprovalOutcome {
+  approved: boolean;
+  decision: "approve" | "approve_session" | "approve_always" | "deny" | "timeout";
+}
+
+/** A value to ask the operator for. */
+export interface ElicitField {
+  type: "text" | "secret" | "select" | "array";
+  key: string;
+  description?: string;
+  /** The choices of a `select`. */
+  options?: string[];
+  default?: string;
+}
+
+/** `value` for text and select, `values` for array, `ok` for a secret (stored, never returned here). */
+export type ElicitAnswer = { value: string } | { values: string[] } | { ok: true };
 
 /** A tool other capsules can run by publishing `tool.v1.execute.<name>` (a `tool_execute_request`). */
 export interface ToolDefinition {

@@ -35,7 +35,10 @@ export interface AuditedRequest {
 export type ClientEventType = "client_connected" | "client_auth_failed" | "client_disconnected" | "client_claim_denied" | "client_session_denied";
 
 /** What happened to a capsule, as its audit entry names it. */
-export type CapsuleChange = "load" | "install" | "upgrade" | "fail" | "restart" | "reload" | "unload" | "denied" | "protocol_violation";
+export type CapsuleChange =
+  | "load" | "install" | "upgrade" | "fail" | "restart" | "reload" | "unload" | "denied" | "protocol_violation"
+  /** --audit-permissions: a gated call that was allowed (denials are always recorded as `denied`). */
+  | "permission_check";
 
 /** Records kernel events into the audit chain. */
 export class AuditLog {
@@ -83,6 +86,7 @@ export class AuditLog {
    */
   capsule(change: CapsuleChange, name: string, detail: Record<string, unknown> = {}): void {
     this.record({
+      ...(typeof detail.principal === "string" ? { principal: detail.principal } : {}),
       action: { type: "capsule_lifecycle", change, capsule: name, ...detail },
       authorization: { type: "system", reason: "kernel" },
       outcome: change === "fail" || change === "denied" || change === "protocol_violation"

@@ -154,6 +154,7 @@ export interface DaemonFlags {
   verbose?: boolean;
   watch?: boolean;
   maxClients?: string;
+  auditPermissions?: boolean;
 }
 
 /** The flags' schema. */
@@ -181,6 +182,7 @@ export const flagsSchema = z.object({
   ephemeral: flag("--ephemeral", false, "shut down after 5 s grace + 30 s without clients (what `astrid chat` spawns)"),
   verbose: flag("--verbose", false, "log at debug level"),
   watch: flag("--watch", true, "hot reload: reload a capsule when its files change (--no-watch: only on ReloadCapsules)"),
+  auditPermissions: flag("--audit-permissions", false, "record every permission check a capsule makes, allowed or not (see `astrid capsule permissions`)"),
   // Unset, it defers to ASTRID_MAX_CLIENTS (loadDaemonConfig); the fallback here is never used.
   maxClients: wholeNumber("--max-clients", "clients", 1, 65_536, 256, "most authenticated clients at once", "$ASTRID_MAX_CLIENTS, else 256"),
 });
@@ -197,6 +199,8 @@ export interface DaemonConfig {
   readonly verbose: boolean;
   /** Hot reload on (`--no-watch` turns it off). */
   readonly watch: boolean;
+  /** `--audit-permissions`: every capsule permission check is audited, allowed or not. */
+  readonly auditPermissions: boolean;
   /** `--max-clients`, else `ASTRID_MAX_CLIENTS`. */
   readonly maxClients: number;
   /** Persistent mode's idle timeout; 0 = never. */
@@ -245,6 +249,7 @@ export function loadDaemonConfig(env: NodeJS.ProcessEnv, flags: DaemonFlags = {}
     ephemeral: f.ephemeral,
     verbose: f.verbose,
     watch: f.watch,
+    auditPermissions: f.auditPermissions,
     maxClients: flags.maxClients !== undefined ? f.maxClients : e.ASTRID_MAX_CLIENTS,
     idleTimeoutSecs: e.ASTRID_IDLE_TIMEOUT_SECS,
     idleGraceSecs: e.ASTRID_IDLE_GRACE_SECS,

@@ -147,7 +147,17 @@ export class Daemon {
       await credentials.load();
       const links = new IdentityLinks(storage);
       const platformUsers = new PlatformUsers(links, principals, credentials, audit, logger);
-      const supervisor = new CapsuleSupervisor(bus, storage, logger, audit, supervisorSettings(config), (record) => reconciler.prepare(record), principals);
+      const supervisor = new CapsuleSupervisor(bus, storage, logger, audit, supervisorSettings(config), (record) => reconciler.prepare(record), principals, {
+        home,
+        workspace: config.workspace,
+        logger,
+        audit,
+        bus,
+        storage,
+        principals: { check: (p, c) => principals.check(p, c), profile: (p) => principals.profiles.resolve(p) },
+        auditPermissions: config.auditPermissions,
+        testFaults: config.testFaults,
+      });
 
       // 6. Bind the socket, then write the token, before any capsule can see a client.
       await prepareSocketPath(home.socketPath);

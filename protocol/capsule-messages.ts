@@ -3,7 +3,7 @@
  *
  * Two ways across, both on ports the kernel creates:
  * - the **control plane**: calls that expect a reply — kernel → capsule (`CapsuleControl`: load, lifecycle hook,
- *   setup, interceptors, tools) and capsule → kernel (`KernelSyscalls`: ipc, kv) — all comlink over one
+ *   setup, interceptors, tools) and capsule → kernel (`KernelSyscalls`: ipc, kv, fs, http, process, approval, elicit) — all comlink over one
  *   `rpc-channel` port, each call with a deadline; results are plain `{ ok, … }` records, never thrown values;
  * - the **data plane**: one-way raw port messages on the worker's parentPort — bus events into the capsule, and
  *   acknowledgements, reply-less publishes and log lines out of it. Comlink per event would double their cost.
@@ -120,7 +120,18 @@ export interface CapsuleControl {
 // ---- control plane, capsule → kernel ----------------------------------------------------------------------------
 
 /** Calls a capsule can make; every one is checked in the main thread. */
-export const SYSCALL_NAMES = ["ipc.publish", "ipc.subscribe", "kv.get", "kv.set", "kv.delete", "kv.list"] as const;
+export const SYSCALL_NAMES = [
+  "ipc.publish", "ipc.subscribe",
+  "kv.get", "kv.set", "kv.delete", "kv.list",
+  // The VFS (reference §6.9 paths): reads and writes checked against fs_read / fs_write; workspace writes are staged.
+  "fs.read", "fs.write", "fs.exists", "fs.stat", "fs.readdir", "fs.mkdir", "fs.unlink", "fs.commit", "fs.discard",
+  // Outbound HTTP, checked against `net` and the address guard.
+  "http.request",
+  // Host processes, checked against host_process: argv arrays, never a shell.
+  "process.run", "process.spawn", "process.logs", "process.kill",
+  // Asking the people behind a session: approvals (any time) and elicitation (install/upgrade hooks only).
+  "approval.request", "elicit.ask", "elicit.has_secret", "elicit.secret",
+] as const;
 export type SyscallName = (typeof SYSCALL_NAMES)[number];
 
 /** A syscall as the kernel accepts it: a known name and at most four arguments. */

@@ -38,3 +38,15 @@ export const ADMIN_CAPABILITIES = {
   capsGrant: "caps:grant",
   capsRevoke: "caps:revoke",
 } as const;
+
+/**
+ * What the principal a capsule acts for must hold for the capsule's gated host calls (besides the manifest entry).
+ * The `agent` group's `self:*` covers them all; `restricted` holds none. KV needs none: a capsule's KV scope is per
+ * principal, the principal's own data.
+ */
+export const CAPSULE_HOST_CAPABILITIES = {
+  fsRead: "self:fs:read",
+  fsWrite: "self:fs:write",
+  http: "self:net:http",
+  process: "self:process:run",
+} as const;

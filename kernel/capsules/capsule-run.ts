@@ -23,6 +23,12 @@ import { comlinkGuard } from "../../protocol/rpc-guard";
 import { workerEntry } from "../worker-entry";
 import type { CapsuleRecord } from "./registry";
 
+/** What the kernel remembers of a message it gave a capsule: whose it was and its session. */
+interface MessageContext {
+  principal: string | undefined;
+  sessionId?: string;
+}
+
 /** Messages given to a capsule whose principals it may still act for (by seq). */
 const RECENT_MESSAGES = 4096;
 /** Malformed messages a worker may send before it is failed (the first is logged and audited). */
@@ -45,6 +51,8 @@ export interface RunEvents {
   message(run: CapsuleRun, message: Exclude<FromCapsule, { t: "ack" }>): void;
   /** A malformed message: `count` so far in this run; `reason` says what was wrong. */
   malformed(run: CapsuleRun, reason: string, count: number): void;
+  /** The run ended (whatever the reason): release what the host holds for it. */
+  ended(run: CapsuleRun): void;
 }
 
 /** One capsule worker and its accounting. */
@@ -77,7 +85,9 @@ export class CapsuleRun {
    * async context); the kernel honours only a message it gave the capsule, so a capsule can act only for a principal
    * whose message it was handed — and never by guessing from the order of two ports (which Node does not keep).
    */
-  private readonly recentMessages = new Map<number, string | undefined>();
+  private readonly recentMessages = new Map<number, MessageContext>();
+  /** True while the capsule's install or upgrade hook runs (the only time it may elicit). */
+  inLifecycleHook = false;
   /** Who the capsule belongs to: the principal whose capsules directory it was installed in. */
   readonly owner: string;
   /** Memory outside the V8 heap it may hold before it is failed. */
@@ -120,16 +130,16 @@ export class CapsuleRun {
   }
 
   /** Counts one more event delivered: message `seq`, on behalf of `principal` (the message's, if it had one). */
-  delivered(seq: number, principal: string | undefined): void {
+  delivered(seq: number, principal: string | undefined, sessionId?: string): void {
     if (this.outstanding === 0) this.oldestUnacked = Date.now();
     this.outstanding++;
-    this.remember(seq, principal);
+    this.remember(seq, principal, sessionId);
   }
 
-  /** Remembers that message `seq` (of `principal`) was given to the capsule (a delivery, a tool or interceptor call). */
-  remember(seq: number, principal: string | undefined): void {
+  /** Remembers that message `seq` (of `principal`, in session `sessionId`) was given to the capsule (a delivery, a tool or interceptor call). */
+  remember(seq: number, principal: string | undefined, sessionId?: string): void {
     this.recentMessages.delete(seq);
-    this.recentMessages.set(seq, principal);
+    this.recentMessages.set(seq, sessionId === undefined ? { principal } : { principal, sessionId });
     if (this.recentMessages.size > RECENT_MESSAGES) this.recentMessages.delete(this.recentMessages.keys().next().value!);
   }
 
@@ -138,8 +148,15 @@ export class CapsuleRun {
    * principal, else the capsule owner's): that message's, if the kernel gave it the message; else the owner's.
    */
   principalFor(seq: unknown): string {
-    if (typeof seq === "number" && this.recentMessages.has(seq)) return this.recentMessages.get(seq) ?? this.owner;
-    return this.owner;
+    return this.callerFor(seq).principal;
+  }
+
+  /** Whom the capsule acts for on message `seq`, and the session that message belongs to (when it names one). */
+  callerFor(seq: unknown): { principal: string; sessionId?: string } {
+    const known = typeof seq === "number" ? this.recentMessages.get(seq) : undefined;
+    if (known === undefined) return { principal: this.owner };
+    const principal = known.principal ?? this.owner;
+    return known.sessionId === undefined ? { principal } : { principal, sessionId: known.sessionId };
   }
 
   /** True when the queue is full. */
@@ -169,6 +186,7 @@ export class CapsuleRun {
     this.remote.close(reason);
     this.channel.close();
     for (const off of this.unsubscribe.splice(0)) off();
+    this.events.ended(this);
     await this.worker.terminate();
   }
 

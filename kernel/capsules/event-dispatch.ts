@@ -9,6 +9,7 @@ import { guestView } from "../../protocol/ipc-message";
 import { exactSegmentMatches, topicProblem } from "../../protocol/topic-match";
 import { TOOL_EXECUTE_PREFIX } from "../../protocol/topics";
 import type { BusEvent, EventBus } from "../bus";
+import { sessionIdOf } from "../session-router";
 import type { Logger } from "../logger";
 import type { CapsuleRun } from "./capsule-run";
 import type { PrincipalQuotas } from "./principal-quotas";
@@ -42,7 +43,7 @@ export class EventDispatch {
       if (run.dropped++ % 1000 === 0) this.logger.warn("capsule queue full; dropping events", { capsule: run.record.name, dropped: run.dropped });
       return;
     }
-    run.delivered(event.message.seq, event.message.principal);
+    run.delivered(event.message.seq, event.message.principal, sessionIdOf(event.message.payload));
     const { message } = event;
     const out: ToCapsule = { t: "event", topic: message.topic, payload: guestView(message.payload), source_id: message.source_id, seq: message.seq };
     if (message.principal !== undefined) out.principal = message.principal;
@@ -92,7 +93,7 @@ export class EventDispatch {
     const callId = String(request.call_id);
     let outcome: ToolOutcome;
     try {
-      run.remember(event.message.seq, event.message.principal);
+      run.remember(event.message.seq, event.message.principal, sessionIdOf(event.message.payload));
       const raw = await run.remote.call((r) => r.executeTool(name, request.arguments, event.message.seq) as Promise<unknown>,
         this.deadlineFor(event.message.principal ?? run.owner));
       const parsed = ToolOutcomeSchema.safeParse(raw);
@@ -130,7 +131,7 @@ export class EventDispatch {
       const input = { topic: message.topic, payload, source_id: message.source_id, seq: message.seq, ...(message.principal !== undefined ? { principal: message.principal } : {}) };
       let result: InterceptResult;
       try {
-        link.run.remember(message.seq, message.principal);
+        link.run.remember(message.seq, message.principal, sessionIdOf(message.payload));
         const raw = await link.run.remote.call((r) => r.intercept(link.action, input) as Promise<unknown>, this.deadlineFor(message.principal ?? link.run.owner));
         const parsed = InterceptResultSchema.safeParse(raw);
         if (!parsed.success) {

@@ -21,7 +21,12 @@ import { EventDispatch } from "./event-dispatch";
 import { hookFor, readInstallRecord, writeInstallRecord, type InstallRecord } from "./install-records";
 import type { CapsuleRecord } from "./registry";
 import { PrincipalQuotas, type QuotaSource } from "./principal-quotas";
-import { SyscallGate } from "./syscall-gate";
+import { PermissionGate, type HostContext, type HostService } from "./host-call";
+import { AskService } from "./host-ask";
+import { FsService } from "./host-fs";
+import { HttpService } from "./host-http";
+import { ProcessService } from "./host-process";
+import { SyscallGate, type HostServices } from "./syscall-gate";
 
 /** What a capsule's start needs from the filesystem (read by the capsule loader). */
 export interface CapsulePreparation {
@@ -74,6 +79,8 @@ export class CapsuleSupervisor {
   private readonly watchdog: NodeJS.Timeout;
   private readonly dispatch: EventDispatch;
   private readonly gate: SyscallGate;
+  /** The host services behind fs, http, process, approval and elicit calls. */
+  private readonly services: HostServices;
   /** Quotas of the principals capsules act for. */
   private readonly quotas: PrincipalQuotas;
   private stopping = false;
@@ -87,12 +94,16 @@ export class CapsuleSupervisor {
     private readonly audit: AuditLog,
     private readonly settings: SupervisorSettings,
     private readonly prepare: (record: CapsuleRecord) => Promise<CapsulePreparation>,
-    quotaSource?: QuotaSource,
+    quotaSource: QuotaSource | undefined,
+    host: HostContext,
   ) {
     this.quotas = new PrincipalQuotas(quotaSource);
+    const ask = new AskService(host);
+    this.services = { fs: new FsService(host), http: new HttpService(host), process: new ProcessService(host), approval: ask, elicit: ask };
     this.dispatch = new EventDispatch(bus, logger, settings.handlerTimeoutMs, this.quotas, (run, reason) => run.malformed(reason),
       (run, what) => this.fail(run, `${what} ran past its deadline (hung?)`));
-    this.gate = new SyscallGate(bus, storage, audit, (run, event) => this.dispatch.deliver(run, event), this.quotas, settings.maxPublishesPerSec);
+    this.gate = new SyscallGate(bus, storage, (run, event) => this.dispatch.deliver(run, event), this.quotas, settings.maxPublishesPerSec,
+      new PermissionGate(host), this.services);
     this.watchdog = setInterval(() => this.checkHung(), Math.min(1000, settings.handlerTimeoutMs / 2));
     this.watchdog.unref();
   }
@@ -153,6 +164,10 @@ export class CapsuleSupervisor {
       owner: record.owner,
     }, this.gate.forRun(() => (run.ended ? undefined : run)), {
       message: (r, message) => this.onMessage(r, message),
+      // Whatever the run held in the host (processes, pending questions, staged streams) goes with it.
+      ended: (r) => {
+        for (const service of this.uniqueServices()) service.endRun?.(r);
+      },
       malformed: (r, reason, count) => this.onMalformed(r, reason, count),
     });
     this.runs.set(record.name, run);
@@ -170,7 +185,13 @@ export class CapsuleSupervisor {
     try {
       await this.step(run, "load", StepOutcomeSchema, (c) => c.load(), readyTimeoutMs, "did not become ready", "failed to load");
       if (lifecycle) {
-        await this.step(run, lifecycle.hook, StepOutcomeSchema, (c) => c.runHook(lifecycle), hookTimeoutMs, `its ${lifecycle.hook} hook did not finish`, "failed to load");
+        // Elicitation is allowed only while the install or upgrade hook runs (reference §6.10).
+        run.inLifecycleHook = true;
+        try {
+          await this.step(run, lifecycle.hook, StepOutcomeSchema, (c) => c.runHook(lifecycle), hookTimeoutMs, `its ${lifecycle.hook} hook did not finish`, "failed to load");
+        } finally {
+          run.inLifecycleHook = false;
+        }
         // Ready only counts once the install record is durable; a record that cannot be written fails the load.
         try {
           await writeInstallRecord(this.storage, record.name, record.version, installed);
@@ -312,6 +333,12 @@ export class CapsuleSupervisor {
       await run.end("the daemon is shutting down");
       this.audit.capsule("unload", run.record.name, { reason: "shutdown" });
     }));
+    await Promise.all(this.uniqueServices().map((service) => service.close?.()));
+  }
+
+  /** Each host service once (approval and elicit share one). */
+  private uniqueServices(): HostService[] {
+    return [...new Set(Object.values(this.services))];
   }
 
   /** Marks a capsule failed once per run, announces it, and schedules a restart if attempts remain. */

@@ -1,7 +1,8 @@
 /**
- * The syscall gate: every call a capsule makes — publish, subscribe, its KV scope — is checked here, in the main
- * thread, against its manifest, the topic rules and its publish budget. Denials are audited and answered with a
- * coded error; the capsule never reaches the bus or storage any other way.
+ * The syscall gate: every call a capsule makes — publish, subscribe, its KV scope, the VFS, HTTP, processes,
+ * approvals — is checked here, in the main thread, against its manifest, the principal it acts for, the topic rules
+ * and its publish budget. Denials are audited and answered with a coded error; the capsule never reaches the bus,
+ * storage or the host any other way. The bus and KV are handled here; the other families by their host services.
  */
 import { AstridError, isAstridError, type ErrorCode } from "../../protocol/errors";
 import {
@@ -9,15 +10,19 @@ import {
   MAX_CAPSULE_PUBLISH_BYTES_PER_SEC,
   SyscallSchema,
   type KernelSyscalls,
+  type SyscallName,
   type SyscallResult,
 } from "../../protocol/capsule-messages";
 import { normalizePayload } from "../../protocol/ipc-message";
 import { exactSegmentMatches, topicProblem } from "../../protocol/topic-match";
-import type { AuditLog } from "../audit-log";
 import type { BusEvent, EventBus } from "../bus";
 import type { StorageClient } from "../storage-client";
 import type { CapsuleRun } from "./capsule-run";
+import type { HostCall, HostService, PermissionGate } from "./host-call";
 import type { PrincipalQuotas } from "./principal-quotas";
+
+/** The host services by call family (`fs`, `http`, `process`, `approval`, `elicit`). */
+export type HostServices = Readonly<Record<"fs" | "http" | "process" | "approval" | "elicit", HostService>>;
 
 /** A monotonic clock in ms (a wall-clock step cannot freeze a window). */
 const now0 = () => performance.now();
@@ -32,12 +37,13 @@ export class SyscallGate {
   constructor(
     private readonly bus: EventBus,
     private readonly storage: StorageClient,
-    private readonly audit: AuditLog,
     /** Delivers a subscribed event to a capsule (the dispatcher's queue accounting). */
     private readonly deliver: (run: CapsuleRun, event: BusEvent) => void,
     private readonly quotas: PrincipalQuotas,
     /** Most messages one capsule may publish per second (ASTRID_CAPSULE_MAX_PUBLISHES_PER_SEC). */
     private readonly maxPublishesPerSec: number,
+    private readonly permissions: PermissionGate,
+    private readonly services: HostServices,
   ) {}
 
   /** The syscall object a capsule's channel exposes: results, never throws (a thrown value cannot carry a code). */
@@ -51,7 +57,7 @@ export class SyscallGate {
         }
         current.inflightSyscalls++;
         try {
-          return { ok: true, value: await this.handle(current, call, args, current.principalFor(seq)) };
+          return { ok: true, value: await this.handle(current, call, args, seq) };
         } catch (err) {
           const code: ErrorCode = isAstridError(err) ? err.code : "ASTRID_ERR_INTERNAL";
           return { ok: false, code, message: (err as Error).message } satisfies SyscallResult;
@@ -62,16 +68,17 @@ export class SyscallGate {
     };
   }
 
-  private async handle(run: CapsuleRun, rawCall: unknown, rawArgs: unknown, principal: string): Promise<unknown> {
+  private async handle(run: CapsuleRun, rawCall: unknown, rawArgs: unknown, seq: unknown): Promise<unknown> {
     const parsed = SyscallSchema.safeParse([rawCall, rawArgs]);
     if (!parsed.success) {
       throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `unknown capsule call ${JSON.stringify(String(rawCall).slice(0, 64))} or bad arguments`);
     }
     const [call, args] = parsed.data;
-    const { record } = run;
-    const caps = record.manifest.capabilities;
-    // Reference KV namespace: `{principal}:capsule:{name}` — each principal the capsule serves has its own data.
-    const scope = `${principal}:capsule:${record.name}`;
+    const host = this.permissions.callFor(run, call, seq);
+    const { principal } = host;
+    const family = call.slice(0, call.indexOf("."));
+    if (family !== "ipc" && family !== "kv") return this.services[family as keyof HostServices].handle(host, args);
+    const caps = run.record.manifest.capabilities;
     const str = (v: unknown, name: string) => {
       if (typeof v !== "string") throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `${call}: ${name} must be a string`);
       return v;
@@ -86,7 +93,10 @@ export class SyscallGate {
         if (Buffer.byteLength(pattern) > 256 || segments.length > 8 || segments.some((s, i) => s === "" || (s === "*" && i !== segments.length - 1))) {
           throw new AstridError("ASTRID_ERR_REQUEST_INVALID", "ipc.subscribe: pattern must be ≤ 256 bytes, ≤ 8 non-empty segments, `*` only last");
         }
-        if (!caps.ipc_subscribe.some((p) => exactSegmentMatches(p, pattern))) throw this.denied(run, call, `may not subscribe to ${pattern} (not in ipc_subscribe)`);
+        if (!caps.ipc_subscribe.some((p) => exactSegmentMatches(p, pattern))) {
+          throw this.denied(run, call, principal, "ipc_subscribe", pattern, `may not subscribe to ${pattern} (not in ipc_subscribe)`);
+        }
+        this.permissions.allowed(run, { call, principal, capability: null, manifest: "ipc_subscribe", target: pattern }, "manifest");
         if (run.subscriptions >= MAX_CAPSULE_SUBSCRIPTIONS) throw new AstridError("ASTRID_ERR_REQUEST_INVALID", "ipc.subscribe: at most 128 subscriptions");
         run.subscriptions++;
         run.unsubscribe.push(this.bus.subscribe(pattern, (event) => {
@@ -95,23 +105,46 @@ export class SyscallGate {
         }));
         return null;
       }
+      default:
+        return this.kv(host, call, args, str);
+    }
+  }
+
+  /**
+   * The capsule's KV scope — reference namespace `{principal}:capsule:{name}`, so each principal the capsule serves
+   * has its own data. Each key must match an entry of the manifest's `kv` list (`*`, an exact key, or a prefix
+   * ending in `*`; the reference never enforced it). No principal capability is needed: the scope is the principal's
+   * own data in this capsule, so a `restricted` user still has a conversation history.
+   */
+  private async kv(host: HostCall, call: SyscallName, args: unknown[], str: (v: unknown, name: string) => string): Promise<unknown> {
+    const scope = `${host.principal}:capsule:${host.run.record.name}`;
+    const key = call === "kv.list" ? str(args[0] ?? "", "prefix") : str(args[0], "key");
+    // A listing needs an entry covering the whole prefix: `notes:*` allows list("notes:"), not list("").
+    const target = call === "kv.list" ? `${key}*` : key;
+    await host.permit({
+      kind: "kv",
+      target,
+      allowedByManifest: host.run.record.manifest.capabilities.kv.some((entry) => kvEntryCovers(entry, target)),
+      capability: null,
+    });
+    switch (call) {
       case "kv.get": {
-        const value = await this.storage.get(scope, str(args[0], "key"));
+        const value = await this.storage.get(scope, key);
         return value === null ? null : Buffer.from(value).toString("utf8");
       }
       case "kv.set":
-        await this.storage.set(scope, str(args[0], "key"), Buffer.from(str(args[1], "value"), "utf8"));
+        await this.storage.set(scope, key, Buffer.from(str(args[1], "value"), "utf8"));
         return null;
       case "kv.delete":
-        return this.storage.delete(scope, str(args[0], "key"));
-      case "kv.list":
-        return this.storage.listKeys(scope, str(args[0] ?? "", "prefix"));
+        return this.storage.delete(scope, key);
+      default:
+        return this.storage.listKeys(scope, key);
     }
   }
 
   /** Audits a call the manifest does not allow and returns the coded error for it. */
-  private denied(run: CapsuleRun, call: string, what: string): AstridError {
-    this.audit.capsule("denied", run.record.name, { call, detail: what });
+  private denied(run: CapsuleRun, call: string, principal: string, manifest: string, target: string, what: string): AstridError {
+    this.permissions.denied(run, { call, principal, capability: null, manifest, target }, what);
     return new AstridError("ASTRID_ERR_CAPABILITY_DENIED", `${run.record.name}: ${what}`);
   }
 
@@ -123,8 +156,9 @@ export class SyscallGate {
     const problem = topicProblem(topic);
     if (problem) throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `ipc.publish: ${problem}`);
     if (!record.manifest.capabilities.ipc_publish.some((p) => exactSegmentMatches(p, topic))) {
-      throw this.denied(run, call, `may not publish on ${topic} (not in ipc_publish)`);
+      throw this.denied(run, call, principal, "ipc_publish", topic, `may not publish on ${topic} (not in ipc_publish)`);
     }
+    this.permissions.allowed(run, { call, principal, capability: null, manifest: "ipc_publish", target: topic }, "manifest");
     // A window already spent is refused before the payload is serialised: refusing a flood of large payloads must not
     // cost the main thread their JSON.
     const spent = run.publishWindows.get(principal);
@@ -159,4 +193,11 @@ export class SyscallGate {
       : normalizePayload(raw);
     this.bus.publish({ topic, payload, source_id: run.sourceId, principal });
   }
+}
+
+/** Whether a manifest `kv` entry covers `target` (a key, or a listed prefix ending in `*`). */
+export function kvEntryCovers(entry: string, target: string): boolean {
+  if (entry === "*") return true;
+  if (entry.endsWith("*")) return target.startsWith(entry.slice(0, -1));
+  return entry === target;
 }

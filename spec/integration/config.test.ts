@@ -71,6 +71,7 @@ describe("issue #8: --print-config", () => {
       ephemeral: false,
       verbose: false,
       watch: true,
+      auditPermissions: false,
       maxClients: 256,
       idleTimeoutSecs: 300,
       idleGraceSecs: 30,

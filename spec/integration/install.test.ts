@@ -15,7 +15,7 @@ function capsuleDir(version: string, options: { failUpgrade?: boolean; name?: st
   fs.mkdirSync(dir);
   fs.writeFileSync(path.join(dir, "Capsule.toml"), [
     "[package]", `name = "${options.name ?? "installable"}"`, `version = "${version}"`, "[[component]]", 'file = "index.js"',
-    "[capabilities]", 'ipc_subscribe = ["user.v1.prompt"]', 'ipc_publish = ["agent.v1.response"]', "",
+    "[capabilities]", 'kv = ["*"]', 'ipc_subscribe = ["user.v1.prompt"]', 'ipc_publish = ["agent.v1.response"]', "",
   ].join("\n"));
   fs.writeFileSync(path.join(dir, "index.js"), `module.exports = {
   async install(api) { await api.kv.set("installed", ${JSON.stringify(version)}); },

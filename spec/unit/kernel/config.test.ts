@@ -45,6 +45,7 @@ describe("daemon config: defaults", () => {
       ephemeral: false,
       verbose: false,
       watch: true,
+      auditPermissions: false,
       maxClients: 256,
       idleTimeoutSecs: 300,
       idleGraceSecs: 30,

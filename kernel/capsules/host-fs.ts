@@ -1,0 +1,15 @@
+/**
+ * The `fs.*` host calls: the VFS.
+ */
+import { AstridError } from "../../protocol/errors";
+import type { HostCall, HostContext, HostService } from "./host-call";
+
+/** FsService: not built yet — every call is refused with ASTRID_ERR_NOT_IMPLEMENTED. */
+export class FsService implements HostService {
+  constructor(private readonly host: HostContext) {}
+
+  async handle(call: HostCall, _args: unknown[]): Promise<unknown> {
+    void this.host;
+    throw new AstridError("ASTRID_ERR_NOT_IMPLEMENTED", `${call.call} is not available yet`);
+  }
+}
