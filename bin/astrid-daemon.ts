@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * `astrid-daemon`: boots the kernel in the foreground. The `astrid` CLI normally spawns it (`astrid start`,
- * `astrid chat`); run by hand in a terminal it also prints readable log lines to stderr.
+ * `astrid chat`, with --quiet); run by hand it also prints its log lines to stderr (--quiet: none).
  */
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
@@ -23,6 +23,8 @@ async function main(): Promise<number> {
     .option("watch", { type: "boolean", describe: flagHelp("watch") })
     .option("audit-permissions", { type: "boolean", describe: flagHelp("auditPermissions") })
     .option("max-clients", { type: "string", describe: flagHelp("maxClients") })
+    .option("quiet", { alias: "q", type: "boolean", describe: flagHelp("quiet") })
+    .option("log-format", { type: "string", describe: flagHelp("logFormat") })
     .option("print-config", { type: "boolean", describe: "Print the resolved configuration (flags and environment) as JSON and exit" })
     .epilogue([environmentHelp(110), "", "Logs: $ASTRID_HOME/log/astrid.YYYY-MM-DD.log (JSON lines, 7 days kept)."].join("\n"))
     .wrap(110)
@@ -46,6 +48,8 @@ async function main(): Promise<number> {
     watch: argv.watch,
     auditPermissions: argv.auditPermissions as boolean | undefined,
     maxClients: argv["max-clients"],
+    quiet: argv.quiet,
+    logFormat: argv["log-format"],
   });
   if (argv["print-config"]) {
     process.stdout.write(renderDaemonConfig(config));
@@ -65,7 +69,8 @@ async function main(): Promise<number> {
   process.on("SIGINT", onSignal);
   // The terminal of a daemon started by hand closed: shut down cleanly instead of dying with files left behind.
   process.on("SIGHUP", onSignal);
-  daemon = await Daemon.boot({ config, console: process.stderr.isTTY === true, bundledCapsulesDir: BUNDLED_CAPSULES_DIR });
+  // Log lines go to stderr unless --quiet (terminal, systemd, `| tee` alike); colour only on a terminal.
+  daemon = await Daemon.boot({ config, console: !config.quiet, bundledCapsulesDir: BUNDLED_CAPSULES_DIR });
   if (pending) void daemon.shutdown(pending);
   return daemon.exited;
 }

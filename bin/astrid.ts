@@ -2,23 +2,30 @@
 /**
  * `astrid`: the command-line frontend. Starts, stops and inspects the daemon of `$ASTRID_HOME` over its socket.
  */
-import yargs from "yargs";
+import yargs, { type Argv } from "yargs";
 import { hideBin } from "yargs/helpers";
 import { AstridError, isAstridError } from "../protocol/errors";
 import type { DaemonStatus } from "../protocol/kernel-request";
 import { DAEMON_VERSION } from "../protocol/version";
 import { resolveHome } from "../kernel/home";
 import { OPERATOR_KV_SCOPE } from "../protocol/kernel-request";
-import { describeReport, tailAuditLog, verifyAuditLog } from "./cli/audit";
+import { describeAnchor, describeReport, readAuditAnchor, tailAuditLog, verifyAuditLog } from "./cli/audit";
+import fs from "node:fs";
 import path from "node:path";
 import { installCapsule, type InstallOutcome } from "../kernel/capsules/installer";
 import { CapsuleLoader, type LoaderLogger } from "../kernel/capsules/loader-client";
-import { runChat } from "./cli/chat";
+import { answerElicitations, runChat } from "./cli/chat";
 import { daemonState, formatUptime, startDaemon, waitForExit } from "./cli/daemon-control";
 import { daemonRequest } from "./cli/daemon-request";
 import { adminCommands } from "./cli/admin";
 import { frontendCommand } from "./cli/frontend";
 import { identityCommand } from "./cli/identity";
+import { mcpCommand } from "./cli/mcp";
+import { webCommand } from "./cli/web";
+import { vfsCommand } from "./cli/vfs";
+import { formatPermissionReport, readPermissionReport } from "./cli/capsule-permissions";
+import { failOnUsage, UsageError } from "./cli/usage";
+import type { AstridHome } from "../kernel/home";
 
 interface Global {
   json: boolean;
@@ -29,17 +36,54 @@ function out(argv: Global, json: unknown, human: string): void {
   process.stdout.write(argv.json ? `${JSON.stringify(json)}\n` : `${human}\n`);
 }
 
-async function start(argv: Global): Promise<void> {
-  const home = resolveHome();
-  if ((await daemonState(home)) === "live") {
-    return out(argv, { running: true, started: false }, "Astrid daemon is already running.");
+/** `dir` resolved, and through its symlinks when it exists (so /tmp and /private/tmp compare equal). */
+function canonicalDir(dir: string): string {
+  const resolved = path.resolve(dir);
+  try {
+    return fs.realpathSync(resolved);
+  } catch {
+    return resolved;
   }
+}
+
+/**
+ * Warns on stderr when the running daemon serves another workspace than the one this command was given (`-w`, or
+ * the current directory for chat and start): the daemon keeps serving its own, so the user is told how to switch.
+ */
+function warnOtherWorkspace(status: Pick<DaemonStatus, "workspace">, asked: string): void {
+  if (status.workspace === undefined) return;
+  const wanted = canonicalDir(asked);
+  if (canonicalDir(status.workspace) === wanted) return;
+  process.stderr.write(`astrid: warning: the daemon serves workspace ${status.workspace}; you asked for ${wanted} — run \`astrid restart -w ${wanted}\` to switch\n`);
+}
+
+/** GetStatus from the live daemon of `home`. */
+async function daemonStatus(home: AstridHome): Promise<DaemonStatus> {
+  const reply = await daemonRequest(home, "GetStatus", undefined, { topicSuffix: "status", knownLive: true });
+  if (reply.status !== "Status") throw new AstridError("ASTRID_ERR_INTERNAL", "Unexpected response from daemon");
+  return reply.data;
+}
+
+async function start(argv: Global & { workspace?: string }): Promise<void> {
+  const home = resolveHome();
+  const workspace = canonicalDir(argv.workspace ?? process.cwd());
+  const alreadyRunning = async (): Promise<void> => {
+    const s = await daemonStatus(home);
+    warnOtherWorkspace(s, workspace);
+    if (!s.ephemeral) return out(argv, { running: true, started: false, mode: "persistent", was_ephemeral: false, pid: s.pid, workspace: s.workspace }, "Astrid daemon is already running.");
+    // An ephemeral daemon (spawned by `astrid chat`) would idle out under a user who asked for a lasting one.
+    const reply = await daemonRequest(home, "SetMode", { mode: "persistent" }, { topicSuffix: "mode", knownLive: true });
+    const changed = (reply.data as { changed?: boolean }).changed !== false;
+    out(argv, { running: true, started: false, mode: "persistent", was_ephemeral: changed, pid: s.pid, workspace: s.workspace },
+      changed ? "Astrid daemon was ephemeral (would stop when idle); it is now persistent." : "Astrid daemon is already running.");
+  };
+  if ((await daemonState(home)) === "live") return alreadyRunning();
   const showProgress = !argv.json && process.stderr.isTTY;
   let pid: number;
   try {
     pid = await startDaemon(home, {
       ephemeral: false,
-      workspace: process.cwd(),
+      workspace,
       env: process.env,
       onPoll: showProgress ? (ms) => process.stderr.write(`\rStarting Astrid daemon… ${(ms / 1000).toFixed(1)} s`) : undefined,
     });
@@ -50,26 +94,38 @@ async function start(argv: Global): Promise<void> {
     return out(argv, { running: true, started: false }, "Astrid daemon is already running.");
   }
   if (showProgress) process.stderr.write("\r\x1b[K");
-  out(argv, { running: true, started: true, pid }, `Astrid daemon started (persistent mode, PID ${pid}).`);
+  out(argv, { running: true, started: true, pid, mode: "persistent", workspace }, `Astrid daemon started (persistent mode, PID ${pid}).`);
 }
 
-async function stop(argv: Global): Promise<void> {
-  const home = resolveHome();
+/** Asks the daemon to stop and waits until it has; the JSON fields and the line `stop` prints. */
+async function stopDaemon(home: AstridHome): Promise<{ json: Record<string, unknown>; human: string }> {
   const state = await daemonState(home);
-  if (state === "absent") return out(argv, { running: false, stopped: false }, "No Astrid daemon is running.");
-  if (state === "cleaned") return out(argv, { running: false, stopped: false, cleaned: true }, "Cleaned up stale daemon socket.");
+  if (state === "absent") return { json: { running: false, stopped: false }, human: "No Astrid daemon is running." };
+  if (state === "cleaned") return { json: { running: false, stopped: false, cleaned: true }, human: "Cleaned up stale daemon socket." };
   try {
     await daemonRequest(home, "Shutdown", { reason: "astrid stop" }, { topicSuffix: "shutdown", knownLive: true, daemonCloses: true });
   } catch (err) {
     // Another `astrid stop` (or an idle timeout) got there first: the daemon went away under us, which is the goal.
     if (isAstridError(err) && (err.code === "ASTRID_ERR_DAEMON_NOT_RUNNING" || err.code === "ASTRID_ERR_CONNECTION_CLOSED")) {
       await waitForExit(home);
-      return out(argv, { running: false, stopped: false }, "The Astrid daemon was already stopping; it is stopped.");
+      return { json: { running: false, stopped: false }, human: "The Astrid daemon was already stopping; it is stopped." };
     }
     throw err;
   }
   await waitForExit(home);
-  out(argv, { running: false, stopped: true }, "Astrid daemon stopped.");
+  return { json: { running: false, stopped: true }, human: "Astrid daemon stopped." };
+}
+
+async function stop(argv: Global): Promise<void> {
+  const { json, human } = await stopDaemon(resolveHome());
+  out(argv, json, human);
+}
+
+/** `astrid restart [-w DIR]`: stop the running daemon (if any), then start a persistent one for the workspace. */
+async function restart(argv: Global & { workspace?: string }): Promise<void> {
+  const stopped = await stopDaemon(resolveHome());
+  if (!argv.json) process.stderr.write(`${stopped.human}\n`);
+  await start(argv);
 }
 
 async function status(argv: Global): Promise<void> {
@@ -79,14 +135,15 @@ async function status(argv: Global): Promise<void> {
     const cleaned = state === "cleaned" ? " (a stale socket was cleaned up)" : "";
     return out(argv, { running: false }, `No Astrid daemon is running.${cleaned}`);
   }
-  const reply = await daemonRequest(home, "GetStatus", undefined, { topicSuffix: "status", knownLive: true });
-  if (reply.status !== "Status") throw new AstridError("ASTRID_ERR_INTERNAL", "Unexpected response from daemon");
-  const s: DaemonStatus = reply.data;
-  out(argv, { running: true, ...s }, [
+  const s = await daemonStatus(home);
+  // This command's own connection is one of the daemon's clients: it is not counted.
+  const others = Math.max(0, s.connected_clients - 1);
+  out(argv, { running: true, ...s, other_clients: others }, [
     `Astrid daemon (PID ${s.pid}, uptime ${formatUptime(s.uptime_secs)})`,
     `  Version:   ${s.version}`,
-    `  Mode:      ${s.ephemeral ? "ephemeral" : "persistent"}`,
-    `  Clients:   ${s.connected_clients}`,
+    `  Mode:      ${s.ephemeral ? "ephemeral (stops when idle; `astrid start` makes it persistent)" : "persistent"}`,
+    ...(s.workspace !== undefined ? [`  Workspace: ${s.workspace}`] : []),
+    `  Clients:   ${others} other${others === 1 ? "" : "s"}`,
     `  Capsules:  ${s.loaded_capsules.length} loaded`,
     ...s.loaded_capsules.map((name) => `    - ${name}`),
   ].join("\n"));
@@ -102,10 +159,12 @@ function report(err: unknown): void {
   reported = true;
   const code = isAstridError(err) ? err.code : "ASTRID_ERR_INTERNAL";
   const message = err instanceof Error ? err.message : String(err);
+  // A usage error shows the help of the command it concerns first, so the error itself is the last line.
+  if (err instanceof UsageError && err.help) process.stderr.write(`${err.help}\n\n`);
   if (json) process.stdout.write(`${JSON.stringify({ error: { code, message } })}\n`);
   else process.stderr.write(`astrid: ${message} [${code}]\n`);
-  // The admin commands' usage errors exit 2 (bin/cli/admin.ts); everything else 1.
-  process.exitCode = (err as { exitCode?: unknown } | null)?.exitCode === 2 ? 2 : 1;
+  // Usage errors (nothing ran) exit 2; everything else 1.
+  process.exitCode = err instanceof UsageError ? 2 : 1;
 }
 
 async function auditVerify(argv: Global): Promise<void> {
@@ -119,12 +178,12 @@ async function auditVerify(argv: Global): Promise<void> {
 }
 
 async function auditTail(argv: Global & { lines: number; follow: boolean }): Promise<void> {
-  if (!Number.isInteger(argv.lines) || argv.lines < 0) throw new AstridError("ASTRID_ERR_INVALID_ARGUMENT", "-n must be a whole number ≥ 0 (-n 0 --follow: only new entries)");
+  if (!Number.isInteger(argv.lines) || argv.lines < 0) throw new UsageError("-n must be a whole number ≥ 0 (-n 0 --follow: only new entries)");
   await tailAuditLog(resolveHome(), argv.lines, argv.json, argv.follow, (line) => process.stdout.write(`${line}\n`));
 }
 
 /** Runs one KV request against the running daemon (KV lives in the daemon's storage worker). */
-async function kv(argv: Global, method: "KvGet" | "KvSet" | "KvList", params: Record<string, unknown>): Promise<unknown> {
+async function kv(argv: Global, method: "KvGet" | "KvSet" | "KvList" | "KvDelete", params: Record<string, unknown>): Promise<unknown> {
   return (await daemonRequest(resolveHome(), method, params, { topicSuffix: "kv" })).data;
 }
 
@@ -151,7 +210,7 @@ async function capsuleList(argv: Global): Promise<void> {
   const width = Math.max(4, ...capsules.map((c) => c.name.length));
   out(argv, capsules, [
     `${"NAME".padEnd(width)}  VERSION    STATE     RESTARTS`,
-    ...capsules.map((c) => `${c.name.padEnd(width)}  ${c.version.padEnd(9)}  ${c.state.padEnd(8)}  ${c.restarts}${c.last_error ? `  (${c.last_error})` : ""}`),
+    ...capsules.map((c) => `${c.name.padEnd(width)}  ${c.version.padEnd(9)}  ${c.state.padEnd(8)}  ${c.restarts}${c.last_error ? `  (${c.last_error.split("\n")[0]})` : ""}`),
   ].join("\n"));
 }
 
@@ -190,12 +249,100 @@ async function capsuleInstall(argv: Global, dir: string, workspace: boolean): Pr
       `Installed ${done.name} ${done.version} into ${done.dir}. No daemon is running; it loads (and runs its install hook) on the next start.`);
   }
   const reply = await daemonRequest(home, "InstallCapsule", { source, workspace },
-    { topicSuffix: "install_capsule", timeoutMs: 180_000, knownLive: true });
+    { topicSuffix: "install_capsule", timeoutMs: 180_000, knownLive: true, onConnected: answerElicitations });
   const done = reply.data as InstallOutcome;
   const upgraded = done.previous_version !== undefined ? ` (was ${done.previous_version})` : "";
   const shadowed = done.active ? "" : ` It is not the running copy: ${done.active_dir} comes first in the discovery order.`;
   out(argv, done, `Installed ${done.name} ${done.version}${upgraded} into ${done.dir}; it is ${done.state}.${shadowed}`);
 }
+
+/** `astrid kv get|set|delete|list`. */
+function kvCommands(y: Argv<Global>): Argv<Global> {
+  const scoped = (a: Argv<Global>) => a.option("scope", { type: "string", default: OPERATOR_KV_SCOPE, describe: "KV namespace, e.g. default:capsule:<name>" });
+  return y
+    .command("get <key>", "Print a value (binary values as raw bytes; --json: text and base64)", (a) =>
+      scoped(a).positional("key", { type: "string", demandOption: true, describe: "the key" }),
+    async (argv) => {
+      const g = { json: argv.json };
+      const data = (await kv(g, "KvGet", { scope: argv.scope, key: argv.key })) as { value: string | null; base64: string } | null;
+      if (data === null) throw new AstridError("ASTRID_ERR_NOT_FOUND", `no value for ${JSON.stringify(argv.key)} in scope ${argv.scope}`);
+      // Binary or large values come as base64 only: the bytes themselves go to stdout.
+      if (data.value === null && !g.json) process.stdout.write(Buffer.from(data.base64, "base64"));
+      else out(g, { scope: argv.scope, key: argv.key, ...data }, data.value ?? "");
+    })
+    .command("set <key> <value>", "Store a value (UTF-8 text)", (a) =>
+      scoped(a)
+        .positional("key", { type: "string", demandOption: true, describe: "the key" })
+        .positional("value", { type: "string", demandOption: true, describe: "the value (UTF-8 text)" }),
+    async (argv) => {
+      await kv({ json: argv.json }, "KvSet", { scope: argv.scope, key: argv.key, value: argv.value });
+      out(argv, { scope: argv.scope, key: argv.key, stored: true }, `Stored ${JSON.stringify(argv.key)} in ${argv.scope}.`);
+    })
+    .command("delete <key>", "Remove a key (system:* scopes are read-only)", (a) =>
+      scoped(a).positional("key", { type: "string", demandOption: true, describe: "the key" }),
+    async (argv) => {
+      const data = (await kv({ json: argv.json }, "KvDelete", { scope: argv.scope, key: argv.key })) as { deleted: boolean };
+      if (!data.deleted) throw new AstridError("ASTRID_ERR_NOT_FOUND", `no value for ${JSON.stringify(argv.key)} in scope ${argv.scope}`);
+      out(argv, { scope: argv.scope, key: argv.key, deleted: true }, `Deleted ${JSON.stringify(argv.key)} from ${argv.scope}.`);
+    })
+    .command("list [prefix]", "List the keys (all, or those starting with the prefix)", (a) =>
+      scoped(a).positional("prefix", { type: "string", describe: "only keys starting with this" }),
+    async (argv) => {
+      // KvList answers a page at a time (next_cursor while more follow): list them all.
+      const keys: string[] = [];
+      let cursor: string | undefined;
+      do {
+        const reply = await daemonRequest(resolveHome(), "KvList",
+          { scope: argv.scope, prefix: argv.prefix ?? "", ...(cursor !== undefined ? { cursor } : {}) }, { topicSuffix: "kv" });
+        keys.push(...(reply.data as string[]));
+        cursor = (reply as { next_cursor?: string }).next_cursor;
+      } while (cursor !== undefined);
+      if (keys.length === 0 && !argv.json) process.stderr.write(`No keys${argv.prefix ? ` starting with ${JSON.stringify(argv.prefix)}` : ""} in ${argv.scope}.\n`);
+      else out(argv, { scope: argv.scope, keys }, keys.join("\n"));
+    })
+    .demandCommand(1, "Name a kv action: get, set, delete or list.");
+}
+
+/** `astrid capsule list|info|install|permissions`. */
+function capsuleCommands(y: Argv<Global>): Argv<Global> {
+  return y
+    .command("list", "Each capsule: version, state, restarts, last error", (a) => a, (argv) => capsuleList(argv))
+    .command("info <name>", "One capsule: state (and why it failed), source, topics, interceptors, commands", (a) =>
+      a.positional("name", { type: "string", demandOption: true, describe: "the capsule's name (astrid capsule list)" }),
+    (argv) => capsuleInfo(argv, argv.name))
+    .command("install <dir>", "Copy a capsule directory into place and load it (install/upgrade hook; rolled back if it fails)", (a) =>
+      a
+        .positional("dir", { type: "string", demandOption: true, describe: "the capsule's directory (with its Capsule.toml)" })
+        .option("workspace", { type: "boolean", default: false, describe: "into the workspace's .astrid/capsules instead of your own" })
+        .example("$0 capsule install ./my-capsule", "copy, load (install/upgrade hook), roll back if it fails"),
+    (argv) => capsuleInstall(argv, argv.dir, argv.workspace))
+    .command("permissions <name>", "The [capabilities] entries a capsule needs, from the audit log (daemon run with --audit-permissions)", (a) =>
+      a.positional("name", { type: "string", demandOption: true, describe: "the capsule's name" }),
+    (argv) => {
+      const permissionReport = readPermissionReport(resolveHome(), argv.name);
+      out(argv, permissionReport, formatPermissionReport(permissionReport));
+    })
+    .demandCommand(1, "Name a capsule action: list, info, install or permissions.");
+}
+
+/** `astrid audit verify|tail|anchor`. */
+function auditCommands(y: Argv<Global>): Argv<Global> {
+  return y
+    .command("verify", "Check every link and signature of the chain (exit 1 if broken)", (a) => a, (argv) => auditVerify(argv))
+    .command("tail", "Print the newest entries, each with its outcome (→ ok, or the error code)", (a) =>
+      a
+        .option("lines", { alias: "n", type: "number", default: 20, describe: "how many entries" })
+        .option("follow", { alias: "f", type: "boolean", default: false, describe: "keep printing new entries until Ctrl-C" }),
+    (argv) => auditTail({ json: argv.json, lines: argv.lines, follow: argv.follow }))
+    .command("anchor", "Print the signed head of the log (var/audit-head.json) to keep a copy elsewhere", (a) => a, (argv) => {
+      const anchor = readAuditAnchor(resolveHome());
+      out(argv, anchor, describeAnchor(anchor));
+    })
+    .demandCommand(1, "Name an audit action: verify, tail or anchor.");
+}
+
+/** The `-w DIR` option of chat, start and restart. */
+const workspaceOption = { alias: "w", type: "string", describe: "workspace the daemon serves (its .astrid/capsules load); default: the current directory" } as const;
 
 async function main(): Promise<void> {
   // `astrid chat -p … | head`: a reader that went away ends the command quietly, not with a stack trace.
@@ -203,111 +350,73 @@ async function main(): Promise<void> {
     if (err.code === "EPIPE") process.exit(typeof process.exitCode === "number" ? process.exitCode : 0);
     report(err);
   });
-  await yargs(hideBin(process.argv))
-    .scriptName("astrid")
-    .usage("$0 <command> [options]\n\nControl the Astrid daemon serving $ASTRID_HOME (default ~/.astrid).")
-    .option("json", { type: "boolean", default: false, global: true, describe: "Print one JSON object (for scripts)" })
-    .command("chat", "Talk to the agent capsules (spawns an ephemeral daemon for this workspace if none runs)", (y) =>
-      y
-        .option("session", { alias: "s", type: "string", describe: "resume this session (a UUID; shows its earlier messages); default: a new one" })
-        .option("prompt", { alias: "p", type: "string", describe: "headless: send this (after any text piped on stdin), print the reply, exit" })
-        .option("repl", { type: "boolean", default: false, describe: "read one prompt per line from stdin even when it is not a terminal" })
-        .option("timeout", { type: "number", default: 120, describe: "seconds to wait for a reply (headless: exit 53 when it runs out)" })
-        .option("workspace", { alias: "w", type: "string", describe: "workspace of a daemon this command spawns (default: the current directory)" })
-        .example("$0 chat", "talk in the terminal; /help lists the commands")
-        .example("$0 chat -p \"what is 6 * 7\"", "one prompt, one reply")
-        .example("git diff | $0 chat -p \"review this\"", "piped text, then the prompt")
-        .example("$0 chat --repl --json < prompts.txt", "one JSON reply per line of input"),
-      async (argv) => {
-        process.exitCode = await runChat(resolveHome(), {
-          session: argv.session,
-          prompt: argv.prompt,
-          repl: argv.repl,
-          json: argv.json as boolean,
-          timeoutSecs: argv.timeout,
-          workspace: argv.workspace ?? process.cwd(),
-        });
-      })
-    .command("start", "Start a persistent daemon in the background and wait until it is ready", {}, (argv) => start({ json: argv.json as boolean }))
-    .command("stop", "Ask the running daemon to shut down and wait until it has", {}, (argv) => stop({ json: argv.json as boolean }))
-    .command("status", "Show PID, uptime, version, clients and capsules of the running daemon", {}, (argv) => status({ json: argv.json as boolean }))
-    .command("audit <action>", "Verify or read the audit log (works with the daemon stopped)", (y) =>
-      y
-        .positional("action", { choices: ["verify", "tail"] as const, describe: "verify: check every link and signature (exit 1 if broken); tail: print the newest entries" })
-        .option("lines", { alias: "n", type: "number", default: 20, describe: "tail: how many entries" })
-        .option("follow", { alias: "f", type: "boolean", default: false, describe: "tail: keep printing new entries until Ctrl-C" }),
-      (argv) => (argv.action === "verify"
-        ? auditVerify({ json: argv.json as boolean })
-        : auditTail({ json: argv.json as boolean, lines: argv.lines, follow: argv.follow })))
-    .command("kv <action> [key] [value]", `Operator KV in the running daemon (scope ${OPERATOR_KV_SCOPE} unless --scope)`, (y) =>
-      y
-        .positional("action", { choices: ["get", "set", "list"] as const, describe: "get <key> | set <key> <value> | list [prefix]" })
-        .positional("key", { type: "string", describe: "the key (list: the prefix)" })
-        .positional("value", { type: "string", describe: "set: the value (UTF-8 text)" })
-        .option("scope", { type: "string", default: OPERATOR_KV_SCOPE, describe: "KV namespace, e.g. default:capsule:<name>" }),
-      async (argv) => {
-        const g = { json: argv.json as boolean };
-        const need = (v: string | undefined, what: string) => {
-          if (v === undefined) throw new AstridError("ASTRID_ERR_INVALID_ARGUMENT", `kv ${argv.action} needs ${what}`);
-          return v;
-        };
-        if (argv.action === "get") {
-          const key = need(argv.key, "a key");
-          const data = (await kv(g, "KvGet", { scope: argv.scope, key })) as { value: string | null; base64: string } | null;
-          if (data === null) throw new AstridError("ASTRID_ERR_NOT_FOUND", `no value for ${JSON.stringify(key)} in scope ${argv.scope}`);
-          // Binary or large values come as base64 only: the bytes themselves go to stdout.
-          if (data.value === null && !g.json) process.stdout.write(Buffer.from(data.base64, "base64"));
-          else out(g, { scope: argv.scope, key, ...data }, data.value ?? "");
-        } else if (argv.action === "set") {
-          const key = need(argv.key, "a key and a value");
-          const value = need(argv.value, "a value");
-          await kv(g, "KvSet", { scope: argv.scope, key, value });
-          out(g, { scope: argv.scope, key, stored: true }, `Stored ${JSON.stringify(key)} in ${argv.scope}.`);
-        } else {
-          // KvList answers a page at a time (next_cursor while more follow): list them all.
-          const keys: string[] = [];
-          let cursor: string | undefined;
-          do {
-            const reply = await daemonRequest(resolveHome(), "KvList",
-              { scope: argv.scope, prefix: argv.key ?? "", ...(cursor !== undefined ? { cursor } : {}) }, { topicSuffix: "kv" });
-            keys.push(...(reply.data as string[]));
-            cursor = (reply as { next_cursor?: string }).next_cursor;
-          } while (cursor !== undefined);
-          if (keys.length === 0 && !g.json) process.stderr.write(`No keys${argv.key ? ` starting with ${JSON.stringify(argv.key)}` : ""} in ${argv.scope}.\n`);
-          else out(g, { scope: argv.scope, keys }, keys.join("\n"));
-        }
-      })
-    .command("capsule <action> [name]", "List the daemon's capsules, show one, or install one from a directory", (y) =>
-      y
-        .positional("action", { choices: ["list", "info", "install"] as const, describe: "list | info <name> | install <dir>" })
-        .positional("name", { type: "string", describe: "info: the capsule's name; install: the capsule's directory" })
-        .option("workspace", { type: "boolean", default: false, describe: "install: into the workspace's .astrid/capsules instead of your own" })
-        .example("$0 capsule install ./my-capsule", "copy, load (install/upgrade hook), roll back if it fails"),
-      async (argv) => {
-        const g = { json: argv.json as boolean };
-        if (argv.action === "list") return capsuleList(g);
-        if (argv.action === "install") {
-          if (!argv.name) throw new AstridError("ASTRID_ERR_INVALID_ARGUMENT", "capsule install needs the capsule's directory");
-          return capsuleInstall(g, argv.name, argv.workspace);
-        }
-        if (!argv.name) throw new AstridError("ASTRID_ERR_INVALID_ARGUMENT", "capsule info needs a capsule name");
-        return capsuleInfo(g, argv.name);
-      })
-    .command(adminCommands(report))
-    .command(frontendCommand)
-    .command(identityCommand)
-    .demandCommand(1, "Name a command: chat, start, stop, status, audit, kv, capsule, agent, group, caps, quota, frontend or identity.")
-    .epilogue("Exit status: 0 on success (also when no daemon is running for status/stop), 1 on an error, 53 when chat got no reply in time.\nErrors end with a stable code, e.g. [ASTRID_ERR_DAEMON_START_FAILED]; see the README.")
-    .wrap(100)
-    .version(DAEMON_VERSION)
-    .alias("version", "V")
-    .help()
-    .alias("help", "h")
-    .strict()
-    // Pitfall 17: throwing from fail() prints yargs' minified bundle; report and set the exit code instead.
-    .fail((message, err) => report(err ?? new AstridError("ASTRID_ERR_INVALID_ARGUMENT", `${message} (see astrid --help)`)))
-    .parseAsync()
-    .catch(report);
+  try {
+    await yargs(hideBin(process.argv))
+      .scriptName("astrid")
+      .usage("$0 <command> [options]\n\nControl the Astrid daemon serving $ASTRID_HOME (default ~/.astrid).")
+      .option("json", { type: "boolean", default: false, global: true, describe: "Print one JSON object (for scripts)" })
+      .command("chat", "Talk to the agent capsules (spawns an ephemeral daemon for this workspace if none runs)", (y) =>
+        y
+          .option("session", { alias: "s", type: "string", describe: "resume this session (a UUID; shows its earlier messages); default: a new one" })
+          .option("prompt", { alias: "p", type: "string", describe: "headless: send this (after any text piped on stdin), print the reply, exit" })
+          .option("repl", { type: "boolean", default: false, describe: "read one prompt per line from stdin even when it is not a terminal" })
+          .option("timeout", { type: "number", default: 120, describe: "seconds to wait for a reply (headless: exit 53 when it runs out)" })
+          .option("workspace", { ...workspaceOption, describe: "workspace of a daemon this command spawns (default: the current directory)" })
+          .option("yes", { alias: "y", type: "boolean", default: false, describe: "headless: approve capsules' approval requests (otherwise they are denied); at a terminal you are asked" })
+          .option("agent", { type: "string", describe: "the agent capsule that answers this session (see astrid capsule list); default: the daemon's" })
+          .example("$0 chat", "talk in the terminal; /help lists the commands")
+          .example("$0 chat -p \"what is 6 * 7\"", "one prompt, one reply")
+          .example("git diff | $0 chat -p \"review this\"", "piped text, then the prompt")
+          .example("$0 chat --repl --json < prompts.txt", "one JSON reply per line of input"),
+        async (argv) => {
+          const home = resolveHome();
+          const workspace = argv.workspace ?? process.cwd();
+          if ((await daemonState(home)) === "live") warnOtherWorkspace(await daemonStatus(home), workspace);
+          process.exitCode = await runChat(home, {
+            session: argv.session,
+            prompt: argv.prompt,
+            repl: argv.repl,
+            json: argv.json,
+            timeoutSecs: argv.timeout,
+            workspace,
+            yes: argv.yes,
+            ...(argv.agent !== undefined ? { agent: argv.agent } : {}),
+          });
+        })
+      .command("start", "Start a persistent daemon in the background and wait until it is ready (makes an ephemeral one persistent)",
+        (y) => y.option("workspace", workspaceOption), (argv) => start(argv))
+      .command("stop", "Ask the running daemon to shut down and wait until it has", (y) => y, (argv) => stop(argv))
+      .command("restart", "Stop the running daemon (if any) and start a persistent one, e.g. for another workspace",
+        (y) => y.option("workspace", workspaceOption).example("$0 restart -w ~/projects/site", "serve another workspace"), (argv) => restart(argv))
+      .command("status", "Show PID, uptime, version, mode, workspace, clients and capsules of the running daemon", (y) => y, (argv) => status(argv))
+      .command("audit", "Verify or read the audit log (works with the daemon stopped)", auditCommands, () => undefined)
+      .command("kv", `Operator KV in the running daemon (scope ${OPERATOR_KV_SCOPE} unless --scope)`, kvCommands, () => undefined)
+      .command("capsule", "List the daemon's capsules, show one, install one, or print the permissions one needs", capsuleCommands, () => undefined)
+      .command(adminCommands())
+      .command(frontendCommand)
+      .command(identityCommand)
+      .command(mcpCommand)
+      .command(webCommand)
+      .command(vfsCommand)
+      .demandCommand(1, "Name a command: chat, start, stop, restart, status, audit, kv, capsule, agent, group, caps, quota, frontend, identity or mcp.")
+      .epilogue([
+        "Exit status: 0 success (also when no daemon is running for status/stop); 1 error; 2 usage error (an unknown",
+        "command, option or choice, or a missing argument: nothing was run); 53 chat got no reply in time.",
+        "Errors end with a stable code, e.g. [ASTRID_ERR_DAEMON_START_FAILED]; see the README.",
+      ].join("\n"))
+      .wrap(100)
+      .version(DAEMON_VERSION)
+      .alias("version", "V")
+      .help()
+      .alias("help", "h")
+      .strict()
+      // Thrown, not reported: a fail callback that returns lets yargs run the handler anyway (`stop --forse` would
+      // stop the daemon). The throw comes out of parseAsync (synchronously or as a rejection) and is reported below.
+      .fail(failOnUsage)
+      .parseAsync();
+  } catch (err) {
+    report(err);
+  }
 }
 
 void main();

@@ -46,6 +46,15 @@ const LONG_SYSCALL_TIMEOUT_MS: Partial<Record<SyscallName, number>> = {
   "process.run": 305_000,
   "approval.request": 65_000,
   "elicit.ask": 125_000,
+  // The kernel's MCP deadline (ASTRID_MCP_REQUEST_TIMEOUT_MS, 60 s) plus a wait for a server still starting (30 s).
+  "mcp.tools": 125_000,
+  "mcp.call": 125_000,
+  "mcp.resources": 125_000,
+  "mcp.read_resource": 125_000,
+  "mcp.prompts": 125_000,
+  "mcp.get_prompt": 125_000,
+  // The kernel's long poll of a model stream (MODEL_READ_WAIT_MS, 20 s) and a margin.
+  "model.stream_read": 30_000,
 };
 
 /** A coded error from the kernel, as the capsule sees it. */
@@ -176,6 +185,22 @@ export function runCapsule(port: MessagePort, data: CapsuleWorkerData): void {
       ask: (field) => call("elicit.ask", field) as Promise<sdk.ElicitAnswer>,
       hasSecret: (key) => call("elicit.has_secret", key) as Promise<boolean>,
       secret: (key) => call("elicit.secret", key) as Promise<string | null>,
+    },
+    mcp: {
+      servers: () => call("mcp.servers") as Promise<sdk.McpServerEntry[]>,
+      tools: (server) => call("mcp.tools", server) as Promise<sdk.McpToolInfo[]>,
+      call: (server, tool, args) => call("mcp.call", server, tool, args ?? {}) as Promise<sdk.McpCallResult>,
+      resources: (server) => call("mcp.resources", server) as Promise<unknown[]>,
+      readResource: (server, uri) => call("mcp.read_resource", server, uri) as Promise<{ contents: unknown[] }>,
+      prompts: (server) => call("mcp.prompts", server) as Promise<unknown[]>,
+      getPrompt: (server, prompt, args) => call("mcp.get_prompt", server, prompt, args ?? {}) as Promise<{ messages: unknown[]; description?: string }>,
+    },
+    model: {
+      info: () => call("model.info") as Promise<sdk.ModelInfo>,
+      tools: () => call("model.tools") as Promise<sdk.ModelToolInfo[]>,
+      open: (request) => call("model.stream_open", request) as Promise<{ id: string; model: string }>,
+      read: (id) => call("model.stream_read", id) as Promise<sdk.ModelStreamRead>,
+      close: (id) => call("model.stream_close", id) as Promise<boolean>,
     },
     log: { debug: log("debug"), info: log("info"), warn: log("warn"), error: log("error") },
     env: { get: (key) => (Object.hasOwn(data.env, key) ? data.env[key]! : "") },

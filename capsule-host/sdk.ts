@@ -81,10 +81,109 @@ export interface CapsuleApi {
     /** The stored secret (decrypted by the kernel), or null. */
     secret(key: string): Promise<string | null>;
   };
+  /**
+   * MCP servers: the capsule's own (`[[mcp_server]]`, by `id`) and the operator's that `[capabilities] mcp` names
+   * (by their `etc/servers.toml` name). Each call needs the acting principal's `self:mcp:use`; tool calls, reads
+   * and prompts are audited. Results over 8 MiB are refused (`ASTRID_ERR_MCP_RESULT_TOO_LARGE`), arguments over
+   * 1 MiB too; a server that does not answer in time is `ASTRID_ERR_TIMEOUT` (`ASTRID_MCP_REQUEST_TIMEOUT_MS`).
+   */
+  mcp: {
+    /** The servers this capsule may use, with their state and tool count. */
+    servers(): Promise<McpServerEntry[]>;
+    /** A server's tools (name, description, JSON Schema of the arguments). */
+    tools(server: string): Promise<McpToolInfo[]>;
+    /** Calls a tool; resolves with the MCP `CallToolResult` (`content`, `isError`, maybe `structuredContent`). */
+    call(server: string, tool: string, args?: Record<string, unknown>): Promise<McpCallResult>;
+    /** The server's resources (MCP `resources/list`). */
+    resources(server: string): Promise<unknown[]>;
+    /** Reads a resource (MCP `resources/read`): `{ contents: [...] }`. */
+    readResource(server: string, uri: string): Promise<{ contents: unknown[] }>;
+    /** The server's prompts (MCP `prompts/list`). */
+    prompts(server: string): Promise<unknown[]>;
+    /** Gets a prompt with its arguments (MCP `prompts/get`): `{ messages: [...] }`. */
+    getPrompt(server: string, prompt: string, args?: Record<string, string>): Promise<{ messages: unknown[]; description?: string }>;
+  };
+  /**
+   * The operator's language-model endpoint (OPENAI_BASE_URL): needs `[capabilities] model = true`, and the acting
+   * principal's `self:net:http` to open a stream. The kernel makes the call with the operator's key (the capsule
+   * never sees it). At most 4 streams open per capsule; a stream nobody reads for 60 s is dropped.
+   */
+  model: {
+    /** Whether an endpoint is configured, and the model asked for by default. */
+    info(): Promise<ModelInfo>;
+    /** The tools ready capsules offer (run one by publishing `tool.v1.execute.<name>`). */
+    tools(): Promise<ModelToolInfo[]>;
+    /** Starts a streamed chat completion; the endpoint's answer (or refusal) comes with `read`. */
+    open(request: ModelChatRequest): Promise<{ id: string; model: string }>;
+    /** What arrived since the last read (waits up to 20 s when nothing did); throws the endpoint's coded error. */
+    read(id: string): Promise<ModelStreamRead>;
+    /** Aborts the stream (a cancel); false when it had already ended. */
+    close(id: string): Promise<boolean>;
+  };
   /** Lines in the daemon's log, tagged with the capsule's name. */
   log: Record<"debug" | "info" | "warn" | "error", (message: string) => void>;
   /** Resolved `[env]` values; a missing key reads as "". */
   env: { get(key: string): string };
+}
+
+/** `model.info()`. */
+export interface ModelInfo {
+  configured: boolean;
+  model: string | null;
+  endpoint: string | null;
+}
+
+/** A tool a capsule offers, as `model.tools()` lists it. */
+export interface ModelToolInfo {
+  capsule: string;
+  name: string;
+  description: string;
+  input_schema?: unknown;
+}
+
+/** A chat-completions request (OpenAI wire shape); `model` defaults to ASTRID_AGENT_MODEL. At most 4 MiB. */
+export interface ModelChatRequest {
+  messages: Array<{ role: "system" | "user" | "assistant" | "tool"; content?: string | null | unknown[]; tool_calls?: unknown[]; tool_call_id?: string; name?: string }>;
+  tools?: Array<{ type: "function"; function: { name: string; description?: string; parameters?: unknown } }>;
+  model?: string;
+  temperature?: number;
+  max_tokens?: number;
+}
+
+/** One read of a model stream: new text; once `done`, why it finished and the tool calls asked for. */
+export interface ModelStreamRead {
+  text: string;
+  done: boolean;
+  finish_reason?: string | null;
+  tool_calls?: Array<{ id: string; name: string; arguments: string }>;
+}
+
+/** A server a capsule may use, as `mcp.servers()` lists it. */
+export interface McpServerEntry {
+  /** What the capsule calls it: its `[[mcp_server]]` id, or the operator's server name. */
+  id: string;
+  /** The daemon's name for it (`capsule:<capsule>:<id>` for the capsule's own). */
+  name: string;
+  owned: boolean;
+  state: "starting" | "running" | "backoff" | "failed" | "stopped" | "unknown";
+  tools: number;
+  description?: string;
+  last_error?: string;
+}
+
+/** A tool of an MCP server. */
+export interface McpToolInfo {
+  name: string;
+  description?: string;
+  input_schema?: unknown;
+}
+
+/** An MCP tool's result: `isError: true` is the tool's own failure (the call itself worked). */
+export interface McpCallResult {
+  content: Array<{ type: string; text?: string; [field: string]: unknown }>;
+  isError?: boolean;
+  structuredContent?: unknown;
+  [field: string]: unknown;
 }
 
 /** What `fs.stat` reports. */
@@ -118,12 +217,17 @@ export interface ProcessOptions {
   timeout_ms?: number;
 }
 
-/** A finished process. */
+/** A finished process (the last 1 MB of each stream; `*_truncated` when the head was dropped). */
 export interface ProcessResult {
   exit_code: number | null;
   signal: string | null;
   stdout: string;
   stderr: string;
+  stdout_truncated: boolean;
+  stderr_truncated: boolean;
+  /** Stopped at its `timeout_ms` (SIGTERM, then SIGKILL 2 s later). */
+  timed_out: boolean;
+  duration_ms: number;
 }
 
 /** The last output of a background process (1 MB ring buffers). */
@@ -132,6 +236,9 @@ export interface ProcessLogs {
   stderr: string;
   running: boolean;
   exit_code: number | null;
+  signal: string | null;
+  stdout_truncated: boolean;
+  stderr_truncated: boolean;
 }
 
 /** The answer to an approval request. */

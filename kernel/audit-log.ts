@@ -25,6 +25,8 @@ export interface AuditedRequest {
   authorization: RequestAuthorization;
   /** Set when the request was refused; the entry then records a failure with this text. */
   error?: string;
+  /** The refusal's stable code (`ASTRID_ERR_*`), recorded beside `error`. */
+  code?: string;
   /** Where it acts (never a value); admin requests record their whole `{method, params}`. */
   params?: Record<string, unknown>;
   /** The principal an admin request acts on. */
@@ -38,7 +40,55 @@ export type ClientEventType = "client_connected" | "client_auth_failed" | "clien
 export type CapsuleChange =
   | "load" | "install" | "upgrade" | "fail" | "restart" | "reload" | "unload" | "denied" | "protocol_violation"
   /** --audit-permissions: a gated call that was allowed (denials are always recorded as `denied`). */
-  | "permission_check";
+  | "permission_check"
+  /** A capsule's approval request was decided (by a person, an allowance, a timeout, or nobody to ask). */
+  | "approval_granted" | "approval_denied"
+  /** An elicitation was answered, cancelled or timed out (a secret's key name only, never its value). */
+  | "elicit";
+
+/** One MCP request as its audit entry records it. */
+export interface AuditedMcpCall {
+  /** Whom it ran for. */
+  principal: string;
+  server: string;
+  /** `call_tool`, `read_resource` or `get_prompt`. */
+  operation: string;
+  /** The tool, resource URI or prompt. */
+  target: string;
+  /** Hex SHA-256 of the arguments' JSON text. */
+  args_sha256: string;
+  duration_ms: number;
+  /** The capsule that asked, or the connection (`conn:<id>`) of an operator's request. */
+  capsule?: string;
+  caller?: string;
+  /** Set when it failed: the coded error. */
+  error?: string;
+  code?: string;
+}
+
+/** One host process as its audit entry records it. */
+export interface AuditedProcess {
+  capsule: string;
+  /** Whom it ran for. */
+  principal: string;
+  /** `run` (recorded at its end), `spawn` (at its start), `exit` (a spawned one ended). */
+  operation: "run" | "spawn" | "exit";
+  /** The command (at most 64 elements of 256 characters). */
+  argv: string[];
+  /** `bwrap` or `none`. */
+  sandbox: string;
+  pid?: number;
+  /** A spawned process's id. */
+  id?: string;
+  exit_code?: number | null;
+  signal?: string | null;
+  duration_ms?: number;
+  /** Why the kernel stopped it (a timeout, process.kill, the capsule's end). */
+  stop_reason?: string;
+  /** Set when it could not start: the coded error. */
+  error?: string;
+  code?: string;
+}
 
 /** Records kernel events into the audit chain. */
 export class AuditLog {
@@ -60,7 +110,9 @@ export class AuditLog {
         ...(r.params ? { params: r.params } : {}),
       },
       authorization: r.authorization,
-      outcome: r.error === undefined ? { status: "success", details: null } : { status: "failure", error: r.error },
+      outcome: r.error === undefined
+        ? { status: "success", details: null }
+        : { status: "failure", error: r.error, ...(r.code !== undefined ? { code: r.code } : {}) },
     });
   }
 
@@ -92,6 +144,48 @@ export class AuditLog {
       outcome: change === "fail" || change === "denied" || change === "protocol_violation"
         ? { status: "failure", error: String(detail.reason ?? detail.detail ?? "") }
         : { status: "success", details: null },
+    });
+  }
+
+  /**
+   * A request run on an MCP server (a tool call, a resource read, a prompt) for a capsule or an operator: the
+   * server, what ran, the SHA-256 of its arguments (never the arguments), the outcome and how long it took.
+   */
+  mcp(call: AuditedMcpCall): void {
+    const { principal, error, ...detail } = call;
+    this.record({
+      principal,
+      action: { type: "mcp_call", ...detail },
+      authorization: { type: "system", reason: call.capsule !== undefined ? "capsule manifest and principal capability" : "management request" },
+      outcome: error === undefined ? { status: "success", details: null } : { status: "failure", error },
+    });
+  }
+
+  /**
+   * Staged workspace writes applied (`commit`) or dropped (`discard`) for `principal`, by a capsule (`capsule`) or an
+   * operator (`caller`, `conn:<id>`): the paths (at most 100 are listed, `count` has them all) and any failure.
+   */
+  vfs(change: "commit" | "discard", detail: { principal: string; paths: string[]; capsule?: string; caller?: string; error?: string }): void {
+    const { principal, paths, error, ...who } = detail;
+    this.record({
+      principal,
+      action: { type: "vfs", change, ...who, count: paths.length, paths: paths.slice(0, 100) },
+      authorization: { type: "system", reason: who.capsule !== undefined ? "capsule manifest fs_write and self:fs:write" : "management request" },
+      outcome: error === undefined ? { status: "success", details: null } : { status: "failure", error },
+    });
+  }
+
+  /**
+   * A capsule's host process (`host_process` entry): started (`run`, recorded when it ends; `spawn`, when it
+   * starts), ended (`exit`, a spawned one) or failed to start (`error`); with argv, sandbox, exit code and duration.
+   */
+  process(entry: AuditedProcess): void {
+    const { principal, error, ...detail } = entry;
+    this.record({
+      principal,
+      action: { type: "host_process", ...detail },
+      authorization: { type: "system", reason: "capsule manifest host_process and self:process:run" },
+      outcome: error === undefined ? { status: "success", details: null } : { status: "failure", error },
     });
   }
 

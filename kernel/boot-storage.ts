@@ -8,6 +8,9 @@ import path from "node:path";
 import { AstridError } from "../protocol/errors";
 import { CHAIN_BROKEN_ACTION, type VerifyReport } from "../protocol/storage-messages";
 import { openStateDatabaseReadOnly } from "../storage/database";
+import { publicKeyFromSeed } from "../storage/audit-chain";
+import { anchorPath } from "../storage/audit-head";
+import { startBackgroundVerify, type BackgroundVerify } from "./audit-background";
 import { AuditLog } from "./audit-log";
 import type { AstridHome } from "./home";
 import type { Logger } from "./logger";
@@ -19,6 +22,8 @@ export interface BootStorage {
   storage: StorageClient;
   audit: AuditLog;
   report: VerifyReport;
+  /** The whole-chain walk left to the background when boot verified from a checkpoint; closed at shutdown. */
+  background?: BackgroundVerify;
 }
 
 /** Opens storage and verifies the audit chain; a broken chain is recorded in the chain before anything is signed. */
@@ -26,6 +31,9 @@ export async function openBootStorage(home: AstridHome, sessionId: string, logge
   const keyPath = path.join(home.keysDir, "runtime.key");
   // A key without a database means an earlier audit log was removed: say so, in the log and in the new chain.
   const logRemoved = fs.existsSync(keyPath) && !fs.existsSync(home.stateDbPath);
+  // The anchor of a removed log would make the new one look cut back: keep it (evidence), out of the way.
+  const anchor = anchorPath(home.stateDbPath);
+  if (logRemoved && fs.existsSync(anchor)) fs.renameSync(anchor, `${anchor}.removed-${Date.now()}`);
   // A database without its key: a new key could never verify the old log, and the next boot would mark it broken
   // for good. Refuse instead, so the operator can restore the key.
   if (!fs.existsSync(keyPath) && fs.existsSync(home.stateDbPath) && holdsSignedAudit(home.stateDbPath)) {
@@ -47,8 +55,17 @@ export async function openBootStorage(home: AstridHome, sessionId: string, logge
       logger.error("var/state.db is missing although keys/runtime.key exists: the earlier audit log and KV were removed; starting new ones", { db: home.stateDbPath });
       await audit.boot({ type: "audit_log_created", note: "keys/runtime.key predates this log: an earlier var/state.db was removed" });
     }
-    const report = await storage.verifyAudit();
-    if (report.intact) logger.info("audit chain verified", { entries: report.entries });
+    // Boot time follows what was written since the last signed checkpoint, not the size of the log; the whole chain
+    // is walked in the background (and by `astrid audit verify`).
+    const report = await storage.verifyAudit({ fromCheckpoint: true });
+    let background: BackgroundVerify | undefined;
+    if (report.checkpoint_seq !== undefined) {
+      background = startBackgroundVerify({
+        data: { dbPath: home.stateDbPath, publicKeyDer: publicKeyFromSeed(seed).export({ type: "spki", format: "der" }) },
+        storage, audit, logger,
+      });
+    }
+    if (report.intact) logger.info("audit chain verified", { entries: report.entries, from_checkpoint: report.checkpoint_seq });
     // Reference §2.2 step 4: problems are logged at error level and never block boot.
     else {
       logger.error("audit chain is broken", { entries: report.entries, ...report.broken });
@@ -59,7 +76,7 @@ export async function openBootStorage(home: AstridHome, sessionId: string, logge
         await audit.boot({ type: CHAIN_BROKEN_ACTION, broken_seq: seq, broken_id: id, reason }, reason);
       }
     }
-    return { storage, audit, report };
+    return { storage, audit, report, background };
   } catch (err) {
     await storage.close();
     throw err;

@@ -9,12 +9,14 @@
  * applies to it too (kernel/home.ts, ASTRID_ERR_HOME_INVALID). The one exception is ASTRID_IDLE_TIMEOUT_SECS,
  * which keeps the reference's parse: anything but whole seconds means the default.
  */
+import net from "node:net";
 import path from "node:path";
 import { z } from "zod";
 import { AstridError } from "../protocol/errors";
 import { NIL_UUID } from "../protocol/ipc-message";
 import { parseUuid, UUID_FORMAT } from "../protocol/uuid";
 import { resolveHome } from "./home";
+import { DEFAULT_AGENT_MODEL, SecretValue } from "./model/model-endpoint";
 
 /** setTimeout's longest delay: a longer one fires after 1 ms instead, so no millisecond setting may exceed it. */
 export const MAX_TIMER_MS = 2_147_483_647;
@@ -128,6 +130,89 @@ export const envSchema = z.object({
     "most messages one capsule may publish per second, whatever their size (beside the 10 MiB/s byte limit)"),
   ASTRID_HOT_RELOAD_BURST: wholeNumber("ASTRID_HOT_RELOAD_BURST", "reloads", 1, 10_000, 30,
     "hot reload pauses for a capsule whose files changed more than N times in a minute"),
+  // MCP servers (etc/servers.toml and capsules' [[mcp_server]]); tests shorten them.
+  ASTRID_MCP_START_TIMEOUT_MS: wholeNumber("ASTRID_MCP_START_TIMEOUT_MS", "milliseconds", 100, MAX_TIMER_MS, 30_000,
+    "how long an MCP server may take to start and answer initialize"),
+  ASTRID_MCP_REQUEST_TIMEOUT_MS: wholeNumber("ASTRID_MCP_REQUEST_TIMEOUT_MS", "milliseconds", 100, MAX_TIMER_MS, 60_000,
+    "deadline of each MCP request (a tool call, a list, a resource read)"),
+  // Questions to people (docs/approvals.md); tests shorten them.
+  ASTRID_APPROVAL_TIMEOUT_MS: wholeNumber("ASTRID_APPROVAL_TIMEOUT_MS", "milliseconds", 100, MAX_TIMER_MS, 60_000,
+    "how long a capsule's approval request waits for a person; no answer is a denial"),
+  ASTRID_ELICIT_TIMEOUT_MS: wholeNumber("ASTRID_ELICIT_TIMEOUT_MS", "milliseconds", 100, MAX_TIMER_MS, 120_000,
+    "how long elicit.ask waits for the operator's answer"),
+  ASTRID_MCP_RESTART_BACKOFF_MS: wholeNumber("ASTRID_MCP_RESTART_BACKOFF_MS", "milliseconds", 1, 60_000, 1000,
+    "first restart delay of a failed MCP server, doubling up to 60 s"),
+  ASTRID_MCP_STOP_GRACE_MS: wholeNumber("ASTRID_MCP_STOP_GRACE_MS", "milliseconds", 0, 60_000, 5000,
+    "how long a stopping MCP server has between SIGTERM and SIGKILL"),
+  // Host processes (docs/processes.md): bubblewrap when it works, else (auto only) a plain child process.
+  ASTRID_PROCESS_SANDBOX: z
+    .enum(["auto", "bwrap", "none"], { error: "auto, bwrap or none" })
+    .default("auto")
+    .register(settingDocs, {
+      name: "ASTRID_PROCESS_SANDBOX",
+      describe: "how capsules' host processes are confined: bwrap (bubblewrap), none (a plain child process), auto (bwrap when it works, else none with a warning)",
+      default: "auto",
+      allowed: "auto, bwrap or none",
+    }),
+  // The language-model agent (docs/agent.md): the conventional OpenAI variables, read by the daemon only.
+  OPENAI_BASE_URL: z
+    .string()
+    .optional()
+    .transform((text, ctx): string | null => {
+      if (text === undefined || text === "") return null;
+      let url: URL;
+      try {
+        url = new URL(text);
+      } catch {
+        ctx.addIssue({ code: "custom", message: "an http:// or https:// URL" });
+        return z.NEVER;
+      }
+      // Credentials in the URL would be printed with it (--print-config, logs): the key belongs in OPENAI_API_KEY.
+      if ((url.protocol !== "http:" && url.protocol !== "https:") || url.username !== "" || url.password !== "" || url.search !== "" || url.hash !== "") {
+        ctx.addIssue({ code: "custom", message: "an http:// or https:// URL" });
+        return z.NEVER;
+      }
+      return url.href.replace(/\/+$/, "");
+    })
+    .register(settingDocs, {
+      name: "OPENAI_BASE_URL",
+      describe: "the OpenAI-compatible chat-completions endpoint of the model agent (a local Ollama or llama.cpp server is allowed on loopback)",
+      default: "(none; https://api.openai.com/v1 when only OPENAI_API_KEY is set)",
+      allowed: "an http:// or https:// URL without credentials, query or fragment, e.g. http://127.0.0.1:11434/v1",
+    }),
+  // Never refused (a refusal message would quote the value): any text is a key; empty means none.
+  OPENAI_API_KEY: z
+    .string()
+    .optional()
+    .transform((text): SecretValue | null => (text === undefined || text === "" ? null : new SecretValue(text)))
+    .register(settingDocs, {
+      name: "OPENAI_API_KEY",
+      describe: "the model endpoint's API key, sent as a bearer token; a secret: never logged, audited or printed",
+      default: "(none)",
+      allowed: "any text",
+    }),
+  ASTRID_AGENT_MODEL: z
+    .string()
+    .regex(/^[^\u0000-\u001f\u007f]{1,256}$/, "1 to 256 printable characters")
+    .default(DEFAULT_AGENT_MODEL)
+    .register(settingDocs, {
+      name: "ASTRID_AGENT_MODEL",
+      describe: "the model the agent asks the endpoint for (e.g. llama3.2 for Ollama)",
+      default: DEFAULT_AGENT_MODEL,
+      allowed: "1 to 256 printable characters",
+    }),
+  ASTRID_DEFAULT_AGENT: z
+    .string()
+    .regex(/^[a-z0-9-]{1,128}$/, "a capsule name ([a-z0-9-]+)")
+    .optional()
+    .register(settingDocs, {
+      name: "ASTRID_DEFAULT_AGENT",
+      describe: "the agent capsule that answers sessions which chose none (else the model agent when an endpoint is configured, else the built-in assistant)",
+      default: "(unset)",
+      allowed: "a capsule name ([a-z0-9-]+)",
+    }),
+  ASTRID_AGENT_TIMEOUT_MS: wholeNumber("ASTRID_AGENT_TIMEOUT_MS", "milliseconds", 1000, 600_000, 120_000,
+    "longest wait for the model endpoint's first byte, and between two chunks of its streamed answer"),
   ASTRID_BUNDLED_CAPSULES_DIR: absolutePath("ASTRID_BUNDLED_CAPSULES_DIR", "<package>/capsules",
     "where the bundled capsules live (packagers and tests)"),
   ASTRID_TEST_UNCONFINED_CAPSULES: z
@@ -140,10 +225,59 @@ export const envSchema = z.object({
       default: "(none)",
       allowed: "capsule names, comma-separated",
     }),
+  ASTRID_TEST_EPHEMERAL_IDLE_SECS: z
+    .string()
+    .regex(/^[1-9][0-9]{0,3}$/, "a whole number of seconds from 1 to 9999")
+    .optional()
+    .register(settingDocs, {
+      name: "ASTRID_TEST_EPHEMERAL_IDLE_SECS",
+      describe: "tests only: an ephemeral daemon shuts down after N idle seconds, with no grace (instead of 5 s + 30 s)",
+      default: "(unset)",
+      allowed: "a whole number of seconds from 1 to 9999",
+    }),
   ASTRID_TEST_FAULTS: z
     .enum(["0", "1"])
     .default("0")
     .register(settingDocs, { name: "ASTRID_TEST_FAULTS", describe: "tests only: 1 lets tests inject faults into the storage worker", default: "0", allowed: "0 or 1" }),
+  // The network guard's test seams (kernel/net/address-guard.ts); refused below unless ASTRID_TEST_FAULTS=1.
+  ASTRID_TEST_DNS: z
+    .string()
+    .optional()
+    .transform((text, ctx): Record<string, string[]> => {
+      const answers: Record<string, string[]> = {};
+      if (text === undefined) return answers;
+      for (const pair of text.split(",")) {
+        const [name, address, extra] = pair.split("=");
+        if (!name || !address || extra !== undefined || !/^[a-z0-9.-]+$/i.test(name) || net.isIP(address) === 0) {
+          ctx.addIssue({ code: "custom", message: "name=address pairs, comma-separated" });
+          return z.NEVER;
+        }
+        (answers[name.toLowerCase()] ??= []).push(address);
+      }
+      return answers;
+    })
+    .register(settingDocs, {
+      name: "ASTRID_TEST_DNS",
+      describe: "tests only (needs ASTRID_TEST_FAULTS=1): these names resolve to these addresses for capsules' http.request",
+      default: "(none)",
+      allowed: "name=address pairs, comma-separated",
+    }),
+  ASTRID_TEST_PUBLIC_ADDRESSES: z
+    .string()
+    .optional()
+    .transform((text, ctx): string[] => {
+      if (text === undefined) return [];
+      const addresses = text.split(",");
+      if (addresses.every((a) => net.isIP(a) !== 0)) return addresses;
+      ctx.addIssue({ code: "custom", message: "IP addresses, comma-separated" });
+      return z.NEVER;
+    })
+    .register(settingDocs, {
+      name: "ASTRID_TEST_PUBLIC_ADDRESSES",
+      describe: "tests only (needs ASTRID_TEST_FAULTS=1): the network guard treats these addresses as public",
+      default: "(none)",
+      allowed: "IP addresses, comma-separated",
+    }),
 });
 
 /** The `astrid-daemon` flags, as yargs hands them over (values still text, so one rule can check them). */
@@ -155,6 +289,8 @@ export interface DaemonFlags {
   watch?: boolean;
   maxClients?: string;
   auditPermissions?: boolean;
+  quiet?: boolean;
+  logFormat?: string;
 }
 
 /** The flags' schema. */
@@ -183,6 +319,11 @@ export const flagsSchema = z.object({
   verbose: flag("--verbose", false, "log at debug level"),
   watch: flag("--watch", true, "hot reload: reload a capsule when its files change (--no-watch: only on ReloadCapsules)"),
   auditPermissions: flag("--audit-permissions", false, "record every permission check a capsule makes, allowed or not (see `astrid capsule permissions`)"),
+  quiet: flag("--quiet", false, "print no log lines on stderr (the log file is written either way)"),
+  logFormat: z
+    .enum(["pretty", "json"])
+    .default("pretty")
+    .register(settingDocs, { name: "--log-format", describe: "log lines on stderr: pretty (readable; coloured on a terminal) or json (one object a line)", default: "pretty", allowed: "pretty or json" }),
   // Unset, it defers to ASTRID_MAX_CLIENTS (loadDaemonConfig); the fallback here is never used.
   maxClients: wholeNumber("--max-clients", "clients", 1, 65_536, 256, "most authenticated clients at once", "$ASTRID_MAX_CLIENTS, else 256"),
 });
@@ -201,6 +342,10 @@ export interface DaemonConfig {
   readonly watch: boolean;
   /** `--audit-permissions`: every capsule permission check is audited, allowed or not. */
   readonly auditPermissions: boolean;
+  /** `--quiet`: no log lines on stderr. */
+  readonly quiet: boolean;
+  /** `--log-format`: how log lines on stderr look. */
+  readonly logFormat: "pretty" | "json";
   /** `--max-clients`, else `ASTRID_MAX_CLIENTS`. */
   readonly maxClients: number;
   /** Persistent mode's idle timeout; 0 = never. */
@@ -217,12 +362,39 @@ export interface DaemonConfig {
   readonly hotReloadBurst: number;
   /** How long a client over its egress budget may take no byte before it is disconnected. */
   readonly clientStallTimeoutMs: number;
+  /** MCP servers: start and request deadlines, first restart delay, SIGTERM-to-SIGKILL grace. */
+  readonly mcpStartTimeoutMs: number;
+  readonly mcpRequestTimeoutMs: number;
+  readonly mcpRestartBackoffMs: number;
+  readonly mcpStopGraceMs: number;
+  /** How long an approval request waits for a person (then: denied, decision `timeout`). */
+  readonly approvalTimeoutMs: number;
+  /** How long `elicit.ask` waits for the operator (then: ASTRID_ERR_TIMEOUT). */
+  readonly elicitTimeoutMs: number;
+  /** ASTRID_PROCESS_SANDBOX: how host processes are confined. */
+  readonly processSandbox: "auto" | "bwrap" | "none";
+  /** `OPENAI_BASE_URL` (normalised, no trailing slash); null: unset. */
+  readonly agentBaseUrl: string | null;
+  /** `OPENAI_API_KEY`, wrapped: it prints as "(set, hidden)" everywhere. */
+  readonly agentApiKey: SecretValue | null;
+  /** `ASTRID_AGENT_MODEL`. */
+  readonly agentModel: string;
+  /** `ASTRID_DEFAULT_AGENT`; null: the built-in rule. */
+  readonly defaultAgent: string | null;
+  /** `ASTRID_AGENT_TIMEOUT_MS`. */
+  readonly agentTimeoutMs: number;
   /** `ASTRID_BUNDLED_CAPSULES_DIR`; null: the capsules shipped with the package. */
   readonly bundledCapsulesDir: string | null;
+  /** `ASTRID_TEST_EPHEMERAL_IDLE_SECS`: ephemeral mode's idle timeout for tests; null: the fixed 5 s + 30 s. */
+  readonly testEphemeralIdleSecs: number | null;
   /** `ASTRID_TEST_FAULTS=1`: the storage worker obeys fault-injection requests (tests only). */
   readonly testFaults: boolean;
   /** `ASTRID_TEST_UNCONFINED_CAPSULES`: capsules that run without confinement (tests of the kernel's own defences). */
   readonly testUnconfinedCapsules: readonly string[];
+  /** `ASTRID_TEST_DNS` (only with testFaults): static answers for capsules' HTTP, by lower-case name. */
+  readonly testDns: Readonly<Record<string, readonly string[]>>;
+  /** `ASTRID_TEST_PUBLIC_ADDRESSES` (only with testFaults): addresses the network guard treats as public. */
+  readonly testPublicAddresses: readonly string[];
 }
 
 /**
@@ -242,6 +414,11 @@ export function loadDaemonConfig(env: NodeJS.ProcessEnv, flags: DaemonFlags = {}
   }
   const e = fromEnv.data;
   const f = fromFlags.data;
+  // The network seams weaken a security check: a daemon not started for tests refuses to boot with them.
+  const seams = (["ASTRID_TEST_DNS", "ASTRID_TEST_PUBLIC_ADDRESSES"] as const).filter((name) => env[name] !== undefined);
+  if (seams.length > 0 && e.ASTRID_TEST_FAULTS !== "1") {
+    throw new AstridError("ASTRID_ERR_CONFIG_INVALID", `${seams.map((name) => `${name} must be unset unless ASTRID_TEST_FAULTS=1 (a test seam; got ${JSON.stringify(env[name])})`).join("; ")} (see astrid-daemon --help)`);
+  }
   return Object.freeze({
     home,
     sessionId: f.session,
@@ -250,6 +427,8 @@ export function loadDaemonConfig(env: NodeJS.ProcessEnv, flags: DaemonFlags = {}
     verbose: f.verbose,
     watch: f.watch,
     auditPermissions: f.auditPermissions,
+    quiet: f.quiet,
+    logFormat: f.logFormat,
     maxClients: flags.maxClients !== undefined ? f.maxClients : e.ASTRID_MAX_CLIENTS,
     idleTimeoutSecs: e.ASTRID_IDLE_TIMEOUT_SECS,
     idleGraceSecs: e.ASTRID_IDLE_GRACE_SECS,
@@ -262,9 +441,24 @@ export function loadDaemonConfig(env: NodeJS.ProcessEnv, flags: DaemonFlags = {}
     capsuleMaxPublishesPerSec: e.ASTRID_CAPSULE_MAX_PUBLISHES_PER_SEC,
     hotReloadBurst: e.ASTRID_HOT_RELOAD_BURST,
     clientStallTimeoutMs: e.ASTRID_CLIENT_STALL_TIMEOUT_MS,
+    mcpStartTimeoutMs: e.ASTRID_MCP_START_TIMEOUT_MS,
+    mcpRequestTimeoutMs: e.ASTRID_MCP_REQUEST_TIMEOUT_MS,
+    mcpRestartBackoffMs: e.ASTRID_MCP_RESTART_BACKOFF_MS,
+    mcpStopGraceMs: e.ASTRID_MCP_STOP_GRACE_MS,
+    approvalTimeoutMs: e.ASTRID_APPROVAL_TIMEOUT_MS,
+    elicitTimeoutMs: e.ASTRID_ELICIT_TIMEOUT_MS,
+    processSandbox: e.ASTRID_PROCESS_SANDBOX,
+    agentBaseUrl: e.OPENAI_BASE_URL,
+    agentApiKey: e.OPENAI_API_KEY,
+    agentModel: e.ASTRID_AGENT_MODEL,
+    defaultAgent: e.ASTRID_DEFAULT_AGENT ?? null,
+    agentTimeoutMs: e.ASTRID_AGENT_TIMEOUT_MS,
     bundledCapsulesDir: e.ASTRID_BUNDLED_CAPSULES_DIR,
+    testEphemeralIdleSecs: e.ASTRID_TEST_EPHEMERAL_IDLE_SECS === undefined ? null : Number(e.ASTRID_TEST_EPHEMERAL_IDLE_SECS),
     testFaults: e.ASTRID_TEST_FAULTS === "1",
     testUnconfinedCapsules: e.ASTRID_TEST_UNCONFINED_CAPSULES?.split(",") ?? [],
+    testDns: e.ASTRID_TEST_DNS,
+    testPublicAddresses: e.ASTRID_TEST_PUBLIC_ADDRESSES,
   });
 }
 

@@ -12,6 +12,7 @@ import type { DaemonStatus } from "../protocol/kernel-request";
 import { KERNEL_SHUTDOWN_TOPIC } from "../protocol/topics";
 import { DAEMON_VERSION } from "../protocol/version";
 import type { AuditLog } from "./audit-log";
+import type { BackgroundVerify } from "./audit-background";
 import { openBootStorage } from "./boot-storage";
 import { EventBus } from "./bus";
 import { operatorEnvDir } from "./capsules/capsule-env";
@@ -29,6 +30,8 @@ import { IdleMonitor, idleSettings } from "./idle-monitor";
 import { CLI_CAPSULE_NAME, SocketPolicy } from "./ingress-policy";
 import { closeLogger, createLogger, type Logger } from "./logger";
 import { ManagementRouter } from "./management-router";
+import { McpServers } from "./mcp/server-manager";
+import { loadServersConfig } from "./mcp/servers-config";
 import { AdminRouter, bindAdminMethods } from "./admin-router";
 import { IDENTITY_ADMIN_METHODS } from "./identity/identity-admin";
 import { IdentityLinks } from "./identity/identity-links";
@@ -39,7 +42,9 @@ import { PrincipalRegistry, type Principals } from "./principals/principals";
 import { SessionToken } from "./session-token";
 import { checkSocketPathLength, isSymlink, prepareSocketPath, probeSocket } from "./socket-prepare";
 import { SocketServer } from "./socket-server";
+import { sharedVfs } from "./vfs/vfs";
 import type { StorageClient } from "./storage-client";
+import { modelEndpointSettings } from "./model/model-endpoint";
 
 /** The capsules shipped with the daemon (`<package>/capsules`), from source and from dist/ alike. */
 export const BUNDLED_CAPSULES_DIR = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? "../.." : "..", "capsules");
@@ -70,21 +75,40 @@ interface DaemonParts {
   storage: StorageClient;
   audit: AuditLog;
   auditIntact: boolean;
+  /** The whole-chain walk boot left to the background (when it verified from a checkpoint). */
+  auditBackground?: BackgroundVerify;
   supervisor: CapsuleSupervisor;
   loader: CapsuleLoader;
   reconciler: CapsuleReconciler;
+  /** The MCP servers (etc/servers.toml and capsules' own). */
+  mcp: McpServers;
   releaseLock: ReleaseLock;
 }
 
 /** A booted daemon. `exited` resolves with the process exit code once shutdown has finished. */
 export class Daemon {
   private readonly startedAt = Date.now();
+  /** Starts as `config.ephemeral`; SetMode (`astrid start` against an ephemeral daemon) changes it. */
+  private ephemeral: boolean;
   private stopping: Promise<void> | undefined;
   private resolveExit!: (code: number) => void;
   /** Resolves with the exit code once shutdown completes. */
   readonly exited = new Promise<number>((resolve) => (this.resolveExit = resolve));
 
-  private constructor(private readonly p: DaemonParts) {}
+  private constructor(private readonly p: DaemonParts) {
+    this.ephemeral = p.config.ephemeral;
+  }
+
+  /** SetMode: persistent (idle rules of ASTRID_IDLE_TIMEOUT_SECS) or ephemeral; returns the mode it had. */
+  setMode(mode: "persistent" | "ephemeral"): "persistent" | "ephemeral" {
+    const previous = this.ephemeral ? "ephemeral" : "persistent";
+    if (mode !== previous) {
+      this.ephemeral = mode === "ephemeral";
+      this.p.idle.reconfigure(idleSettings({ ...this.p.config, ephemeral: this.ephemeral }));
+      this.p.logger.info("daemon mode changed", { from: previous, to: mode });
+    }
+    return previous;
+  }
 
   /** Groups, profiles and the capability checks of this daemon's principals. */
   get principals(): Principals {
@@ -111,7 +135,10 @@ export class Daemon {
     const releaseLock = await acquireHomeLock(home.lockPath);
     let logger: Logger;
     try {
-      logger = createLogger({ logDir: home.logDir, level: config.verbose ? "debug" : "info", console: options.console });
+      logger = createLogger({
+        logDir: home.logDir, level: config.verbose ? "debug" : "info", console: options.console,
+        format: config.logFormat, color: options.console && config.logFormat === "pretty" && process.stderr.isTTY === true,
+      });
     } catch (err) {
       releaseLock();
       throw err;
@@ -124,11 +151,23 @@ export class Daemon {
     let server: SocketServer | undefined;
     let token: SessionToken | undefined;
     let storage: StorageClient | undefined;
+    let auditBackground: BackgroundVerify | undefined;
+    let mcp: McpServers | undefined;
     try {
       // 3–4. The storage worker (KV + audit, var/state.db), signed with keys/runtime.key; verify the chain.
       const opened = await openBootStorage(home, config.sessionId, logger, config.testFaults);
       storage = opened.storage;
+      auditBackground = opened.background;
       const { audit, report } = opened;
+      // 3. The MCP servers of etc/servers.toml: a malformed file stops the boot here (ASTRID_ERR_MCP_CONFIG_INVALID);
+      // the servers start in the MCP host worker meanwhile (boot does not wait; a call waits for a starting server).
+      const mcpServers = await loadServersConfig(path.join(home.etcDir, "servers.toml"));
+      mcp = new McpServers({
+        bus, logger, audit, sourceId: config.sessionId,
+        settings: { startTimeoutMs: config.mcpStartTimeoutMs, requestTimeoutMs: config.mcpRequestTimeoutMs, restartBackoffMs: config.mcpRestartBackoffMs, stopGraceMs: config.mcpStopGraceMs },
+      });
+      mcp.startConfigured(mcpServers);
+      const servers = mcp;
 
       // 5. Discovery (in the capsule loader worker): the CLI capsule's manifest is the socket's policy.
       let reconciler!: CapsuleReconciler;
@@ -157,6 +196,20 @@ export class Daemon {
         principals: { check: (p, c) => principals.check(p, c), profile: (p) => principals.profiles.resolve(p) },
         auditPermissions: config.auditPermissions,
         testFaults: config.testFaults,
+        netSeams: { dns: config.testDns, publicAddresses: config.testPublicAddresses },
+        mcp: servers,
+        // The socket is bound after the supervisor is built: until then nobody is connected to ask.
+        audience: {
+          sessionMembers: (p, s) => server?.sessions.membersFor(s, p)?.size ?? 0,
+          isSessionMember: (c, p, s) => server?.sessions.isMember(c, p, s) === true,
+          actingFor: (p) => server?.actingFor(p) ?? 0,
+          connectionActsFor: (c, p) => server?.connectionActsFor(c, p) === true,
+          refuse: (c, m) => server?.tellConnection(c, "ASTRID_ERR_MESSAGE_INVALID", m),
+        },
+        approvalTimeoutMs: config.approvalTimeoutMs,
+        elicitTimeoutMs: config.elicitTimeoutMs,
+        processSandbox: config.processSandbox,
+        model: modelEndpointSettings(config),
       });
 
       // 6. Bind the socket, then write the token, before any capsule can see a client.
@@ -202,6 +255,10 @@ export class Daemon {
         kvGet: (scope, key) => kv.get(scope, key),
         kvSet: (scope, key, value) => kv.set(scope, key, value),
         kvList: (scope, prefix, page) => kv.listKeys(scope, prefix, page),
+        kvDelete: (scope, key) => kv.delete(scope, key),
+        setMode: (mode) => daemon!.setMode(mode),
+        mcp: servers,
+        vfs: sharedVfs(home, config.workspace),
       }, logger, config.sessionId, audit, principals);
       const admin = new AdminRouter({
         bus, principals, identities: new LinkedAgentIdentities(links), logger, kernelSourceId: config.sessionId, audit,
@@ -213,8 +270,8 @@ export class Daemon {
         () => void daemon!.shutdown("idle_timeout"),
       );
       daemon = new Daemon({
-        home, config, logger, bus, registry, server, tracker, router, admin, principals, idle, storage, audit, auditIntact: report.intact,
-        supervisor, loader, reconciler, releaseLock,
+        home, config, logger, bus, registry, server, tracker, router, admin, principals, idle, storage, audit, auditIntact: report.intact, auditBackground,
+        supervisor, loader, reconciler, mcp: servers, releaseLock,
       });
 
       // 13. Load capsules. 14. Require the CLI proxy policy.
@@ -238,6 +295,8 @@ export class Daemon {
       // Reference §11 item 11: it leaves the socket and token behind. We do not.
       await server?.close(500);
       await loader.close();
+      await mcp?.close();
+      await auditBackground?.close();
       await storage?.close();
       if (token) await fs.rm(home.tokenPath, { force: true });
       await fs.rm(home.readyPath, { force: true });
@@ -253,12 +312,14 @@ export class Daemon {
       pid: process.pid,
       uptime_secs: Math.floor((Date.now() - this.startedAt) / 1000),
       version: DAEMON_VERSION,
-      ephemeral: this.p.config.ephemeral,
+      ephemeral: this.ephemeral,
+      workspace: this.p.config.workspace,
       connected_clients: this.p.tracker.total,
       loaded_capsules: this.p.registry.ready().map((r) => r.name),
-      audit_chain_intact: this.p.auditIntact,
+      audit_chain_intact: this.p.auditIntact && !this.p.auditBackground?.broken,
       clients: this.p.server.clients(),
       sessions: this.p.server.sessions.size,
+      mcp_servers: this.p.mcp.counts(),
     };
   }
 
@@ -280,6 +341,7 @@ export class Daemon {
       capabilities: r.manifest.capabilities,
       commands: r.manifest.command.map((c) => ({ name: c.name, description: c.description ?? "No description" })),
       tools: r.tools ?? [],
+      agent: r.manifest.package.agent === true,
       ...(r.lastError !== undefined ? { last_error: r.lastError } : {}),
     }));
   }
@@ -314,13 +376,17 @@ export class Daemon {
     // Workers go first, so a load or reload in progress (a slow install hook, say) ends now instead of running to
     // its deadline; a start it still makes sees the supervisor stopping and spawns nothing. Then let it unwind.
     await this.p.supervisor.stopAll();
+    // The MCP servers go after the capsules that use them: SIGTERM, then SIGKILL after ASTRID_MCP_STOP_GRACE_MS.
+    await this.p.mcp.close();
     await this.p.reconciler.close();
     await this.p.loader.close();
     // Readiness goes first so nobody mistakes a stopping daemon for a ready one.
     await fs.rm(home.readyPath, { force: true });
     await this.p.server.close();
     this.p.tracker.close();
-    // Drain queued writes (the disconnects just recorded included), then close the database.
+    // Drain queued writes (the disconnects just recorded included), then close the database; a background walk of
+    // the chain stops first (the next boot starts another).
+    await this.p.auditBackground?.close();
     await this.p.storage.close();
     await fs.rm(home.tokenPath, { force: true });
     this.p.releaseLock();

@@ -14,6 +14,11 @@ export interface IdleSettings {
 }
 
 const EPHEMERAL = { timeoutMs: 30_000, graceMs: 5_000, pollMs: 1_000 };
+/** Tests only (`ASTRID_TEST_EPHEMERAL_IDLE_SECS`): an ephemeral timeout short enough to watch, with no grace. */
+function ephemeralSettings(testSecs: number | null | undefined): IdleSettings {
+  if (testSecs === null || testSecs === undefined) return { ...EPHEMERAL };
+  return { timeoutMs: testSecs * 1000, graceMs: 0, pollMs: Math.max(100, Math.floor((testSecs * 1000) / 4)) };
+}
 const PERSISTENT_POLL_MS = 15_000;
 
 /**
@@ -21,8 +26,8 @@ const PERSISTENT_POLL_MS = 15_000;
  * from the config (kernel/config.ts parses them); the poll never exceeds a quarter of the timeout, so a short
  * timeout is honoured. Ephemeral mode has the reference's fixed numbers.
  */
-export function idleSettings(config: Pick<DaemonConfig, "ephemeral" | "idleTimeoutSecs" | "idleGraceSecs">): IdleSettings {
-  if (config.ephemeral) return { ...EPHEMERAL };
+export function idleSettings(config: Pick<DaemonConfig, "ephemeral" | "idleTimeoutSecs" | "idleGraceSecs"> & { testEphemeralIdleSecs?: number | null }): IdleSettings {
+  if (config.ephemeral) return ephemeralSettings(config.testEphemeralIdleSecs);
   const timeoutMs = config.idleTimeoutSecs * 1000;
   const graceMs = config.idleGraceSecs * 1000;
   const pollMs = timeoutMs === 0 ? PERSISTENT_POLL_MS : Math.min(PERSISTENT_POLL_MS, Math.max(100, Math.floor(timeoutMs / 4)));
@@ -35,7 +40,7 @@ export class IdleMonitor {
   private idleSince: number | undefined;
 
   constructor(
-    private readonly settings: IdleSettings,
+    private settings: IdleSettings,
     private readonly isIdle: () => boolean,
     private readonly onIdle: () => void,
     private readonly now: () => number = Date.now,
@@ -48,6 +53,17 @@ export class IdleMonitor {
       this.check();
       this.timer = setInterval(() => this.check(), this.settings.pollMs);
     }, this.settings.graceMs);
+  }
+
+  /**
+   * Switches to other settings (SetMode: an ephemeral daemon made persistent, or back): the idle time counted so
+   * far is forgotten and the new grace starts now.
+   */
+  reconfigure(settings: IdleSettings): void {
+    this.stop();
+    this.idleSince = undefined;
+    this.settings = settings;
+    this.start();
   }
 
   /** Stops polling. */

@@ -1,7 +1,7 @@
 /**
- * The daemon's log: JSON lines in `$ASTRID_HOME/log/astrid.YYYY-MM-DD.log` (daily files, 7 kept), plus readable
- * lines on stderr when a person started the daemon in a terminal. Spawned by the CLI (stdio ignored) the daemon
- * writes nothing to stdout or stderr.
+ * The daemon's log: JSON lines in `$ASTRID_HOME/log/astrid.YYYY-MM-DD.log` (daily files, 7 kept), plus the same
+ * lines on stderr (the convention of daemons run under systemd or `| tee`): readable, coloured only on a
+ * terminal, or JSON with `--log-format json`; none with `--quiet` (what the CLI passes when it spawns the daemon).
  */
 import winston from "winston";
 import DailyRotateFile from "winston-daily-rotate-file";
@@ -13,9 +13,16 @@ export type Logger = winston.Logger;
 export interface LoggerOptions {
   logDir: string;
   level: "debug" | "info";
-  /** Also print readable lines to stderr. */
+  /** Also print the lines to stderr. */
   console: boolean;
+  /** How stderr lines look: readable (the default) or one JSON object a line. */
+  format?: "pretty" | "json";
+  /** Colour the level of readable lines (only when stderr is a terminal). */
+  color?: boolean;
 }
+
+/** ANSI colours of the levels on a terminal. */
+const LEVEL_COLOURS: Record<string, string> = { error: "\x1b[31m", warn: "\x1b[33m", info: "\x1b[36m", debug: "\x1b[90m" };
 
 /** Creates the daemon logger. */
 export function createLogger(options: LoggerOptions): Logger {
@@ -30,16 +37,20 @@ export function createLogger(options: LoggerOptions): Logger {
     }),
   ];
   if (options.console) {
+    const pretty = winston.format.combine(
+      winston.format.timestamp({ format: "HH:mm:ss.SSS" }),
+      winston.format.printf(({ timestamp, level, message, ...meta }) => {
+        const extra = Object.keys(meta).length ? ` ${JSON.stringify(meta)}` : "";
+        const name = level.toUpperCase().padEnd(5);
+        const shown = options.color && LEVEL_COLOURS[level] ? `${LEVEL_COLOURS[level]}${name}\x1b[0m` : name;
+        return `${String(timestamp)} ${shown} ${String(message)}${extra}`;
+      }),
+    );
+    const json = winston.format.combine(winston.format.timestamp(), winston.format.errors({ stack: true }), winston.format.json());
     transports.push(
       new winston.transports.Console({
         stderrLevels: ["error", "warn", "info", "debug"],
-        format: winston.format.combine(
-          winston.format.timestamp({ format: "HH:mm:ss.SSS" }),
-          winston.format.printf(({ timestamp, level, message, ...meta }) => {
-            const extra = Object.keys(meta).length ? ` ${JSON.stringify(meta)}` : "";
-            return `${String(timestamp)} ${level.toUpperCase().padEnd(5)} ${String(message)}${extra}`;
-          }),
-        ),
+        format: options.format === "json" ? json : pretty,
       }),
     );
   }

@@ -26,6 +26,8 @@ import type { AuditLog } from "./audit-log";
 import type { CapabilityChecker, Decision } from "./principals/authorizer";
 import { callerPrincipal } from "./principals/principals";
 import { RateLimiter } from "./rate-limiter";
+import type { McpServers } from "./mcp/server-manager";
+import type { Vfs } from "./vfs/vfs";
 
 /** Who asked: the connection for socket clients, else the principal of the publishing capsule. */
 function callerOf(event: BusEvent): string {
@@ -37,11 +39,22 @@ function auditedParams(request: KernelRequest): Record<string, unknown> | undefi
   switch (request.method) {
     case "KvGet":
     case "KvSet":
+    case "KvDelete":
       return { scope: clip(request.params.scope ?? OPERATOR_KV_SCOPE), key: clip(request.params.key) };
     case "KvList":
       return { scope: clip(request.params.scope ?? OPERATOR_KV_SCOPE), prefix: clip(request.params.prefix ?? "") };
     case "InstallCapsule":
       return { source: clip(request.params.source), workspace: request.params.workspace };
+    case "SetMode":
+      return { mode: request.params.mode };
+    case "McpTools":
+      return { server: clip(request.params.server) };
+    case "McpCall":
+      return { server: clip(request.params.server), tool: clip(request.params.tool) };
+    case "VfsDiff":
+    case "VfsCommit":
+    case "VfsDiscard":
+      return { principal: request.params.principal ?? "default" };
     default:
       return undefined;
   }
@@ -81,8 +94,16 @@ export interface ManagementHost {
   kvGet(scope: string, key: string): Promise<Uint8Array | null>;
   kvSet(scope: string, key: string, value: Uint8Array): Promise<void>;
   kvList(scope: string, prefix: string, page: { after?: string; limit?: number }): Promise<string[]>;
+  /** KvDelete: true when the key existed. */
+  kvDelete?(scope: string, key: string): Promise<boolean>;
+  /** SetMode: switches idle behaviour; resolves with the mode it had before. */
+  setMode?(mode: "persistent" | "ephemeral"): "persistent" | "ephemeral";
   /** Begins graceful shutdown after the reply has been handed to the socket. */
   shutdown(reason: string): void;
+  /** The MCP servers: McpList, McpTools, McpCall. */
+  mcp?: Pick<McpServers, "list" | "tools" | "run">;
+  /** The VFS: VfsDiff, VfsCommit, VfsDiscard (a principal's staged workspace writes). */
+  vfs?: Pick<Vfs, "diff" | "commit" | "discard">;
 }
 
 /** Routes management requests to the host. */
@@ -130,10 +151,10 @@ export class ManagementRouter {
         // A socket client's reply goes to its connection only; a capsule's never reaches the socket at all.
         ...(event.origin !== undefined ? { target: event.origin } : { internal: true as const }),
       });
-    const refuse = (method: string, capability: string | null, why: string) =>
-      this.audit?.request({ method, caller, principal, capability, authorization: { type: "denied", reason: why }, error: why });
+    const refuse = (method: string, capability: string | null, why: string, code?: string) =>
+      this.audit?.request({ method, caller, principal, capability, authorization: { type: "denied", reason: why }, error: why, ...(code !== undefined ? { code } : {}) });
     if (body.type !== "raw_json") {
-      refuse("(not raw_json)", null, "payload is not raw_json");
+      refuse("(not raw_json)", null, "payload is not raw_json", "ASTRID_ERR_REQUEST_INVALID");
       reply(errorResponse("ASTRID_ERR_REQUEST_INVALID",
         'a management request must be a raw_json object, e.g. {"type":"raw_json","method":"GetStatus"}'));
       return;
@@ -144,7 +165,7 @@ export class ManagementRouter {
     } catch (err) {
       const e = err as AstridError;
       this.logger.warn("malformed management request", { topic: message.topic, error: e.message });
-      refuse(typeof body.method === "string" ? body.method.slice(0, 64) : "(none)", null, e.message);
+      refuse(typeof body.method === "string" ? body.method.slice(0, 64) : "(none)", null, e.message, e.code);
       reply(errorResponse(e.code, e.message));
       return;
     }
@@ -153,7 +174,7 @@ export class ManagementRouter {
     const admitted = this.limiter.admit(caller, principal, request.method);
     if (!admitted.ok) {
       const text = `Rate limited: max ${admitted.limit} ${request.method} requests per minute${admitted.scope === "principal" ? ` for principal ${principal}` : ""}`;
-      refuse(request.method, capability, text);
+      refuse(request.method, capability, text, "ASTRID_ERR_RATE_LIMITED");
       reply(errorResponse("ASTRID_ERR_RATE_LIMITED", text));
       return;
     }
@@ -162,16 +183,22 @@ export class ManagementRouter {
         // A refused request uses no rate budget (the reference's §11 item 5).
         this.limiter.release(caller, principal, request.method);
         this.logger.warn("management request denied", { method: request.method, principal, reason: decision.reason });
-        refuse(request.method, capability, decision.reason);
+        refuse(request.method, capability, decision.reason, decision.code);
         reply(errorResponse(decision.code, decision.reason));
         return;
       }
-      // The entry is written (queued) before the handler runs; its outcome is the admission.
-      this.audit?.request({
-        method: request.method, caller, principal, capability,
-        authorization: { type: "system", reason: decision.reason, via: decision.via }, params: auditedParams(request),
-      });
-      this.run(request, requestId, caller, reply);
+      // The entry is written (queued) once the handler has answered, with its real outcome: a request the handler
+      // refused (a read-only scope, a missing capsule) is recorded as that failure and its code, not as admitted.
+      const audited = (response: KernelResponse) =>
+        this.audit?.request({
+          method: request.method, caller, principal, capability,
+          authorization: { type: "system", reason: decision.reason, via: decision.via }, params: auditedParams(request),
+          ...(response.status === "Error" ? { error: response.data, code: response.code } : {}),
+        });
+      this.run(request, requestId, caller, (response) => {
+        audited(response);
+        reply(response);
+      }, principal);
     };
     // Synchronous when the caller's profile is cached, so a status query is not held up by a promise.
     const decision = this.principals.check(principal, capability);
@@ -185,7 +212,7 @@ export class ManagementRouter {
     }
   }
 
-  private run(request: KernelRequest, requestId: string | undefined, caller: string, reply: (r: KernelResponse) => void): void {
+  private run(request: KernelRequest, requestId: string | undefined, caller: string, reply: (r: KernelResponse) => void, principal = "default"): void {
     if (this.logger.isDebugEnabled()) this.logger.debug("management request", { method: request.method, caller, request_id: requestId });
     const fail = (err: unknown) => {
       // A coded refusal is the caller's mistake, not the daemon's: a warning; anything else is an error.
@@ -194,7 +221,7 @@ export class ManagementRouter {
       reply(isAstridError(err) ? errorResponse(err.code, err.message) : errorResponse("ASTRID_ERR_INTERNAL", `internal error: ${String(err)}`));
     };
     try {
-      const response = this.dispatch(request);
+      const response = this.dispatch(request, caller, principal);
       if (response instanceof Promise) {
         response.then((r) => this.finish(request, r, reply), fail);
       } else {
@@ -205,13 +232,18 @@ export class ManagementRouter {
     }
   }
 
+  private mcp(): NonNullable<ManagementHost["mcp"]> {
+    if (!this.host.mcp) throw new AstridError("ASTRID_ERR_NOT_IMPLEMENTED", "MCP servers are not available in this daemon");
+    return this.host.mcp;
+  }
+
   private finish(request: KernelRequest, response: KernelResponse, reply: (r: KernelResponse) => void): void {
     reply(response);
     if (request.method === "Shutdown") this.host.shutdown(request.params.reason ?? "shutdown request");
   }
 
   /** Answers synchronously where it can; only the slow methods return a promise. */
-  private dispatch(request: KernelRequest): KernelResponse | Promise<KernelResponse> {
+  private dispatch(request: KernelRequest, caller: string, principal: string): KernelResponse | Promise<KernelResponse> {
     switch (request.method) {
       case "GetStatus":
         return { status: "Status", data: this.host.status() };
@@ -244,6 +276,20 @@ export class ManagementRouter {
         }
         return this.host.kvSet(scope, key, Buffer.from(value, encoding)).then(() => ({ status: "Success", data: { status: "stored" } }));
       }
+      case "KvDelete": {
+        const { scope = OPERATOR_KV_SCOPE, key } = request.params;
+        // The same rule as KvSet: the kernel's own scopes are read-only over the socket.
+        if (scope.startsWith("system:")) {
+          return errorResponse("ASTRID_ERR_KV_SCOPE_READONLY", `${scope} belongs to the kernel: system scopes cannot be written with KvDelete (they can be read)`);
+        }
+        if (!this.host.kvDelete) return errorResponse("ASTRID_ERR_NOT_IMPLEMENTED", "KvDelete is not available in this daemon");
+        return this.host.kvDelete(scope, key).then((existed) => ({ status: "Success", data: { status: existed ? "deleted" : "absent", deleted: existed } }));
+      }
+      case "SetMode": {
+        if (!this.host.setMode) return errorResponse("ASTRID_ERR_NOT_IMPLEMENTED", "SetMode is not available in this daemon");
+        const previous = this.host.setMode(request.params.mode);
+        return { status: "Success", data: { mode: request.params.mode, previous, changed: previous !== request.params.mode } };
+      }
       case "KvList": {
         // Paginated: at most `limit` keys (one more is read to know whether a next page exists).
         const { scope = OPERATOR_KV_SCOPE, prefix = "", cursor, limit = KV_LIST_DEFAULT_LIMIT } = request.params;
@@ -253,6 +299,39 @@ export class ManagementRouter {
           return { status: "Success", data: page, next_cursor: page[page.length - 1]! };
         });
       }
+      case "McpList":
+        return { status: "Success", data: this.mcp().list() };
+      case "McpTools":
+        return this.mcp().tools(request.params.server).then((tools) => ({ status: "Success", data: tools }));
+      case "McpCall": {
+        // The operator's own call, audited like a capsule's (server, tool, arguments' hash, outcome, duration).
+        const { server, tool, arguments: args = {} } = request.params;
+        return this.mcp().run(server, { op: "call_tool", tool, args }, { principal, caller }).then((data) => ({ status: "Success", data }));
+      }
+      case "VfsDiff":
+        return this.vfs().diff(request.params.principal ?? "default").then((data) => ({ status: "Success", data }));
+      case "VfsCommit":
+      case "VfsDiscard": {
+        // The outcome (which paths) gets its own audit entry beside the request's admission.
+        const target = request.params.principal ?? "default";
+        const change = request.method === "VfsCommit" ? "commit" : "discard";
+        const vfs = this.vfs();
+        return (change === "commit" ? vfs.commit(target) : vfs.discard(target)).then(
+          (paths) => {
+            this.audit?.vfs(change, { principal: target, paths, caller });
+            return { status: "Success", data: change === "commit" ? { committed: paths } : { discarded: paths } };
+          },
+          (err: unknown) => {
+            this.audit?.vfs(change, { principal: target, paths: [], caller, error: String((err as Error).message ?? err) });
+            throw err;
+          },
+        );
+      }
     }
+  }
+
+  private vfs(): NonNullable<ManagementHost["vfs"]> {
+    if (!this.host.vfs) throw new AstridError("ASTRID_ERR_NOT_IMPLEMENTED", "the VFS is not available in this daemon");
+    return this.host.vfs;
   }
 }

@@ -30,6 +30,7 @@ import {
   SESSION_JOIN_TOPIC,
   SESSION_JOINED_TOPIC,
   SESSION_LEAVE_TOPIC,
+  isAnswerTopic,
 } from "../protocol/topics";
 import { memoTopicPredicate } from "../protocol/topic-cache";
 import { MAX_TOPIC_BYTES, topicProblem } from "../protocol/topic-match";
@@ -160,6 +161,23 @@ export class SocketServer {
   /** Authenticated connections right now. */
   get clientCount(): number {
     return this.open.size;
+  }
+
+  /** How many open connections act for `principal` (elicitation asks the owner's connections). */
+  actingFor(principal: string): number {
+    let n = 0;
+    for (const conn of this.open.values()) if (conn.actsFor.has(principal)) n++;
+    return n;
+  }
+
+  /** True when the open connection `id` acts for `principal` (an answer to a question must come from one). */
+  connectionActsFor(id: ConnectionId, principal: string): boolean {
+    return this.open.get(id)?.actsFor.has(principal) === true;
+  }
+
+  /** Tells one open connection that a frame it sent was not taken (an `astrid.v1.error` frame, to it only). */
+  tellConnection(id: ConnectionId, code: ErrorCode, message: string): void {
+    this.open.get(id)?.send(this.errorFrame(code, message));
   }
 
   /** Who is connected, for GetStatus. */
@@ -586,6 +604,8 @@ export class SocketServer {
       conn.send(encodeFrame(message), reply);
       return;
     }
+    // A person's answer (maybe an elicited secret) is for the kernel only, never echoed to other clients.
+    if (isAnswerTopic(message.topic)) return;
     if (isSessionScoped(message.topic)) return this.forwardToSession(event);
     const frame = encodeFrame(message);
     if (this.open.size === 0) {

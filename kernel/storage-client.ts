@@ -147,9 +147,17 @@ export class StorageClient {
     this.schedule();
   }
 
-  /** Verifies the whole audit chain. */
-  verifyAudit(): Promise<VerifyReport> {
-    return this.submit({ op: "audit.verify" }) as Promise<VerifyReport>;
+  /**
+   * Verifies the audit chain: all of it, or (`fromCheckpoint`, at boot) what came after the signed checkpoint. An
+   * intact result lets the writer move the checkpoint forward; a broken one stops it.
+   */
+  verifyAudit(options: { fromCheckpoint?: boolean } = {}): Promise<VerifyReport> {
+    return this.submit({ op: "audit.verify", ...(options.fromCheckpoint ? { from_checkpoint: true } : {}) }) as Promise<VerifyReport>;
+  }
+
+  /** A walk elsewhere (the background verifier) found the chain broken: stop moving the checkpoint. */
+  distrustAudit(): Promise<unknown> {
+    return this.submit({ op: "audit.distrust" });
   }
 
   /** The newest entries after `afterSeq`. */

@@ -8,6 +8,7 @@ import semver from "semver";
 import { parse as parseToml, TomlError } from "smol-toml";
 import { z } from "zod";
 import { AstridError } from "./errors";
+import { MCP_SERVER_NAME } from "./mcp-host";
 import { DAEMON_VERSION } from "./version";
 
 /** The manifest's file name inside a capsule directory. */
@@ -29,6 +30,8 @@ const PackageSchema = z.looseObject({
     .string()
     .refine((range) => semver.validRange(range) !== null, "must be a semver range such as >=0.1")
     .optional(),
+  /** Our addition: the capsule answers prompts as an agent; a session has exactly one (kernel/capsules/agent-selection.ts). */
+  agent: z.boolean().default(false),
 });
 
 const CapabilitiesSchema = z.looseObject({
@@ -43,11 +46,23 @@ const CapabilitiesSchema = z.looseObject({
   ipc_subscribe: z.array(topicPattern).default([]),
   identity: strings,
   allow_prompt_injection: z.boolean().default(false),
+  /** Our addition: the operator's MCP servers (etc/servers.toml names) this capsule may use. */
+  mcp: z.array(z.string().regex(MCP_SERVER_NAME, "must name a server of etc/servers.toml (1–64 of A-Z a-z 0-9 _ -)")).default([]),
+  /** Our addition: the capsule may call the operator's language-model endpoint (`model.*`; the kernel holds the key). */
+  model: z.boolean().default(false),
 });
 
 const ComponentSchema = z.looseObject({ id: z.string().default(""), file: z.string().optional(), entrypoint: z.string().optional() });
 const CommandSchema = z.looseObject({ name: z.string().min(1), description: z.string().optional(), file: z.string().optional() });
 const InterceptorSchema = z.looseObject({ event: topicPattern, action: z.string().min(1), priority: z.number().int().default(100) });
+/** `[[mcp_server]]` (reference §6.6): a server the capsule owns; `type = "stdio"` starts `command` with `args`. */
+const McpServerSchema = z.looseObject({
+  id: z.string().regex(MCP_SERVER_NAME, "must be 1–64 of A-Z a-z 0-9 _ -"),
+  description: z.string().optional(),
+  type: z.string().optional(),
+  command: z.string().min(1).optional(),
+  args: strings,
+});
 const UplinkSchema = z.looseObject({
   name: z.string(),
   platform: z.string(),
@@ -99,6 +114,11 @@ const ManifestSchema = z
     command: z.array(CommandSchema).default([]),
     interceptor: z.array(InterceptorSchema).default([]),
     uplink: z.array(UplinkSchema).default([]),
+    mcp_server: z
+      .array(McpServerSchema)
+      .default([])
+      .refine((servers) => new Set(servers.map((m) => m.id)).size === servers.length, "an [[mcp_server]] id is declared twice")
+      .refine((servers) => servers.every((m) => m.type !== "stdio" || m.command !== undefined), 'a type = "stdio" [[mcp_server]] needs a command'),
   })
   .refine((m) => !(m.capabilities.uplink && Object.keys(m.imports).length > 0), {
     message: "a capsule with capabilities.uplink = true may not declare [imports]",
@@ -111,7 +131,7 @@ export type CapsuleManifest = z.infer<typeof ManifestSchema>;
 /** Keys each table knows; anything else is warned about. */
 const KNOWN_KEYS: Record<string, readonly string[]> = {
   "": ["package", "component", "imports", "exports", "capabilities", "env", "context_file", "command", "mcp_server", "skill", "uplink", "interceptor", "topic"],
-  package: ["name", "version", "description", "authors", "repository", "homepage", "documentation", "license", "license-file", "readme", "keywords", "categories", "astrid-version", "publish", "include", "exclude", "metadata"],
+  package: ["name", "version", "description", "authors", "repository", "homepage", "documentation", "license", "license-file", "readme", "keywords", "categories", "astrid-version", "publish", "include", "exclude", "metadata", "agent"],
   capabilities: Object.keys(CapabilitiesSchema.shape),
 };
 

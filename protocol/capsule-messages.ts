@@ -131,6 +131,10 @@ export const SYSCALL_NAMES = [
   "process.run", "process.spawn", "process.logs", "process.kill",
   // Asking the people behind a session: approvals (any time) and elicitation (install/upgrade hooks only).
   "approval.request", "elicit.ask", "elicit.has_secret", "elicit.secret",
+  // MCP servers the capsule owns ([[mcp_server]]) or names ([capabilities] mcp): tools, resources, prompts.
+  "mcp.servers", "mcp.tools", "mcp.call", "mcp.resources", "mcp.read_resource", "mcp.prompts", "mcp.get_prompt",
+  // The operator's language-model endpoint ([capabilities] model): the kernel holds the key and makes the HTTP call.
+  "model.info", "model.tools", "model.stream_open", "model.stream_read", "model.stream_close",
 ] as const;
 export type SyscallName = (typeof SYSCALL_NAMES)[number];
 

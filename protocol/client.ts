@@ -20,6 +20,8 @@ export interface ConnectOptions {
   /** The 64-hex session token from `run/system.token`. */
   token: string;
   clientVersion?: string;
+  /** Shown by name in GetStatus (`client_name` in the handshake). */
+  clientName?: string;
   protocolVersion?: number;
   /** Deadline for connect + handshake; default 10 s like the reference CLI. */
   timeoutMs?: number;
@@ -64,6 +66,7 @@ export class DaemonClient extends EventEmitter {
             token: options.token,
             protocol_version: options.protocolVersion ?? PROTOCOL_VERSION,
             client_version: options.clientVersion ?? DAEMON_VERSION,
+            ...(options.clientName === undefined ? {} : { client_name: options.clientName }),
           }),
         );
       };
@@ -106,8 +109,11 @@ export class DaemonClient extends EventEmitter {
     });
   }
 
-  /** Publishes one message; `payload` is sent as given (include `"type"`). */
-  publish(topic: string, payload: IpcPayload): void {
+  /**
+   * Publishes one message; `payload` is sent as given (include `"type"`). `envelope.user` (frontends only) names the
+   * platform user the message speaks for.
+   */
+  publish(topic: string, payload: IpcPayload, envelope: { user?: { platform: string; platform_user_id: string; display_name?: string } } = {}): void {
     if (this.closed) throw new AstridError("ASTRID_ERR_CONNECTION_CLOSED", "the connection is closed");
     const message: IpcMessage = {
       topic,
@@ -116,6 +122,7 @@ export class DaemonClient extends EventEmitter {
       source_id: NIL_UUID,
       timestamp: nowRfc3339(),
       seq: 0,
+      ...(envelope.user === undefined ? {} : { user: envelope.user }),
     };
     this.socket.write(encodeFrame(message));
   }

@@ -5,15 +5,19 @@
  */
 import { z } from "zod";
 import { AstridError, type ErrorCode } from "./errors";
+import { PrincipalIdSchema } from "./identity-names";
 import { isJsonObject, rawJson, type IpcPayload } from "./ipc-message";
 
 /** Methods that take no params: `params` may be absent or null, but not `{}` (serde's unit-variant rule). */
-export const UNIT_METHODS = ["GetStatus", "ListCapsules", "GetCommands", "GetCapsuleMetadata", "ReloadCapsules"] as const;
+export const UNIT_METHODS = ["GetStatus", "ListCapsules", "GetCommands", "GetCapsuleMetadata", "ReloadCapsules", "McpList"] as const;
 
 const shutdownParams = z.strictObject({ reason: z.string().nullable().optional() });
 const installParams = z.strictObject({ source: z.string(), workspace: z.boolean() });
 const approveParams = z.strictObject({ request_id: z.string(), signature: z.string() });
 const kvGetParams = z.strictObject({ scope: z.string().optional(), key: z.string() });
+const kvDeleteParams = z.strictObject({ scope: z.string().optional(), key: z.string() });
+/** SetMode (our addition): `persistent` stops an ephemeral daemon from idling out (what `astrid start` asks). */
+const setModeParams = z.strictObject({ mode: z.enum(["persistent", "ephemeral"]) });
 const kvSetParams = z
   .strictObject({ scope: z.string().optional(), key: z.string(), value: z.string(), encoding: z.enum(["utf8", "base64"]).optional() })
   .refine((p) => p.encoding !== "base64" || Buffer.from(p.value, "base64").toString("base64") === p.value, {
@@ -37,6 +41,13 @@ const kvListParams = z.strictObject({
   limit: z.number().int().min(1).max(KV_LIST_MAX_LIMIT).optional(),
 });
 
+// MCP servers (our addition): a server's tools, and an operator's tool call (`arguments`: a JSON object).
+const mcpToolsParams = z.strictObject({ server: z.string().min(1).max(160) });
+const mcpCallParams = z.strictObject({ server: z.string().min(1).max(160), tool: z.string().min(1).max(4096), arguments: z.record(z.string(), z.unknown()).optional() });
+
+// The VFS (our addition): a principal's staged workspace writes — list, apply, drop (`default` when omitted).
+const vfsParams = z.strictObject({ principal: PrincipalIdSchema.optional() });
+
 /** The KV scope `astrid kv` uses unless told otherwise: the operator's own namespace of principal `default`. */
 export const OPERATOR_KV_SCOPE = "default:operator";
 
@@ -48,10 +59,15 @@ export type KernelRequest =
   | { method: "ApproveCapability"; params: z.infer<typeof approveParams> }
   | { method: "KvGet"; params: z.infer<typeof kvGetParams> }
   | { method: "KvSet"; params: z.infer<typeof kvSetParams> }
-  | { method: "KvList"; params: z.infer<typeof kvListParams> };
+  | { method: "KvList"; params: z.infer<typeof kvListParams> }
+  | { method: "KvDelete"; params: z.infer<typeof kvDeleteParams> }
+  | { method: "SetMode"; params: z.infer<typeof setModeParams> }
+  | { method: "McpTools"; params: z.infer<typeof mcpToolsParams> }
+  | { method: "McpCall"; params: z.infer<typeof mcpCallParams> }
+  | { method: "VfsDiff" | "VfsCommit" | "VfsDiscard"; params: z.infer<typeof vfsParams> };
 
 /** Every method name, for messages and help. */
-export const METHODS = [...UNIT_METHODS, "Shutdown", "InstallCapsule", "ApproveCapability", "KvGet", "KvSet", "KvList"] as const;
+export const METHODS = [...UNIT_METHODS, "Shutdown", "InstallCapsule", "ApproveCapability", "KvGet", "KvSet", "KvList", "KvDelete", "SetMode", "McpTools", "McpCall", "VfsDiff", "VfsCommit", "VfsDiscard"] as const;
 /** A method name. */
 export type KernelMethod = (typeof METHODS)[number];
 
@@ -96,6 +112,19 @@ export function parseKernelRequest(body: Record<string, unknown>): ParsedRequest
       return withId({ method, params: parseParams(method, kvSetParams, params) }, requestId);
     case "KvList":
       return withId({ method, params: parseParams(method, kvListParams, params) }, requestId);
+    case "KvDelete":
+      return withId({ method, params: parseParams(method, kvDeleteParams, params) }, requestId);
+    case "SetMode":
+      return withId({ method, params: parseParams(method, setModeParams, params) }, requestId);
+    case "McpTools":
+      return withId({ method, params: parseParams(method, mcpToolsParams, params) }, requestId);
+    case "McpCall":
+      return withId({ method, params: parseParams(method, mcpCallParams, params) }, requestId);
+    case "VfsDiff":
+    case "VfsCommit":
+    case "VfsDiscard":
+      // Absent params mean the `default` principal (the operator's own staged writes).
+      return withId({ method, params: parseParams(method, vfsParams, params ?? {}) }, requestId);
     default:
       return fail("ASTRID_ERR_UNKNOWN_METHOD", `unknown method "${method}"; expected one of ${METHODS.join(", ")}`);
   }
@@ -139,6 +168,10 @@ export interface DaemonStatus {
   clients?: Array<{ connection: number; principal: string; via: "session_token" | "frontend"; frontend?: string; client_name?: string; connected_secs: number }>;
   /** Our addition: sessions the daemon routes (joined or remembered). */
   sessions?: number;
+  /** Our addition: the workspace the daemon serves (its `.astrid/capsules/` are loaded). */
+  workspace?: string;
+  /** Our addition: MCP servers known (etc/servers.toml and capsules' own), running, and failed for good. */
+  mcp_servers?: { total: number; running: number; failed: number };
 }
 
 /** A management response; `code` is our addition on errors, ignored by clients that do not know it. */

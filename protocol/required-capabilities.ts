@@ -16,6 +16,14 @@ export const METHOD_CAPABILITIES: Readonly<Record<string, string>> = {
   KvGet: "system:kv:read",
   KvSet: "system:kv:write",
   KvList: "system:kv:read",
+  KvDelete: "system:kv:write",
+  SetMode: "system:mode",
+  McpList: "system:mcp:read",
+  McpTools: "system:mcp:read",
+  McpCall: "system:mcp:call",
+  VfsDiff: "system:vfs:read",
+  VfsCommit: "system:vfs:write",
+  VfsDiscard: "system:vfs:write",
 };
 
 /** Admin capabilities (reference §5.4). */
@@ -49,4 +57,6 @@ export const CAPSULE_HOST_CAPABILITIES = {
   fsWrite: "self:fs:write",
   http: "self:net:http",
   process: "self:process:run",
+  /** Every `mcp.*` call (the manifest must also name the server, or the capsule own it). */
+  mcp: "self:mcp:use",
 } as const;

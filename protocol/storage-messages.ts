@@ -24,7 +24,13 @@ export type StorageOp =
    * the worker as strings, not object graphs. Resolves with the seq and id of the last one.
    */
   | { op: "audit.append"; bodies: string[] }
-  | { op: "audit.verify" }
+  /**
+   * `from_checkpoint`: start after the signed checkpoint (boot). A walk that finds the chain intact records a new
+   * checkpoint at the head and lets the writer keep checkpointing; one that finds a break stops it.
+   */
+  | { op: "audit.verify"; from_checkpoint?: boolean }
+  /** The background walk found a break: the writer stops moving the checkpoint forward. */
+  | { op: "audit.distrust" }
   | { op: "audit.tail"; limit: number; afterSeq: number }
   /** Fault injection for tests; refused unless the pool was created with it enabled. */
   | { op: "crash" };
@@ -62,7 +68,8 @@ export interface AuditInput {
   action: { type: string; [field: string]: unknown };
   /** Why it was allowed, tagged by `type`, e.g. `{"type":"not_required","reason":"…"}`. */
   authorization: { type: string; [field: string]: unknown };
-  outcome: { status: "success"; details?: string | null } | { status: "failure"; error: string };
+  /** `code` (an `ASTRID_ERR_*`, when the failure had one) was added later: older entries lack it. */
+  outcome: { status: "success"; details?: string | null } | { status: "failure"; error: string; code?: string };
 }
 
 /**
@@ -113,6 +120,11 @@ export interface VerifyReport {
   entries: number;
   /** Highest seq covered by a valid signature. */
   signed_through: number;
+  /**
+   * Set when the walk started after a signed checkpoint instead of at entry 1: the entries up to it were verified
+   * earlier (boot checks only what came after; the whole chain is walked in the background).
+   */
+  checkpoint_seq?: number;
   /** The first problem, when not intact. */
   broken?: { seq: number; id: string | null; reason: string };
   /**
@@ -121,6 +133,16 @@ export interface VerifyReport {
    */
   marked?: boolean;
 }
+
+/** What the kernel hands the background audit verifier (workers/audit-verifier.ts). */
+export interface BackgroundVerifyData {
+  dbPath: string;
+  /** The runtime key's public half (SPKI DER): the verifier can check signatures, never make them. */
+  publicKeyDer: Uint8Array;
+}
+
+/** The verifier's one message: the whole chain's report, or why it could not walk it. */
+export type BackgroundVerifyResult = { ok: true; report: VerifyReport; ms: number } | { ok: false; message: string };
 
 /** A UTF-16 surrogate without its pair (with the `u` flag a proper pair is one code point, not `Cs`). */
 const LONE_SURROGATE = /\p{Cs}/u;

@@ -39,12 +39,31 @@ export const CAPSULES_LOADED_TOPIC = "astrid.v1.capsules_loaded";
 export const HEALTH_FAILED_TOPIC = "astrid.v1.health.failed";
 /** Published when a capsule loads with `[env]` values nobody provided yet. */
 export const ONBOARDING_REQUIRED_TOPIC = "astrid.v1.onboarding.required";
+/** An MCP server's tool list changed (it said so, or it restarted with other tools): `{server, owner, tools}`. */
+export const MCP_TOOLS_CHANGED_TOPIC = "astrid.v1.mcp.tools_changed";
 /** Tool calls: `tool.v1.execute.<name>` carries the request, `….result` the outcome. */
 export const TOOL_EXECUTE_PREFIX = "tool.v1.execute.";
 /** Lifecycle event seen by interceptors at shutdown. */
 export const KERNEL_SHUTDOWN_TOPIC = "astrid.v1.lifecycle.kernel_shutdown";
 /** Where the daemon tells one client that a frame it sent was refused (our addition; reference drops silently). */
 export const CLIENT_ERROR_TOPIC = "astrid.v1.error";
+
+/** A capsule asks the people in a session to approve an action (`approval_required`). */
+export const APPROVAL_TOPIC = "astrid.v1.approval";
+/** A person's decision: `astrid.v1.approval.response.<request_id>` (`approval_response`). */
+export const APPROVAL_RESPONSE_PREFIX = "astrid.v1.approval.response.";
+/** A capsule's install/upgrade hook asks the operator for a value (`elicit_request`). */
+export const ELICIT_TOPIC = "astrid.v1.elicit";
+/** The operator's answer: `astrid.v1.elicit.response.<request_id>` (`elicit_response`; may carry a secret). */
+export const ELICIT_RESPONSE_PREFIX = "astrid.v1.elicit.response.";
+
+/**
+ * True for a person's answer to an approval or elicitation. Answers go to the kernel only: never to capsules (a
+ * capsule could approve its own request, or read a secret typed for another) nor back out to other clients.
+ */
+export function isAnswerTopic(topic: string): boolean {
+  return topic.startsWith(APPROVAL_RESPONSE_PREFIX) || topic.startsWith(ELICIT_RESPONSE_PREFIX);
+}
 
 /** Response topic for a request topic (reference §5.1). */
 export function responseTopicFor(requestTopic: string): string {

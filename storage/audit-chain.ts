@@ -8,6 +8,7 @@
 import crypto, { createHash, createPrivateKey, createPublicKey, verify, type KeyObject } from "node:crypto";
 import type Database from "better-sqlite3";
 import { CHAIN_BROKEN_ACTION, type AuditEntry, type VerifyReport } from "../protocol/storage-messages";
+import { ANCHOR_FILE, checkAuditHead, type AnchorRead, type AuditHead } from "./audit-head";
 
 /** `previous_hash` of the first entry. */
 export const GENESIS_HASH = "0".repeat(64);
@@ -54,8 +55,30 @@ interface Row {
  * transaction: a daemon committing meanwhile cannot make the rows and the recorded head disagree. A break that a
  * daemon recorded at boot (an `audit_chain_broken` entry) stays reported however many signed entries follow it.
  */
-export function verifyChain(db: Database.Database, publicKey: KeyObject): VerifyReport {
-  return db.transaction(() => walkChain(db, publicKey))();
+export function verifyChain(db: Database.Database, publicKey: KeyObject, options: WalkOptions = {}): VerifyReport {
+  return db.transaction(() => walkChain(db, publicKey, options))();
+}
+
+/** Where a walk may start, and the head it must reach. */
+export interface WalkOptions {
+  /** Start after this checkpoint (`readCheckpoint`) when its entry is still there with its hash; else at entry 1. */
+  from?: AuditHead;
+  /** The anchor file as read (`readAnchor`): the chain must reach its head, with its hash. */
+  anchor?: AnchorRead;
+}
+
+/** The signed checkpoint recorded in `meta`, when there is one and it is signed with this key. */
+export function readCheckpoint(db: Database.Database, publicKey: KeyObject): AuditHead | undefined {
+  const row = db.prepare("SELECT value FROM meta WHERE key = 'audit_checkpoint'").get() as { value: string } | undefined;
+  if (!row) return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(row.value);
+  } catch {
+    return undefined;
+  }
+  const head = checkAuditHead(parsed, publicKey, "checkpoint");
+  return "problem" in head ? undefined : head;
 }
 
 interface Marker {
@@ -70,9 +93,10 @@ interface Marker {
  * file (unsigned; a later signature on top does not sign that row) is ignored, so it can neither hide a break
  * from boot nor choose which break is reported.
  */
-function recordedBreaks(db: Database.Database, publicKey: KeyObject): Map<number, Marker & { at: number }> {
+function recordedBreaks(db: Database.Database, publicKey: KeyObject, afterSeq: number): Map<number, Marker & { at: number }> {
   const markers = new Map<number, Marker & { at: number }>();
-  const rows = db.prepare("SELECT seq, content, hash, signature FROM audit WHERE content LIKE ?").all(`%"type":"${CHAIN_BROKEN_ACTION}"%`) as Row[];
+  const rows = db.prepare("SELECT seq, content, hash, signature FROM audit WHERE seq > ? AND content LIKE ?")
+    .all(afterSeq, `%"type":"${CHAIN_BROKEN_ACTION}"%`) as Row[];
   for (const row of rows) {
     try {
       if (typeof row.content !== "string" || !Buffer.isBuffer(row.hash) || !Buffer.isBuffer(row.signature)) continue;
@@ -91,21 +115,25 @@ function recordedBreaks(db: Database.Database, publicKey: KeyObject): Map<number
   return markers;
 }
 
-function walkChain(db: Database.Database, publicKey: KeyObject): VerifyReport {
+function walkChain(db: Database.Database, publicKey: KeyObject, options: WalkOptions): VerifyReport {
   const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('audit', 'meta')").pluck().all() as string[];
   if (tables.length < 2) {
     return { intact: false, entries: 0, signed_through: 0, broken: { seq: 1, id: null, reason: "the audit log's tables are missing (removed)" } };
   }
-  const markers = recordedBreaks(db, publicKey);
-  let expected = 1;
-  let previous = GENESIS_HASH;
-  let signedThrough = 0;
+  const start = startAfter(db, options.from);
+  // Markers are written after the break they name, so one recorded before the checkpoint cannot exist: a
+  // checkpoint is only ever recorded over a chain found intact (see workers/storage.ts).
+  const markers = recordedBreaks(db, publicKey, start?.seq ?? 0);
+  let expected = start ? start.seq + 1 : 1;
+  let previous = start ? start.hash : GENESIS_HASH;
+  let signedThrough = start?.seq ?? 0;
   let last: Row | undefined;
   let lastId: string | null = null;
+  const from = start ? { checkpoint_seq: start.seq } : {};
   const broken = (seq: number, id: string | null, reason: string): VerifyReport => ({
-    intact: false, entries: expected - 1, signed_through: signedThrough, broken: { seq, id, reason }, marked: markers.has(seq),
+    intact: false, entries: expected - 1, signed_through: signedThrough, broken: { seq, id, reason }, marked: markers.has(seq), ...from,
   });
-  for (const row of db.prepare("SELECT seq, content, hash, signature FROM audit ORDER BY seq").iterate() as IterableIterator<Row>) {
+  for (const row of db.prepare("SELECT seq, content, hash, signature FROM audit WHERE seq >= ? ORDER BY seq").iterate(expected) as IterableIterator<Row>) {
     if (row.seq !== expected) {
       return broken(expected, null, `entry ${expected} is missing: the chain jumps from entry ${expected - 1} to entry ${row.seq}`);
     }
@@ -135,6 +163,8 @@ function walkChain(db: Database.Database, publicKey: KeyObject): VerifyReport {
     expected++;
   }
   if (last && !last.signature) return broken(last.seq, lastId, "the newest entry is not signed (entries after it were removed?)");
+  const cut = anchorProblem(db, options.anchor, expected - 1);
+  if (cut) return broken(cut.seq, null, cut.reason);
   const head = db.prepare("SELECT value FROM meta WHERE key = 'audit_head'").get() as { value: string } | undefined;
   if (head && !/^\d+$/.test(String(head.value))) {
     return broken(expected, null, `the recorded head of the log (${JSON.stringify(String(head.value).slice(0, 32))}) is not a number (altered)`);
@@ -146,11 +176,36 @@ function walkChain(db: Database.Database, publicKey: KeyObject): VerifyReport {
   const first = [...markers.values()].sort((a, b) => a.seq - b.seq)[0];
   if (first) {
     return {
-      intact: false, entries: expected - 1, signed_through: signedThrough, marked: true,
+      intact: false, entries: expected - 1, signed_through: signedThrough, marked: true, ...from,
       broken: { seq: first.seq, id: first.id, reason: `${first.reason} (found at boot; recorded by entry ${first.at})` },
     };
   }
-  return { intact: true, entries: expected - 1, signed_through: signedThrough };
+  return { intact: true, entries: expected - 1, signed_through: signedThrough, ...from };
+}
+
+/** The checkpoint to start after, when its entry is still there, unaltered; otherwise the walk starts at entry 1. */
+function startAfter(db: Database.Database, from: AuditHead | undefined): AuditHead | undefined {
+  if (!from) return undefined;
+  const row = db.prepare("SELECT content, hash FROM audit WHERE seq = ?").get(from.seq) as Pick<Row, "content" | "hash"> | undefined;
+  if (!row || typeof row.content !== "string" || !Buffer.isBuffer(row.hash)) return undefined;
+  const hash = row.hash.toString("hex");
+  return hash === from.hash && contentHash(row.content).toString("hex") === hash ? from : undefined;
+}
+
+/** Why the chain (`lastSeq` entries, walked intact) disagrees with the anchor file, if it does. */
+function anchorProblem(db: Database.Database, anchor: AnchorRead | undefined, lastSeq: number): { seq: number; reason: string } | undefined {
+  if (!anchor || anchor.state === "absent") return undefined;
+  if (anchor.state === "invalid") return { seq: lastSeq + 1, reason: `the head file var/${ANCHOR_FILE} cannot be trusted: ${anchor.problem}` };
+  const { seq, hash } = anchor.anchor;
+  if (seq > lastSeq) {
+    const missing = seq === lastSeq + 1 ? `entry ${seq} is` : `entries ${lastSeq + 1}–${seq} are`;
+    return { seq: lastSeq + 1, reason: `${missing} missing: var/${ANCHOR_FILE} records a signed head at entry ${seq} (the tail was cut)` };
+  }
+  const row = db.prepare("SELECT hash FROM audit WHERE seq = ?").get(seq) as { hash: Buffer } | undefined;
+  if (!row || !Buffer.isBuffer(row.hash) || row.hash.toString("hex") !== hash) {
+    return { seq, reason: `it does not match the signed head recorded in var/${ANCHOR_FILE} (the log was rewritten from there)` };
+  }
+  return undefined;
 }
 
 /** The newest `limit` entries with seq > `afterSeq`, oldest first. */
@@ -165,6 +220,20 @@ export function tailEntries(db: Database.Database, limit: number, afterSeq: numb
 export function entriesAfter(db: Database.Database, afterSeq: number, limit: number): AuditEntry[] {
   const rows = db.prepare("SELECT seq, content, hash, signature FROM audit WHERE seq > ? ORDER BY seq LIMIT ?").all(afterSeq, limit) as Row[];
   return rows.map(toEntry);
+}
+
+/**
+ * Every `capsule_lifecycle` entry about capsule `name` whose change is one of `changes`, oldest first. The text
+ * filter only narrows the scan; each candidate is parsed and checked exactly.
+ */
+export function capsuleEntries(db: Database.Database, name: string, changes: readonly string[]): AuditEntry[] {
+  const rows = db
+    .prepare("SELECT seq, content, hash, signature FROM audit WHERE content LIKE ? ORDER BY seq")
+    .all(`%"capsule":${JSON.stringify(name).replace(/[%_]/g, "")}%`) as Row[];
+  return rows.map(toEntry).filter((e) => {
+    const action = e.action as { type?: unknown; capsule?: unknown; change?: unknown };
+    return action.type === "capsule_lifecycle" && action.capsule === name && changes.includes(String(action.change));
+  });
 }
 
 /** A stored row as an entry; a row whose text is not JSON (tampered) is shown as such instead of failing the read. */

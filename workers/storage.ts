@@ -8,7 +8,8 @@ import type Database from "better-sqlite3";
 import { isAstridError } from "../protocol/errors";
 import { nowRfc3339 } from "../protocol/timestamp";
 import { checkKv, type OpResult, type StorageOp, type StorageTask, type TaskResult } from "../protocol/storage-messages";
-import { contentHash, entryText, GENESIS_HASH, privateKeyFromSeed, publicKeyFromSeed, tailEntries, verifyChain } from "../storage/audit-chain";
+import { contentHash, entryText, GENESIS_HASH, privateKeyFromSeed, publicKeyFromSeed, readCheckpoint, tailEntries, verifyChain } from "../storage/audit-chain";
+import { readAnchor, signAuditHead, writeAnchor } from "../storage/audit-head";
 import { checkAuditBodies, signHash } from "./storage/audit-chain";
 import { openStateDatabase } from "./storage/database";
 
@@ -32,7 +33,23 @@ interface State {
   /** The newest entry that carries a signature (every batch ends signed; so does any read of the chain). */
   signedSeq: number;
   stmts: ReturnType<typeof prepare>;
+  /**
+   * The chain was verified since this worker opened it: `intact` lets the checkpoint move forward over what this
+   * worker appends on top; `broken` stops it. Until a verification ran, neither the checkpoint nor the anchor moves
+   * (an anchor rewritten before boot compared the log with it would hide a cut tail).
+   */
+  trust: "unverified" | "intact" | "broken";
+  checkpointSeq: number;
+  /** The head last written to var/audit-head.json, and when. */
+  anchoredSeq: number;
+  anchoredAt: number;
+  anchorTimer: NodeJS.Timeout | undefined;
 }
+
+/** Entries appended on top of a verified chain before the checkpoint moves up to the head. */
+const CHECKPOINT_EVERY_ENTRIES = 10_000;
+/** The anchor file is rewritten at most this often (and at close). */
+const ANCHOR_INTERVAL_MS = 1000;
 let state: State | undefined;
 
 function prepare(db: Database.Database) {
@@ -49,6 +66,7 @@ function prepare(db: Database.Database) {
     append: db.prepare("INSERT INTO audit (seq, content, hash, signature) VALUES (?, ?, ?, NULL)"),
     sign: db.prepare("UPDATE audit SET signature = ? WHERE seq = ?"),
     setHead: db.prepare("INSERT INTO meta (key, value) VALUES ('audit_head', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"),
+    setCheckpoint: db.prepare("INSERT INTO meta (key, value) VALUES ('audit_checkpoint', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"),
   };
 }
 
@@ -64,6 +82,11 @@ function open(): State {
     headHash: last ? last.hash.toString("hex") : GENESIS_HASH,
     signedSeq: last?.seq ?? 0,
     stmts: prepare(db),
+    trust: "unverified",
+    checkpointSeq: 0,
+    anchoredSeq: -1,
+    anchoredAt: 0,
+    anchorTimer: undefined,
   };
   return state;
 }
@@ -137,9 +160,21 @@ function run(s: State, op: StorageOp): unknown {
       });
       return last;
     }
-    case "audit.verify":
+    case "audit.verify": {
       signHead(s);
-      return verifyChain(s.db, s.verifyKey);
+      const from = op.from_checkpoint ? readCheckpoint(s.db, s.verifyKey) : undefined;
+      const report = verifyChain(s.db, s.verifyKey, { ...(from ? { from } : {}), anchor: readAnchor(config.dbPath, s.verifyKey) });
+      if (report.intact) {
+        if (s.trust !== "broken") {
+          s.trust = "intact";
+          recordCheckpoint(s);
+        }
+      } else s.trust = "broken";
+      return report;
+    }
+    case "audit.distrust":
+      s.trust = "broken";
+      return null;
     case "audit.tail":
       signHead(s);
       return tailEntries(s.db, op.limit, op.afterSeq);
@@ -158,11 +193,56 @@ function signHead(s: State): void {
   s.stmts.sign.run(signHash(s.signingKey, Buffer.from(s.headHash, "hex")), s.headSeq);
   s.stmts.setHead.run(String(s.headSeq));
   s.signedSeq = s.headSeq;
+  if (s.trust === "intact" && s.headSeq - s.checkpointSeq >= CHECKPOINT_EVERY_ENTRIES) recordCheckpoint(s);
+}
+
+/** Moves the signed checkpoint to the (signed) head; only over a chain verified intact, plus what we appended. */
+function recordCheckpoint(s: State): void {
+  if (s.headSeq === 0) return;
+  s.stmts.setCheckpoint.run(JSON.stringify(signAuditHead(s.signingKey, "checkpoint", s.headSeq, s.headHash)));
+  s.checkpointSeq = s.headSeq;
+}
+
+/**
+ * Rewrites var/audit-head.json with the committed, signed head: now when the last write is a second old, else
+ * by a timer. Only after this worker verified the chain, so a boot compares the log with the anchor the previous
+ * daemon left. A failure (a full disk) is retried with the next batch; it never fails the batch.
+ */
+function anchorHead(s: State, force = false): void {
+  if (s.trust === "unverified" || s.anchoredSeq === s.signedSeq) return;
+  const wait = s.anchoredAt + ANCHOR_INTERVAL_MS - Date.now();
+  if (wait > 0 && !force) {
+    s.anchorTimer ??= setTimeout(() => {
+      s.anchorTimer = undefined;
+      if (state === s) anchorHead(s);
+    }, wait).unref();
+    return;
+  }
+  clearTimeout(s.anchorTimer);
+  s.anchorTimer = undefined;
+  s.anchoredAt = Date.now();
+  try {
+    writeAnchor(config.dbPath, { ...signAuditHead(s.signingKey, "anchor", s.signedSeq, s.headHash), written_at: nowRfc3339() });
+    s.anchoredSeq = s.signedSeq;
+  } catch {
+    // Retried after the next commit; the chain itself is safe in state.db.
+  }
 }
 
 /** One batch: all ops in one transaction; a bad op fails alone, a database error fails the batch. */
 export default function runBatch(task: StorageTask | { close: true }): TaskResult {
   if ("close" in task) {
+    if (state) {
+      // The next boot verifies from here: everything up to the head is the verified chain plus our own appends.
+      if (state.trust === "intact" && state.checkpointSeq !== state.signedSeq) {
+        try {
+          recordCheckpoint(state);
+        } catch {
+          // A full disk: the next boot verifies from the older checkpoint instead.
+        }
+      }
+      anchorHead(state, true);
+    }
     state?.db.close();
     state = undefined;
     return { results: [] };
@@ -187,6 +267,7 @@ export default function runBatch(task: StorageTask | { close: true }): TaskResul
       signHead(s);
       return out;
     })();
+    anchorHead(s);
     return { results };
   } catch (err) {
     // The transaction rolled back: so does the in-memory chain head.

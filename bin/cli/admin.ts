@@ -7,47 +7,29 @@
 import type { Argv, CommandModule } from "yargs";
 import { QUOTA_DEFAULTS, type AgentListEntry, type GroupListEntry, type Quotas } from "../../protocol/admin-request";
 import { capabilityProblem } from "../../protocol/capability";
-import { AstridError } from "../../protocol/errors";
 import { isPrincipalId } from "../../protocol/identity-names";
 import { resolveHome } from "../../kernel/home";
 import { adminCall } from "./admin-request";
+import { UsageError } from "./usage";
 
 interface Global {
   json: boolean;
 }
 
-/** A usage error: reported like any error, with exit status 2. */
-export class UsageError extends AstridError {
-  /** The process exit status `astrid` uses for it. */
-  readonly exitCode = 2;
-
-  constructor(message: string) {
-    super("ASTRID_ERR_INVALID_ARGUMENT", message);
-  }
-}
-
-/** How `astrid` reports an error (once, in its format); set by `adminCommands`. */
-let reportError: (err: unknown) => void = (err) => {
-  throw err;
-};
+/** A usage error (exit status 2); declared in ./usage, re-exported for the admin commands' callers. */
+export { UsageError };
 
 /**
- * Makes yargs' own parse errors in these commands (a missing argument, an unknown option) usage errors too. They are
- * reported, not thrown: a throw from `fail` escapes yargs as a crash.
+ * yargs' parse errors in these commands (a missing argument, an unknown option) are usage errors too: the CLI's
+ * `fail` callback (./usage) throws them before any handler runs. Kept as a named step for readability.
  */
 function usageFailures<T>(y: Argv<T>): Argv<T> {
-  return y.fail((message, err) => {
-    usageFailed = true;
-    reportError(err ?? new UsageError(`${message} (see astrid ${process.argv[2] ?? ""} --help)`));
-  });
+  return y;
 }
 
-/** Set once a usage error was reported: yargs still calls the handler after a `fail` that returns. */
-let usageFailed = false;
-
-/** A command handler that does nothing once a usage error was reported. */
+/** A command handler (usage errors never reach it: they are thrown during the parse). */
 function guarded<A>(handler: (argv: A) => Promise<void>): (argv: A) => Promise<void> {
-  return (argv) => (usageFailed ? Promise.resolve() : handler(argv));
+  return handler;
 }
 
 function print(argv: Global, json: unknown, human: string): void {
@@ -292,8 +274,7 @@ const quotaCommand: CommandModule<Global, Global> = {
   handler: () => {},
 };
 
-/** The four admin commands, reporting their usage errors through `report` (exit status 2, see UsageError). */
-export function adminCommands(report: (err: unknown) => void): Array<CommandModule<Global, Global>> {
-  reportError = report;
+/** The four admin commands; their usage errors exit 2 (see UsageError). */
+export function adminCommands(): Array<CommandModule<Global, Global>> {
   return [agentCommand, groupCommand, capsCommand, quotaCommand];
 }

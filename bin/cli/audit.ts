@@ -7,20 +7,44 @@ import type { AuditEntry, VerifyReport } from "../../protocol/storage-messages";
 import type { AstridHome } from "../../kernel/home";
 import { readRuntimeKey } from "../../kernel/runtime-key";
 import { entriesAfter, publicKeyFromSeed, tailEntries, verifyChain } from "../../storage/audit-chain";
+import { readAnchor, type AuditAnchor } from "../../storage/audit-head";
 import { openStateDatabaseReadOnly } from "../../storage/database";
 
 /** Entries a follower reads per query while catching up. */
 const FOLLOW_PAGE = 1000;
 
-/** Verifies the chain with the public half of keys/runtime.key. */
+/** Verifies the whole chain with the public half of keys/runtime.key, and against the anchor in var/. */
 export function verifyAuditLog(home: AstridHome): VerifyReport {
   const key = publicKeyFromSeed(readRuntimeKey(path.join(home.keysDir, "runtime.key")));
+  // The anchor first: a running daemon writes it only after the commit it names, so the log read next is never
+  // older than it.
+  const anchor = readAnchor(home.stateDbPath, key);
   const db = openStateDatabaseReadOnly(home.stateDbPath);
   try {
-    return verifyChain(db, key);
+    return verifyChain(db, key, { anchor });
   } finally {
     db.close();
   }
+}
+
+/**
+ * The signed head in var/audit-head.json, checked against keys/runtime.key: what to copy elsewhere (a notary, another
+ * host) so that a log cut back to an earlier head can be recognised later.
+ */
+export function readAuditAnchor(home: AstridHome): AuditAnchor {
+  const key = publicKeyFromSeed(readRuntimeKey(path.join(home.keysDir, "runtime.key")));
+  const read = readAnchor(home.stateDbPath, key);
+  if (read.state === "absent") {
+    throw new AstridError("ASTRID_ERR_AUDIT_NO_ANCHOR",
+      `${path.join(path.dirname(home.stateDbPath), "audit-head.json")} does not exist yet: a daemon writes it after its first verified boot`);
+  }
+  if (read.state === "invalid") throw new AstridError("ASTRID_ERR_AUDIT_BROKEN", `the audit head file cannot be trusted: ${read.problem}`);
+  return read.anchor;
+}
+
+/** The anchor as one line a person can copy. */
+export function describeAnchor(anchor: AuditAnchor): string {
+  return `Audit head: entry ${anchor.seq}, sha256 ${anchor.hash}, signed ${anchor.written_at}\nsignature ${anchor.signature}`;
 }
 
 /** The human lines for a report; throws ASTRID_ERR_AUDIT_BROKEN when it is not intact. */
@@ -35,7 +59,8 @@ export function describeReport(report: VerifyReport): string {
 export function formatEntry(e: AuditEntry): string {
   const { type, ...rest } = e.action;
   const detail = Object.entries(rest).map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`).join(" ");
-  const outcome = e.outcome.status === "success" ? "ok" : `FAILED: ${e.outcome.error}`;
+  // A failure shows its code first (entries written before codes were recorded show FAILED).
+  const outcome = e.outcome.status === "success" ? "ok" : `${e.outcome.code ?? "FAILED"}: ${e.outcome.error}`;
   return `#${e.seq} ${e.timestamp} ${e.principal ?? "-"} ${type}${detail ? ` ${detail}` : ""} → ${outcome}`;
 }
 

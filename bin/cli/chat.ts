@@ -9,7 +9,7 @@ import readline from "node:readline";
 import type { DaemonClient } from "../../protocol/client";
 import { AstridError, isAstridError } from "../../protocol/errors";
 import type { IpcMessage, IpcPayload } from "../../protocol/ipc-message";
-import { CLIENT_DISCONNECT_TOPIC, CLIENT_ERROR_TOPIC, ONBOARDING_REQUIRED_TOPIC } from "../../protocol/topics";
+import { APPROVAL_RESPONSE_PREFIX, APPROVAL_TOPIC, CLIENT_DISCONNECT_TOPIC, CLIENT_ERROR_TOPIC, ELICIT_RESPONSE_PREFIX, ELICIT_TOPIC, ONBOARDING_REQUIRED_TOPIC } from "../../protocol/topics";
 import { parseUuid, UUID_FORMAT } from "../../protocol/uuid";
 import type { AstridHome } from "../../kernel/home";
 import { connect, daemonState, startDaemon } from "./daemon-control";
@@ -37,6 +37,10 @@ export interface ChatOptions {
   timeoutSecs: number;
   /** The workspace of a daemon this command spawns. */
   workspace: string;
+  /** `-y/--yes`: approve capsules' approval requests without asking when nobody can be asked (headless, piped). */
+  yes?: boolean;
+  /** `--agent NAME`: the agent capsule that answers this session (sent with each prompt as `context.agent`). */
+  agent?: string;
 }
 
 /** With `-p`, piped text is read only if some arrives within this long (an idle inherited stdin must not hang). */
@@ -63,6 +67,8 @@ export async function runChat(home: AstridHome, options: ChatOptions): Promise<n
 
   const client = await ensureDaemon(home, options);
   const chat = new Conversation(client, session ?? randomUUID(), options.json);
+  if (options.agent !== undefined) chat.agent = options.agent;
+  chat.questions = new AutoAnswers(client, options.yes === true);
   try {
     if (!interactive) {
       const outcome = await chat.send(PROMPT_TOPIC, text!, options.timeoutSecs * 1000);
@@ -119,6 +125,10 @@ class Conversation {
   lost = false;
   /** Called once when the connection is lost (the REPL stops reading). */
   onLost: (() => void) | undefined;
+  /** The agent capsule this session asked for (`--agent`), sent with each prompt; the daemon's choice otherwise. */
+  agent: string | undefined;
+  /** Who answers capsules' questions: the person at the terminal, or the --yes rule. */
+  questions: Questions | undefined;
 
   constructor(private readonly client: DaemonClient, readonly session: string, private readonly json: boolean) {
     client.on("message", (message: IpcMessage) => this.onMessage(message));
@@ -147,7 +157,7 @@ class Conversation {
       };
       this.turn = turn;
       try {
-        this.client.publish(topic, { type: "user_input", text, session_id: this.session, context: { turn_id: turn } } as IpcPayload);
+        this.client.publish(topic, { type: "user_input", text, session_id: this.session, context: { turn_id: turn, ...(this.agent !== undefined ? { agent: this.agent } : {}) } } as IpcPayload);
       } catch (err) {
         clearTimeout(timer);
         this.waiter = undefined;
@@ -221,6 +231,17 @@ class Conversation {
       process.stderr.write(`astrid: capsule ${String(payload.capsule_id)} needs configuration (${fields}); write home/default/.config/env/${String(payload.capsule_id)}.env.json and reload\n`);
       return;
     }
+    if (message.topic === APPROVAL_TOPIC) {
+      // The daemon sends a session's approvals only to that session's connections; the check is belt and braces.
+      if (payload.type === "approval_required" && payload.session_id === this.session && typeof payload.request_id === "string") {
+        this.questions?.approval(payload as unknown as ApprovalRequired);
+      }
+      return;
+    }
+    if (message.topic === ELICIT_TOPIC) {
+      if (payload.type === "elicit_request" && typeof payload.request_id === "string") this.questions?.elicit(payload as unknown as ElicitRequest);
+      return;
+    }
     if (message.topic === CLIENT_ERROR_TOPIC) {
       process.stderr.write(`astrid: the daemon refused a message: ${String(payload.message ?? JSON.stringify(payload))}${payload.code ? ` [${String(payload.code)}]` : ""}\n`);
       return;
@@ -264,6 +285,8 @@ async function repl(chat: Conversation, client: DaemonClient, options: ChatOptio
     }
   }
   const rl = readline.createInterface({ input: process.stdin, output: tty ? process.stdout : undefined, terminal: tty, prompt: "you › " });
+  // At a terminal the person answers capsules' questions; reading prompts from a pipe, the --yes rule does.
+  if (tty) chat.questions = new TerminalQuestions(client, rl, () => chat.waiting);
   chat.onLost = () => {
     rl.close();
     process.stdin.destroy();
@@ -340,4 +363,167 @@ function readPiped(stream: NodeJS.ReadStream, graceMs?: number): Promise<string>
     };
     stream.on("data", onData).once("end", onEnd).once("error", reject);
   });
+}
+
+/**
+ * Answers the elicitation of a capsule being installed at this terminal (`astrid capsule install`): returns the
+ * function that stops. Without a terminal nothing is answered here (another connection of the operator may).
+ */
+export function answerElicitations(client: DaemonClient): () => void {
+  if (process.stdin.isTTY !== true || process.stdout.isTTY !== true) return () => undefined;
+  const rl = readline.createInterface({ input: process.stdin, output: process.stdout, terminal: true });
+  const questions = new TerminalQuestions(client, rl, () => true);
+  const onMessage = (message: IpcMessage) => {
+    const payload = message.payload as Record<string, unknown>;
+    if (message.topic === ELICIT_TOPIC && payload.type === "elicit_request" && typeof payload.request_id === "string") {
+      questions.elicit(payload as unknown as ElicitRequest);
+    }
+  };
+  client.on("message", onMessage);
+  return () => {
+    client.off("message", onMessage);
+    rl.close();
+  };
+}
+
+/** A capsule's approval request, as the daemon sends it on `astrid.v1.approval`. */
+interface ApprovalRequired {
+  request_id: string;
+  action: string;
+  resource: string;
+  reason: string;
+  capsule?: string;
+  session_id: string;
+}
+
+/** A capsule's question to the operator, as the daemon sends it on `astrid.v1.elicit`. */
+interface ElicitRequest {
+  request_id: string;
+  capsule_id: string;
+  field: { type: "text" | "secret" | "select" | "array"; key: string; description?: string; options?: string[]; default?: string };
+}
+
+type Decision = "approve" | "approve_session" | "approve_always" | "deny";
+
+/** Whoever answers the questions capsules ask during a chat. */
+interface Questions {
+  approval(request: ApprovalRequired): void;
+  elicit(request: ElicitRequest): void;
+}
+
+/** Publishes a decision on `astrid.v1.approval.response.<id>`. */
+function answerApproval(client: DaemonClient, request: ApprovalRequired, decision: Decision, reason?: string): void {
+  try {
+    client.publish(APPROVAL_RESPONSE_PREFIX + request.request_id,
+      { type: "approval_response", request_id: request.request_id, decision, ...(reason !== undefined ? { reason } : {}) } as IpcPayload);
+  } catch {
+    // the connection is gone; the daemon times the request out as a denial
+  }
+}
+
+/** What an approval request asks, in one line (the daemon already removed control characters). */
+function describeApproval(request: ApprovalRequired): string {
+  const capsule = request.capsule ?? /Capsule '([^']*)'/.exec(request.reason)?.[1] ?? "a capsule";
+  return `${capsule} to ${request.action}${request.resource ? ` ${request.resource}` : ""}`;
+}
+
+/**
+ * Nobody to ask (headless `-p`, or prompts piped into the REPL): approvals are denied, or with `--yes` approved
+ * once (never remembered), as the reference's headless mode does. Elicitation is left to the operator's other
+ * connections (`astrid capsule install`, an interactive chat): answering "cancel" here would fail an install that
+ * someone elsewhere is about to answer.
+ */
+class AutoAnswers implements Questions {
+  constructor(private readonly client: DaemonClient, private readonly yes: boolean) {}
+
+  approval(request: ApprovalRequired): void {
+    const what = describeApproval(request);
+    if (this.yes) {
+      process.stderr.write(`astrid: approved ${what} (--yes)\n`);
+      answerApproval(this.client, request, "approve", "headless --yes mode");
+    } else {
+      process.stderr.write(`astrid: denied ${what} (headless mode; --yes approves)\n`);
+      answerApproval(this.client, request, "deny", "headless mode");
+    }
+  }
+
+  elicit(): void {}
+}
+
+/** The person at the terminal answers, one question at a time, between prompts or while a reply is awaited. */
+class TerminalQuestions implements Questions {
+  private queue: Promise<void> = Promise.resolve();
+
+  constructor(private readonly client: DaemonClient, private readonly rl: readline.Interface, private readonly busy: () => boolean) {}
+
+  approval(request: ApprovalRequired): void {
+    this.enqueue(async () => {
+      process.stdout.write(`\n${request.reason}\n`);
+      for (;;) {
+        const answer = (await this.ask(`Allow ${describeApproval(request)}? [y]es / [s]ession / [a]lways / [n]o `)).trim().toLowerCase();
+        const decision = ({ y: "approve", yes: "approve", s: "approve_session", session: "approve_session", a: "approve_always", always: "approve_always", n: "deny", no: "deny", "": "deny" } as Record<string, Decision>)[answer];
+        if (decision) {
+          answerApproval(this.client, request, decision);
+          return;
+        }
+        process.stdout.write("Answer y, s, a or n.\n");
+      }
+    });
+  }
+
+  elicit(request: ElicitRequest): void {
+    this.enqueue(async () => {
+      const { field } = request;
+      process.stdout.write(`\n${request.capsule_id} asks for ${field.key}${field.description ? `: ${field.description}` : ""}\n`);
+      if (field.type === "select") (field.options ?? []).forEach((o, i) => process.stdout.write(`  ${i + 1}) ${o}\n`));
+      const hint = field.type === "array" ? " (comma-separated)" : field.type === "select" ? " (number or name)" : "";
+      const dflt = field.default !== undefined ? ` [${field.default}]` : "";
+      let value: string | undefined;
+      for (;;) {
+        const raw = await this.ask(`${field.key}${hint}${dflt} (empty: ${field.default !== undefined ? "the default" : "cancel"}) › `, field.type === "secret");
+        const text = raw.trim() === "" ? field.default : field.type === "secret" ? raw : raw.trim();
+        if (text === undefined) break;
+        if (field.type === "select") {
+          const options = field.options ?? [];
+          const picked = /^\d+$/.test(text) ? options[Number(text) - 1] : options.find((o) => o === text);
+          if (picked === undefined) {
+            process.stdout.write(`Pick one of: ${options.join(", ")}\n`);
+            continue;
+          }
+          value = picked;
+        } else {
+          value = text;
+        }
+        break;
+      }
+      const answer = value === undefined ? {} : field.type === "array" ? { values: value.split(",").map((v) => v.trim()).filter((v) => v) } : { value };
+      try {
+        this.client.publish(ELICIT_RESPONSE_PREFIX + request.request_id, { type: "elicit_response", request_id: request.request_id, ...answer } as IpcPayload);
+      } catch {
+        // the connection is gone
+      }
+    });
+  }
+
+  private enqueue(task: () => Promise<void>): void {
+    this.queue = this.queue.then(task).catch(() => undefined).then(() => {
+      if (!this.busy()) this.rl.prompt();
+    });
+  }
+
+  /** Asks one line; with `secret`, what is typed is not echoed. */
+  private ask(query: string, secret = false): Promise<string> {
+    const rl = this.rl as unknown as { _writeToOutput: (s: string) => void };
+    const write = rl._writeToOutput;
+    if (secret) {
+      // readline echoes through _writeToOutput: pass the question and the final newline, nothing typed.
+      rl._writeToOutput = function (this: unknown, s: string) {
+        if (s.includes(query) || s === "\r\n" || s === "\n") write.call(this, s.includes(query) ? query : s);
+      };
+    }
+    return new Promise((resolve) => this.rl.question(query, (answer) => {
+      rl._writeToOutput = write;
+      resolve(answer);
+    }));
+  }
 }

@@ -63,7 +63,8 @@ export async function startDaemon(home: AstridHome, options: StartOptions): Prom
   // The daemon's own check, made here first: the detached daemon's stderr goes nowhere, and a config error comes
   // before its log exists, so the user would otherwise see only "exited prematurely".
   loadDaemonConfig(options.env, { workspace: options.workspace, ephemeral: options.ephemeral });
-  const args = [DAEMON_SCRIPT, "--workspace", options.workspace];
+  // --quiet: its stderr goes nowhere (stdio ignored); the log file has every line.
+  const args = [DAEMON_SCRIPT, "--quiet", "--workspace", options.workspace];
   if (options.ephemeral) args.push("--ephemeral");
   // A ready file counts only if written after this spawn: a stale one is ignored rather than deleted (deleting it
   // could remove that of a daemon another `astrid start` is bringing up at the same moment).

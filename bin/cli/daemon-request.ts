@@ -3,7 +3,7 @@
  * close that every command which asks the daemon something shares.
  */
 import { AstridError } from "../../protocol/errors";
-import type { KernelReply } from "../../protocol/client";
+import type { DaemonClient, KernelReply } from "../../protocol/client";
 import type { KernelMethod } from "../../protocol/kernel-request";
 import type { AstridHome } from "../../kernel/home";
 import { connect, daemonState } from "./daemon-control";
@@ -24,6 +24,8 @@ export interface DaemonRequestOptions {
    * instead of closing first.
    */
   daemonCloses?: boolean;
+  /** Called once connected, before the request is sent (e.g. to answer questions the request makes capsules ask); returns its cleanup. */
+  onConnected?: (client: DaemonClient) => () => void;
 }
 
 /** A reply other than `Error`. */
@@ -45,6 +47,7 @@ export async function daemonRequest(
   }
   const client = await connect(home);
   let closedByDaemon = false;
+  const stop = options.onConnected?.(client);
   try {
     const reply = await client.request(method, params, { topicSuffix: options.topicSuffix, timeoutMs: options.timeoutMs });
     // A reply without a code comes from a daemon older than the error registry.
@@ -55,6 +58,7 @@ export async function daemonRequest(
     }
     return reply;
   } finally {
+    stop?.();
     if (!closedByDaemon) await client.close();
   }
 }

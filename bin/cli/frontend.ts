@@ -3,7 +3,7 @@
  * commands write files, so they work whether or not a daemon runs; a running daemon sees each change at once.
  */
 import type { Argv, CommandModule } from "yargs";
-import { AstridError } from "../../protocol/errors";
+import { UsageError } from "./usage";
 import { resolveHome } from "../../kernel/home";
 import { UNLINKED_POLICIES, type FrontendRecord, type UnlinkedPolicy } from "../../kernel/frontends/frontend-file";
 import { addFrontend, listFrontends, removeFrontend, type AddedFrontend, type RemovedFrontend } from "../../kernel/frontends/frontend-store";
@@ -12,13 +12,6 @@ interface Global {
   json: boolean;
 }
 
-/**
- * True once astrid.ts's fail handler has reported a usage error (an unknown option, a bad choice). That handler
- * does not stop yargs, which runs the command's handler anyway; a command that writes or sends must not.
- */
-function usageFailed(): boolean {
-  return process.exitCode === 1;
-}
 
 /** Prints a result: the JSON object with --json, else the human lines. */
 function print(json: boolean, value: unknown, human: string): void {
@@ -65,15 +58,14 @@ export function frontendTable(frontends: readonly FrontendRecord[]): string {
  * handler checks that its name is there itself.
  */
 function requireName(name: unknown): string {
-  if (typeof name !== "string") throw new AstridError("ASTRID_ERR_INVALID_ARGUMENT", "missing the frontend's name (see astrid frontend --help)");
+  if (typeof name !== "string") throw new UsageError("missing the frontend's name (see astrid frontend --help)");
   return name;
 }
 
 async function add(argv: Global & { name: string; platform?: string[]; unlinked?: string; "token-file"?: string }): Promise<void> {
-  if (usageFailed()) return;
   requireName(argv.name);
   const platforms = platformsOf(argv.platform);
-  if (platforms.length === 0) throw new AstridError("ASTRID_ERR_INVALID_ARGUMENT", "frontend add needs at least one --platform (e.g. --platform discord)");
+  if (platforms.length === 0) throw new UsageError("frontend add needs at least one --platform (e.g. --platform discord)");
   const added = await addFrontend({
     dir: resolveHome().frontendsDir,
     name: argv.name,
@@ -86,13 +78,11 @@ async function add(argv: Global & { name: string; platform?: string[]; unlinked?
 }
 
 async function remove(argv: Global & { name: string }): Promise<void> {
-  if (usageFailed()) return;
   const { json, human } = describeRemoved(await removeFrontend(resolveHome().frontendsDir, requireName(argv.name)));
   print(argv.json, json, human);
 }
 
 async function list(argv: Global): Promise<void> {
-  if (usageFailed()) return;
   const { frontends, problems } = await listFrontends(resolveHome().frontendsDir);
   if (argv.json) return print(true, { frontends, problems }, "");
   for (const problem of problems) process.stderr.write(`skipped: ${problem}\n`);

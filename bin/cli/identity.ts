@@ -12,18 +12,12 @@ import { isJsonObject, type IpcMessage, type IpcPayload } from "../../protocol/i
 import { ADMIN_RESPONSE_TOPIC_PREFIX, ADMIN_TOPIC_PREFIX, CLIENT_ERROR_TOPIC } from "../../protocol/topics";
 import { resolveHome, type AstridHome } from "../../kernel/home";
 import { connect, daemonState } from "./daemon-control";
+import { UsageError } from "./usage";
 
 interface Global {
   json: boolean;
 }
 
-/**
- * True once astrid.ts's fail handler has reported a usage error (an unknown option, a bad choice). That handler
- * does not stop yargs, which runs the command's handler anyway; a command that writes or sends must not.
- */
-function usageFailed(): boolean {
-  return process.exitCode === 1;
-}
 
 /** An identity link as the daemon reports it. */
 export interface LinkView {
@@ -106,8 +100,9 @@ async function identityRequest(home: AstridHome, method: IdentityMethod, params:
   }
 }
 
+/** A bad argument: a usage error (exit 2), refused before anything is sent. */
 function bad(message: string): AstridError {
-  return new AstridError("ASTRID_ERR_INVALID_ARGUMENT", message);
+  return new UsageError(message);
 }
 
 /**
@@ -161,7 +156,6 @@ function asPage(data: unknown): LinkPageView {
 }
 
 async function link(argv: Global & { platform: string; user: string; principal: string; "display-name"?: string }): Promise<void> {
-  if (usageFailed()) return;
   required(argv, ["platform", "user", "principal"]);
   const displayName = argv["display-name"];
   checkIdentityArgs({ platform: argv.platform, user: argv.user, principal: argv.principal, displayName });
@@ -172,7 +166,6 @@ async function link(argv: Global & { platform: string; user: string; principal: 
 }
 
 async function unlink(argv: Global & { platform: string; user: string }): Promise<void> {
-  if (usageFailed()) return;
   required(argv, ["platform", "user"]);
   checkIdentityArgs({ platform: argv.platform, user: argv.user });
   const data = (await identityRequest(resolveHome(), "IdentityUnlink", { platform: argv.platform, platform_user_id: argv.user })) as LinkView;
@@ -180,7 +173,6 @@ async function unlink(argv: Global & { platform: string; user: string }): Promis
 }
 
 async function list(argv: Global & { platform?: string; principal?: string; limit?: number; cursor?: string; all: boolean }): Promise<void> {
-  if (usageFailed()) return;
   checkIdentityArgs({ platform: argv.platform, principal: argv.principal, limit: argv.limit });
   const home = resolveHome();
   const base: Record<string, unknown> = {};

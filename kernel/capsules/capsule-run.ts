@@ -115,6 +115,9 @@ export class CapsuleRun {
       workerData: { ...data, control: port2 },
       transferList: [port2],
       resourceLimits: { maxOldGenerationSizeMb: options.maxHeapMb, maxYoungGenerationSizeMb: 16 },
+      // Nothing of the daemon's environment (OPENAI_API_KEY, tokens) reaches a capsule's thread, even one that got
+      // past its Compartment: a capsule's [env] comes through the host API.
+      env: {},
       stdout: false,
       stderr: false,
     });

@@ -7,7 +7,7 @@ import { InterceptResultSchema, ToolOutcomeSchema, type InterceptResult, type To
 import { isAstridError } from "../../protocol/errors";
 import { guestView } from "../../protocol/ipc-message";
 import { exactSegmentMatches, topicProblem } from "../../protocol/topic-match";
-import { TOOL_EXECUTE_PREFIX } from "../../protocol/topics";
+import { isAnswerTopic, TOOL_EXECUTE_PREFIX } from "../../protocol/topics";
 import type { BusEvent, EventBus } from "../bus";
 import { sessionIdOf } from "../session-router";
 import type { Logger } from "../logger";
@@ -59,7 +59,8 @@ export class EventDispatch {
   bindInterceptors(run: CapsuleRun): void {
     for (const interceptor of run.record.manifest.interceptor) {
       run.unsubscribe.push(this.bus.subscribe(interceptor.event, (event) => {
-        if (event.message.source_id === run.sourceId) return;
+        // A person's answer (maybe an elicited secret) is the kernel's alone: no capsule intercepts it.
+        if (event.message.source_id === run.sourceId || isAnswerTopic(event.message.topic)) return;
         let matches = this.chains.get(event);
         if (!matches) {
           matches = [];

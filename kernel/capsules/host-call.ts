@@ -15,10 +15,11 @@ import type { CapabilityChecker } from "../principals/authorizer";
 import type { Profile } from "../principals/profiles";
 import type { EventBus } from "../bus";
 import type { StorageClient } from "../storage-client";
+import type { McpServers } from "../mcp/server-manager";
 import type { CapsuleRun } from "./capsule-run";
 
 /** The manifest entry kinds a gated call is checked against (the `[capabilities]` keys). */
-export type ManifestEntryKind = "fs_read" | "fs_write" | "net" | "host_process" | "kv";
+export type ManifestEntryKind = "fs_read" | "fs_write" | "net" | "host_process" | "kv" | "mcp" | "model";
 
 /** One permission check, as a host service asks it. */
 export interface PermissionCheck {
@@ -50,6 +51,8 @@ export interface HostCall {
 /** A family of host calls (`fs.*`, `http.*`, …): validates its arguments, checks, carries out. */
 export interface HostService {
   handle(call: HostCall, args: unknown[]): Promise<unknown>;
+  /** The capsule's worker loaded: start what it brings (its MCP servers); a throw fails the start with its message. */
+  beginRun?(run: CapsuleRun): Promise<void>;
   /** The capsule's run ended: release what it held (processes, streams, pending questions). */
   endRun?(run: CapsuleRun): void;
   /** The daemon is stopping. */
@@ -70,6 +73,34 @@ export interface HostContext {
   auditPermissions: boolean;
   /** Test seams (`ASTRID_TEST_FAULTS=1` only): e.g. DNS overrides for the network guard. */
   testFaults: boolean;
+  /** The network guard's seams (ASTRID_TEST_DNS, ASTRID_TEST_PUBLIC_ADDRESSES); honoured only when `testFaults`. */
+  netSeams?: { dns: Readonly<Record<string, readonly string[]>>; publicAddresses: readonly string[] };
+  /** The MCP servers (kernel/mcp/): the `mcp.*` calls and capsules' own `[[mcp_server]]`s. */
+  mcp?: McpServers;
+  /** Who is connected (approvals and elicitation ask people); absent: nobody can be asked. */
+  audience?: Audience;
+  /** How long an approval request waits for a person (ASTRID_APPROVAL_TIMEOUT_MS, default 60 s). */
+  approvalTimeoutMs?: number;
+  /** How long `elicit.ask` waits for the operator (ASTRID_ELICIT_TIMEOUT_MS, default 120 s). */
+  elicitTimeoutMs?: number;
+  /** ASTRID_PROCESS_SANDBOX: how host processes are confined (default `auto`: bubblewrap when it works). */
+  processSandbox?: "auto" | "bwrap" | "none";
+  /** The operator's language-model endpoint and agent choice (OPENAI_*, ASTRID_AGENT_*); absent: none configured. */
+  model?: import("../model/model-endpoint").ModelEndpointSettings;
+}
+
+/** Who is connected to the socket, as approvals and elicitation need to know (kernel/socket-server.ts). */
+export interface Audience {
+  /** How many connections are in `principal`'s session `sessionId`. */
+  sessionMembers(principal: string, sessionId: string): number;
+  /** True when connection `conn` is in `principal`'s session `sessionId`. */
+  isSessionMember(conn: number, principal: string, sessionId: string): boolean;
+  /** How many open connections act for `principal`. */
+  actingFor(principal: string): number;
+  /** True when open connection `conn` acts for `principal`. */
+  connectionActsFor(conn: number, principal: string): boolean;
+  /** Tells connection `conn` why a frame it sent was not taken (an `astrid.v1.error` frame to it alone). */
+  refuse(conn: number, message: string): void;
 }
 
 /** Carries out permission checks for host calls: manifest, then principal; audits denials (and, if asked, all). */

@@ -25,6 +25,9 @@ import { PermissionGate, type HostContext, type HostService } from "./host-call"
 import { AskService } from "./host-ask";
 import { FsService } from "./host-fs";
 import { HttpService } from "./host-http";
+import { McpService } from "./host-mcp";
+import { ModelService, type OfferedTool } from "./host-model";
+import { AgentSelection } from "./agent-selection";
 import { ProcessService } from "./host-process";
 import { SyscallGate, type HostServices } from "./syscall-gate";
 
@@ -83,6 +86,8 @@ export class CapsuleSupervisor {
   private readonly services: HostServices;
   /** Quotas of the principals capsules act for. */
   private readonly quotas: PrincipalQuotas;
+  /** Which agent capsule answers each prompt (exactly one per session). */
+  readonly agents: AgentSelection;
   private stopping = false;
   /** Spawns take turns, one per event-loop turn (see start). */
   private spawnTurn: Promise<void> = Promise.resolve();
@@ -99,10 +104,14 @@ export class CapsuleSupervisor {
   ) {
     this.quotas = new PrincipalQuotas(quotaSource);
     const ask = new AskService(host);
-    this.services = { fs: new FsService(host), http: new HttpService(host), process: new ProcessService(host), approval: ask, elicit: ask };
+    this.services = { fs: new FsService(host), http: new HttpService(host), process: new ProcessService(host), approval: ask, elicit: ask, mcp: new McpService(host),
+      model: new ModelService(host, () => this.offeredTools()) };
+    this.agents = new AgentSelection(bus, logger, host.model, () => this.readyAgents(), randomUUID());
     this.dispatch = new EventDispatch(bus, logger, settings.handlerTimeoutMs, this.quotas, (run, reason) => run.malformed(reason),
       (run, what) => this.fail(run, `${what} ran past its deadline (hung?)`));
-    this.gate = new SyscallGate(bus, storage, (run, event) => this.dispatch.deliver(run, event), this.quotas, settings.maxPublishesPerSec,
+    this.gate = new SyscallGate(bus, storage, (run, event) => {
+      if (this.agents.admits(run, event)) this.dispatch.deliver(run, event);
+    }, this.quotas, settings.maxPublishesPerSec,
       new PermissionGate(host), this.services);
     this.watchdog = setInterval(() => this.checkHung(), Math.min(1000, settings.handlerTimeoutMs / 2));
     this.watchdog.unref();
@@ -126,7 +135,10 @@ export class CapsuleSupervisor {
       prepared = await this.prepare(record);
       ownerQuotas = await this.quotas.load(record.owner);
     } catch (err) {
-      if (current()) this.markFailed(record, `cannot prepare its start: ${(err as Error).message}`, current);
+      // A syntax error or a bad manifest/entry fails the same way every time: no retries with backoff; the
+      // hot-reload watcher starts it again once its files change.
+      const deterministic = isAstridError(err) && DETERMINISTIC_LOAD_FAILURES.has(err.code);
+      if (current()) this.markFailed(record, `cannot prepare its start: ${(err as Error).message}`, current, deterministic);
       return;
     }
     // A worker's spawn costs the main thread a few milliseconds: a pass that starts many capsules at once gives the
@@ -184,6 +196,8 @@ export class CapsuleSupervisor {
     const { readyTimeoutMs, hookTimeoutMs } = this.settings;
     try {
       await this.step(run, "load", StepOutcomeSchema, (c) => c.load(), readyTimeoutMs, "did not become ready", "failed to load");
+      // What the capsule brings into the host (its own MCP servers) starts before its hooks and setup can use it.
+      for (const service of this.uniqueServices()) await service.beginRun?.(run);
       if (lifecycle) {
         // Elicitation is allowed only while the install or upgrade hook runs (reference §6.10).
         run.inLifecycleHook = true;
@@ -336,6 +350,26 @@ export class CapsuleSupervisor {
     await Promise.all(this.uniqueServices().map((service) => service.close?.()));
   }
 
+  /** The ready capsules marked as agents (`[package] agent = true`). */
+  private readyAgents(): string[] {
+    const names: string[] = [];
+    for (const run of this.runs.values()) if (!run.ended && run.record.state === "ready" && run.record.manifest.package.agent === true) names.push(run.record.name);
+    return names;
+  }
+
+  /** The tools ready capsules offer, for the model agent (names usable as function names only). */
+  private offeredTools(): OfferedTool[] {
+    const tools: OfferedTool[] = [];
+    for (const run of this.runs.values()) {
+      if (run.ended || run.record.state !== "ready") continue;
+      for (const tool of run.record.tools ?? []) {
+        if (!/^[A-Za-z0-9_-]{1,64}$/.test(tool.name)) continue;
+        tools.push({ capsule: run.record.name, name: tool.name, description: tool.description, ...(tool.input_schema !== undefined ? { input_schema: tool.input_schema } : {}) });
+      }
+    }
+    return tools;
+  }
+
   /** Each host service once (approval and elicit share one). */
   private uniqueServices(): HostService[] {
     return [...new Set(Object.values(this.services))];
@@ -352,13 +386,17 @@ export class CapsuleSupervisor {
   }
 
   /** Records a failure, announces it, and schedules a restart while `current()` still holds and attempts remain. */
-  private markFailed(record: CapsuleRecord, reason: string, current: () => boolean): void {
+  private markFailed(record: CapsuleRecord, reason: string, current: () => boolean, deterministic = false): void {
     if (this.stopping) return;
     record.state = "failed";
     record.lastError = reason;
     this.logger.error("capsule failed", { capsule: record.name, reason, restarts: record.restarts });
     this.audit.capsule("fail", record.name, { reason });
     this.bus.publish({ topic: HEALTH_FAILED_TOPIC, payload: { type: "custom", data: { capsule_id: record.name, reason } }, source_id: randomUUID() });
+    if (deterministic) {
+      record.lastError = `${reason}\n(not retried: it loads again when its files change)`;
+      return;
+    }
     if (record.restarts >= MAX_RESTARTS) {
       record.lastError = `${reason} (gave up after ${MAX_RESTARTS} restarts)`;
       return;
@@ -383,6 +421,9 @@ export class CapsuleSupervisor {
     }
   }
 }
+
+/** Load failures that repeat until the capsule's files change (so a restart with backoff cannot help). */
+const DETERMINISTIC_LOAD_FAILURES: ReadonlySet<string> = new Set(["ASTRID_ERR_CAPSULE_SYNTAX", "ASTRID_ERR_MANIFEST_INVALID"]);
 
 /** A start that failed for a reason the user should read as is. */
 class StartFailure extends Error {}

@@ -15,14 +15,15 @@ import {
 } from "../../protocol/capsule-messages";
 import { normalizePayload } from "../../protocol/ipc-message";
 import { exactSegmentMatches, topicProblem } from "../../protocol/topic-match";
+import { isAnswerTopic } from "../../protocol/topics";
 import type { BusEvent, EventBus } from "../bus";
 import type { StorageClient } from "../storage-client";
 import type { CapsuleRun } from "./capsule-run";
 import type { HostCall, HostService, PermissionGate } from "./host-call";
 import type { PrincipalQuotas } from "./principal-quotas";
 
-/** The host services by call family (`fs`, `http`, `process`, `approval`, `elicit`). */
-export type HostServices = Readonly<Record<"fs" | "http" | "process" | "approval" | "elicit", HostService>>;
+/** The host services by call family (`fs`, `http`, `process`, `approval`, `elicit`, `mcp`, `model`). */
+export type HostServices = Readonly<Record<"fs" | "http" | "process" | "approval" | "elicit" | "mcp" | "model", HostService>>;
 
 /** A monotonic clock in ms (a wall-clock step cannot freeze a window). */
 const now0 = () => performance.now();
@@ -100,8 +101,9 @@ export class SyscallGate {
         if (run.subscriptions >= MAX_CAPSULE_SUBSCRIPTIONS) throw new AstridError("ASTRID_ERR_REQUEST_INVALID", "ipc.subscribe: at most 128 subscriptions");
         run.subscriptions++;
         run.unsubscribe.push(this.bus.subscribe(pattern, (event) => {
-          // A capsule never receives its own publications back through its subscriptions.
-          if (event.message.source_id !== run.sourceId) this.deliver(run, event);
+          // A capsule never receives its own publications back through its subscriptions, nor a person's answer
+          // to an approval or elicitation (it could read a secret typed for another capsule).
+          if (event.message.source_id !== run.sourceId && !isAnswerTopic(event.message.topic)) this.deliver(run, event);
         }));
         return null;
       }

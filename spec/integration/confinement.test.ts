@@ -132,7 +132,7 @@ describe("issue #10: confinement", () => {
   it("100 000 tiny publishes are cut to the message-rate limit; clients get at most that many", async () => {
     const before = received.length;
     await ask("flood-tiny");
-    await until(async () => (await c.request("KvGet", { scope: "default:capsule:publish-flood", key: "refused" })).data, (v) => v !== null, 20_000);
+    await until(async () => (await c.request("KvGet", { scope: "default:capsule:publish-flood", key: "refused" })).data, (v) => v !== null, 50_000);
     const refused = Number(((await c.request("KvGet", { scope: "default:capsule:publish-flood", key: "refused" })).data as { value: string }).value);
     expect(refused).toBeGreaterThan(80_000);
     const delivered = received.slice(before).filter((m) => m.payload.text === "x").length;
@@ -141,5 +141,5 @@ describe("issue #10: confinement", () => {
     expect(delivered).toBeLessThan(20_000);
     expect((await c.request("GetStatus")).status).toBe("Status");
     expect(daemonLog(d.home)).not.toMatch(/"message":"boot failed"/);
-  }, 40_000);
+  }, 70_000); // 100 000 publishes take ~10 s on an idle 2-core machine, several times that on a loaded one
 });

@@ -69,18 +69,19 @@ describe("issue #9: astrid frontend", () => {
 
   it("refuses bad input with a code, and writes nothing after a usage error", async () => {
     const home = tempHome();
-    const cases: Array<[string[], RegExp]> = [
+    // Issue #12: usage errors (a missing option, a bad choice, an unknown option) exit 2; refusals 1.
+    const cases: Array<[string[], RegExp, number?]> = [
       [["frontend", "add", "default", "--platform", "web"], /reserved for the operator \[ASTRID_ERR_FRONTEND_INVALID\]/],
       [["frontend", "add", "a.b", "--platform", "web"], /must be 1-64 characters of \[A-Za-z0-9_-\] \(a principal id\) \[ASTRID_ERR_FRONTEND_INVALID\]/],
-      [["frontend", "add", "bot"], /needs at least one --platform .*\[ASTRID_ERR_INVALID_ARGUMENT\]/],
+      [["frontend", "add", "bot"], /needs at least one --platform .*\[ASTRID_ERR_INVALID_ARGUMENT\]/, 2],
       [["frontend", "add", "bot", "--platform", "Web"], /--platform: must be 1-32 characters of \[a-z0-9_-\] \(item 1\) \[ASTRID_ERR_FRONTEND_INVALID\]/],
-      [["frontend", "add", "bot", "--platform", "web", "--unlinked", "everyone"], /Invalid values:[\s\S]*\[ASTRID_ERR_INVALID_ARGUMENT\]/],
-      [["frontend", "add", "bot", "--platform", "web", "--bogus"], /Unknown argument: bogus .*\[ASTRID_ERR_INVALID_ARGUMENT\]/],
+      [["frontend", "add", "bot", "--platform", "web", "--unlinked", "everyone"], /Invalid values:[\s\S]*\[ASTRID_ERR_INVALID_ARGUMENT\]/, 2],
+      [["frontend", "add", "bot", "--platform", "web", "--bogus"], /Unknown argument: bogus .*\[ASTRID_ERR_INVALID_ARGUMENT\]/, 2],
       [["frontend", "remove", "nobody"], /no frontend named "nobody" .*\[ASTRID_ERR_NOT_FOUND\]/],
     ];
-    for (const [args, message] of cases) {
+    for (const [args, message, code = 1] of cases) {
       const r = await astrid(home, args);
-      expect({ args, code: r.code }).toEqual({ args, code: 1 });
+      expect({ args, code: r.code }).toEqual({ args, code });
       expect(r.err).toMatch(message);
     }
     const dir = path.join(home, "etc", "frontends");

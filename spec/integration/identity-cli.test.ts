@@ -180,7 +180,8 @@ describe("issue #9: astrid identity", () => {
     ];
     for (const [args, message] of cases) {
       const r = await astrid(fake.home, args);
-      expect(r.code).toBe(1);
+      // Issue #12: usage errors exit 2.
+      expect(r.code).toBe(2);
       expect(r.err).toMatch(message);
       expect(r.err).toMatch(/\[ASTRID_ERR_INVALID_ARGUMENT\]\n$/);
     }

@@ -112,11 +112,12 @@ describe("capsule install through the running daemon", () => {
       [["capsule", "install", empty], /Capsule\.toml: cannot read.*\[ASTRID_ERR_MANIFEST_INVALID\]/],
       [["capsule", "install", broken], /broken\/Capsule\.toml:3: field package\.version: must be a semantic version.*\[ASTRID_ERR_MANIFEST_INVALID\]/],
       [["capsule", "install", path.join(root(), "installable")], /overlaps the capsules directory.*\[ASTRID_ERR_REQUEST_INVALID\]/],
-      [["capsule", "install"], /capsule install needs the capsule's directory \[ASTRID_ERR_INVALID_ARGUMENT\]/],
+      // Issue #12: a missing argument is a usage error (exit 2), with the subcommand's help.
+      [["capsule", "install"], /astrid capsule install <dir>[\s\S]*Not enough non-option arguments.*\[ASTRID_ERR_INVALID_ARGUMENT\]/],
     ];
     for (const [args, message] of cases) {
       const r = astrid(d.home, args);
-      expect(r.status).toBe(1);
+      expect(r.status).toBe(args.length === 2 ? 2 : 1);
       expect(r.stderr).toMatch(message);
     }
     // Over the wire: relative paths, remote sources and the socket policy capsule are refused too.

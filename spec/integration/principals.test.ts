@@ -67,7 +67,7 @@ describe("issue #9: principals in the real daemon", () => {
       principal: "default",
       action: expect.objectContaining({ required_capability: "self:capsule:reload" }),
       authorization: { type: "denied", reason: "permission denied for principal default: missing capability self:capsule:reload" },
-      outcome: { status: "failure", error: "permission denied for principal default: missing capability self:capsule:reload" },
+      outcome: { status: "failure", error: "permission denied for principal default: missing capability self:capsule:reload", code: "ASTRID_ERR_PERMISSION_DENIED" },
     })]);
   });
 

@@ -70,8 +70,32 @@ async function toCommonJs(source: string, file: string): Promise<string> {
     });
     return out.code;
   } catch (err) {
-    throw new AstridError("ASTRID_ERR_MANIFEST_INVALID", `${file}: cannot be loaded as an ES module: ${(err as Error).message.split("\n")[0]}`);
+    throw syntaxError(err, file);
   }
+}
+
+/** esbuild's report of a parse failure: its text and where it is. */
+interface EsbuildMessage {
+  text: string;
+  location?: { line: number; column: number; lineText: string } | null;
+}
+
+/**
+ * A parse failure as `node --check` shows it: `file:line:column: what`, then the offending line and a caret under
+ * the column (esbuild's columns count from 0, in UTF-8 bytes of the line).
+ */
+export function syntaxError(err: unknown, file: string): AstridError {
+  const first = (err as { errors?: EsbuildMessage[] }).errors?.[0];
+  const where = first?.location;
+  if (!first || !where) {
+    return new AstridError("ASTRID_ERR_CAPSULE_SYNTAX", `${file}: syntax error: ${String((err as Error)?.message ?? err).split("\n")[0]}`);
+  }
+  const before = Buffer.from(where.lineText, "utf8").subarray(0, where.column).toString("utf8");
+  const column = before.length + 1;
+  // Tabs stay tabs so the caret lines up under the same character in a terminal.
+  const pad = before.replace(/[^\t]/g, " ");
+  return new AstridError("ASTRID_ERR_CAPSULE_SYNTAX",
+    `${file}:${where.line}:${column}: syntax error: ${first.text}\n    ${where.lineText}\n    ${pad}^`);
 }
 
 async function readCache(cacheFile: string, entry: string): Promise<CapsuleModules | undefined> {

@@ -46,6 +46,8 @@ describe("daemon config: defaults", () => {
       verbose: false,
       watch: true,
       auditPermissions: false,
+      quiet: false,
+      logFormat: "pretty",
       maxClients: 256,
       idleTimeoutSecs: 300,
       idleGraceSecs: 30,
@@ -59,8 +61,23 @@ describe("daemon config: defaults", () => {
       capsuleMaxHeapMb: 64,
       capsuleMaxPublishesPerSec: 50_000,
       hotReloadBurst: 30,
+      mcpStartTimeoutMs: 30_000,
+      mcpRequestTimeoutMs: 60_000,
+      mcpRestartBackoffMs: 1000,
+      mcpStopGraceMs: 5000,
+      approvalTimeoutMs: 60_000,
+      elicitTimeoutMs: 120_000,
+      processSandbox: "auto",
+      agentBaseUrl: null,
+      agentApiKey: null,
+      agentModel: "gpt-4o-mini",
+      defaultAgent: null,
+      agentTimeoutMs: 120_000,
       bundledCapsulesDir: null,
       testFaults: false,
+      testEphemeralIdleSecs: null,
+      testDns: {},
+      testPublicAddresses: [],
     });
   });
 
@@ -163,6 +180,16 @@ describe("daemon config: the one rule for bad values", () => {
       expect(refusal({}, { session: bad }).message).toContain(`--session must be a UUID (8-4-4-4-12 hex digits, or 32 hex digits without hyphens) (got ${JSON.stringify(bad)})`);
     }
     expect(refusal({}, { workspace: "" }).message).toContain('--workspace must be a directory path (got "")');
+  });
+
+  it("ASTRID_PROCESS_SANDBOX is auto, bwrap or none", () => {
+    for (const mode of ["auto", "bwrap", "none"] as const) expect(load({ ASTRID_PROCESS_SANDBOX: mode }).processSandbox).toBe(mode);
+    for (const bad of ["", "BWRAP", "off", "firejail"]) {
+      expect(refusal({ ASTRID_PROCESS_SANDBOX: bad })).toMatchObject({
+        code: "ASTRID_ERR_CONFIG_INVALID",
+        message: expect.stringContaining(`ASTRID_PROCESS_SANDBOX must be auto, bwrap or none (got ${JSON.stringify(bad)})`),
+      });
+    }
   });
 
   it("ASTRID_TEST_FAULTS is 0 or 1", () => {

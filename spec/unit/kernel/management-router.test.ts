@@ -71,7 +71,7 @@ describe("issue #9: management requests are authorized", () => {
       session_id: expect.any(String), principal: "rita",
       action: { type: "admin_request", method: "ReloadCapsules", required_capability: "self:capsule:reload", caller: "conn:1" },
       authorization: { type: "denied", reason: "permission denied for principal rita: missing capability self:capsule:reload" },
-      outcome: { status: "failure", error: "permission denied for principal rita: missing capability self:capsule:reload" },
+      outcome: { status: "failure", error: "permission denied for principal rita: missing capability self:capsule:reload", code: "ASTRID_ERR_PERMISSION_DENIED" },
     }]);
   });
 
