@@ -10,6 +10,7 @@
  * - `e401` (echoes the bearer token in its error, as a careless proxy might), `e429` (Retry-After: 7), `e500`;
  * - `drop`: one chunk, then the connection is destroyed; `malformed`: a chunk that is not JSON;
  * - `slow`: headers, then nothing until the client goes away;
+ * - `stream`: "One two three." in three chunks 250 ms apart (whatever `delayMs`), so each arrives on its own;
  * - anything else: "Hello from the fake model." in three chunks, `delayMs` apart.
  */
 import http from "node:http";
@@ -19,6 +20,8 @@ import type { AddressInfo } from "node:net";
 export interface SeenRequest {
   authorization: string | undefined;
   body: { model?: string; messages: Array<{ role: string; content?: unknown; tool_call_id?: string }>; tools?: Array<{ function: { name: string } }>; stream?: boolean };
+  /** When the request's body had arrived (`performance.now()` of this process). */
+  at: number;
   /** Resolves when the client closed the connection or the response ended. */
   closed: Promise<void>;
 }
@@ -47,7 +50,7 @@ export async function startFakeOpenAi(options: { delayMs?: number } = {}): Promi
         res.writeHead(400).end("bad json");
         return;
       }
-      requests.push({ authorization: req.headers.authorization, body, closed });
+      requests.push({ authorization: req.headers.authorization, body, at: performance.now(), closed });
       void answer(req, res, body, delayMs);
     });
   });
@@ -133,6 +136,8 @@ async function answer(req: http.IncomingMessage, res: http.ServerResponse, body:
       res.writeHead(200, { "content-type": "text/event-stream" });
       res.flushHeaders();
       return; // nothing more until the client closes
+    case "stream":
+      return stream(res, text(["One ", "two ", "three."]), 250);
     default:
       return stream(res, text(["Hello ", "from the ", "fake model."]), delayMs);
   }

@@ -101,12 +101,13 @@ async function runTurn(api, session, sessionId, turn, prompt) {
   }
   let tools = [];
   try {
-    const info = await api.model.info();
+    // Both at once: each is a round trip to the kernel, and they stand before the first token.
+    const [info, offered] = await Promise.all([api.model.info(), api.model.tools()]);
     if (!info.configured) {
       await reply(ADVICE.ASTRID_ERR_MODEL_NOT_CONFIGURED);
       return;
     }
-    tools = await api.model.tools();
+    tools = offered;
   } catch (err) {
     await reply(failureText(err));
     return;

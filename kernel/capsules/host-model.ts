@@ -1,10 +1,11 @@
 /**
  * The `model.*` host calls: a capsule with `[capabilities] model = true`, acting for a principal that holds
  * `self:net:http`, streams chat completions from the operator's language-model endpoint (OPENAI_BASE_URL). The
- * kernel makes the HTTP call with the operator's key, so the key never enters capsule memory, and only the
- * endpoint the operator configured is reached — which is why it may be on loopback (a local Ollama or llama.cpp
- * server) while capsules' own `http.request` stays behind the network guard. Bounds: 4 open streams per capsule,
- * a request of at most 4 MiB, 16 MiB per answer, ASTRID_AGENT_TIMEOUT_MS to the first byte and between chunks, and
+ * kernel makes the HTTP call (the `openai` client, model-stream.ts) with the operator's key, so the key never
+ * enters capsule memory, and only the endpoint the operator configured is reached — which is why it may be on
+ * loopback (a local Ollama or llama.cpp server) while capsules' own `http.request` stays behind the network guard.
+ * Bounds: 4 open streams per capsule, a request of at most 4 MiB, 16 Mi characters per answer, no retries,
+ * ASTRID_AGENT_TIMEOUT_MS to the response headers and between chunks, and
  * a stream nobody reads for 60 s is dropped. A stream is aborted when the capsule closes it or its run ends.
  */
 import { randomUUID } from "node:crypto";
@@ -13,9 +14,8 @@ import { AstridError } from "../../protocol/errors";
 import { CAPSULE_HOST_CAPABILITIES } from "../../protocol/required-capabilities";
 import type { CapsuleRun } from "./capsule-run";
 import type { HostCall, HostContext, HostService } from "./host-call";
-import { endpointAgent, endpointLabel, ModelStream } from "../model/model-stream";
+import { endpointClient, endpointLabel, ModelStream, type EndpointClient } from "../model/model-stream";
 import type { ModelEndpointSettings } from "../model/model-endpoint";
-import type { Agent } from "undici";
 
 /** Most streams one capsule may have open at once. */
 export const MAX_MODEL_STREAMS_PER_CAPSULE = 4;
@@ -68,7 +68,8 @@ interface OpenStream {
 export class ModelService implements HostService {
   private readonly byRun = new WeakMap<CapsuleRun, Map<string, OpenStream>>();
   private readonly all = new Set<OpenStream>();
-  private agent: Agent | null = null;
+  /** The `openai` client for the operator's endpoint, made on first use. */
+  private endpoint: EndpointClient | null = null;
 
   constructor(
     private readonly host: HostContext,
@@ -143,7 +144,7 @@ export class ModelService implements HostService {
       capsule: call.run.record.name, principal: call.principal, endpoint: endpointLabel(settings), model, messages: request.messages.length, tools: request.tools?.length ?? 0,
     });
     // The stream exists at once (its status comes with the first read), so a cancel can abort a slow endpoint.
-    const stream = new ModelStream(settings, (this.agent ??= endpointAgent(settings)), { ...request, model });
+    const stream = new ModelStream(settings, (this.endpoint ??= endpointClient(settings)).client, { ...request, model });
     const open: OpenStream = {
       stream,
       startedAt: Date.now(),
@@ -189,7 +190,7 @@ export class ModelService implements HostService {
       open.stream.close();
     }
     this.all.clear();
-    await this.agent?.close().catch(() => undefined);
-    this.agent = null;
+    await this.endpoint?.agent.close().catch(() => undefined);
+    this.endpoint = null;
   }
 }

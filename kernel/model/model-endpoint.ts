@@ -2,7 +2,7 @@
  * The operator's language-model endpoint, as the daemon's config resolves it (OPENAI_BASE_URL, OPENAI_API_KEY,
  * ASTRID_AGENT_MODEL, ASTRID_DEFAULT_AGENT, ASTRID_AGENT_TIMEOUT_MS). The key is wrapped so that no log line, audit
  * entry, `--print-config` or `util.inspect` can print it by accident: only `reveal()` gives the text, and only the
- * model host service calls it, to build the Authorization header.
+ * kernel's model stream calls it, to hand it to the `openai` client (model-stream.ts) and to scrub echoes of it.
  */
 import { inspect } from "node:util";
 
