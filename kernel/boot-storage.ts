@@ -22,8 +22,11 @@ export interface BootStorage {
   storage: StorageClient;
   audit: AuditLog;
   report: VerifyReport;
-  /** The whole-chain walk left to the background when boot verified from a checkpoint; closed at shutdown. */
-  background?: BackgroundVerify;
+  /**
+   * Starts the whole-chain walk that boot left to the background (it verified from a checkpoint); the daemon calls
+   * it once ready, so the walk does not compete with the boot for the CPU, and closes it at shutdown.
+   */
+  startBackgroundWalk?: () => BackgroundVerify;
 }
 
 /** Opens storage and verifies the audit chain; a broken chain is recorded in the chain before anything is signed. */
@@ -58,13 +61,10 @@ export async function openBootStorage(home: AstridHome, sessionId: string, logge
     // Boot time follows what was written since the last signed checkpoint, not the size of the log; the whole chain
     // is walked in the background (and by `astrid audit verify`).
     const report = await storage.verifyAudit({ fromCheckpoint: true });
-    let background: BackgroundVerify | undefined;
-    if (report.checkpoint_seq !== undefined) {
-      background = startBackgroundVerify({
-        data: { dbPath: home.stateDbPath, publicKeyDer: publicKeyFromSeed(seed).export({ type: "spki", format: "der" }) },
-        storage, audit, logger,
-      });
-    }
+    const startBackgroundWalk = report.checkpoint_seq === undefined ? undefined : () => startBackgroundVerify({
+      data: { dbPath: home.stateDbPath, publicKeyDer: publicKeyFromSeed(seed).export({ type: "spki", format: "der" }) },
+      storage, audit, logger,
+    });
     if (report.intact) logger.info("audit chain verified", { entries: report.entries, from_checkpoint: report.checkpoint_seq });
     // Reference §2.2 step 4: problems are logged at error level and never block boot.
     else {
@@ -76,7 +76,7 @@ export async function openBootStorage(home: AstridHome, sessionId: string, logge
         await audit.boot({ type: CHAIN_BROKEN_ACTION, broken_seq: seq, broken_id: id, reason }, reason);
       }
     }
-    return { storage, audit, report, background };
+    return { storage, audit, report, startBackgroundWalk };
   } catch (err) {
     await storage.close();
     throw err;

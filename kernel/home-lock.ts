@@ -5,8 +5,16 @@
  * atomically (a hard link, which fails when the lock exists); the loser stops before it touches anything else. A
  * lock left by a daemon that died (SIGKILL, a crash) names a pid that is gone, or one that is no longer an astrid
  * daemon, and is taken over.
+ *
+ * On Linux the lock itself is the operating system's: an abstract Unix socket named after the home, bound for the
+ * daemon's life. Binding is atomic, only one process can hold the name, and the kernel releases it when the process
+ * dies however it dies — no stale lock, no reused pid mistaken for its holder, no race between starts. The pid file
+ * is then only what it says (who holds the lock, for `astrid start` and for people). Elsewhere the file is the lock.
  */
+import { createHash } from "node:crypto";
 import fs from "node:fs";
+import net from "node:net";
+import path from "node:path";
 import { AstridError } from "../protocol/errors";
 
 /** Releases the lock (only while it still names this process). */
@@ -21,6 +29,45 @@ const TAKEOVER_SETTLE_MS = 50;
  * sees an empty lock.
  */
 export async function acquireHomeLock(lockPath: string): Promise<ReleaseLock> {
+  return process.platform === "linux" ? acquireOsLock(lockPath) : acquireFileLock(lockPath);
+}
+
+/** The abstract socket name of a home's lock (Linux): one per canonical run/ directory. */
+function lockName(lockPath: string): string {
+  let dir = path.dirname(lockPath);
+  try {
+    dir = fs.realpathSync(dir);
+  } catch {
+    // Not there yet: the path as given.
+  }
+  return `\0astrid-daemon-home:${createHash("sha256").update(dir).digest("hex")}`;
+}
+
+async function acquireOsLock(lockPath: string): Promise<ReleaseLock> {
+  // Nothing ever talks to the lock: a connection is closed at once.
+  const server = net.createServer((socket) => socket.destroy());
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen({ path: lockName(lockPath), exclusive: true }, resolve);
+    });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "EADDRINUSE") throw held(lockPath, readHolder(lockPath), true);
+    throw err;
+  }
+  server.unref();
+  // Ours now: whatever pid file is there names a process that no longer holds the lock. Replaced whole.
+  const temp = `${lockPath}.${process.pid}`;
+  fs.writeFileSync(temp, `${process.pid}\n`, { mode: 0o600 });
+  fs.renameSync(temp, lockPath);
+  return () => {
+    if (readHolder(lockPath) === process.pid) fs.rmSync(lockPath, { force: true });
+    server.close();
+  };
+}
+
+/** The lock as a file created atomically (platforms without abstract sockets). */
+async function acquireFileLock(lockPath: string): Promise<ReleaseLock> {
   const temp = `${lockPath}.${process.pid}`;
   fs.writeFileSync(temp, `${process.pid}\n`, { mode: 0o600 });
   try {
@@ -62,9 +109,11 @@ function release(lockPath: string): ReleaseLock {
   };
 }
 
-function held(lockPath: string, pid: number | undefined): AstridError {
+function held(lockPath: string, pid: number | undefined, osLock = false): AstridError {
   return new AstridError("ASTRID_ERR_ALREADY_RUNNING", pid === undefined
-    ? `${lockPath} does not name a daemon's pid; if no astrid-daemon runs on this home, remove it`
+    ? osLock
+      ? `Another kernel instance is starting or running on this home (it holds the lock of ${path.dirname(lockPath)})`
+      : `${lockPath} does not name a daemon's pid; if no astrid-daemon runs on this home, remove it`
     : `Another kernel instance (pid ${pid}) is starting or running on this home (${lockPath})`);
 }
 

@@ -57,11 +57,13 @@ export function describeReport(report: VerifyReport): string {
 
 /** One readable line for an entry. */
 export function formatEntry(e: AuditEntry): string {
-  const { type, ...rest } = e.action;
+  const { type, coalesced, first_at, last_at, ...rest } = e.action;
+  // Repeated read-only requests of one connection, counted in one entry.
+  const times = typeof coalesced === "number" ? ` ×${coalesced} more (${String(first_at)} … ${String(last_at)})` : "";
   const detail = Object.entries(rest).map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`).join(" ");
   // A failure shows its code first (entries written before codes were recorded show FAILED).
   const outcome = e.outcome.status === "success" ? "ok" : `${e.outcome.code ?? "FAILED"}: ${e.outcome.error}`;
-  return `#${e.seq} ${e.timestamp} ${e.principal ?? "-"} ${type}${detail ? ` ${detail}` : ""} → ${outcome}`;
+  return `#${e.seq} ${e.timestamp} ${e.principal ?? "-"} ${type}${detail ? ` ${detail}` : ""}${times} → ${outcome}`;
 }
 
 /** Prints the newest `limit` entries, then (with `follow`) new ones as they are committed, until interrupted. */

@@ -47,13 +47,15 @@ describe("audit checkpoint and anchor", () => {
     // The first boot had no checkpoint: it walked everything and recorded one over the verified chain.
     const first = logLines(home).find((l) => l.message === "audit chain verified")!;
     expect(first.from_checkpoint).toBeUndefined();
-    await run(home);
+    const d = await spawnDaemon({ home, args: ["--quiet"] });
     const verified = logLines(home).filter((l) => l.message === "audit chain verified");
     expect(verified).toHaveLength(2);
     expect(verified[1]!.from_checkpoint).toEqual(expect.any(Number));
     expect(verified[1]!.from_checkpoint as number).toBeGreaterThan(1);
-    // The background walk ran to the end before the daemon stopped (a small log takes milliseconds).
-    expect(logLines(home).some((l) => l.message === "audit chain verified in full (background)")).toBe(true);
+    // The whole walk starts once the daemon is ready, and ends soon after (a small log takes milliseconds).
+    const ready = logLines(home).findLastIndex((l) => l.message === "daemon ready");
+    await until(() => logLines(home).findIndex((l) => l.message === "audit chain verified in full (background)"), (i) => i > ready);
+    await stop(d);
     expect(astrid(home, ["audit", "verify"])).toMatchObject({ code: 0 });
   });
 

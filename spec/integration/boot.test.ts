@@ -138,6 +138,29 @@ describe("issue #2: socket preparation", () => {
     }
   }, 60_000);
 
+  it("three daemons started at once against a stale lock: exactly one serves, and the lock names it", async () => {
+    for (let trial = 0; trial < 2; trial++) {
+      const home = tempHome();
+      fs.mkdirSync(path.join(home, "run"), { recursive: true, mode: 0o700 });
+      fs.writeFileSync(path.join(home, "run", "daemon.lock"), "4194305\n");
+      const trio = await Promise.all([0, 1, 2].map(() => spawnDaemon({ home, waitReady: false })));
+      const ready = path.join(home, "run", "system.ready");
+      await until(() => fs.existsSync(ready), (ok) => ok, 20_000);
+      // The two losers exit 1 (each before touching the winner's files); the winner keeps serving.
+      await until(() => trio.filter((d) => d.child.exitCode !== null).length, (n) => n >= 2, 20_000);
+      const losers = trio.filter((d) => d.child.exitCode !== null);
+      expect(losers.map((d) => d.child.exitCode)).toEqual([1, 1]);
+      const winner = trio.find((d) => d.child.exitCode === null)!;
+      expect(fs.readFileSync(path.join(home, "run", "daemon.lock"), "utf8")).toBe(`${winner.child.pid}\n`);
+      const c = await connect({ ...winner, token: fs.readFileSync(path.join(home, "run", "system.token"), "utf8") });
+      expect((await c.request("GetStatus")).data).toMatchObject({ pid: winner.child.pid });
+      await c.close();
+      winner.child.kill("SIGTERM");
+      expect(await winner.exited).toBe(0);
+      expect(fs.readdirSync(path.join(home, "run"))).toEqual([]);
+    }
+  }, 60_000);
+
   it("takes over the lock of a daemon that died without cleaning up", async () => {
     const home = tempHome();
     fs.mkdirSync(path.join(home, "run"), { recursive: true, mode: 0o700 });

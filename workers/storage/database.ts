@@ -25,10 +25,14 @@ CREATE TABLE IF NOT EXISTS audit (
 );
 `;
 
+/** Databases up to this size get SQLite's full quick_check at every open (tens of milliseconds). */
+const FULL_CHECK_UP_TO_BYTES = 32 * 1024 * 1024;
+
 /** Opens (creating if absent) the state database for writing, checked and migrated. */
 export function openStateDatabase(dbPath: string): Database.Database {
   return openCheckedDatabase(dbPath, {
     create: true,
+    fullCheckUpToBytes: FULL_CHECK_UP_TO_BYTES,
     beforeCheck: (db) => {
       fs.chmodSync(dbPath, 0o600);
       db.pragma("journal_mode = WAL");
