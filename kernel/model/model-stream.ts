@@ -7,8 +7,8 @@
  * sends back. The client never retries (a retry would double the wait behind a failing endpoint) and logs nothing
  * (the daemon's log says what happened, once).
  */
-import OpenAI from "openai";
-import { Agent, fetch as undiciFetch } from "undici";
+import type OpenAI from "openai";
+import type { Agent } from "undici";
 import { AstridError, isAstridError } from "../../protocol/errors";
 import type { ModelEndpointSettings } from "./model-endpoint";
 
@@ -37,6 +37,16 @@ export const MAX_STREAM_CHARS = 16 * 1024 * 1024;
 const MAX_TOOL_CALLS = 64;
 const MAX_TOOL_NAME_CHARS = 256;
 const MAX_TOOL_ARGUMENT_CHARS = 1024 * 1024;
+/**
+ * openai and undici (together some 260 modules, a few hundred milliseconds) load on the first model call rather
+ * than at every boot: most daemons never make one.
+ */
+function lib(): { OpenAI: typeof OpenAI; Agent: typeof Agent; fetch: typeof import("undici").fetch } {
+  const openai = require("openai") as typeof import("openai");
+  const undici = require("undici") as typeof import("undici");
+  return { OpenAI: openai.OpenAI, Agent: undici.Agent, fetch: undici.fetch };
+}
+
 /** How much of an endpoint's error message is quoted. */
 const ERROR_QUOTE_CHARS = 300;
 
@@ -52,6 +62,7 @@ export interface EndpointClient {
  * endpoint without a key (a local Ollama) gets no Authorization header at all.
  */
 export function endpointClient(settings: ModelEndpointSettings): EndpointClient {
+  const { OpenAI, Agent, fetch: undiciFetch } = lib();
   const agent = new Agent({ connect: { timeout: Math.min(settings.timeoutMs, 30_000) }, headersTimeout: settings.timeoutMs, bodyTimeout: settings.timeoutMs });
   const key = settings.apiKey?.reveal();
   const client = new OpenAI({
@@ -225,6 +236,7 @@ export class ModelStream {
   private coded(err: unknown): AstridError {
     if (isAstridError(err)) return err;
     const settings = this.settings;
+    const { OpenAI } = lib();
     if (err instanceof OpenAI.APIConnectionTimeoutError) {
       return new AstridError("ASTRID_ERR_MODEL_UNAVAILABLE", `the model endpoint ${endpointLabel(settings)} did not answer within ${settings.timeoutMs} ms (ASTRID_AGENT_TIMEOUT_MS)`);
     }

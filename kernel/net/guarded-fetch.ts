@@ -5,7 +5,7 @@
  * check and the connect). Redirects are followed by hand, at most 5; the response body is read up to a cap and
  * aborted past it.
  */
-import { Agent, request } from "undici";
+import type { Agent } from "undici";
 import { AstridError, isAstridError } from "../../protocol/errors";
 import type { AddressGuard, VettedAddress } from "./address-guard";
 
@@ -86,6 +86,8 @@ export async function guardedFetch(req: GuardedRequest, guard: AddressGuard, che
 
 /** An agent whose every connection goes to the vetted address, whatever DNS would say now. */
 function pinnedAgent(vetted: VettedAddress): Agent {
+  // undici (110 modules) loads with a capsule's first HTTP request, not at every boot.
+  const { Agent } = require("undici") as typeof import("undici");
   return new Agent({
     connections: 1,
     pipelining: 1,
@@ -102,9 +104,10 @@ function pinnedAgent(vetted: VettedAddress): Agent {
   });
 }
 
-type Answer = Awaited<ReturnType<typeof request>>;
+type Answer = Awaited<ReturnType<typeof import("undici").request>>;
 
 async function send(agent: Agent, url: URL, method: string, headers: Record<string, string>, body: Buffer | null, signal: AbortSignal): Promise<Answer> {
+  const { request } = require("undici") as typeof import("undici");
   const res = await request(url, { dispatcher: agent, method: method as "GET", headers, body, signal });
   // A body we destroy (a redirect, a cap, an abort, the agent's teardown) emits 'error'; unheard, that would crash
   // the daemon. Readers still see the error through the async iterator.
