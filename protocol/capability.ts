@@ -40,7 +40,9 @@ export function isCapability(capability: unknown): capability is string {
 export function assertCapability(capability: unknown): asserts capability is string {
   const problem = capabilityProblem(capability);
   if (problem !== null) {
-    const shown = typeof capability === "string" ? JSON.stringify(capability) : String(capability);
+    // Not String(x) for an object: one without a prototype, or with a non-callable `toString`, makes it throw.
+    const shown = typeof capability === "string" ? JSON.stringify(capability)
+      : typeof capability === "object" && capability !== null ? `(${Array.isArray(capability) ? "an array" : "an object"})` : String(capability);
     throw new AstridError("ASTRID_ERR_CAPABILITY_INVALID", `capability ${shown} rejected: ${problem}`);
   }
 }

@@ -221,9 +221,12 @@ export function fieldLine(text: string, field: readonly PropertyKey[]): number |
       return;
     }
     for (const quotes of ['"""', "'''"] as const) if (line.split(quotes).length % 2 === 0) openString = quotes;
-    const header = /^\[\[\s*([^\]]+?)\s*\]\]|^\[\s*([^\]]+?)\s*\]/.exec(line);
-    if (header) {
-      const keys = splitKey(header[1] ?? header[2]!);
+    // `[^\]]*` then trim, not `\s*([^\]]+?)\s*`: those overlap, and a long line of `[` and spaces without a `]`
+    // (valid TOML inside a multi-line array) backtracked in cubic time — a hang on a hostile Capsule.toml.
+    const header = /^\[\[([^\]]*)\]\]|^\[([^\]]*)\]/.exec(line);
+    const name = header ? (header[1] ?? header[2]!).trim() : "";
+    if (header && name !== "") {
+      const keys = splitKey(name);
       if (header[1] !== undefined) {
         const name = keys.join(".");
         const index = arrayCounts.get(name) ?? 0;
@@ -238,6 +241,20 @@ export function fieldLine(text: string, field: readonly PropertyKey[]): number |
     if (assignment) consider([...table, ...splitKey(assignment[1]!)], i + 1);
   });
   return best?.line;
+}
+
+/**
+ * The path of the first `__proto__` key in a parsed TOML document, or null. smol-toml keeps it as an own key, but
+ * zod's records drop it without an issue, so a `[servers.__proto__]` or `[groups.__proto__]` would vanish silently.
+ */
+export function protoKeyPath(value: unknown, at: string[] = []): string[] | null {
+  if (typeof value !== "object" || value === null) return null;
+  for (const [key, child] of Object.entries(value)) {
+    if (key === "__proto__") return [...at, key];
+    const found = protoKeyPath(child, [...at, key]);
+    if (found) return found;
+  }
+  return null;
 }
 
 function splitKey(key: string): string[] {

@@ -2,6 +2,7 @@
  * Length-prefixed JSON framing (reference §3.1): a 4-byte big-endian length, then that many bytes of UTF-8 JSON.
  * No delimiter, one JSON object per frame, the handshake included.
  */
+import { isUtf8 } from "node:buffer";
 import { AstridError } from "./errors";
 
 /** Bytes in the length prefix. */
@@ -106,6 +107,9 @@ export class FrameDecoder {
 
 /** Parses a frame body as JSON; ASTRID_ERR_FRAME_INVALID_JSON when it is not. */
 export function parseFrameJson(body: Buffer): unknown {
+  // `toString("utf8")` would turn invalid bytes into U+FFFD and accept the frame changed; the reference (serde_json)
+  // refuses it, and so do we.
+  if (!isUtf8(body)) throw new AstridError("ASTRID_ERR_FRAME_INVALID_JSON", "frame body is not valid UTF-8");
   try {
     return JSON.parse(body.toString("utf8"));
   } catch (err) {

@@ -3,9 +3,10 @@
  * from the daemon carries, and the host normalisation applied to what clients publish.
  */
 import { z } from "zod";
+import { isJsonObject } from "./json-object";
 
-/** Nil UUID: the default kernel session id and the source of approval/onboarding messages. */
-export const NIL_UUID = "00000000-0000-0000-0000-000000000000";
+// In a zod-free module so the CLI's client does not load zod; re-exported for everyone else.
+export { isJsonObject, NIL_UUID } from "./json-object";
 
 /** An `IpcPayload`: internally tagged by `type` (snake_case); `raw_json` carries its object's own fields. */
 export interface IpcPayload {
@@ -65,11 +66,6 @@ const VARIANTS: Record<string, z.ZodType<Record<string, unknown>>> = {
   custom: z.looseObject({ data: z.unknown() }),
 };
 
-/** True for a plain JSON object (not an array, not null). */
-export function isJsonObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
 /**
  * Host normalisation (reference §3.5): a `raw_json` object stays as it is; a known tag whose fields fit keeps its
  * variant; anything else — unknown tag, missing tag, a non-object, a known tag that does not fit — becomes
@@ -78,7 +74,8 @@ export function isJsonObject(value: unknown): value is Record<string, unknown> {
 export function normalizePayload(value: unknown): IpcPayload {
   if (isJsonObject(value) && typeof value.type === "string") {
     if (value.type === "raw_json") return value as IpcPayload;
-    const schema = VARIANTS[value.type];
+    // Own keys only: a client's `"type": "__proto__"` or `"toString"` would otherwise find Object.prototype's members.
+    const schema = Object.prototype.hasOwnProperty.call(VARIANTS, value.type) ? VARIANTS[value.type] : undefined;
     if (schema) {
       const parsed = schema.safeParse(value);
       if (parsed.success) return { type: value.type, ...parsed.data };

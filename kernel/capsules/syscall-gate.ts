@@ -72,7 +72,9 @@ export class SyscallGate {
   private async handle(run: CapsuleRun, rawCall: unknown, rawArgs: unknown, seq: unknown): Promise<unknown> {
     const parsed = SyscallSchema.safeParse([rawCall, rawArgs]);
     if (!parsed.success) {
-      throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `unknown capsule call ${JSON.stringify(String(rawCall).slice(0, 64))} or bad arguments`);
+      // Not String(rawCall): a cloned `{ toString: 1 }` makes that throw, turning a bad call into an internal error.
+      const shown = typeof rawCall === "string" ? JSON.stringify(rawCall.slice(0, 64)) : `(${typeof rawCall})`;
+      throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `unknown capsule call ${shown} or bad arguments`);
     }
     const [call, args] = parsed.data;
     const host = this.permissions.callFor(run, call, seq);
@@ -167,7 +169,7 @@ export class SyscallGate {
     if (spent && performance.now() - spent.start < 1000 && spent.bytes >= Math.min(MAX_CAPSULE_PUBLISH_BYTES_PER_SEC, this.quotas.get(principal).max_ipc_throughput_bytes)) {
       throw new AstridError("ASTRID_ERR_RATE_LIMITED", `ipc.publish: ${record.name} spent its publish bytes for this second (principal ${principal})`);
     }
-    const size = Buffer.byteLength(JSON.stringify(raw ?? null));
+    const size = Buffer.byteLength(jsonOf(raw));
     if (size > MAX_CAPSULE_PAYLOAD_BYTES) throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `ipc.publish: payload of ${size} bytes exceeds 5 MiB`);
     // A message-rate limit beside the byte limit: many tiny messages cost the bus and every recipient too.
     if (now0() - run.publishCountStart >= 1000) {
@@ -194,6 +196,18 @@ export class SyscallGate {
       ? { type: "raw_json", ...(raw as Record<string, unknown>) }
       : normalizePayload(raw);
     this.bus.publish({ topic, payload, source_id: run.sourceId, principal });
+  }
+}
+
+/**
+ * The JSON text of a capsule's payload. A structured clone can carry what JSON cannot (a cycle, a BigInt, nesting
+ * deeper than the stack): that is the capsule's malformed request, not an internal error.
+ */
+function jsonOf(raw: unknown): string {
+  try {
+    return JSON.stringify(raw ?? null);
+  } catch (err) {
+    throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `ipc.publish: payload is not JSON (${(err as Error).message.split("\n")[0]})`, { cause: err });
   }
 }
 

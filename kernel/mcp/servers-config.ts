@@ -14,7 +14,7 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { parse as parseToml, TomlError } from "smol-toml";
 import { z } from "zod";
-import { fieldLine } from "../../protocol/capsule-manifest";
+import { fieldLine, protoKeyPath } from "../../protocol/capsule-manifest";
 import { AstridError } from "../../protocol/errors";
 import { MCP_SERVER_NAME, type McpTransportKind } from "../../protocol/mcp-host";
 
@@ -88,6 +88,11 @@ export function parseServersConfig(text: string, file: string): McpServerConfig[
       throw new AstridError("ASTRID_ERR_MCP_CONFIG_INVALID", `${file}:${err.line}:${err.column}: TOML syntax error: ${err.message.split("\n")[0]}`, { cause: err });
     }
     throw new AstridError("ASTRID_ERR_MCP_CONFIG_INVALID", `${file}: cannot parse: ${(err as Error).message}`, { cause: err });
+  }
+  const proto = protoKeyPath(raw);
+  if (proto) {
+    const line = fieldLine(text, proto);
+    throw new AstridError("ASTRID_ERR_MCP_CONFIG_INVALID", `${file}${line ? `:${line}` : ""}: ${proto.join(".")}: \`__proto__\` is reserved`);
   }
   const parsed = FileSchema.safeParse(raw);
   if (!parsed.success) {

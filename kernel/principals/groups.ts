@@ -47,6 +47,8 @@ export function isBuiltinGroup(name: string): boolean {
 /** Why a custom group may not exist as given, or null when it may. */
 export function groupProblem(group: Group): string | null {
   if (!PRINCIPAL_ID_PATTERN.test(group.name)) return `group name ${JSON.stringify(group.name)} must be 1-64 characters of [A-Za-z0-9_-]`;
+  // A plain object keyed by group name (the TOML writer's) cannot hold `__proto__`: it would vanish from the file.
+  if (group.name === "__proto__") return "__proto__ is reserved";
   if (isBuiltinGroup(group.name)) return `${group.name} is a built-in group (admin, agent and restricted cannot be defined, modified or deleted)`;
   for (const capability of group.capabilities) {
     const problem = capabilityProblem(capability);

@@ -4,7 +4,7 @@
  */
 import { parse as parseToml, TomlError } from "smol-toml";
 import type { z } from "zod";
-import { fieldLine } from "../../protocol/capsule-manifest";
+import { fieldLine, protoKeyPath } from "../../protocol/capsule-manifest";
 import { AstridError, type ErrorCode } from "../../protocol/errors";
 
 /** Parses `text` (the contents of `file`) against `schema`; throws `code` naming the file, line and key. */
@@ -18,6 +18,8 @@ export function parsePolicyToml<S extends z.ZodType>(text: string, file: string,
     }
     throw new AstridError(code, `${file}: cannot parse: ${(err as Error).message}`, { cause: err });
   }
+  const proto = protoKeyPath(raw);
+  if (proto) throw new AstridError(code, `${file}${at(text, proto)}: key ${proto.join(".")} is not allowed (\`__proto__\` is reserved)`);
   const parsed = schema.safeParse(raw);
   if (parsed.success) return parsed.data;
   const issue = parsed.error.issues[0]!;
