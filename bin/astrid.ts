@@ -2,29 +2,23 @@
 /**
  * `astrid`: the command-line frontend. Starts, stops and inspects the daemon of `$ASTRID_HOME` over its socket.
  */
-import yargs, { type Argv } from "yargs";
-import { hideBin } from "yargs/helpers";
+// First, for its side effect: `astrid --version` is answered before the other modules load.
+import "./cli/version-fast-path";
+import type { Argv } from "yargs";
 import { AstridError, isAstridError } from "../protocol/errors";
 import type { DaemonStatus } from "../protocol/kernel-request";
 import { DAEMON_VERSION } from "../protocol/version";
 import { resolveHome } from "../kernel/home";
-import { OPERATOR_KV_SCOPE } from "../protocol/kernel-request";
-import { describeAnchor, describeReport, readAuditAnchor, tailAuditLog, verifyAuditLog } from "./cli/audit";
+import { OPERATOR_KV_SCOPE } from "../protocol/operator-scope";
 import fs from "node:fs";
 import path from "node:path";
-import { installCapsule, type InstallOutcome } from "../kernel/capsules/installer";
-import { CapsuleLoader, type LoaderLogger } from "../kernel/capsules/loader-client";
-import { answerElicitations, runChat } from "./cli/chat";
+import type { InstallOutcome } from "../kernel/capsules/installer";
+import type { LoaderLogger } from "../kernel/capsules/loader-client";
 import { daemonState, formatUptime, startDaemon, waitForExit } from "./cli/daemon-control";
 import { daemonRequest } from "./cli/daemon-request";
-import { adminCommands } from "./cli/admin";
-import { frontendCommand } from "./cli/frontend";
-import { identityCommand } from "./cli/identity";
-import { mcpCommand } from "./cli/mcp";
-import { webCommand } from "./cli/web";
-import { vfsCommand } from "./cli/vfs";
-import { formatPermissionReport, readPermissionReport } from "./cli/capsule-permissions";
+import type { CommandModule } from "yargs";
 import { failOnUsage, UsageError } from "./cli/usage";
+import { completeAstrid } from "./cli/completion";
 import type { AstridHome } from "../kernel/home";
 
 interface Global {
@@ -144,9 +138,22 @@ async function status(argv: Global): Promise<void> {
     `  Mode:      ${s.ephemeral ? "ephemeral (stops when idle; `astrid start` makes it persistent)" : "persistent"}`,
     ...(s.workspace !== undefined ? [`  Workspace: ${s.workspace}`] : []),
     `  Clients:   ${others} other${others === 1 ? "" : "s"}`,
+    ...frontendLines(s.clients ?? []),
     `  Capsules:  ${s.loaded_capsules.length} loaded`,
     ...s.loaded_capsules.map((name) => `    - ${name}`),
   ].join("\n"));
+}
+
+/** `astrid status`'s lines for the connected frontends (connections made with a frontend credential). */
+function frontendLines(clients: NonNullable<DaemonStatus["clients"]>): string[] {
+  const frontends = clients.filter((c) => c.via === "frontend");
+  if (frontends.length === 0) return [];
+  const size = (n = 0) => (n < 1024 ? `${n} B` : n < 1024 * 1024 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 1024 / 1024).toFixed(1)} MiB`);
+  const plural = (n = 0, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
+  return [
+    `  Frontends: ${frontends.length} connected`,
+    ...frontends.map((c) => `    - ${c.client_name ?? c.frontend} (credential ${c.frontend}): ${plural(c.users, "user")}, ${plural(c.sessions, "session")}, ${size(c.bytes_in)} in / ${size(c.bytes_out)} out`),
+  ];
 }
 
 // Read before parsing: a usage error is reported before any middleware runs.
@@ -168,6 +175,7 @@ function report(err: unknown): void {
 }
 
 async function auditVerify(argv: Global): Promise<void> {
+  const { describeReport, verifyAuditLog } = await import("./cli/audit.js");
   const report = verifyAuditLog(resolveHome());
   if (argv.json) {
     out(argv, report, "");
@@ -179,6 +187,7 @@ async function auditVerify(argv: Global): Promise<void> {
 
 async function auditTail(argv: Global & { lines: number; follow: boolean }): Promise<void> {
   if (!Number.isInteger(argv.lines) || argv.lines < 0) throw new UsageError("-n must be a whole number ≥ 0 (-n 0 --follow: only new entries)");
+  const { tailAuditLog } = await import("./cli/audit.js");
   await tailAuditLog(resolveHome(), argv.lines, argv.json, argv.follow, (line) => process.stdout.write(`${line}\n`));
 }
 
@@ -198,6 +207,7 @@ interface CapsuleMeta {
   last_error?: string;
   capabilities?: Record<string, unknown>;
   commands?: Array<{ name: string; description: string }>;
+  tools?: Array<{ name: string; description?: string }>;
 }
 
 /** GetCapsuleMetadata from the running daemon. */
@@ -228,6 +238,7 @@ async function capsuleInfo(argv: Global, name: string): Promise<void> {
     `  Subscribes:    ${list(caps.ipc_subscribe)}`,
     `  Interceptors:  ${list(c.interceptor_events)}`,
     `  Commands:      ${list((c.commands ?? []).map((x) => x.name))}`,
+    `  Tools:         ${list((c.tools ?? []).map((x) => x.name))}`,
     `  Dropped events: ${c.dropped_events ?? 0}`,
   ].join("\n"));
 }
@@ -242,18 +253,76 @@ async function capsuleInstall(argv: Global, dir: string, workspace: boolean): Pr
   if ((await daemonState(home)) !== "live") {
     if (workspace) throw new AstridError("ASTRID_ERR_DAEMON_NOT_RUNNING", "--workspace installs need the daemon that serves the workspace; start one with `astrid start`");
     // No daemon: the loader worker makes the same staged copy; the next start loads it.
+    const [{ CapsuleLoader }, { installCapsule }] = await Promise.all([import("../kernel/capsules/loader-client.js"), import("../kernel/capsules/installer.js")]);
     const loader = new CapsuleLoader({ log: () => undefined, error: () => undefined } as unknown as LoaderLogger);
     const done = await installCapsule(source, { root: home.principalCapsulesDir("default"), loader, reload: async () => {}, record: () => undefined })
       .finally(() => loader.close());
     return out(argv, { ...done, state: "installed", loaded: false },
       `Installed ${done.name} ${done.version} into ${done.dir}. No daemon is running; it loads (and runs its install hook) on the next start.`);
   }
+  const { answerElicitations } = await import("./cli/chat.js");
   const reply = await daemonRequest(home, "InstallCapsule", { source, workspace },
     { topicSuffix: "install_capsule", timeoutMs: 180_000, knownLive: true, onConnected: answerElicitations });
   const done = reply.data as InstallOutcome;
   const upgraded = done.previous_version !== undefined ? ` (was ${done.previous_version})` : "";
   const shadowed = done.active ? "" : ` It is not the running copy: ${done.active_dir} comes first in the discovery order.`;
   out(argv, done, `Installed ${done.name} ${done.version}${upgraded} into ${done.dir}; it is ${done.state}.${shadowed}`);
+}
+
+/**
+ * `astrid capsule new`: writes the capsule into the workspace's (the current directory's) or the operator's own
+ * capsules directory, then, with a daemon running, waits for it to load (hot reload; a ReloadCapsules when the
+ * daemon does not watch) and says how it came up.
+ */
+async function capsuleNew(argv: Global & { name: string; ts: boolean; home: boolean }): Promise<void> {
+  const home = resolveHome();
+  const live = (await daemonState(home)) === "live";
+  const status = live ? await daemonStatus(home) : undefined;
+  if (status !== undefined && !argv.home) warnOtherWorkspace(status, process.cwd());
+  const root = argv.home ? home.principalCapsulesDir("default") : path.join(canonicalDir(process.cwd()), ".astrid", "capsules");
+  const { scaffoldCapsule } = await import("./cli/capsule-scaffold.js");
+  const done = scaffoldCapsule(argv.name, root, { ts: argv.ts });
+  const served = argv.home || (status?.workspace !== undefined && canonicalDir(status.workspace) === canonicalDir(process.cwd()));
+  const tryIt = `Try /${done.command} in astrid chat, or astrid tool call ${done.name}.${done.tool}.`;
+  if (status === undefined || !served) {
+    const why = status === undefined ? "No daemon is running; it loads on the next start (astrid start)." : "The running daemon serves another workspace, so it does not load it.";
+    return out(argv, { ...done, state: "not_loaded" }, `Created ${done.name} (${done.language}) in ${done.dir}. ${why}`);
+  }
+  const state = await waitLoaded(done.name, done.dir);
+  const detail = state.last_error !== undefined ? ` — ${state.last_error}` : "";
+  out(argv, { ...done, state: state.state, ...(state.last_error !== undefined ? { last_error: state.last_error } : {}) },
+    `Created ${done.name} (${done.language}) in ${done.dir}; it is ${state.state}${detail}. ${state.state === "ready" ? tryIt : ""}`.trimEnd());
+}
+
+/** Waits for the daemon to settle the capsule of `dir` (ready or failed), asking for a reload pass if its watcher did not. */
+async function waitLoaded(name: string, dir: string): Promise<{ state: string; last_error?: string }> {
+  const settled = async (ms: number) => {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const c = (await capsuleMetadata()).find((m) => m.name === name && canonicalDir(m.source_dir) === canonicalDir(dir));
+      if (c && (c.state === "ready" || c.state === "failed")) return c;
+      if (Date.now() >= deadline) return c;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
+  let c = await settled(3000);
+  if (!c) {
+    // A daemon run with --no-watch (or whose watcher stopped) does not see new directories by itself.
+    await daemonRequest(resolveHome(), "ReloadCapsules", undefined, { topicSuffix: "reload", timeoutMs: 60_000 });
+    c = await settled(10_000);
+  }
+  return c ? { state: c.state, ...(c.last_error !== undefined ? { last_error: c.last_error } : {}) } : { state: "not_loaded" };
+}
+
+/** `astrid capsule remove`: RemoveCapsule in the running daemon (drain, unload, delete; bundled ones refused). */
+async function capsuleRemove(argv: Global & { name: string }): Promise<void> {
+  const reply = await daemonRequest(resolveHome(), "RemoveCapsule", { name: argv.name }, { topicSuffix: "remove_capsule", timeoutMs: 180_000 });
+  const done = reply.data as { name: string; version: string; dir: string; drained: boolean; replaced_by?: string };
+  out(argv, done, [
+    `Removed ${done.name} ${done.version} (${done.dir}).`,
+    ...(done.drained ? [] : ["It was still busy after the drain deadline and was stopped."]),
+    ...(done.replaced_by !== undefined ? [`The copy in ${done.replaced_by} now runs instead.`] : []),
+  ].join(" "));
 }
 
 /** `astrid kv get|set|delete|list`. */
@@ -303,9 +372,22 @@ function kvCommands(y: Argv<Global>): Argv<Global> {
     .demandCommand(1, "Name a kv action: get, set, delete or list.");
 }
 
-/** `astrid capsule list|info|install|permissions`. */
+/** `astrid capsule list|info|install|permissions|new|remove`. */
 function capsuleCommands(y: Argv<Global>): Argv<Global> {
   return y
+    .command("new <name>", "Write a working capsule (manifest, module, README, test) that a running daemon loads at once", (a) =>
+      a
+        .positional("name", { type: "string", demandOption: true, describe: "its name: 1–64 of a-z 0-9 -" })
+        .option("ts", { type: "boolean", default: false, describe: "TypeScript with the @capsule decorators (src/index.ts, built to dist/index.js)" })
+        .option("workspace", { type: "boolean", describe: "into ./.astrid/capsules (the default)" })
+        .option("home", { type: "boolean", describe: "into your own capsules ($ASTRID_HOME/home/default/.local/capsules)" })
+        .conflicts("workspace", "home")
+        .example("$0 capsule new greeter", "./.astrid/capsules/greeter: the /greeter command and the greeter_greet tool")
+        .example("$0 capsule new greeter --ts", "the same in TypeScript (README: npm install && npm run build)"),
+    (argv) => capsuleNew({ json: argv.json, name: argv.name, ts: argv.ts, home: argv.home === true }))
+    .command("remove <name>", "Drain, unload and delete an installed or workspace capsule (bundled ones cannot be removed)", (a) =>
+      a.positional("name", { type: "string", demandOption: true, describe: "the capsule's name (astrid capsule list)" }),
+    (argv) => capsuleRemove({ json: argv.json, name: argv.name }))
     .command("list", "Each capsule: version, state, restarts, last error", (a) => a, (argv) => capsuleList(argv))
     .command("info <name>", "One capsule: state (and why it failed), source, topics, interceptors, commands", (a) =>
       a.positional("name", { type: "string", demandOption: true, describe: "the capsule's name (astrid capsule list)" }),
@@ -318,11 +400,12 @@ function capsuleCommands(y: Argv<Global>): Argv<Global> {
     (argv) => capsuleInstall(argv, argv.dir, argv.workspace))
     .command("permissions <name>", "The [capabilities] entries a capsule needs, from the audit log (daemon run with --audit-permissions)", (a) =>
       a.positional("name", { type: "string", demandOption: true, describe: "the capsule's name" }),
-    (argv) => {
+    async (argv) => {
+      const { formatPermissionReport, readPermissionReport } = await import("./cli/capsule-permissions.js");
       const permissionReport = readPermissionReport(resolveHome(), argv.name);
       out(argv, permissionReport, formatPermissionReport(permissionReport));
     })
-    .demandCommand(1, "Name a capsule action: list, info, install or permissions.");
+    .demandCommand(1, "Name a capsule action: list, info, install, permissions, new or remove.");
 }
 
 /** `astrid audit verify|tail|anchor`. */
@@ -334,11 +417,36 @@ function auditCommands(y: Argv<Global>): Argv<Global> {
         .option("lines", { alias: "n", type: "number", default: 20, describe: "how many entries" })
         .option("follow", { alias: "f", type: "boolean", default: false, describe: "keep printing new entries until Ctrl-C" }),
     (argv) => auditTail({ json: argv.json, lines: argv.lines, follow: argv.follow }))
-    .command("anchor", "Print the signed head of the log (var/audit-head.json) to keep a copy elsewhere", (a) => a, (argv) => {
+    .command("anchor", "Print the signed head of the log (var/audit-head.json) to keep a copy elsewhere", (a) => a, async (argv) => {
+      const { describeAnchor, readAuditAnchor } = await import("./cli/audit.js");
       const anchor = readAuditAnchor(resolveHome());
       out(argv, anchor, describeAnchor(anchor));
     })
     .demandCommand(1, "Name an audit action: verify, tail or anchor.");
+}
+
+/** The commands defined in this file: their modules need not be loaded to run one of them. */
+const FILE_COMMANDS = new Set(["chat", "start", "stop", "restart", "status", "audit", "kv", "capsule"]);
+
+/**
+ * The commands that live in modules of their own (bin/cli/*). Each module loads what its handlers need (zod,
+ * SQLite, the web server…), so they are loaded only when the command line may need them: not for a command of this
+ * file (`astrid status` must start fast), nor for --version; for anything else (top-level help, completion, an
+ * unknown or misspelt command) all of them, so help and usage errors list every command.
+ */
+async function moduleCommands(): Promise<CommandModule<Global, any>[]> {
+  const args = process.argv.slice(2);
+  const first = args.find((a) => !a.startsWith("-"));
+  const onlyVersion = args.length > 0 && args.every((a) => a === "--version" || a === "-V" || a === "--json");
+  // `astrid status --help` shows the help of status alone; completion may list any command.
+  const completing = args.some((a) => a.startsWith("--get-yargs-completions"));
+  if (onlyVersion || (first !== undefined && FILE_COMMANDS.has(first) && !completing)) return [];
+  const [admin, frontend, identity, mcp, web, discord, vfs, logs, tool] = await Promise.all([
+    import("./cli/admin.js"), import("./cli/frontend.js"), import("./cli/identity.js"), import("./cli/mcp.js"), import("./cli/web.js"),
+    import("./cli/discord.js"), import("./cli/vfs.js"), import("./cli/logs.js"), import("./cli/tool.js"),
+  ]);
+  return [...admin.adminCommands(), frontend.frontendCommand, identity.identityCommand, mcp.mcpCommand, web.webCommand,
+    discord.discordCommand, vfs.vfsCommand, logs.logsCommand, tool.toolCommand] as CommandModule<Global, any>[];
 }
 
 /** The `-w DIR` option of chat, start and restart. */
@@ -350,8 +458,23 @@ async function main(): Promise<void> {
     if (err.code === "EPIPE") process.exit(typeof process.exitCode === "number" ? process.exitCode : 0);
     report(err);
   });
+  // `astrid status` (with or without --json), the call scripts and prompts make most, leaves yargs nothing to
+  // parse: it runs without loading it (~15 modules, a third of the command's start-up).
+  const args = process.argv.slice(2);
+  const statusOnly = args.length <= 2 && args.filter((a) => a === "status").length === 1 && args.every((a) => a === "status" || a === "--json");
+  if (statusOnly) {
+    try {
+      await status({ json: args.includes("--json") });
+    } catch (err) {
+      report(err);
+    }
+    return;
+  }
   try {
-    await yargs(hideBin(process.argv))
+    // Loaded here, after the fast path, rather than at the top; required, not imported: import() would pick
+    // yargs' ES module build, which loads slower than its CommonJS one.
+    const yargs = require("yargs") as typeof import("yargs");
+    await yargs(process.argv.slice(2))
       .scriptName("astrid")
       .usage("$0 <command> [options]\n\nControl the Astrid daemon serving $ASTRID_HOME (default ~/.astrid).")
       .option("json", { type: "boolean", default: false, global: true, describe: "Print one JSON object (for scripts)" })
@@ -372,6 +495,7 @@ async function main(): Promise<void> {
           const home = resolveHome();
           const workspace = argv.workspace ?? process.cwd();
           if ((await daemonState(home)) === "live") warnOtherWorkspace(await daemonStatus(home), workspace);
+          const { runChat } = await import("./cli/chat.js");
           process.exitCode = await runChat(home, {
             session: argv.session,
             prompt: argv.prompt,
@@ -391,14 +515,10 @@ async function main(): Promise<void> {
       .command("status", "Show PID, uptime, version, mode, workspace, clients and capsules of the running daemon", (y) => y, (argv) => status(argv))
       .command("audit", "Verify or read the audit log (works with the daemon stopped)", auditCommands, () => undefined)
       .command("kv", `Operator KV in the running daemon (scope ${OPERATOR_KV_SCOPE} unless --scope)`, kvCommands, () => undefined)
-      .command("capsule", "List the daemon's capsules, show one, install one, or print the permissions one needs", capsuleCommands, () => undefined)
-      .command(adminCommands())
-      .command(frontendCommand)
-      .command(identityCommand)
-      .command(mcpCommand)
-      .command(webCommand)
-      .command(vfsCommand)
-      .demandCommand(1, "Name a command: chat, start, stop, restart, status, audit, kv, capsule, agent, group, caps, quota, frontend, identity or mcp.")
+      .command("capsule", "List the daemon's capsules, show one, install, scaffold (new) or remove one, or print the permissions one needs", capsuleCommands, () => undefined)
+      .command(await moduleCommands())
+      .completion("completion", "Print the shell completion script (bash, zsh): astrid completion >> ~/.bashrc", completeAstrid)
+      .demandCommand(1, "Name a command: chat, start, stop, restart, status, audit, kv, capsule, tool, logs, agent, group, caps, quota, frontend, identity, mcp, vfs, web, discord or completion.")
       .epilogue([
         "Exit status: 0 success (also when no daemon is running for status/stop); 1 error; 2 usage error (an unknown",
         "command, option or choice, or a missing argument: nothing was run); 53 chat got no reply in time.",

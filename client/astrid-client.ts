@@ -34,6 +34,8 @@ export interface PromptOptions {
   user?: PlatformUser;
   /** Deadline for the final response (ms, default 120 000, as `astrid chat`). */
   timeoutMs?: number;
+  /** Send `text` (`/name args`) as a slash command on `cli.v1.command.execute` instead of a prompt. */
+  command?: boolean;
 }
 
 /** Sessions a client re-joins after a reconnect; past it the oldest is left. The daemon allows 1024 per connection. */
@@ -143,7 +145,7 @@ export class AstridClient {
     if (!Number.isInteger(timeoutMs) || timeoutMs < 1) throw new AstridError("ASTRID_ERR_INVALID_ARGUMENT", "timeoutMs must be a whole number ≥ 1");
     const id = randomUUID();
     const turn = new Turn(session, id, userKeyOf(options.user), timeoutMs, (t) => this.forget(t));
-    this.publish("user.v1.prompt", { type: "user_input", text, session_id: session, context: { turn_id: id } }, options.user ? { user: options.user } : {});
+    this.publish(options.command === true ? "cli.v1.command.execute" : "user.v1.prompt", { type: "user_input", text, session_id: session, context: { turn_id: id } }, options.user ? { user: options.user } : {});
     this.turns.add(turn);
     this.awaiting.push(turn);
     this.remember(session, options.user);

@@ -9,6 +9,26 @@ import type { StorageClient } from "./storage-client";
 /** Capability each management method requires (reference §5.2), recorded with every request. */
 export { METHOD_CAPABILITIES } from "../protocol/required-capabilities";
 
+/**
+ * Read-only management methods whose allowed, successful requests from one connection are coalesced: the first of a
+ * run is recorded at once, as any request; the ones that follow within `COALESCE_WINDOW_MS` become one entry that
+ * counts them (`coalesced`, `first_at`, `last_at`). A status poller then costs two entries a second, not thousands.
+ * Mutating and refused requests are never coalesced (docs/storage-format.md).
+ */
+export const COALESCED_METHODS: ReadonlySet<string> = new Set(["GetStatus", "ListCapsules", "GetCommands", "GetCapsuleMetadata"]);
+
+/** How long a run of coalesced requests is counted before its entry is written. */
+export const COALESCE_WINDOW_MS = 1000;
+
+/** Requests of one method, by one caller for one principal, counted since the run's first (recorded) one. */
+interface ReadRun {
+  request: AuditedRequest;
+  count: number;
+  firstAt: string;
+  lastAt: string;
+  timer: NodeJS.Timeout;
+}
+
 /** How an audited request was authorized: allowed (`system`, with the policy's reason) or refused (`denied`). */
 export type RequestAuthorization = { type: "system"; reason: string; via?: string } | { type: "denied"; reason: string };
 
@@ -44,7 +64,9 @@ export type CapsuleChange =
   /** A capsule's approval request was decided (by a person, an allowance, a timeout, or nobody to ask). */
   | "approval_granted" | "approval_denied"
   /** An elicitation was answered, cancelled or timed out (a secret's key name only, never its value). */
-  | "elicit";
+  | "elicit"
+  /** The operator ran one of its tools (`astrid tool call`), or removed it (`astrid capsule remove`). */
+  | "tool_call" | "remove";
 
 /** One MCP request as its audit entry records it. */
 export interface AuditedMcpCall {
@@ -92,13 +114,62 @@ export interface AuditedProcess {
 
 /** Records kernel events into the audit chain. */
 export class AuditLog {
+  /** Open runs of coalesced requests, by caller, then by principal and method. */
+  private readonly runs = new Map<string, Map<string, ReadRun>>();
+
   constructor(
     private readonly storage: StorageClient,
     private readonly sessionId: string,
   ) {}
 
-  /** A management or admin request: admitted, or refused with `error`, and how it was authorized (reference §8.1). */
+  /**
+   * A management or admin request: admitted, or refused with `error`, and how it was authorized (reference §8.1).
+   * Read-only ones may be coalesced (`COALESCED_METHODS`); a caller's other entries are never written before the
+   * count of its earlier reads, so its entries stay in the order it made the requests.
+   */
   request(r: AuditedRequest): void {
+    const coalescible = r.error === undefined && r.params === undefined && r.authorization.type === "system" && COALESCED_METHODS.has(r.method);
+    const key = `${r.principal}\u0000${r.method}`;
+    if (coalescible) {
+      const run = this.runs.get(r.caller)?.get(key);
+      if (run) {
+        const now = new Date().toISOString();
+        if (run.count === 0) run.firstAt = now;
+        run.count++;
+        run.lastAt = now;
+        return;
+      }
+    }
+    this.flush(r.caller);
+    this.recordRequest(r);
+    if (coalescible) {
+      let byKey = this.runs.get(r.caller);
+      if (!byKey) this.runs.set(r.caller, (byKey = new Map()));
+      const timer = setTimeout(() => this.flush(r.caller, key), COALESCE_WINDOW_MS);
+      timer.unref();
+      byKey.set(key, { request: r, count: 0, firstAt: "", lastAt: "", timer });
+    }
+  }
+
+  /** Writes the counts of every open run (at shutdown, before storage closes). */
+  flushAll(): void {
+    for (const caller of [...this.runs.keys()]) this.flush(caller);
+  }
+
+  /** Writes the count of `caller`'s open runs (one run: `key`), and closes them. */
+  private flush(caller: string, key?: string): void {
+    const byKey = this.runs.get(caller);
+    if (!byKey) return;
+    for (const [k, run] of byKey) {
+      if (key !== undefined && k !== key) continue;
+      clearTimeout(run.timer);
+      byKey.delete(k);
+      if (run.count > 0) this.recordRequest(run.request, { coalesced: run.count, first_at: run.firstAt, last_at: run.lastAt });
+    }
+    if (byKey.size === 0) this.runs.delete(caller);
+  }
+
+  private recordRequest(r: AuditedRequest, coalesced?: { coalesced: number; first_at: string; last_at: string }): void {
     this.record({
       principal: r.principal,
       action: {
@@ -108,6 +179,7 @@ export class AuditLog {
         ...(r.target_principal !== undefined ? { target_principal: r.target_principal } : {}),
         caller: r.caller,
         ...(r.params ? { params: r.params } : {}),
+        ...coalesced,
       },
       authorization: r.authorization,
       outcome: r.error === undefined
@@ -122,6 +194,7 @@ export class AuditLog {
    * of a principal it may not act for (`client_session_denied`).
    */
   client(type: ClientEventType, connection: number, detail: Record<string, unknown> = {}): void {
+    this.flush(`conn:${connection}`);
     const refused = type === "client_auth_failed" || type === "client_claim_denied" || type === "client_session_denied";
     const reason = String(detail.reason ?? type);
     this.record({

@@ -4,7 +4,7 @@
  * session token and the checks; everything a boot step creates on disk is removed again on shutdown, and on a
  * boot that fails after binding.
  */
-import { randomUUID } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { AstridError } from "../protocol/errors";
@@ -157,7 +157,6 @@ export class Daemon {
       // 3–4. The storage worker (KV + audit, var/state.db), signed with keys/runtime.key; verify the chain.
       const opened = await openBootStorage(home, config.sessionId, logger, config.testFaults);
       storage = opened.storage;
-      auditBackground = opened.background;
       const { audit, report } = opened;
       // 3. The MCP servers of etc/servers.toml: a malformed file stops the boot here (ASTRID_ERR_MCP_CONFIG_INVALID);
       // the servers start in the MCP host worker meanwhile (boot does not wait; a call waits for a starting server).
@@ -236,7 +235,7 @@ export class Daemon {
       logger.info("socket bound", { socket: home.socketPath, max_clients: config.maxClients });
       reconciler = new CapsuleReconciler({
         registry, supervisor, loader, bus, logger, audit, roots, envDir, sourceId: config.sessionId, hotReloadBurst: config.hotReloadBurst, bootWaitMs: config.capsuleBootWaitMs,
-        moduleCacheDir: path.join(home.root, "var", "cache", "capsules"), unconfined: new Set(config.testUnconfinedCapsules),
+        moduleCacheDir: path.join(home.root, "var", "cache", "capsules"), unconfined: new Set(config.testUnconfinedCapsules), drainMs: config.capsuleHandlerTimeoutMs,
         policy: new SocketPolicySwap(server, logger, audit),
       });
 
@@ -251,6 +250,8 @@ export class Daemon {
         capsuleMetadata: () => daemon!.capsuleMetadata(),
         reloadCapsules: () => reconciler.reload("ReloadCapsules"),
         installCapsule: (source, workspace) => daemon!.install(source, workspace),
+        removeCapsule: (name) => reconciler.remove(name),
+        callTool: (capsule, tool, args, on) => operatorToolCall(supervisor, audit, capsule, tool, args, on),
         shutdown: (reason) => void daemon!.shutdown(reason),
         kvGet: (scope, key) => kv.get(scope, key),
         kvSet: (scope, key, value) => kv.set(scope, key, value),
@@ -270,7 +271,7 @@ export class Daemon {
         () => void daemon!.shutdown("idle_timeout"),
       );
       daemon = new Daemon({
-        home, config, logger, bus, registry, server, tracker, router, admin, principals, idle, storage, audit, auditIntact: report.intact, auditBackground,
+        home, config, logger, bus, registry, server, tracker, router, admin, principals, idle, storage, audit, auditIntact: report.intact,
         supervisor, loader, reconciler, mcp: servers, releaseLock,
       });
 
@@ -288,6 +289,9 @@ export class Daemon {
       // 15. Ready.
       await fs.writeFile(home.readyPath, "", { mode: 0o600 });
       idle.start();
+      // The whole audit chain is walked in the background once the daemon serves (boot verified from a checkpoint).
+      auditBackground = opened.startBackgroundWalk?.();
+      daemon.p.auditBackground = auditBackground;
       logger.info("daemon ready", { capsules: registry.all().map((r) => `${r.name}@${r.version}:${r.state}`), idle_timeout_ms: settings.timeoutMs });
       return daemon;
     } catch (err) {
@@ -386,6 +390,7 @@ export class Daemon {
     this.p.tracker.close();
     // Drain queued writes (the disconnects just recorded included), then close the database; a background walk of
     // the chain stops first (the next boot starts another).
+    this.p.audit.flushAll();
     await this.p.auditBackground?.close();
     await this.p.storage.close();
     await fs.rm(home.tokenPath, { force: true });
@@ -394,6 +399,23 @@ export class Daemon {
     await closeLogger(logger);
     this.resolveExit(0);
   }
+}
+
+/**
+ * `astrid tool call`: the operator runs one capsule's tool (the request's own audit entry says it was admitted);
+ * its outcome gets a `tool_call` entry with the arguments' SHA-256 (never the arguments), like an MCP call.
+ */
+async function operatorToolCall(
+  supervisor: CapsuleSupervisor, audit: AuditLog, capsule: string, tool: string, args: Record<string, unknown>,
+  on: { principal: string; caller: string; seq: number },
+): Promise<{ content: unknown; is_error: boolean }> {
+  const started = performance.now();
+  const args_sha256 = createHash("sha256").update(JSON.stringify(args)).digest("hex");
+  const outcome = await supervisor.callTool(capsule, tool, args, on.principal, on.seq);
+  audit.capsule("tool_call", capsule, {
+    principal: on.principal, caller: on.caller, tool, args_sha256, is_error: outcome.is_error, duration_ms: Math.round(performance.now() - started),
+  });
+  return outcome;
 }
 
 /** Discovery roots in precedence order: installed, then workspace (`--workspace`), then bundled. */

@@ -51,6 +51,10 @@ function auditedParams(request: KernelRequest): Record<string, unknown> | undefi
       return { server: clip(request.params.server) };
     case "McpCall":
       return { server: clip(request.params.server), tool: clip(request.params.tool) };
+    case "RemoveCapsule":
+      return { name: clip(request.params.name) };
+    case "CallTool":
+      return { capsule: clip(request.params.capsule), tool: clip(request.params.tool) };
     case "VfsDiff":
     case "VfsCommit":
     case "VfsDiscard":
@@ -104,6 +108,13 @@ export interface ManagementHost {
   mcp?: Pick<McpServers, "list" | "tools" | "run">;
   /** The VFS: VfsDiff, VfsCommit, VfsDiscard (a principal's staged workspace writes). */
   vfs?: Pick<Vfs, "diff" | "commit" | "discard">;
+  /** RemoveCapsule: drains, unloads and deletes an installed or workspace capsule (never a bundled one). */
+  removeCapsule?(name: string): Promise<unknown>;
+  /**
+   * CallTool: runs one capsule's tool for `principal` (the request's bus `seq` is the message the tool acts on);
+   * resolves with `{content, is_error}`.
+   */
+  callTool?(capsule: string, tool: string, args: Record<string, unknown>, on: { principal: string; caller: string; seq: number }): Promise<unknown>;
 }
 
 /** Routes management requests to the host. */
@@ -198,7 +209,7 @@ export class ManagementRouter {
       this.run(request, requestId, caller, (response) => {
         audited(response);
         reply(response);
-      }, principal);
+      }, principal, message.seq);
     };
     // Synchronous when the caller's profile is cached, so a status query is not held up by a promise.
     const decision = this.principals.check(principal, capability);
@@ -212,7 +223,7 @@ export class ManagementRouter {
     }
   }
 
-  private run(request: KernelRequest, requestId: string | undefined, caller: string, reply: (r: KernelResponse) => void, principal = "default"): void {
+  private run(request: KernelRequest, requestId: string | undefined, caller: string, reply: (r: KernelResponse) => void, principal = "default", seq = 0): void {
     if (this.logger.isDebugEnabled()) this.logger.debug("management request", { method: request.method, caller, request_id: requestId });
     const fail = (err: unknown) => {
       // A coded refusal is the caller's mistake, not the daemon's: a warning; anything else is an error.
@@ -221,7 +232,7 @@ export class ManagementRouter {
       reply(isAstridError(err) ? errorResponse(err.code, err.message) : errorResponse("ASTRID_ERR_INTERNAL", `internal error: ${String(err)}`));
     };
     try {
-      const response = this.dispatch(request, caller, principal);
+      const response = this.dispatch(request, caller, principal, seq);
       if (response instanceof Promise) {
         response.then((r) => this.finish(request, r, reply), fail);
       } else {
@@ -243,7 +254,7 @@ export class ManagementRouter {
   }
 
   /** Answers synchronously where it can; only the slow methods return a promise. */
-  private dispatch(request: KernelRequest, caller: string, principal: string): KernelResponse | Promise<KernelResponse> {
+  private dispatch(request: KernelRequest, caller: string, principal: string, seq: number): KernelResponse | Promise<KernelResponse> {
     switch (request.method) {
       case "GetStatus":
         return { status: "Status", data: this.host.status() };
@@ -307,6 +318,16 @@ export class ManagementRouter {
         // The operator's own call, audited like a capsule's (server, tool, arguments' hash, outcome, duration).
         const { server, tool, arguments: args = {} } = request.params;
         return this.mcp().run(server, { op: "call_tool", tool, args }, { principal, caller }).then((data) => ({ status: "Success", data }));
+      }
+      case "RemoveCapsule": {
+        if (!this.host.removeCapsule) return errorResponse("ASTRID_ERR_NOT_IMPLEMENTED", "RemoveCapsule is not available in this daemon");
+        return this.host.removeCapsule(request.params.name).then((data) => ({ status: "Success", data }));
+      }
+      case "CallTool": {
+        // The operator's own call of a capsule's tool: the tool acts for the caller's principal, like a capsule's call.
+        if (!this.host.callTool) return errorResponse("ASTRID_ERR_NOT_IMPLEMENTED", "CallTool is not available in this daemon");
+        const { capsule, tool, arguments: args = {} } = request.params;
+        return this.host.callTool(capsule, tool, args, { principal, caller, seq }).then((data) => ({ status: "Success", data }));
       }
       case "VfsDiff":
         return this.vfs().diff(request.params.principal ?? "default").then((data) => ({ status: "Success", data }));

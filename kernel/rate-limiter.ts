@@ -10,6 +10,7 @@ export const METHOD_RATE_LIMITS: Readonly<Record<string, number>> = {
   ReloadCapsules: 5,
   Shutdown: 1,
   InstallCapsule: 10,
+  RemoveCapsule: 10,
   ApproveCapability: 10,
 };
 

@@ -107,6 +107,11 @@ export class SessionRouter {
     return session?.members ?? null;
   }
 
+  /** Number of sessions `conn` is in (for GetStatus). */
+  joinedBy(conn: ConnectionId): number {
+    return this.byConnection.get(conn)?.size ?? 0;
+  }
+
   /** Number of sessions known (joined or remembered). */
   get size(): number {
     return this.sessions.size;

@@ -5,7 +5,7 @@
 import { randomBytes } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
-import { decodeToken } from "../protocol/handshake";
+import { decodeToken } from "../protocol/session-token-format";
 
 /** The daemon's token for this boot. */
 export class SessionToken {

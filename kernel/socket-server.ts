@@ -125,6 +125,13 @@ export interface ClientInfo {
   frontend?: string;
   client_name?: string;
   connected_secs: number;
+  /** Principals it acts for besides its own: a frontend's platform users (as resolved; linked users may share one). */
+  users: number;
+  /** Sessions it is in. */
+  sessions: number;
+  /** Bytes received from it and sent to it. */
+  bytes_in: number;
+  bytes_out: number;
 }
 
 /** The daemon's Unix socket server. */
@@ -190,6 +197,10 @@ export class SocketServer {
       ...(conn.identity!.frontend !== undefined ? { frontend: conn.identity!.frontend } : {}),
       ...(conn.identity!.clientName !== undefined ? { client_name: conn.identity!.clientName } : {}),
       connected_secs: Math.floor((now - conn.connectedAt) / 1000),
+      users: conn.actsFor.size - (conn.actsFor.has(conn.identity!.principal) ? 1 : 0),
+      sessions: this.sessions.joinedBy(conn.id),
+      bytes_in: conn.socket.bytesRead,
+      bytes_out: conn.socket.bytesWritten,
     }));
   }
 

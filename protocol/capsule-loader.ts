@@ -63,6 +63,8 @@ export interface CapsuleLoaderApi {
   stageInstall(source: string, root: string, refuse: Record<string, string>): Promise<LoaderResult<StagedInstall>>;
   rollbackInstall(staged: StagedInstall): Promise<LoaderResult<null>>;
   discardBackup(staged: StagedInstall): Promise<LoaderResult<null>>;
+  /** Deletes the capsule directory `dir`, which must be a direct child of `root` (`astrid capsule remove`). */
+  removeCapsuleDir(dir: string, root: string): Promise<LoaderResult<null>>;
   /** Watches `roots`; changes (debounced) and log lines reach `events`. Replaces any earlier watch. */
   watch(roots: string[], events: LoaderEvents): Promise<LoaderResult<null>>;
   unwatch(): Promise<LoaderResult<null>>;

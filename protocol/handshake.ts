@@ -6,6 +6,7 @@ import { timingSafeEqual } from "node:crypto";
 import { z } from "zod";
 import type { ErrorCode } from "./errors";
 import { PROTOCOL_VERSION } from "./version";
+import { decodeToken } from "./session-token-format";
 
 /** The client's first frame. Unknown extra fields are ignored. */
 export const HandshakeRequestSchema = z.looseObject({
@@ -39,15 +40,8 @@ export function protocolMismatchReason(clientVersion: number): string {
   );
 }
 
-/** Length of a token in hex characters (32 random bytes). */
-export const TOKEN_HEX_LENGTH = 64;
-const TOKEN_PATTERN = /^[0-9a-fA-F]{64}$/;
-
-/** Decodes a token as readers do: whitespace trimmed, either hex case; null when it is not 64 hex chars. */
-export function decodeToken(text: string): Buffer | null {
-  const trimmed = text.trim();
-  return TOKEN_PATTERN.test(trimmed) ? Buffer.from(trimmed, "hex") : null;
-}
+// In a zod-free module so the CLI's token read does not load zod; re-exported for everyone else.
+export { decodeToken, TOKEN_HEX_LENGTH } from "./session-token-format";
 
 /** Constant-time token check; a malformed candidate fails without a comparison that could leak timing. */
 export function tokenMatches(expected: Buffer, candidate: string): boolean {

@@ -45,11 +45,15 @@ const kvListParams = z.strictObject({
 const mcpToolsParams = z.strictObject({ server: z.string().min(1).max(160) });
 const mcpCallParams = z.strictObject({ server: z.string().min(1).max(160), tool: z.string().min(1).max(4096), arguments: z.record(z.string(), z.unknown()).optional() });
 
+// The capsule author's loop (our addition): remove an installed or workspace capsule; run one capsule's tool.
+const removeCapsuleParams = z.strictObject({ name: z.string().min(1).max(128) });
+const callToolParams = z.strictObject({ capsule: z.string().min(1).max(128), tool: z.string().min(1).max(256), arguments: z.record(z.string(), z.unknown()).optional() });
+
 // The VFS (our addition): a principal's staged workspace writes — list, apply, drop (`default` when omitted).
 const vfsParams = z.strictObject({ principal: PrincipalIdSchema.optional() });
 
-/** The KV scope `astrid kv` uses unless told otherwise: the operator's own namespace of principal `default`. */
-export const OPERATOR_KV_SCOPE = "default:operator";
+// Zod-free, so `astrid kv` need not load zod for its default; re-exported for everyone else.
+export { OPERATOR_KV_SCOPE } from "./operator-scope";
 
 /** A management request, parsed. */
 export type KernelRequest =
@@ -64,10 +68,12 @@ export type KernelRequest =
   | { method: "SetMode"; params: z.infer<typeof setModeParams> }
   | { method: "McpTools"; params: z.infer<typeof mcpToolsParams> }
   | { method: "McpCall"; params: z.infer<typeof mcpCallParams> }
+  | { method: "RemoveCapsule"; params: z.infer<typeof removeCapsuleParams> }
+  | { method: "CallTool"; params: z.infer<typeof callToolParams> }
   | { method: "VfsDiff" | "VfsCommit" | "VfsDiscard"; params: z.infer<typeof vfsParams> };
 
 /** Every method name, for messages and help. */
-export const METHODS = [...UNIT_METHODS, "Shutdown", "InstallCapsule", "ApproveCapability", "KvGet", "KvSet", "KvList", "KvDelete", "SetMode", "McpTools", "McpCall", "VfsDiff", "VfsCommit", "VfsDiscard"] as const;
+export const METHODS = [...UNIT_METHODS, "Shutdown", "InstallCapsule", "ApproveCapability", "KvGet", "KvSet", "KvList", "KvDelete", "SetMode", "McpTools", "McpCall", "RemoveCapsule", "CallTool", "VfsDiff", "VfsCommit", "VfsDiscard"] as const;
 /** A method name. */
 export type KernelMethod = (typeof METHODS)[number];
 
@@ -120,6 +126,10 @@ export function parseKernelRequest(body: Record<string, unknown>): ParsedRequest
       return withId({ method, params: parseParams(method, mcpToolsParams, params) }, requestId);
     case "McpCall":
       return withId({ method, params: parseParams(method, mcpCallParams, params) }, requestId);
+    case "RemoveCapsule":
+      return withId({ method, params: parseParams(method, removeCapsuleParams, params) }, requestId);
+    case "CallTool":
+      return withId({ method, params: parseParams(method, callToolParams, params) }, requestId);
     case "VfsDiff":
     case "VfsCommit":
     case "VfsDiscard":
@@ -165,7 +175,7 @@ export interface DaemonStatus {
   /** Our addition: whether the audit chain verified at boot (null before the first verification). */
   audit_chain_intact?: boolean | null;
   /** Our addition: each connected client — who it acts as, how it authenticated, what it calls itself. */
-  clients?: Array<{ connection: number; principal: string; via: "session_token" | "frontend"; frontend?: string; client_name?: string; connected_secs: number }>;
+  clients?: Array<{ connection: number; principal: string; via: "session_token" | "frontend"; frontend?: string; client_name?: string; connected_secs: number; users?: number; sessions?: number; bytes_in?: number; bytes_out?: number }>;
   /** Our addition: sessions the daemon routes (joined or remembered). */
   sessions?: number;
   /** Our addition: the workspace the daemon serves (its `.astrid/capsules/` are loaded). */

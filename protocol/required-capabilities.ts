@@ -21,6 +21,8 @@ export const METHOD_CAPABILITIES: Readonly<Record<string, string>> = {
   McpList: "system:mcp:read",
   McpTools: "system:mcp:read",
   McpCall: "system:mcp:call",
+  RemoveCapsule: "self:capsule:remove",
+  CallTool: "system:tool:call",
   VfsDiff: "system:vfs:read",
   VfsCommit: "system:vfs:write",
   VfsDiscard: "system:vfs:write",

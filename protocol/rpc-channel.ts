@@ -143,6 +143,11 @@ export class BoundedRemote<T extends object> {
     });
   }
 
+  /** Calls waiting for their answer (a drain waits for none). */
+  get inflight(): number {
+    return this.pending.size;
+  }
+
   /** The peer is gone: reject everything pending and every later call with ASTRID_ERR_CAPSULE_UNAVAILABLE. */
   close(reason: string): void {
     if (this.gone) return;

@@ -35,6 +35,10 @@ export const CLIENT_TOPIC_PATTERN = "client.v1.*";
 
 /** Published at the end of every capsule load pass. */
 export const CAPSULES_LOADED_TOPIC = "astrid.v1.capsules_loaded";
+/** A capsule reloaded because its files changed and is ready again: `{name, old_version, new_version, ms}`. */
+export const CAPSULE_RELOADED_TOPIC = "astrid.v1.capsule.reloaded";
+/** A capsule's changed files did not load: `{name, file, line, message}` (`file`/`line` null when unknown). */
+export const CAPSULE_RELOAD_FAILED_TOPIC = "astrid.v1.capsule.reload_failed";
 /** Published for each failed capsule. */
 export const HEALTH_FAILED_TOPIC = "astrid.v1.health.failed";
 /** Published when a capsule loads with `[env]` values nobody provided yet. */

@@ -11,7 +11,7 @@ import { isAstridError } from "../protocol/errors";
 import { discoverCapsules } from "./capsule-loader/discovery";
 import { storedEnv } from "./capsule-loader/env-files";
 import { compileModules } from "./capsule-loader/module-compiler";
-import { discardBackup, rollbackInstall, stageInstall } from "./capsule-loader/install-files";
+import { discardBackup, removeCapsuleDir, rollbackInstall, stageInstall } from "./capsule-loader/install-files";
 import { CapsuleWatcher } from "./capsule-loader/watcher";
 
 if (!parentPort) throw new Error("workers/capsule-loader must run in a worker thread");
@@ -34,6 +34,7 @@ const api: CapsuleLoaderApi = {
   stageInstall: (source, root, refuse) => result(() => stageInstall(source, root, refuse)),
   rollbackInstall: (staged) => result(async () => (await rollbackInstall(staged), null)),
   discardBackup: (staged) => result(async () => (await discardBackup(staged), null)),
+  removeCapsuleDir: (dir, root) => result(async () => (await removeCapsuleDir(dir, root), null)),
   watch: (roots, events: Comlink.Remote<LoaderEvents>) =>
     result(async () => {
       await watcher?.close();

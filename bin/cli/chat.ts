@@ -12,6 +12,7 @@ import type { IpcMessage, IpcPayload } from "../../protocol/ipc-message";
 import { APPROVAL_RESPONSE_PREFIX, APPROVAL_TOPIC, CLIENT_DISCONNECT_TOPIC, CLIENT_ERROR_TOPIC, ELICIT_RESPONSE_PREFIX, ELICIT_TOPIC, ONBOARDING_REQUIRED_TOPIC } from "../../protocol/topics";
 import { parseUuid, UUID_FORMAT } from "../../protocol/uuid";
 import type { AstridHome } from "../../kernel/home";
+import { describeReloadEvent } from "./reload-events";
 import { connect, daemonState, startDaemon } from "./daemon-control";
 
 /** Exit status when no reply arrived in time (the reference's headless timeout status). */
@@ -71,7 +72,7 @@ export async function runChat(home: AstridHome, options: ChatOptions): Promise<n
   chat.questions = new AutoAnswers(client, options.yes === true);
   try {
     if (!interactive) {
-      const outcome = await chat.send(PROMPT_TOPIC, text!, options.timeoutSecs * 1000);
+      const outcome = await chat.send(topicFor(text!), text!, options.timeoutSecs * 1000);
       if (outcome === "lost") throw Conversation.lostError();
       if (outcome === "timeout") return chat.timedOut(options.timeoutSecs);
       return 0;
@@ -107,6 +108,15 @@ async function ensureDaemon(home: AstridHome, options: ChatOptions): Promise<Dae
   return connect(home);
 }
 
+/**
+ * Where a line goes: a slash command (`/remember milk`, one line) to the capsules' commands, anything else to the
+ * agent as a prompt — the same at the terminal, in `--repl` and with `-p`.
+ */
+function topicFor(text: string): string {
+  const line = text.trim();
+  return line.startsWith("/") && !line.includes("\n") ? COMMAND_TOPIC : PROMPT_TOPIC;
+}
+
 /** How one turn ended. */
 type Outcome = "replied" | "timeout" | "cancelled" | "lost";
 
@@ -121,6 +131,10 @@ class Conversation {
   private turn: string | undefined;
   private streamed = false;
   private readonly history = new Map<string, (messages: unknown[]) => void>();
+  /** Turns the user cancelled (Ctrl-C): whatever still arrives for them is dropped, not shown. */
+  private readonly cancelled = new Set<string>();
+  /** The last turn ended by a cancel: replies without a turn_id arriving between turns are its leftovers. */
+  private cancelledLast = false;
   /** Set when the daemon closed the connection (it shut down or died): nothing more will arrive. */
   lost = false;
   /** Called once when the connection is lost (the REPL stops reading). */
@@ -148,6 +162,7 @@ class Conversation {
   send(topic: string, text: string, timeoutMs: number): Promise<Outcome> {
     if (this.lost) return Promise.resolve("lost");
     this.streamed = false;
+    this.cancelledLast = false;
     const turn = randomUUID();
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => this.settle("timeout"), timeoutMs);
@@ -213,6 +228,10 @@ class Conversation {
   private settle(outcome: Outcome): void {
     const waiter = this.waiter;
     this.waiter = undefined;
+    if (outcome === "cancelled") {
+      this.cancelledLast = true;
+      if (this.turn !== undefined) this.cancelled.add(this.turn);
+    }
     if (outcome !== "replied") this.turn = undefined;
     if (this.streamed && outcome !== "replied") process.stdout.write("\n");
     this.streamed = false;
@@ -231,6 +250,12 @@ class Conversation {
       process.stderr.write(`astrid: capsule ${String(payload.capsule_id)} needs configuration (${fields}); write home/default/.config/env/${String(payload.capsule_id)}.env.json and reload\n`);
       return;
     }
+    const reload = describeReloadEvent(message.topic, payload);
+    if (reload !== undefined) {
+      // A capsule author's edit was picked up (or did not load): said on stderr, where it cannot mix with replies.
+      if (!this.json) process.stderr.write(`${reload}\n`);
+      return;
+    }
     if (message.topic === APPROVAL_TOPIC) {
       // The daemon sends a session's approvals only to that session's connections; the check is belt and braces.
       if (payload.type === "approval_required" && payload.session_id === this.session && typeof payload.request_id === "string") {
@@ -247,8 +272,12 @@ class Conversation {
       return;
     }
     if (payload.session_id !== this.session || typeof payload.text !== "string") return;
-    // A reply that names a turn other than the current one belongs to a turn that timed out or was cancelled.
-    const late = typeof payload.turn_id === "string" && payload.turn_id !== this.turn;
+    // A reply that names a turn other than the current one belongs to a turn that timed out or was cancelled; one
+    // without a turn_id that arrives while no turn is awaited is late too (an agent that does not echo turn_id).
+    const turnId = typeof payload.turn_id === "string" ? payload.turn_id : undefined;
+    const late = turnId !== undefined ? turnId !== this.turn : this.waiter === undefined;
+    // The user cancelled that turn: its reply is not wanted, and printing it would pass it off as an answer.
+    if (late && (turnId === undefined ? this.cancelledLast : this.cancelled.has(turnId))) return;
     if (message.topic === DELTA_TOPIC) {
       if (this.json || late) return;
       this.streamed = true;
@@ -274,7 +303,12 @@ async function repl(chat: Conversation, client: DaemonClient, options: ChatOptio
   const say = (line: string) => {
     if (!options.json) process.stdout.write(`${line}\n`);
   };
-  say(`Astrid chat — session ${chat.session}. /help lists commands, /quit leaves.`);
+  // Notes about the chat (banner, cancelled, timed out) go to stderr: stdout carries replies only, so
+  // `astrid chat --repl < prompts > replies` keeps a clean file.
+  const note = (line: string) => {
+    if (!options.json) process.stderr.write(`${line}\n`);
+  };
+  note(`Astrid chat — session ${chat.session}. /help lists commands, /quit leaves.`);
   if (options.session !== undefined) {
     const earlier = await chat.messages(2000);
     if (options.json) process.stdout.write(`${JSON.stringify({ session_id: chat.session, history: earlier })}\n`);
@@ -292,10 +326,11 @@ async function repl(chat: Conversation, client: DaemonClient, options: ChatOptio
     process.stdin.destroy();
   };
   let timeouts = 0;
-  rl.on("SIGINT", () => {
-    if (chat.waiting) chat.cancel();
-    else rl.close();
-  });
+  rl.on("SIGINT", () => onInterrupt(rl, chat, note));
+  // Leaving by Ctrl-D or a second Ctrl-C leaves the cursor after the prompt: end the line, or the shell's prompt
+  // is glued onto ours.
+  let leftByCommand = false;
+  if (tty) rl.once("close", () => leftByCommand || process.stdout.write("\n"));
   if (tty) rl.prompt();
   for await (const raw of rl) {
     const line = raw.trim();
@@ -303,18 +338,21 @@ async function repl(chat: Conversation, client: DaemonClient, options: ChatOptio
       if (tty) rl.prompt();
       continue;
     }
-    if (["/quit", "/exit", "/q"].includes(line)) break;
+    if (["/quit", "/exit", "/q"].includes(line)) {
+      leftByCommand = true;
+      break;
+    }
     if (line === "/help") say(await help(client));
     else if (line === "/clear") {
       if (tty) process.stdout.write("\x1b[2J\x1b[H");
     } else {
-      const outcome = await chat.send(line.startsWith("/") ? COMMAND_TOPIC : PROMPT_TOPIC, line, options.timeoutSecs * 1000);
+      const outcome = await chat.send(topicFor(line), line, options.timeoutSecs * 1000);
       if (outcome === "lost") break;
-      if (outcome === "cancelled") say("(cancelled)");
+      if (outcome === "cancelled") note("(cancelled)");
       if (outcome === "timeout") {
         timeouts++;
         if (options.json) process.stdout.write(`${JSON.stringify({ session_id: chat.session, error: { code: "ASTRID_ERR_TIMEOUT", message: `no reply within ${options.timeoutSecs} s` } })}\n`);
-        else say(`(no reply within ${options.timeoutSecs} s — is an agent capsule loaded? see astrid capsule list)`);
+        else note(`(no reply within ${options.timeoutSecs} s — is an agent capsule loaded? see astrid capsule list)`);
       }
     }
     if (tty) rl.prompt();
@@ -322,6 +360,40 @@ async function repl(chat: Conversation, client: DaemonClient, options: ChatOptio
   rl.close();
   if (chat.lost) throw Conversation.lostError();
   return timeouts > 0 ? CHAT_TIMEOUT_EXIT : 0;
+}
+
+/** What a Ctrl-C pressed on an empty line arms: a second one, before anything else is typed, leaves. */
+const armedInterrupts = new WeakSet<readline.Interface>();
+
+/**
+ * Ctrl-C in the REPL, as readline-based shells do it: while a reply is awaited it cancels the turn; with a
+ * half-typed line it discards the line and shows a fresh prompt; on an empty line it says how to leave, and a
+ * second Ctrl-C in a row leaves. Exported for the terminal tests' readline seam.
+ */
+export function onInterrupt(rl: readline.Interface, chat: { readonly waiting: boolean; cancel(): void }, note: (line: string) => void): void {
+  if (chat.waiting) {
+    armedInterrupts.delete(rl);
+    chat.cancel();
+    return;
+  }
+  if (rl.line.length > 0) {
+    armedInterrupts.delete(rl);
+    // Node's own REPL does the same: end the visible line, forget what was typed, prompt again.
+    (rl as unknown as { clearLine(): void }).clearLine();
+    rl.prompt();
+    return;
+  }
+  if (armedInterrupts.has(rl)) {
+    rl.close();
+    return;
+  }
+  armedInterrupts.add(rl);
+  process.stdout.write("\n");
+  note("(To leave, press Ctrl-C again, Ctrl-D, or type /quit)");
+  rl.prompt();
+  // Anything typed disarms it: only two Ctrl-C in a row leave.
+  const input = (rl as unknown as { input?: NodeJS.ReadableStream }).input;
+  input?.once("keypress", () => armedInterrupts.delete(rl));
 }
 
 /** The built-in slash commands and the ones capsules declare (GetCommands). */

@@ -92,27 +92,32 @@ export class EventDispatch {
     const request = event.message.payload;
     if (request.type !== "tool_execute_request") return;
     const callId = String(request.call_id);
-    let outcome: ToolOutcome;
-    try {
-      run.remember(event.message.seq, event.message.principal, sessionIdOf(event.message.payload));
-      const raw = await run.remote.call((r) => r.executeTool(name, request.arguments, event.message.seq) as Promise<unknown>,
-        this.deadlineFor(event.message.principal ?? run.owner));
-      const parsed = ToolOutcomeSchema.safeParse(raw);
-      if (parsed.success) outcome = parsed.data;
-      else {
-        this.malformedResult(run, `tool ${name} answered with a malformed outcome`);
-        outcome = { content: `${run.record.name} answered with a malformed tool outcome`, is_error: true };
-      }
-    } catch (err) {
-      outcome = { content: (err as Error).message, is_error: true };
-      if (isAstridError(err) && err.code === "ASTRID_ERR_TIMEOUT") this.timedOut(run, `tool ${name}`);
-    }
+    const outcome = await this.executeTool(run, name, request.arguments, event.message.seq, event.message.principal, sessionIdOf(event.message.payload));
     this.bus.publish({
       topic: `${TOOL_EXECUTE_PREFIX}${name}.result`,
       payload: { type: "tool_execute_result", call_id: callId, result: { call_id: callId, content: outcome.content, is_error: outcome.is_error } },
       source_id: run.sourceId,
       principal: event.message.principal ?? run.owner,
     });
+  }
+
+  /**
+   * Runs tool `name` in the capsule's worker for message `seq` (of `principal`) under the handler deadline; a
+   * failure, a malformed answer or a dead worker becomes `is_error: true`, never a throw. The bus path above and the
+   * operator's `CallTool` share it.
+   */
+  async executeTool(run: CapsuleRun, name: string, args: unknown, seq: number, principal: string | undefined, sessionId?: string): Promise<ToolOutcome> {
+    try {
+      run.remember(seq, principal, sessionId);
+      const raw = await run.remote.call((r) => r.executeTool(name, args, seq) as Promise<unknown>, this.deadlineFor(principal ?? run.owner));
+      const parsed = ToolOutcomeSchema.safeParse(raw);
+      if (parsed.success) return parsed.data;
+      this.malformedResult(run, `tool ${name} answered with a malformed outcome`);
+      return { content: `${run.record.name} answered with a malformed tool outcome`, is_error: true };
+    } catch (err) {
+      if (isAstridError(err) && err.code === "ASTRID_ERR_TIMEOUT") this.timedOut(run, `tool ${name}`);
+      return { content: (err as Error).message, is_error: true };
+    }
   }
 
   /**

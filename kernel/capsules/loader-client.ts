@@ -54,6 +54,10 @@ export class CapsuleLoader {
     await this.call((l) => l.discardBackup(staged), INSTALL_TIMEOUT_MS);
   }
 
+  async removeCapsuleDir(dir: string, root: string): Promise<void> {
+    await this.call((l) => l.removeCapsuleDir(dir, root), INSTALL_TIMEOUT_MS);
+  }
+
   /** Watches `roots`; `onChange` hears of each settled burst of edits. */
   async watch(roots: string[], onChange: (file: string) => void): Promise<void> {
     // Both return nothing: whatever they returned would be cloned back to the loader (a logger cannot be).

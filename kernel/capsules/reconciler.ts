@@ -7,7 +7,9 @@ import path from "node:path";
 import type { DiscoveryResult } from "../../protocol/capsule-loader";
 import { MANIFEST_FILE } from "../../protocol/capsule-manifest";
 import { rawJson } from "../../protocol/ipc-message";
-import { CAPSULES_LOADED_TOPIC } from "../../protocol/topics";
+import { AstridError } from "../../protocol/errors";
+import { CAPSULE_RELOADED_TOPIC, CAPSULE_RELOAD_FAILED_TOPIC, CAPSULES_LOADED_TOPIC } from "../../protocol/topics";
+import { CLI_CAPSULE_NAME } from "../ingress-policy";
 import type { AuditLog } from "../audit-log";
 import type { EventBus } from "../bus";
 import type { Logger } from "../logger";
@@ -45,6 +47,26 @@ export interface ReconcilerOptions {
   moduleCacheDir: string;
   /** Capsules that run without confinement (tests of the kernel's own defences only). */
   unconfined: ReadonlySet<string>;
+  /** How long `remove` waits for a capsule's in-flight events and calls before it stops it anyway. */
+  drainMs?: number;
+}
+
+/** What `astrid capsule remove` did. */
+export interface RemoveOutcome {
+  name: string;
+  version: string;
+  dir: string;
+  /** False when in-flight work was still running after the drain deadline (it was stopped). */
+  drained: boolean;
+  /** A copy of the same name in a later root (the bundled one, say) that now runs instead, if any. */
+  replaced_by?: string;
+}
+
+/** Where in its files a load error points: `file:line[:column]: …` (a manifest or syntax error), else nulls. */
+export function errorLocation(message: string, dir: string): { file: string | null; line: number | null } {
+  const found = /(?:^|\s)(\S+?):(\d+)(?::\d+)?: /.exec(message);
+  if (!found) return { file: null, line: null };
+  return { file: path.isAbsolute(found[1]!) ? found[1]! : path.join(dir, found[1]!), line: Number(found[2]) };
 }
 
 
@@ -131,6 +153,44 @@ export class CapsuleReconciler {
     return run;
   }
 
+  /**
+   * RemoveCapsule: refuses a bundled capsule (the last root) and the socket policy; otherwise drains the capsule
+   * (no new events or calls; what it holds finishes, at most `drainMs`), deletes its directory (in the loader) and
+   * runs a reload pass, which unloads it and loads any copy of the same name a later root holds. One at a time
+   * with installs.
+   */
+  remove(name: string): Promise<RemoveOutcome> {
+    const run = this.installChain.then(() => this.removeNow(name));
+    this.installChain = run.catch(() => undefined);
+    return run;
+  }
+
+  private async removeNow(name: string): Promise<RemoveOutcome> {
+    const { registry, roots, supervisor, logger, audit, loader } = this.o;
+    const record = registry.get(name);
+    if (!record) throw new AstridError("ASTRID_ERR_NOT_FOUND", `no capsule named ${JSON.stringify(name)} is registered (see astrid capsule list)`);
+    const root = roots.slice(0, -1).find((r) => path.dirname(record.dir) === path.resolve(r));
+    if (name === CLI_CAPSULE_NAME || root === undefined) {
+      throw new AstridError("ASTRID_ERR_CAPSULE_BUNDLED", `${name} ships with the daemon (${record.dir}); bundled capsules cannot be removed`);
+    }
+    const drained = await supervisor.drain(name, this.o.drainMs ?? 10_000);
+    if (!drained) logger.warn("capsule still busy after the drain deadline; stopping it", { capsule: name, drain_ms: this.o.drainMs ?? 10_000 });
+    try {
+      await loader.removeCapsuleDir(record.dir, root);
+    } catch (err) {
+      // Its files are still there: it must not stay drained (unloading, unsubscribed) — the pass starts it afresh.
+      registry.unregister(name);
+      await supervisor.forget(name);
+      await this.reload(`RemoveCapsule ${name} failed`);
+      throw err;
+    }
+    logger.info("capsule removed", { capsule: name, version: record.version, dir: record.dir, drained });
+    audit.capsule("remove", name, { version: record.version, dir: record.dir, drained });
+    await this.reload(`RemoveCapsule ${name}`);
+    const next = registry.get(name);
+    return { name, version: record.version, dir: record.dir, drained, ...(next ? { replaced_by: next.dir } : {}) };
+  }
+
   /** Starts hot reload: edits under the capsule roots (or to an operator env file) trigger a reload pass. */
   watch(): Promise<void> {
     return this.o.loader.watch([...this.o.roots, this.o.envDir], (file) => void this.reload(`change: ${file}`, false));
@@ -162,6 +222,8 @@ export class CapsuleReconciler {
     if (this.stopping) return;
     const found = new Map(discovered.capsules.map((loaded) => [loaded.manifest.package.name, loaded]));
     const broken = new Map(discovered.problems.map((problem) => [path.dirname(problem.file), problem.message]));
+    /** Capsules restarted because their files changed: their old version and when the pass took them down. */
+    const reloading = new Map<string, { oldVersion: string; since: number; dir: string }>();
     for (const record of registry.all()) {
       const next = found.get(record.name);
       const manifestError = broken.get(record.dir);
@@ -173,6 +235,8 @@ export class CapsuleReconciler {
       else if (explicit && record.state === "failed") why = "it had failed";
       if (why === undefined) continue;
       if (why === "its files changed" && !explicit && this.reloadBurst(record.name)) continue;
+      if (why === "its files changed") reloading.set(record.name, { oldVersion: record.version, since: performance.now(), dir: record.dir });
+      if (why === "its manifest became invalid") this.publishReloadFailed(record.name, record.dir, manifestError!);
       registry.unregister(record.name);
       await supervisor.forget(record.name);
       logger.info("capsule unloaded", { capsule: record.name, reason: why });
@@ -183,8 +247,25 @@ export class CapsuleReconciler {
       }
     }
     await this.startCapsules(this.registerDiscovered(discovered));
+    for (const [name, was] of reloading) {
+      const now = registry.get(name);
+      if (now?.state === "ready") {
+        this.publish(CAPSULE_RELOADED_TOPIC, { name, old_version: was.oldVersion, new_version: now.version, ms: Math.round(performance.now() - was.since) });
+      } else if (now?.state === "failed") {
+        this.publishReloadFailed(name, now.dir, now.lastError ?? "it did not load");
+      }
+    }
     this.o.policy.apply(registry);
     this.publishCapsulesLoaded();
+  }
+
+  /** Tells frontends (a capsule author's `astrid chat`) that a capsule's changed files did not load, and where. */
+  private publishReloadFailed(name: string, dir: string, message: string): void {
+    this.publish(CAPSULE_RELOAD_FAILED_TOPIC, { name, ...errorLocation(message, dir), message });
+  }
+
+  private publish(topic: string, data: Record<string, unknown>): void {
+    this.o.bus.publish({ topic, payload: rawJson(data), source_id: this.o.sourceId });
   }
 
   /** Records a change-driven reload of `name`; true when hot reload is (now) paused for it. */

@@ -8,7 +8,7 @@
 import { randomUUID } from "node:crypto";
 import path from "node:path";
 import { SetupOutcomeSchema, StepOutcomeSchema, type CapsuleModules, type CapsuleWorkerData, type FromCapsule, type LifecycleHook } from "../../protocol/capsule-messages";
-import { isAstridError, type ErrorCode } from "../../protocol/errors";
+import { AstridError, isAstridError, type ErrorCode } from "../../protocol/errors";
 import { NIL_UUID } from "../../protocol/ipc-message";
 import { HEALTH_FAILED_TOPIC, ONBOARDING_REQUIRED_TOPIC } from "../../protocol/topics";
 import type { AuditLog } from "../audit-log";
@@ -324,6 +324,40 @@ export class CapsuleSupervisor {
   /** Number of events dropped for a capsule because its queue was full. */
   droppedEvents(name: string): number {
     return this.runs.get(name)?.dropped ?? 0;
+  }
+
+  /**
+   * The operator's call of one capsule's tool (`CallTool`): refused with ASTRID_ERR_NOT_FOUND when the capsule is
+   * not ready or offers no such tool; otherwise the outcome, `is_error` for the tool's own failure.
+   */
+  async callTool(capsule: string, tool: string, args: unknown, principal: string, seq: number): Promise<{ content: unknown; is_error: boolean }> {
+    const run = this.runs.get(capsule);
+    if (!run || run.ended || run.record.state !== "ready") {
+      throw new AstridError("ASTRID_ERR_NOT_FOUND", `no ready capsule named ${JSON.stringify(capsule)} (see astrid capsule list)`);
+    }
+    if (!(run.record.tools ?? []).some((t) => t.name === tool)) {
+      const offered = (run.record.tools ?? []).map((t) => t.name);
+      throw new AstridError("ASTRID_ERR_NOT_FOUND", `${capsule} offers no tool ${JSON.stringify(tool)} (it offers ${offered.length > 0 ? offered.join(", ") : "none"}; see astrid tool list)`);
+    }
+    return this.dispatch.executeTool(run, tool, args, seq, principal);
+  }
+
+  /**
+   * Stops routing new events, interceptor calls and tool calls to a capsule (its state becomes `unloading`) and
+   * waits until what it was given is handled — no unacknowledged event, no call or syscall in flight — or
+   * `timeoutMs` passed. Resolves with whether it drained in time; the caller then forgets it.
+   */
+  async drain(name: string, timeoutMs: number): Promise<boolean> {
+    const run = this.runs.get(name);
+    if (!run || run.ended) return true;
+    run.record.state = "unloading";
+    for (const unsubscribe of run.unsubscribe.splice(0)) unsubscribe();
+    const deadline = Date.now() + timeoutMs;
+    while (!run.ended && (run.outstanding > 0 || run.remote.inflight > 0 || run.inflightSyscalls > 0)) {
+      if (Date.now() >= deadline) return false;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    return true;
   }
 
   /** Forgets a capsule (ReloadCapsules drops failed ones): cancels its pending restart and ends its worker. */

@@ -83,7 +83,7 @@ describe("issue #12: usage errors run nothing and exit 2", () => {
       [["kv", "delete"], /^astrid kv delete <key>\n/, /Not enough non-option arguments/],
       [["kv", "remove", "greeting"], /^astrid kv\n/, /Unknown arguments?: remove/],
       [["kv", "set", "k"], /^astrid kv set <key> <value>\n/, /Not enough non-option arguments/],
-      [["audit"], /^astrid audit\n[\s\S]*astrid audit verify/, /Name an audit action: verify or tail\./],
+      [["audit"], /^astrid audit\n[\s\S]*astrid audit verify/, /Name an audit action: verify, tail or anchor\./],
       [["audit", "verfy"], /^astrid audit\n/, /Unknown argument: verfy/],
       [["capsule"], /^astrid capsule\n/, /Name a capsule action/],
       [["capsule", "info"], /^astrid capsule info <name>\n/, /Not enough non-option arguments/],

@@ -42,7 +42,11 @@ describe("issue #2: management requests", () => {
         pid: d.child.pid, uptime_secs: expect.any(Number), version: expect.any(String), ephemeral: false, connected_clients: 1,
         loaded_capsules: ["astrid-capsule-cli"], audit_chain_intact: true, sessions: 0, mcp_servers: { total: 0, running: 0, failed: 0 },
         workspace: expect.any(String), // issue #12
-        clients: [{ connection: expect.any(Number), principal: "default", via: "session_token", connected_secs: expect.any(Number) }],
+        clients: [{
+          connection: expect.any(Number), principal: "default", via: "session_token", connected_secs: expect.any(Number),
+          // issue #11: what `astrid status` shows of each frontend
+          users: 0, sessions: 0, bytes_in: expect.any(Number), bytes_out: expect.any(Number),
+        }],
       },
     });
     await c.close();

@@ -60,6 +60,24 @@ export async function discardBackup(staged: StagedInstall): Promise<void> {
   if (staged.backup !== undefined) await fs.rm(staged.backup, { recursive: true, force: true });
 }
 
+/**
+ * Deletes an installed capsule's directory: it is first renamed to a hidden name (discovery and the watcher skip
+ * those, so a half-deleted capsule is never loaded), then removed. `dir` must be a direct child of `root`.
+ */
+export async function removeCapsuleDir(dir: string, root: string): Promise<void> {
+  if (path.dirname(path.resolve(dir)) !== path.resolve(root)) {
+    throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `${dir} is not a capsule directory of ${root}`);
+  }
+  const hidden = path.join(root, `.${path.basename(dir)}.removing-${randomBytes(4).toString("hex")}`);
+  try {
+    await fs.rename(dir, hidden);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
+    throw new AstridError("ASTRID_ERR_INTERNAL", `cannot remove ${dir}: ${(err as Error).message}`, { cause: err });
+  }
+  await fs.rm(hidden, { recursive: true, force: true });
+}
+
 function exists(file: string): Promise<boolean> {
   return fs.lstat(file).then(() => true, () => false);
 }
