@@ -176,7 +176,8 @@ describe("issue #9: backpressure and memory bounds", () => {
     await writing;
     clearInterval(sampler);
     expect(peak - idleRss).toBeLessThan(256);
-    expect(busyP99).toBeLessThan(Math.max(5 * idleP99, 50));
+    // The floor is for loaded 2-core CI runners, where a p99 of a few tens of ms is scheduling, not buffering.
+    expect(busyP99).toBeLessThan(Math.max(5 * idleP99, 100));
     hog.destroy();
     await observer.close();
   }, 120_000);
