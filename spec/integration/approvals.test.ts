@@ -166,10 +166,14 @@ describe("approval.request", () => {
   it("a capsule cannot answer its own request (or see anyone's answers)", async () => {
     alice.answer = undefined;
     expect(await alice.prompt(session(), "ask escalate | self-approve")).toBe("decision:timeout approved:false");
-    expect(daemonLog(d.home)).toContain("approval answer not from a client ignored");
-    const seen = await alice.client.request("KvGet", { scope: "default:capsule:snoop", key: "seen" });
-    const topics = (JSON.parse((seen.data as { value: string }).value) as Array<{ topic: string }>).map((e) => e.topic);
-    expect(topics).toContain("astrid.v1.approval");
+    // The request reaches both capsules as an event, which may be delivered after the reply (the asker's handler
+    // was busy waiting for its answer): wait for what they did with it.
+    await until(() => daemonLog(d.home), (log) => log.includes("approval answer not from a client ignored"));
+    const seenTopics = async () => {
+      const seen = await alice.client.request("KvGet", { scope: "default:capsule:snoop", key: "seen" });
+      return seen.data === null ? [] : (JSON.parse((seen.data as { value: string }).value) as Array<{ topic: string }>).map((e) => e.topic);
+    };
+    const topics = await until(seenTopics, (t) => t.includes("astrid.v1.approval"));
     expect(topics.filter((t) => t.includes(".response."))).toEqual([]);
   });
 
