@@ -130,6 +130,9 @@ async function status(argv: Global): Promise<void> {
     return out(argv, { running: false }, `No Astrid daemon is running.${cleaned}`);
   }
   const s = await daemonStatus(home);
+  // Who is connected is its own request (GetStatus stays small for pollers); the JSON shows both as one object.
+  const listed = await daemonRequest(home, "ListClients", undefined, { topicSuffix: "status", knownLive: true });
+  s.clients = listed.status === "Success" ? (listed.data as NonNullable<DaemonStatus["clients"]>) : [];
   // This command's own connection is one of the daemon's clients: it is not counted.
   const others = Math.max(0, s.connected_clients - 1);
   out(argv, { running: true, ...s, other_clients: others }, [

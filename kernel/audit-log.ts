@@ -15,7 +15,7 @@ export { METHOD_CAPABILITIES } from "../protocol/required-capabilities";
  * counts them (`coalesced`, `first_at`, `last_at`). A status poller then costs two entries a second, not thousands.
  * Mutating and refused requests are never coalesced (docs/storage-format.md).
  */
-export const COALESCED_METHODS: ReadonlySet<string> = new Set(["GetStatus", "ListCapsules", "GetCommands", "GetCapsuleMetadata"]);
+export const COALESCED_METHODS: ReadonlySet<string> = new Set(["GetStatus", "ListCapsules", "GetCommands", "GetCapsuleMetadata", "ListClients"]);
 
 /** How long a run of coalesced requests is counted before its entry is written. */
 export const COALESCE_WINDOW_MS = 1000;

@@ -9,6 +9,7 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { AstridError } from "../protocol/errors";
 import type { DaemonStatus } from "../protocol/kernel-request";
+import type { ClientInfo } from "./socket-server";
 import { KERNEL_SHUTDOWN_TOPIC } from "../protocol/topics";
 import { DAEMON_VERSION } from "../protocol/version";
 import type { AuditLog } from "./audit-log";
@@ -245,6 +246,7 @@ export class Daemon {
       const kv = storage;
       const router = new ManagementRouter(bus, {
         status: () => daemon!.status(),
+        clients: () => daemon!.clients(),
         capsuleNames: () => registry.all().map((r) => r.name),
         commands: () => daemon!.commands(),
         capsuleMetadata: () => daemon!.capsuleMetadata(),
@@ -310,6 +312,11 @@ export class Daemon {
     }
   }
 
+  /** ListClients: who is connected, and how much each has sent and received. */
+  clients(): ClientInfo[] {
+    return this.p.server.clients();
+  }
+
   /** DaemonStatus for GetStatus and `astrid status`. */
   status(): DaemonStatus {
     return {
@@ -321,7 +328,6 @@ export class Daemon {
       connected_clients: this.p.tracker.total,
       loaded_capsules: this.p.registry.ready().map((r) => r.name),
       audit_chain_intact: this.p.auditIntact && !this.p.auditBackground?.broken,
-      clients: this.p.server.clients(),
       sessions: this.p.server.sessions.size,
       mcp_servers: this.p.mcp.counts(),
     };

@@ -28,6 +28,7 @@ import { callerPrincipal } from "./principals/principals";
 import { RateLimiter } from "./rate-limiter";
 import type { McpServers } from "./mcp/server-manager";
 import type { Vfs } from "./vfs/vfs";
+import type { ClientInfo } from "./socket-server";
 
 /** Who asked: the connection for socket clients, else the principal of the publishing capsule. */
 function callerOf(event: BusEvent): string {
@@ -89,6 +90,8 @@ function asText(value: Uint8Array): string | null {
 /** What the router asks of the kernel. */
 export interface ManagementHost {
   status(): DaemonStatus;
+  /** ListClients: every connected client. */
+  clients(): ClientInfo[];
   capsuleNames(): string[];
   commands(): Array<{ name: string; description: string; provider_capsule: string }>;
   capsuleMetadata(): Array<{ name: string; interceptor_events: string[]; [extra: string]: unknown }>;
@@ -258,6 +261,8 @@ export class ManagementRouter {
     switch (request.method) {
       case "GetStatus":
         return { status: "Status", data: this.host.status() };
+      case "ListClients":
+        return { status: "Success", data: this.host.clients() };
       case "ListCapsules":
         return { status: "Success", data: this.host.capsuleNames() };
       case "GetCommands":

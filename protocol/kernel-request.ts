@@ -9,7 +9,7 @@ import { PrincipalIdSchema } from "./identity-names";
 import { isJsonObject, rawJson, type IpcPayload } from "./ipc-message";
 
 /** Methods that take no params: `params` may be absent or null, but not `{}` (serde's unit-variant rule). */
-export const UNIT_METHODS = ["GetStatus", "ListCapsules", "GetCommands", "GetCapsuleMetadata", "ReloadCapsules", "McpList"] as const;
+export const UNIT_METHODS = ["GetStatus", "ListCapsules", "GetCommands", "GetCapsuleMetadata", "ReloadCapsules", "McpList", "ListClients"] as const;
 
 const shutdownParams = z.strictObject({ reason: z.string().nullable().optional() });
 const installParams = z.strictObject({ source: z.string(), workspace: z.boolean() });
@@ -174,14 +174,32 @@ export interface DaemonStatus {
   loaded_capsules: string[];
   /** Our addition: whether the audit chain verified at boot (null before the first verification). */
   audit_chain_intact?: boolean | null;
-  /** Our addition: each connected client — who it acts as, how it authenticated, what it calls itself. */
-  clients?: Array<{ connection: number; principal: string; via: "session_token" | "frontend"; frontend?: string; client_name?: string; connected_secs: number; users?: number; sessions?: number; bytes_in?: number; bytes_out?: number }>;
+  /**
+   * Our addition, in `astrid status --json` only: the `ListClients` answer. GetStatus itself stays small and
+   * the same size however many clients are connected (a status poller should not pay for every other client).
+   */
+  clients?: ClientInfo[];
   /** Our addition: sessions the daemon routes (joined or remembered). */
   sessions?: number;
   /** Our addition: the workspace the daemon serves (its `.astrid/capsules/` are loaded). */
   workspace?: string;
   /** Our addition: MCP servers known (etc/servers.toml and capsules' own), running, and failed for good. */
   mcp_servers?: { total: number; running: number; failed: number };
+}
+
+/** One connected client (`ListClients`, our addition): who it acts as, how it authenticated, what it calls itself. */
+export interface ClientInfo {
+  connection: number;
+  principal: string;
+  via: "session_token" | "frontend";
+  frontend?: string;
+  client_name?: string;
+  connected_secs: number;
+  /** Platform users it speaks for (a frontend). */
+  users?: number;
+  sessions?: number;
+  bytes_in?: number;
+  bytes_out?: number;
 }
 
 /** A management response; `code` is our addition on errors, ignored by clients that do not know it. */

@@ -6,6 +6,7 @@
 /** Management methods (reference §5.2; the Kv* methods are ours). */
 export const METHOD_CAPABILITIES: Readonly<Record<string, string>> = {
   GetStatus: "system:status",
+  ListClients: "system:status",
   ListCapsules: "self:capsule:list",
   GetCommands: "self:capsule:list",
   GetCapsuleMetadata: "self:capsule:list",

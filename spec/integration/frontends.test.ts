@@ -66,8 +66,8 @@ describe("issue #9: frontends and the people behind them", () => {
     say(bot, "whoami", "bot-own", undefined, { principal: "default" });
     expect((await answer(bot)).payload.text).toBe("principal:discord-bot seen:1");
     const op = await connect(d);
-    const status = (await op.request("GetStatus")).data as { clients: Array<{ principal: string; via: string; client_name?: string }> };
-    expect(status.clients).toEqual(expect.arrayContaining([{ ...status.clients.find((c) => c.client_name === "discord")!, principal: "discord-bot", via: "frontend" }]));
+    const listed = (await op.request("ListClients")).data as Array<{ principal: string; via: string; client_name?: string }>;
+    expect(listed).toEqual(expect.arrayContaining([{ ...listed.find((c) => c.client_name === "discord")!, principal: "discord-bot", via: "frontend" }]));
     await op.close();
     bot.destroy();
   });
