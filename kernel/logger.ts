@@ -54,6 +54,21 @@ export function createLogger(options: LoggerOptions): Logger {
       }),
     );
   }
+  // A full disk (ENOSPC) or a log directory gone read-only must not take the daemon down: file-stream-rotator
+  // re-emits its stream's errors, and an unheard 'error' event is fatal. The daemon keeps running; the file log
+  // stops until the next day's file (or a restart), and stderr says so once.
+  let told = false;
+  const fileFailed = (err: Error) => {
+    if (told) return;
+    told = true;
+    process.stderr.write(`astrid-daemon: cannot write the log file in ${options.logDir} (${(err as NodeJS.ErrnoException).code ?? err.message}); logging to it has stopped, the daemon keeps running\n`);
+  };
+  for (const t of transports) {
+    if (t instanceof DailyRotateFile) {
+      t.on("error", fileFailed);
+      (t as unknown as { logStream?: NodeJS.EventEmitter }).logStream?.on("error", fileFailed);
+    }
+  }
   const logger = winston.createLogger({ level: options.level, transports });
   // A line logged during teardown must never take the daemon down ("write after end").
   logger.on("error", () => {});

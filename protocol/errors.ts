@@ -39,6 +39,7 @@ export const ERROR_CODES = {
   ASTRID_ERR_RUNTIME_KEY_INVALID: "keys/runtime.key is not a 32-byte Ed25519 seed",
   ASTRID_ERR_STORAGE_CORRUPT: "var/state.db cannot be opened or fails its integrity check (it is never overwritten)",
   ASTRID_ERR_STORAGE_UNAVAILABLE: "the storage worker stopped before answering (it is restarted; retry)",
+  ASTRID_ERR_STORAGE_FULL: "the disk holding var/state.db is full: writes are refused until space is freed; reads keep working",
   ASTRID_ERR_KV_SCOPE_INVALID: "a KV scope is empty, too long, contains NUL or a lone surrogate",
   ASTRID_ERR_KV_SCOPE_READONLY: "system:* KV scopes belong to the kernel: KvSet may not write them",
   ASTRID_ERR_KV_KEY_INVALID: "a KV key or prefix is empty (prefixes may be), too long, contains NUL or a lone surrogate",

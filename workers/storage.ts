@@ -274,6 +274,23 @@ export default function runBatch(task: StorageTask | { close: true }): TaskResul
     s.headSeq = before.seq;
     s.headHash = before.hash;
     s.signedSeq = before.signed;
+    // A full disk: the writes of the batch are refused with a code that says so, and its reads still answer
+    // (a read must not fail because an audit entry queued beside it could not be stored). SQLite rolled back.
+    if ((err as { code?: unknown }).code === "SQLITE_FULL") {
+      const message = `the disk holding ${config.dbPath} is full: the write was not stored (free some space; reads keep working)`;
+      return {
+        results: task.ops.map((op): OpResult => {
+          if (op.op !== "kv.get" && op.op !== "kv.list") return { ok: false, code: "ASTRID_ERR_STORAGE_FULL", message };
+          try {
+            return { ok: true, value: run(s, op) };
+          } catch (readErr) {
+            return isAstridError(readErr)
+              ? { ok: false, code: readErr.code, message: readErr.message }
+              : { ok: false, code: "ASTRID_ERR_STORAGE_UNAVAILABLE", message: `storage read failed: ${(readErr as Error).message}` };
+          }
+        }),
+      };
+    }
     return { fatal: { code: "ASTRID_ERR_STORAGE_UNAVAILABLE", message: `storage batch failed: ${(err as Error).message}` } };
   }
 }
