@@ -56,7 +56,7 @@ export function createLogger(options: LoggerOptions): Logger {
   }
   // A full disk (ENOSPC) or a log directory gone read-only must not take the daemon down: file-stream-rotator
   // re-emits its stream's errors, and an unheard 'error' event is fatal. The daemon keeps running; the file log
-  // stops until the next day's file (or a restart), and stderr says so once.
+  // stops (count on it again after a restart), and stderr says so once.
   let told = false;
   const fileFailed = (err: Error) => {
     if (told) return;
