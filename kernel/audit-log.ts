@@ -286,6 +286,17 @@ export class AuditLog {
   }
 
   private record(entry: Omit<AuditInput, "session_id">): void {
+    // Entries that could not be stored (a full disk) are counted, and the count goes into the chain once writes
+    // commit again, before the next entry: a gap in what was recorded is itself recorded.
+    const lost = this.storage.takeLostAudit();
+    if (lost) {
+      this.storage.recordAudit({
+        session_id: this.sessionId,
+        action: { type: "audit_entries_lost", count: lost.count, since: lost.since },
+        authorization: { type: "system", reason: "kernel" },
+        outcome: { status: "failure", error: lost.error },
+      });
+    }
     this.storage.recordAudit({ session_id: this.sessionId, ...entry });
   }
 }

@@ -58,6 +58,10 @@ export interface StorageOptions {
 export class StorageClient {
   private pending: Pending[] = [];
   private inFlight = false;
+  /** Audit entries that could not be stored (a full disk, a failed batch) and are not yet recorded as lost. */
+  private lostAudit: { count: number; since: string; error: string } | undefined;
+  /** Whether the last batch that wrote anything committed (space has returned after a full disk). */
+  private writesCommit = true;
   private scheduled = false;
   private lingerTimer: NodeJS.Timeout | undefined;
   /** A pending op other than an audit append: someone is waiting on it. */
@@ -130,6 +134,17 @@ export class StorageClient {
    * Queues an audit entry nobody waits for (the kernel's own records): no promise, no reply crosses back, and
    * the entries of one batch travel as one op. A failed write is logged here, once per batch.
    */
+  /**
+   * The audit entries lost since the last call, once writes commit again (after a full disk): the audit log records
+   * their count, so that a gap is never silent. Undefined while none were lost, or while writes still fail.
+   */
+  takeLostAudit(): { count: number; since: string; error: string } | undefined {
+    if (!this.lostAudit || !this.writesCommit) return undefined;
+    const lost = this.lostAudit;
+    this.lostAudit = undefined;
+    return lost;
+  }
+
   recordAudit(entry: AuditInput): void {
     if (this.closing) {
       this.options.logger.error("audit entry dropped: storage is closing", { action: String(entry.action?.type) });
@@ -247,7 +262,13 @@ export class StorageClient {
         callers.push(undefined);
       }
     }
-    const lost = (error: string, entries = unawaited) => this.options.logger.error("audit write failed", { entries, error });
+    const lost = (error: string, entries = unawaited) => {
+      this.options.logger.error("audit write failed", { entries, error });
+      this.writesCommit = false;
+      if (this.lostAudit) this.lostAudit.count += entries;
+      else this.lostAudit = { count: entries, since: new Date().toISOString(), error };
+    };
+    const writes = ops.some((op) => op.op === "audit.append" || op.op === "kv.set" || op.op === "kv.delete");
     // Verifying walks the whole log (~10 µs per entry): it gets no deadline, or a long log would fail boot.
     const signal = ops.some((op) => op.op === "audit.verify") ? undefined : AbortSignal.timeout(this.options.batchTimeoutMs ?? 60_000);
     this.pool
@@ -259,12 +280,15 @@ export class StorageClient {
             if (unawaited > 0) lost(result.fatal.message);
             return;
           }
+          let failedWrite = false;
           result.results.forEach((r, i) => {
             const caller = callers[i];
+            if (!r.ok && ops[i]!.op !== "kv.get" && ops[i]!.op !== "kv.list") failedWrite = true;
             if (r.ok) caller?.resolve(r.value);
             else if (caller) caller.reject(storageError(r));
             else lost(r.message, (ops[i] as Extract<StorageOp, { op: "audit.append" }>).bodies.length);
           });
+          if (writes && !failedWrite) this.writesCommit = true;
         },
         (err: Error) => {
           this.options.logger.error("storage worker failed; a fresh one takes the next batch", { error: err.message, ops: batch.length });

@@ -49,6 +49,6 @@ export function memoryLogger(): { logger: Logger; lines: Array<{ level: string; 
 /** An audit log whose entries are kept in `entries`. */
 export function memoryAudit(): { audit: AuditLog; entries: AuditInput[] } {
   const entries: AuditInput[] = [];
-  const storage = { recordAudit: (e: AuditInput) => entries.push(e) } as unknown as StorageClient;
+  const storage = { recordAudit: (e: AuditInput) => entries.push(e), takeLostAudit: () => undefined } as unknown as StorageClient;
   return { audit: new AuditLog(storage, "00000000-0000-0000-0000-000000000000"), entries };
 }

@@ -65,6 +65,15 @@ describe("a full disk", () => {
     await c.close();
     d.child.kill("SIGTERM");
     expect(await d.exited).toBe(0);
+    // The audit entries that could not be stored while the disk was full are counted in the chain (at least the 20
+    // refused writes' own entries), before what came after.
+    const tail = spawnSync(process.execPath, [CLI_BIN, "audit", "tail", "-n", "1000", "--json"], { env: { ...process.env, ASTRID_HOME: home }, encoding: "utf8" });
+    const entries = tail.stdout.trim().split("\n").map((l) => JSON.parse(l) as { action: { type: string; count?: number; method?: string; params?: { key?: string } } });
+    const lost = entries.findIndex((e) => e.action.type === "audit_entries_lost");
+    expect(lost).toBeGreaterThan(0);
+    expect(entries[lost]!.action.count).toBeGreaterThanOrEqual(20);
+    const after = entries.findIndex((e) => e.action.method === "KvSet" && e.action.params?.key === "after");
+    expect(after).toBeGreaterThan(0);
     const verify = spawnSync(process.execPath, [CLI_BIN, "audit", "verify"], { env: { ...process.env, ASTRID_HOME: home }, encoding: "utf8" });
     expect(verify.stdout).toMatch(/^Audit chain intact/);
     const again = await spawnDaemon({ home });
