@@ -205,7 +205,11 @@ describe("issue #9: backpressure and memory bounds", () => {
     const last = await hogs[0]!.nextOn("astrid.v1.error", 2000).catch(() => null);
     if (last) expect(last.payload).toMatchObject({ code: "ASTRID_ERR_SLOW_CONSUMER" });
     expect(daemonLog(d.home).match(/client does not read its messages; disconnecting it/g)?.length ?? 0).toBeGreaterThanOrEqual(8);
-    expect(peak - idleRss).toBeLessThan(256);
+    // What the daemon may hold for them is bounded: 8 × (4 replies in flight of ~1.4 MB + a 4 MiB egress budget +
+    // socket buffers) ≈ 100 MB, each reply existing a few times over while in transit (the storage worker's copy, the
+    // JSON text, the frame) until the GC catches up — on a loaded runner RSS peaked at 263 MB once. Unbounded
+    // buffering would be gigabytes within the test's seconds.
+    expect(peak - idleRss).toBeLessThan(320);
     expect(p99).toBeLessThan(250);
     expect((await observer.request("GetStatus")).status).toBe("Status");
     await observer.close();
