@@ -7,13 +7,11 @@
 import fs from "node:fs";
 import type { Argv, CommandModule } from "yargs";
 import type { AstridClient } from "../../client/astrid-client";
-import { resolveHome, type AstridHome } from "../../kernel/home";
-import { addFrontend } from "../../kernel/frontends/frontend-store";
-import { DaemonClient } from "../../protocol/client";
-import { adminRequest } from "../../protocol/admin-request";
+import { resolveHome } from "../../kernel/home";
 import { AstridError, isAstridError } from "../../protocol/errors";
 import { isPrincipalId } from "../../protocol/identity-names";
 import { checkDiscordToken } from "../../discord/token";
+import { ensureFrontendCredential, grantFrontend } from "./frontend-setup";
 import { USAGE_EXIT_CODE } from "./usage";
 
 /** What the bridge's principal needs: the slash commands come from GetCommands. */
@@ -44,33 +42,7 @@ function readToken(a: DiscordArgs): string {
   return checkDiscordToken(process.env.ASTRID_DISCORD_TOKEN, "ASTRID_DISCORD_TOKEN");
 }
 
-/** Creates the `discord` credential on first use; another name must exist already. */
-async function ensureCredential(home: AstridHome, name: string): Promise<boolean> {
-  if (fs.existsSync(`${home.frontendsDir}/${name}.toml`)) return false;
-  if (name !== "discord") {
-    throw new AstridError("ASTRID_ERR_AUTH_FAILED", `no frontend credential ${name}; create it with: astrid frontend add ${name} --platform discord`);
-  }
-  await addFrontend({ dir: home.frontendsDir, name, platforms: ["discord"], unlinked: "restricted" });
-  return true;
-}
 
-/** Gives the bridge's principal what it needs, as the operator (whose session token this process can read). */
-async function grant(home: AstridHome, name: string): Promise<string | undefined> {
-  let op: DaemonClient | undefined;
-  try {
-    op = await DaemonClient.connect({ socketPath: home.socketPath, token: fs.readFileSync(home.tokenPath, "utf8").trim(), clientName: "astrid discord setup" });
-    const created = await adminRequest(op, "AgentCreate", { name, groups: ["restricted"], grants: DISCORD_CAPABILITIES });
-    if (created.status === "Error") {
-      const granted = await adminRequest(op, "CapsGrant", { principal: name, capabilities: DISCORD_CAPABILITIES });
-      if (granted.status === "Error") return String(granted.data);
-    }
-    return undefined;
-  } catch (err) {
-    return (err as Error).message;
-  } finally {
-    await op?.close();
-  }
-}
 
 async function run(a: DiscordArgs): Promise<void> {
   if (!isPrincipalId(a.credential) || a.credential === "default") return usage("--credential must be a frontend name ([A-Za-z0-9_-]{1,64}, not default)");
@@ -79,7 +51,7 @@ async function run(a: DiscordArgs): Promise<void> {
   if (bad !== undefined) return usage(`--channel ${bad} is not a Discord channel id (17–20 digits; Discord: Developer Mode, right-click the channel, Copy Channel ID)`);
   const token = readToken(a);
   const home = resolveHome();
-  if (await ensureCredential(home, a.credential)) {
+  if (await ensureFrontendCredential(home, a.credential, "discord")) {
     process.stdout.write(`Created frontend credential ${a.credential} (platform discord, unlinked users: restricted) in ${home.frontendsDir}.\n`);
   }
   // Loaded here, not at the top: every other `astrid` command would otherwise load discord.js too.
@@ -91,7 +63,7 @@ async function run(a: DiscordArgs): Promise<void> {
     await client.request("GetCommands", undefined, { timeoutMs: 5000, topicSuffix: "get_commands" });
   } catch (err) {
     if (isAstridError(err) && (err.code === "ASTRID_ERR_PERMISSION_DENIED" || err.code === "ASTRID_ERR_PROFILE_INVALID")) {
-      const problem = await grant(home, a.credential);
+      const problem = await grantFrontend(home, a.credential, DISCORD_CAPABILITIES, "astrid discord setup");
       if (problem) process.stderr.write(`astrid discord: slash commands will be missing: ${problem}\n`);
       else process.stdout.write(`Granted ${a.credential} ${DISCORD_CAPABILITIES.join(", ")} so the daemon's commands become slash commands.\n`);
     }

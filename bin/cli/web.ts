@@ -4,16 +4,13 @@
  * browser visitor is a platform user of its own; it reconnects when the daemon restarts.
  */
 import { spawn } from "node:child_process";
-import fs from "node:fs";
 import type { Argv, CommandModule } from "yargs";
 import type { AstridClient } from "../../client/astrid-client";
-import { resolveHome, type AstridHome } from "../../kernel/home";
-import { addFrontend } from "../../kernel/frontends/frontend-store";
-import { DaemonClient } from "../../protocol/client";
-import { adminRequest } from "../../protocol/admin-request";
-import { AstridError, isAstridError } from "../../protocol/errors";
+import { resolveHome } from "../../kernel/home";
+import { isAstridError } from "../../protocol/errors";
 import { isPrincipalId } from "../../protocol/identity-names";
 import { isLoopback } from "../../web/loopback";
+import { ensureFrontendCredential, grantFrontend } from "./frontend-setup";
 import { USAGE_EXIT_CODE } from "./usage";
 
 /** The capabilities the web frontend's principal needs for the side panel (daemon status, capsule list). */
@@ -49,42 +46,12 @@ function checkArgs(a: WebArgs): boolean {
   return true;
 }
 
-/** Uses the credential's token file, creating the `web` credential on first use. */
-async function ensureCredential(home: AstridHome, name: string): Promise<boolean> {
-  const record = `${home.frontendsDir}/${name}.toml`;
-  if (fs.existsSync(record)) return false;
-  if (name !== "web") {
-    throw new AstridError("ASTRID_ERR_AUTH_FAILED", `no frontend credential ${name}; create it with: astrid frontend add ${name} --platform web --unlinked restricted`);
-  }
-  await addFrontend({ dir: home.frontendsDir, name, platforms: ["web"], unlinked: "restricted" });
-  return true;
-}
 
-/**
- * Gives the web principal the panel's capabilities, as the operator (whose session token this process can read).
- * Failing that, the panel says what is missing; chat works either way.
- */
-async function grantPanel(home: AstridHome, name: string): Promise<string | undefined> {
-  let op: DaemonClient | undefined;
-  try {
-    op = await DaemonClient.connect({ socketPath: home.socketPath, token: fs.readFileSync(home.tokenPath, "utf8").trim(), clientName: "astrid web setup" });
-    const created = await adminRequest(op, "AgentCreate", { name, groups: ["restricted"], grants: WEB_PANEL_CAPABILITIES });
-    if (created.status === "Error") {
-      const granted = await adminRequest(op, "CapsGrant", { principal: name, capabilities: WEB_PANEL_CAPABILITIES });
-      if (granted.status === "Error") return String(granted.data);
-    }
-    return undefined;
-  } catch (err) {
-    return (err as Error).message;
-  } finally {
-    await op?.close();
-  }
-}
 
 async function run(a: WebArgs): Promise<void> {
   if (!checkArgs(a)) return;
   const home = resolveHome();
-  const created = await ensureCredential(home, a.credential);
+  const created = await ensureFrontendCredential(home, a.credential, "web");
   if (created) process.stdout.write(`Created frontend credential ${a.credential} (platform web, unlinked visitors: restricted) in ${home.frontendsDir}.\n`);
   // Loaded here, not at the top: every other `astrid` command would otherwise load fastify too.
   const { connect: sdkConnect } = await import("../../client/index.js");
@@ -96,7 +63,7 @@ async function run(a: WebArgs): Promise<void> {
     await client.request("GetStatus", undefined, { timeoutMs: 5000 });
   } catch (err) {
     if (isAstridError(err) && (err.code === "ASTRID_ERR_PERMISSION_DENIED" || err.code === "ASTRID_ERR_PROFILE_INVALID")) {
-      const problem = await grantPanel(home, a.credential);
+      const problem = await grantFrontend(home, a.credential, WEB_PANEL_CAPABILITIES, "astrid web setup");
       if (problem) process.stderr.write(`astrid web: the side panel cannot show the daemon's status: ${problem}\n`);
       else process.stdout.write(`Granted ${a.credential} ${WEB_PANEL_CAPABILITIES.join(", ")} so the page can show the daemon's status and capsules.\n`);
     }
