@@ -24,8 +24,9 @@ export const COALESCE_WINDOW_MS = 1000;
 interface ReadRun {
   request: AuditedRequest;
   count: number;
-  firstAt: string;
-  lastAt: string;
+  /** Epoch ms of the first and last counted request (formatted only when the entry is written). */
+  firstAt: number;
+  lastAt: number;
   timer: NodeJS.Timeout;
 }
 
@@ -133,7 +134,7 @@ export class AuditLog {
     if (coalescible) {
       const run = this.runs.get(r.caller)?.get(key);
       if (run) {
-        const now = new Date().toISOString();
+        const now = Date.now();
         if (run.count === 0) run.firstAt = now;
         run.count++;
         run.lastAt = now;
@@ -147,7 +148,7 @@ export class AuditLog {
       if (!byKey) this.runs.set(r.caller, (byKey = new Map()));
       const timer = setTimeout(() => this.flush(r.caller, key), COALESCE_WINDOW_MS);
       timer.unref();
-      byKey.set(key, { request: r, count: 0, firstAt: "", lastAt: "", timer });
+      byKey.set(key, { request: r, count: 0, firstAt: 0, lastAt: 0, timer });
     }
   }
 
@@ -164,7 +165,7 @@ export class AuditLog {
       if (key !== undefined && k !== key) continue;
       clearTimeout(run.timer);
       byKey.delete(k);
-      if (run.count > 0) this.recordRequest(run.request, { coalesced: run.count, first_at: run.firstAt, last_at: run.lastAt });
+      if (run.count > 0) this.recordRequest(run.request, { coalesced: run.count, first_at: new Date(run.firstAt).toISOString(), last_at: new Date(run.lastAt).toISOString() });
     }
     if (byKey.size === 0) this.runs.delete(caller);
   }
