@@ -15,6 +15,7 @@ import { DaemonClient } from "../protocol/client";
 import type { IpcMessage } from "../protocol/ipc-message";
 import { median, option, sleep } from "./bench-options";
 import { rssBytes } from "./processes";
+import { emitRows, rateRow } from "./bench-table";
 
 const SECONDS = option("seconds", 2);
 const ROUNDS = option("rounds", 3);
@@ -180,6 +181,10 @@ async function main(): Promise<void> {
   console.log("  (raw ports: the same raw server with one postMessage round trip through a worker per prompt — the ceiling of any off-main-thread capsule)");
   console.log(`Boot to ready: 16 capsules ${median(boot16).toFixed(0)} ms, none ${median(boot0).toFixed(0)} ms (median of ${RUNS})`);
   console.log(`RSS per idle capsule worker: ${perWorker.toFixed(1)} MB (target ≤ 12 MB; daemon without capsules ${(median(rss0) / 1048576).toFixed(0)} MB)`);
+  emitRows(rows.flatMap(([name, r, p, d]) => [
+    rateRow(`Chat path, ${name} (floor: raw socket server)`, d, r, "prompts/s", 0.5),
+    rateRow(`Chat path, ${name} (floor: raw server + one worker hop)`, d, p, "prompts/s", 0.9),
+  ]));
 }
 
 main().catch((err: unknown) => {

@@ -18,6 +18,7 @@ import path from "node:path";
 import { DaemonClient } from "../protocol/client";
 import { count, flag, median, option, sleep } from "./bench-options";
 import { rssBytes, settle, stopChild } from "./processes";
+import { emitRows, rateRow, timeRow } from "./bench-table";
 
 
 const ROUNDS = count("confinement", "rounds", 5);
@@ -516,6 +517,11 @@ async function main(): Promise<void> {
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   } else {
     printTable(summary, daemonRss0, chat);
+    emitRows([
+      timeRow("Idle confined capsule worker RSS (floor: unconfined worker; ratio ≥ 1/2.5)", w.confined.rss_mb, w.unconfined.rss_mb, "MB", 1 / RSS_TARGET),
+      timeRow("Confined capsule worker spawn → ready (floor: unconfined; ratio ≥ 1/3)", w.confined.spawn_ms, w.unconfined.spawn_ms, "ms", 1 / SPAWN_TARGET),
+      ...(chat?.rows ?? []).map((c) => rateRow(`Chat path with confinement, ${c.clients} client${c.clients > 1 ? "s" : ""} (floor: raw socket server)`, c.daemon_per_s, c.raw_per_s, "prompts/s", CHAT_TARGET)),
+    ]);
   }
 }
 

@@ -25,6 +25,7 @@ import { nowRfc3339 } from "../protocol/timestamp";
 import { DAEMON_VERSION, PROTOCOL_VERSION } from "../protocol/version";
 import { count, flag, option, percentile, sleep } from "./bench-options";
 import { rssBytes, cpuSeconds, stopChild as stopDaemon } from "./processes";
+import { emitRows, rateRow } from "./bench-table";
 
 
 const FRONTENDS = count("frontends", "frontends", 64);
@@ -409,6 +410,7 @@ async function main(): Promise<void> {
     process.stdout.write(`${JSON.stringify({ config: { frontends: FRONTENDS, prompts: PROMPTS }, modes: rows, ratios }, null, 2)}\n`);
   } else {
     printTable(rows);
+    emitRows([rateRow(`${FRONTENDS} frontends, routed by session (floor: broadcast to every client)`, routed.prompts_per_s, broadcast.prompts_per_s, "prompts/s", 1)]);
   }
 }
 

@@ -19,6 +19,7 @@ import { DaemonClient } from "../protocol/client";
 import type { IpcMessage } from "../protocol/ipc-message";
 import { count, flag, percentile, sleep } from "./bench-options";
 import { stopChild } from "./processes";
+import { emitRows, rateRow } from "./bench-table";
 
 const CALLS = count("mcp", "calls", 2000);
 const ROUNDS = count("mcp", "rounds", 3);
@@ -149,6 +150,8 @@ async function main(): Promise<void> {
         console.log(`    SDK client direct:         p50 ${f(r.direct.p50_ms)} ms  p99 ${f(r.direct.p99_ms)} ms  ${r.direct.calls_per_sec.toFixed(0)} calls/s`);
         console.log(`    ratio kernel/direct:       p50 ×${r.ratio.p50.toFixed(2)}  p99 ×${r.ratio.p99.toFixed(2)}  calls/s ×${r.ratio.calls_per_sec.toFixed(2)}`);
       }
+      emitRows(Object.entries(results).map(([key, r]) =>
+        rateRow(`MCP tool calls from a capsule, ${key.replace("inflight_", "")} in flight (floor: the SDK client direct)`, r.kernel.calls_per_sec, r.direct.calls_per_sec, "calls/s", null)));
     }
   } finally {
     await cleanup();

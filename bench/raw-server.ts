@@ -21,33 +21,34 @@ import { nowRfc3339 } from "../protocol/timestamp";
 const socketPath = process.argv[2]!;
 const viaWorker = process.argv.includes("--ports");
 const echoWorker = viaWorker ? new Worker('require("node:worker_threads").parentPort.on("message", (m) => require("node:worker_threads").parentPort.postMessage(m));', { eval: true }) : undefined;
-echoWorker?.on("message", (m: { text?: string; session_id?: string }) => reply(m));
+echoWorker?.on("message", (m: { connection: number; payload: PromptPayload }) => reply(m.connection, m.payload));
 const silent = { error: () => {}, warn: () => {}, info: () => {}, debug: () => {} } as never;
 const storage = process.argv.includes("--audit")
   ? StorageClient.open({ dbPath: path.join(path.dirname(socketPath), "raw-audit.db"), seed: randomBytes(32), logger: silent })
   : undefined;
 let audit: AuditLog | undefined;
 const startedAt = Date.now();
-const connections = new Set<net.Socket>();
-let broadcastSeq = 0;
-function reply(payload: { text?: string; session_id?: string }): void {
-  const frame = encodeFrame({
+const connections = new Map<number, net.Socket>();
+let replySeq = 0;
+interface PromptPayload { text?: string; session_id?: string }
+/** Answers the asker only, as the daemon's session routing does: a floor that broadcast would handicap. */
+function reply(connection: number, payload: PromptPayload): void {
+  connections.get(connection)?.write(encodeFrame({
     topic: "agent.v1.response",
     payload: { type: "agent_response", text: `echo: ${payload.text}`, is_final: true, session_id: payload.session_id },
     signature: null,
     source_id: "00000000-0000-0000-0000-000000000000",
     timestamp: nowRfc3339(),
-    seq: ++broadcastSeq,
+    seq: ++replySeq,
     principal: "default",
-  });
-  for (const c of connections) c.write(frame);
+  }));
 }
 
 let nextConnection = 0;
 const server = net.createServer((socket) => {
   const connection = ++nextConnection;
-  connections.add(socket);
-  socket.on("close", () => connections.delete(socket));
+  connections.set(connection, socket);
+  socket.on("close", () => connections.delete(connection));
   socket.setNoDelay(true);
   const decoder = new FrameDecoder(MAX_CLIENT_FRAME_BYTES);
   let authed = false;
@@ -63,9 +64,9 @@ const server = net.createServer((socket) => {
       }
       if (value.topic === "user.v1.prompt") {
         // The chat floor: answer a prompt on the main thread (or after a hop through a worker, with --ports) and
-        // send the reply to every client, as the daemon's egress does for agent.v1.response.
-        if (echoWorker) echoWorker.postMessage(value.payload);
-        else reply(value.payload);
+        // send the reply to the asker.
+        if (echoWorker) echoWorker.postMessage({ connection, payload: value.payload });
+        else reply(connection, value.payload);
         continue;
       }
       audit?.request({

@@ -20,6 +20,7 @@ import path from "node:path";
 import { DaemonClient } from "../protocol/client";
 import { resolveHome } from "../kernel/home";
 import { count, flag, median, option, percentile, sleep } from "./bench-options";
+import { emitRows, timeRow } from "./bench-table";
 import { cpuSeconds, settle, stopChild as stopDaemon } from "./processes";
 
 
@@ -308,6 +309,11 @@ async function main(): Promise<void> {
     process.stdout.write(`${JSON.stringify({ config, targets, runs, pass: runs.every((ps) => ps.every((p) => p.pass)) }, null, 2)}\n`);
   } else {
     printTable(runs);
+    emitRows(runs[0]!.filter((p) => p.phase !== "idle").map((first) => {
+      const all = runs.map((ps) => ps.find((p) => p.phase === first.phase)!);
+      return timeRow(`GetStatus p99 during ${first.phase}, ${CLIENTS} clients (floor: ${P99_FACTOR} × idle p99 + ${P99_SLACK_MS} ms)`,
+        median(all.map((p) => p.p99_ms)), median(all.map((p) => p.p99_target_ms)), "ms", 1);
+    }));
   }
 }
 

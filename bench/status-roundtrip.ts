@@ -19,6 +19,7 @@ import path from "node:path";
 import { DaemonClient } from "../protocol/client";
 import { flag, median, option, sleep } from "./bench-options";
 import { cpuSeconds, settle } from "./processes";
+import { emitRows, rateRow } from "./bench-table";
 
 const SECONDS = option("seconds", 2);
 const ROUNDS = option("rounds", 3);
@@ -178,6 +179,10 @@ async function main(): Promise<void> {
   }
   console.log(`spawn → ready:  median ${summary.spawn_to_ready_ms_median.toFixed(0)} ms over ${RUNS} runs (node -e 0: ${summary.node_startup_ms_median.toFixed(0)} ms)`);
   console.log(`astrid status:  median ${summary.astrid_status_ms_median.toFixed(0)} ms over ${RUNS} runs`);
+  emitRows(Object.entries(results).flatMap(([name, r]) => [
+    rateRow(`GetStatus round trips, ${name} (floor: raw socket server)`, r.daemon, r.raw, "/s", 0.8),
+    rateRow(`GetStatus round trips, ${name} (floor: raw server + the same audit)`, r.daemon, r.raw_audit, "/s", 0.9),
+  ]));
 }
 
 main().catch((err: unknown) => {

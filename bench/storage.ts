@@ -18,6 +18,7 @@ import { contentHash, GENESIS_HASH } from "../storage/audit-chain";
 import { entryContent } from "../workers/storage/audit-chain";
 import { openStateDatabase } from "../workers/storage/database";
 import { flag, median, option, percentile } from "./bench-options";
+import { emitRows, rateRow } from "./bench-table";
 
 const ENTRIES = option("entries", 50_000);
 const ROUNDS = option("rounds", 3);
@@ -145,6 +146,7 @@ async function main(): Promise<void> {
     console.log("KV latency from the main thread, one call in flight (µs):");
     console.log(`  set  p50 ${l.set.p50.toFixed(0).padStart(6)}  p99 ${l.set.p99.toFixed(0).padStart(6)}   (in-thread better-sqlite3, autocommit: p50 ${l.inline_set.p50.toFixed(0)}, p99 ${l.inline_set.p99.toFixed(0)})`);
     console.log(`  get  p50 ${l.get.p50.toFixed(0).padStart(6)}  p99 ${l.get.p99.toFixed(0).padStart(6)}   (in-thread better-sqlite3: p50 ${l.inline_get.p50.toFixed(1)}, p99 ${l.inline_get.p99.toFixed(1)})`);
+    emitRows([rateRow("Audit appends, storage worker chained + signed (floor: in-thread chained)", a.worker_signed, a.in_thread_chain, "/s", 0.5)]);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -16,6 +16,7 @@ import { chromium, type Browser } from "playwright-core";
 import { connect } from "../client";
 import { count, flag, percentile, sleep } from "./bench-options";
 import { stopChild } from "./processes";
+import { emitRows, timeRow } from "./bench-table";
 
 const PROMPTS = count("web-latency", "prompts", 200);
 const TABS = count("web-latency", "tabs", 8);
@@ -181,6 +182,7 @@ async function main(): Promise<void> {
   console.log(`  sdk (direct socket)  p50 ${sdk.p50.toFixed(2)} ms   p99 ${sdk.p99.toFixed(2)} ms   (n=${sdk.n}, two runs around the web run)`);
   console.log(`  web (browser→page)   p50 ${w.p50.toFixed(2)} ms   p99 ${w.p99.toFixed(2)} ms   (n=${w.n})`);
   console.log(`  web/sdk              p50 ${result.ratio_p50.toFixed(2)}×   p99 ${result.ratio_p99.toFixed(2)}×`);
+  emitRows([timeRow(`Web page prompt → reply p50, ${TABS} tabs (floor: the client SDK on the socket)`, w.p50, sdk.p50, "ms", null)]);
 }
 
 let cleaning: Promise<void> | undefined;
