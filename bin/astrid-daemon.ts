@@ -3,6 +3,8 @@
  * `astrid-daemon`: boots the kernel in the foreground. The `astrid` CLI normally spawns it (`astrid start`,
  * `astrid chat`, with --quiet); run by hand it also prints its log lines to stderr (--quiet: none).
  */
+// First, for its effect: the capsule loader worker starts while the kernel's modules load.
+import "./daemon-prespawn";
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { AstridError, isAstridError } from "../protocol/errors";

@@ -155,13 +155,22 @@ export class Daemon {
     let auditBackground: BackgroundVerify | undefined;
     let mcp: McpServers | undefined;
     try {
-      // 3–4. The storage worker (KV + audit, var/state.db), signed with keys/runtime.key; verify the chain.
-      const opened = await openBootStorage(home, config.sessionId, logger, config.testFaults);
+      // The independent reads of boot run at once (on 2 cores the workers load their modules in parallel):
+      // 3–4. the storage worker (KV + audit, var/state.db), signed with keys/runtime.key, verifying the chain;
+      // 3. etc/servers.toml; 5. discovery in the capsule loader worker; 8–9. groups and profiles. A failure is
+      // reported in that order, as a sequential boot would.
+      const roots = capsuleRoots(home, options);
+      const envDir = operatorEnvDir(home);
+      const [opened, mcpServers, discovered, principals] = await firstFailureInOrder([
+        openBootStorage(home, config.sessionId, logger, config.testFaults),
+        loadServersConfig(path.join(home.etcDir, "servers.toml")),
+        loader.discover(roots, envDir),
+        PrincipalRegistry.open(home, logger),
+      ] as const, (o) => o.storage.close());
       storage = opened.storage;
       const { audit, report } = opened;
-      // 3. The MCP servers of etc/servers.toml: a malformed file stops the boot here (ASTRID_ERR_MCP_CONFIG_INVALID);
-      // the servers start in the MCP host worker meanwhile (boot does not wait; a call waits for a starting server).
-      const mcpServers = await loadServersConfig(path.join(home.etcDir, "servers.toml"));
+      // A malformed servers.toml stopped the boot above (ASTRID_ERR_MCP_CONFIG_INVALID); the servers start in the
+      // MCP host worker meanwhile (boot does not wait; a call waits for a starting server).
       mcp = new McpServers({
         bus, logger, audit, sourceId: config.sessionId,
         settings: { startTimeoutMs: config.mcpStartTimeoutMs, requestTimeoutMs: config.mcpRequestTimeoutMs, restartBackoffMs: config.mcpRestartBackoffMs, stopGraceMs: config.mcpStopGraceMs },
@@ -178,9 +187,8 @@ export class Daemon {
       // The socket policy is needed to serve; its absence is reported at step 14 like the reference.
       const policy = cli ? SocketPolicy.fromManifest(cli.manifest) : new SocketPolicy([], []);
 
-      // 8–9. Groups and profiles (reference §2.2 steps 8–9), before binding so that the socket can consult them from
-      // its first connection: a malformed etc/groups.toml aborts boot with nothing bound; `default` is seeded.
-      const principals = await PrincipalRegistry.open(home, logger);
+      // 8–9. Groups and profiles (reference §2.2 steps 8–9) were read above, before binding, so that the socket can
+      // consult them from its first connection: a malformed etc/groups.toml aborts boot with nothing bound.
       // Frontend credentials and the identity links that map their platform users to principals.
       const credentials = new FrontendCredentials({ dir: home.frontendsDir, logger });
       await credentials.load();
@@ -431,4 +439,21 @@ function capsuleRoots(home: AstridHome, options: DaemonOptions): string[] {
     path.join(options.config.workspace, ".astrid", "capsules"),
     options.config.bundledCapsulesDir ?? options.bundledCapsulesDir,
   ];
+}
+
+/**
+ * Awaits every step, then throws the first failure in the steps' order (not in time), so a boot that fails reports
+ * what a sequential boot would; the storage opened beside a failure is closed again.
+ */
+async function firstFailureInOrder<T extends readonly unknown[]>(
+  steps: { [K in keyof T]: Promise<T[K]> },
+  closeFirst: (first: T[0]) => Promise<unknown>,
+): Promise<T> {
+  const settled = await Promise.allSettled(steps);
+  const failed = settled.find((s): s is PromiseRejectedResult => s.status === "rejected");
+  if (failed) {
+    if (settled[0]!.status === "fulfilled") await closeFirst(settled[0]!.value as T[0]).catch(() => undefined);
+    throw failed.reason;
+  }
+  return settled.map((s) => (s as PromiseFulfilledResult<unknown>).value) as unknown as T;
 }

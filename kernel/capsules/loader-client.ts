@@ -13,6 +13,7 @@ import type { Logger } from "../logger";
 
 /** What the loader logs through (the daemon's logger; the CLI passes a quiet one). */
 export type LoaderLogger = Pick<Logger, "log" | "error">;
+import { LOADER_WORKER_OPTIONS, takePrespawned } from "../prespawn";
 import { workerEntry } from "../worker-entry";
 
 /** Deadline of a discovery pass (it hashes every capsule's files). */
@@ -91,7 +92,7 @@ export class CapsuleLoader {
 
   private ensure(): BoundedRemote<CapsuleLoaderApi> {
     if (this.remote && this.worker) return this.remote;
-    const worker = new Worker(workerEntry("capsule-loader"), { stdout: false, stderr: false });
+    const worker = takePrespawned("capsule-loader") ?? new Worker(workerEntry("capsule-loader"), LOADER_WORKER_OPTIONS);
     const remote = new BoundedRemote<CapsuleLoaderApi>(nodeEndpoint(worker), "capsule loader");
     const gone = (why: string) => {
       if (this.worker !== worker) return;
