@@ -7,7 +7,6 @@ import fs from "node:fs";
 import path from "node:path";
 import { AstridError } from "../protocol/errors";
 import { CHAIN_BROKEN_ACTION, type VerifyReport } from "../protocol/storage-messages";
-import { openStateDatabaseReadOnly } from "../storage/database";
 import { publicKeyFromSeed } from "../storage/audit-chain";
 import { anchorPath } from "../storage/audit-head";
 import { startBackgroundVerify, type BackgroundVerify } from "./audit-background";
@@ -85,6 +84,9 @@ export async function openBootStorage(home: AstridHome, sessionId: string, logge
 
 /** True when the (healthy) state database has signed audit entries; a damaged one throws STORAGE_CORRUPT. */
 function holdsSignedAudit(dbPath: string): boolean {
+  // Loaded here only: the main thread needs the native SQLite addon on this rare path alone (the storage worker
+  // owns the database), and it costs every boot ~20 ms to load.
+  const { openStateDatabaseReadOnly } = require("../storage/database") as typeof import("../storage/database");
   const db = openStateDatabaseReadOnly(dbPath);
   try {
     return db.prepare("SELECT 1 FROM audit WHERE signature IS NOT NULL LIMIT 1").get() !== undefined;
