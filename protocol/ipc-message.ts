@@ -74,6 +74,12 @@ const VARIANTS: Record<string, z.ZodType<Record<string, unknown>>> = {
 export function normalizePayload(value: unknown): IpcPayload {
   if (isJsonObject(value) && typeof value.type === "string") {
     if (value.type === "raw_json") return value as IpcPayload;
+    // The two payloads of every chat turn, checked as their schemas would (a shallow copy, as the schema returns;
+    // session_id present), without the schema's cost. Anything else takes the general path below.
+    if (typeof value.text === "string" && typeof value.session_id === "string" &&
+        (value.type === "user_input" || (value.type === "agent_response" && typeof value.is_final === "boolean"))) {
+      return { type: value.type, ...value } as IpcPayload;
+    }
     // Own keys only: a client's `"type": "__proto__"` or `"toString"` would otherwise find Object.prototype's members.
     const schema = Object.prototype.hasOwnProperty.call(VARIANTS, value.type) ? VARIANTS[value.type] : undefined;
     if (schema) {

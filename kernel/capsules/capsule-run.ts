@@ -10,8 +10,8 @@ import * as Comlink from "comlink";
 import { z } from "zod";
 import {
   CAPSULE_QUEUE_LIMIT,
-  FromCapsuleSchema,
   KERNEL_SYSCALL_METHODS,
+  parseFromCapsule,
   type CapsuleControl,
   type CapsuleWorkerData,
   type FromCapsule,
@@ -195,7 +195,7 @@ export class CapsuleRun {
 
   private receive(raw: unknown): void {
     if (this.ended) return;
-    const parsed = FromCapsuleSchema.safeParse(raw);
+    const parsed = parseFromCapsule(raw);
     if (!parsed.success) return this.malformed(`data plane: ${describe(parsed.error, raw)}`);
     const message = parsed.data;
     if (message.t !== "ack") return this.events.message(this, message);

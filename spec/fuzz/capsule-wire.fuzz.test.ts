@@ -14,6 +14,7 @@ import {
   FromCapsuleSchema,
   InterceptResultSchema,
   KERNEL_SYSCALL_METHODS,
+  parseFromCapsule,
   SetupOutcomeSchema,
   StepOutcomeSchema,
   SYSCALL_NAMES,
@@ -149,6 +150,18 @@ describe("fuzz: data-plane and control-plane results from a capsule", () => {
         else if (m.t === "log") expect(["debug", "info", "warn", "error"]).toContain(m.level);
         else if (m.t === "stats") expect(Number.isInteger(m.heap_used) && m.heap_used >= 0 && Number.isInteger(m.external) && m.external >= 0).toBe(true);
         else expect(Number.isInteger(m.n) && m.n >= 1 && m.n <= CAPSULE_QUEUE_LIMIT).toBe(true);
+      }),
+      runs(600),
+    );
+  }, FUZZ_TIMEOUT_MS);
+
+  it("parseFromCapsule (the chat path's fast check) agrees with FromCapsuleSchema on every message", () => {
+    fc.assert(
+      fc.property(dataPlane, (raw) => {
+        const fast = parseFromCapsule(raw);
+        const schema = FromCapsuleSchema.safeParse(raw);
+        expect(fast.success).toBe(schema.success);
+        if (fast.success && schema.success) expect(fast.data).toEqual(schema.data);
       }),
       runs(600),
     );

@@ -5,6 +5,12 @@ describe("host normalisation (reference §3.5)", () => {
     expect(normalizePayload({ type: "raw_json", method: "GetStatus" })).toEqual({ type: "raw_json", method: "GetStatus" });
     expect(normalizePayload({ type: "user_input", text: "hi" })).toEqual({ type: "user_input", text: "hi", session_id: "default" });
     expect(normalizePayload({ type: "connect" })).toEqual({ type: "connect" });
+    // The chat turn's two payloads (a fast path): extra fields kept, a copy returned, a misfit still `custom`.
+    const prompt = { type: "user_input", text: "hi", session_id: "s1", context: { action: "cancel_turn" }, extra: 1 };
+    expect(normalizePayload(prompt)).toEqual(prompt);
+    expect(normalizePayload(prompt)).not.toBe(prompt);
+    expect(normalizePayload({ type: "agent_response", text: "a", session_id: "s1" })).toEqual({ type: "custom", data: { type: "agent_response", text: "a", session_id: "s1" } });
+    expect(normalizePayload({ type: "agent_response", text: "a", session_id: "s1", is_final: true })).toEqual({ type: "agent_response", text: "a", session_id: "s1", is_final: true });
   });
 
   it("turns unknown tags, missing tags, non-objects and ill-fitting variants into custom", () => {
