@@ -1,0 +1,438 @@
+/**
+ * The host-call namespaces of the `@astrid-os/sdk` surface (`kv`, `fs`, `process`, `env`, `time`, `runtime`,
+ * `log`, `elicit`, `approval`, and the ones this daemon cannot offer; `http` has its own file), each mapped onto
+ * the gated call of the capsule's own API. The reference's calls block the WASM guest; here every call that reaches
+ * the kernel returns a promise (`await` it — awaiting the reference's synchronous values works too, so one source
+ * serves both). Calls that are local stay synchronous: `log`, `env`, `time` (but `sleepMs`), `runtime.caller`.
+ */
+import { randomBytes as cryptoRandomBytes } from "node:crypto";
+import { constants } from "node:os";
+import type { FileStat, ProcessLogs as HostProcessLogs } from "./sdk";
+import { hostCall, jsonText, parseJson, SysError, unsupported } from "./astrid-os-sdk-errors";
+import type { SdkContext } from "./astrid-os-sdk-ipc";
+
+const encoder = new TextEncoder();
+const strictDecoder = new TextDecoder("utf-8", { fatal: true });
+
+/** The reference's cap on one `randomBytes` call, and on `listKeysPage`'s page. */
+const MAX_RANDOM_BYTES = 4096;
+const MAX_PAGE_KEYS = 1024;
+/** The reference's cap on one sleep. */
+const MAX_SLEEP_MS = 60_000;
+
+/** Bytes the capsule may keep (never a Node `Buffer`, which would hand it Node's API). */
+function bytesOf(base64: string): Uint8Array {
+  return new Uint8Array(Buffer.from(base64, "base64"));
+}
+
+function base64Of(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64");
+}
+
+/** The daemon keeps KV values and HTTP bodies as text: bytes must be UTF-8 to round-trip. */
+export function textOf(label: string, bytes: Uint8Array): string {
+  try {
+    return strictDecoder.decode(bytes);
+  } catch {
+    throw new SysError("HostError", `${label}: values are stored as UTF-8 text here; these bytes are not`, { code: "invalid-input" });
+  }
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((byte, i) => byte === b[i]);
+}
+
+/** The reference's `workspace://` scheme is the daemon's `cwd://`. */
+function vfsPath(path: string): string {
+  return String(path).replace(/^workspace:\/\//, "cwd://");
+}
+
+/** `log`, `env`, `time`, `runtime` — the calls that need little or nothing from the kernel. */
+export function localModules(ctx: SdkContext) {
+  const format = (value: unknown): string => {
+    if (typeof value === "string") return value;
+    if (value instanceof Error) return value.stack ?? value.message;
+    try {
+      return JSON.stringify(value) ?? String(value);
+    } catch {
+      return String(value);
+    }
+  };
+  const log = {
+    trace: (message: unknown) => ctx.log("debug", format(message)),
+    debug: (message: unknown) => ctx.log("debug", format(message)),
+    info: (message: unknown) => ctx.log("info", format(message)),
+    warn: (message: unknown) => ctx.log("warn", format(message)),
+    error: (message: unknown) => ctx.log("error", format(message)),
+  };
+  const CONFIG_SOCKET_PATH = "ASTRID_SOCKET_PATH";
+  const tryGet = (key: string): string | undefined => (Object.hasOwn(ctx.env, key) ? ctx.env[key] : undefined);
+  const env = {
+    CONFIG_SOCKET_PATH,
+    get: (key: string): string => tryGet(key) ?? "",
+    tryGet,
+    getBytes: (key: string): Uint8Array => encoder.encode(tryGet(key) ?? ""),
+  };
+  const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, Math.min(Math.max(0, ms), MAX_SLEEP_MS)));
+  const time = {
+    now: (): Date => new Date(),
+    nowMs: (): bigint => BigInt(Date.now()),
+    monotonicNs: (): bigint => process.hrtime.bigint(),
+    /** Waits `ms` (at most 60 s); a promise here, where the reference blocks. */
+    sleepMs: (ms: number): Promise<void> => sleep(Number(ms)),
+    sleepNs: (ns: bigint): Promise<void> => sleep(Number(BigInt(ns) / 1_000_000n)),
+  };
+  const runtime = {
+    signalReady: (): void => ctx.signalReady(),
+    /** The message the running handler acts on; outside one (a tool call, `@run`), an empty context. */
+    caller: (): { sourceId: string; principal: string | undefined; timestamp: string } => {
+      const current = ctx.caller();
+      return { sourceId: current?.sourceId ?? "", principal: current?.principal, timestamp: new Date().toISOString() };
+    },
+    randomBytes: (length: number): Uint8Array => {
+      if (!(Number(length) >= 0 && Number(length) <= MAX_RANDOM_BYTES)) {
+        throw new SysError("HostError", `runtime.randomBytes(${length}): at most ${MAX_RANDOM_BYTES} bytes per call`, { code: "too-large" });
+      }
+      return new Uint8Array(cryptoRandomBytes(Number(length)));
+    },
+    /** The reference hands capsules the daemon's socket; this daemon never does, so this throws like an unset key. */
+    socketPath: (): string => {
+      const value = env.get(CONFIG_SOCKET_PATH);
+      if (value === "") throw SysError.api("ASTRID_SOCKET_PATH config key is empty");
+      return value;
+    },
+  };
+  return { log, env, time, runtime };
+}
+
+/** `kv`: JSON values under the capsule's (principal-scoped) KV, the keys checked against the manifest's `kv`. */
+export function kvModule(ctx: SdkContext) {
+  const { kv } = ctx.api;
+  // `cas` compares and sets without another handler of this capsule writing the key in between (only this worker
+  // writes the capsule's scope).
+  const locks = new Map<string, Promise<unknown>>();
+  const exclusive = <T>(key: string, run: () => Promise<T>): Promise<T> => {
+    const next = (locks.get(key) ?? Promise.resolve()).then(run, run);
+    const settled = next.catch(() => undefined);
+    locks.set(key, settled);
+    void settled.then(() => locks.get(key) === settled && locks.delete(key));
+    return next;
+  };
+  const getText = (label: string, key: string) => hostCall(label, () => kv.get(String(key)));
+  /** Sets the text `value()` makes (a JSON or UTF-8 failure rejects like a refusal). */
+  const setText = (label: string, key: string, value: () => string) => {
+    const done = hostCall(label, async () => kv.set(String(key), value()));
+    done.catch((err: Error) => ctx.log("warn", err.message)); // see ipc.publish: the reference's set is fire-and-throw
+    return done;
+  };
+  const listKeys = (prefix: string) => hostCall(`kv.listKeys("${prefix}")`, () => kv.list(String(prefix ?? "")));
+  return {
+    async getBytes(key: string): Promise<Uint8Array | undefined> {
+      const value = await getText(`kv.getBytes("${key}")`, key);
+      return value === null ? undefined : encoder.encode(value);
+    },
+    setBytes: (key: string, value: Uint8Array): Promise<void> => setText(`kv.setBytes("${key}")`, key, () => textOf(`kv.setBytes("${key}")`, value)),
+    has: async (key: string): Promise<boolean> => (await getText(`kv.has("${key}")`, key)) !== null,
+    async get<T = unknown>(key: string): Promise<T | undefined> {
+      const value = await getText(`kv.get("${key}")`, key);
+      if (value === null || value === "") return undefined;
+      return parseJson<T>(`kv.get("${key}")`, value);
+    },
+    set: <T>(key: string, value: T): Promise<void> => setText(`kv.set("${key}")`, key, () => jsonText(`kv.set("${key}")`, value)),
+    /** Deleting a missing key succeeds. */
+    async del(key: string): Promise<void> {
+      await hostCall(`kv.delete("${key}")`, () => kv.delete(String(key)));
+    },
+    listKeys,
+    /** Keys after `cursor` in sorted order, `limit` (at most 1024; 0 = 1024) at a time. */
+    async listKeysPage(prefix: string, cursor: string | undefined, limit = 0): Promise<{ keys: string[]; nextCursor: string | undefined }> {
+      const size = limit > 0 ? Math.min(limit, MAX_PAGE_KEYS) : MAX_PAGE_KEYS;
+      const after = (await listKeys(prefix)).sort().filter((k) => cursor === undefined || k > cursor);
+      const keys = after.slice(0, size);
+      return { keys, nextCursor: after.length > size ? keys[keys.length - 1] : undefined };
+    },
+    /** Deletes every key under `prefix` (the manifest's `kv` must cover the whole prefix); returns how many. */
+    async clearPrefix(prefix: string): Promise<bigint> {
+      let removed = 0n;
+      for (const key of await listKeys(prefix)) {
+        if (await hostCall(`kv.clearPrefix("${prefix}")`, () => kv.delete(key))) removed++;
+      }
+      return removed;
+    },
+    /** Writes `newValue` if the key holds `expected` (`undefined`: is absent); false when it did not. */
+    cas: (key: string, expected: Uint8Array | undefined, newValue: Uint8Array): Promise<boolean> =>
+      exclusive(String(key), async () => {
+        const current = await getText(`kv.cas("${key}")`, key);
+        const matches = expected === undefined ? current === null : current !== null && sameBytes(encoder.encode(current), expected);
+        if (!matches) return false;
+        await setText(`kv.cas("${key}")`, key, () => textOf(`kv.cas("${key}")`, newValue));
+        return true;
+      }),
+  };
+}
+
+/** `fs.stat`'s answer, shaped like the reference's (and Node's) `Stats`. */
+export class Stats {
+  readonly size: bigint;
+  readonly mode = 0;
+  readonly kind: "regular" | "directory" | "unknown";
+  readonly mtimeMs: number | undefined;
+  readonly birthtimeMs: number | undefined = undefined;
+  readonly atimeMs: number | undefined = undefined;
+
+  constructor(stat: FileStat) {
+    this.size = BigInt(stat.size);
+    this.kind = stat.is_dir ? "directory" : stat.is_file ? "regular" : "unknown";
+    this.mtimeMs = stat.mtime_ms;
+  }
+
+  isFile(): boolean {
+    return this.kind === "regular";
+  }
+
+  isDirectory(): boolean {
+    return this.kind === "directory";
+  }
+
+  isSymbolicLink(): boolean {
+    return false;
+  }
+
+  isEmpty(): boolean {
+    return this.size === 0n;
+  }
+}
+
+/** A `readdir({ withFileTypes: true })` entry. */
+export class Dirent {
+  readonly path: string;
+
+  constructor(readonly parentPath: string, readonly name: string) {
+    this.path = parentPath.endsWith("/") ? parentPath + name : `${parentPath}/${name}`;
+  }
+}
+
+/** `fs`: the daemon's VFS (`cwd://` — also spelled `workspace://` —, `home://`, `/tmp/`), `fs_read`/`fs_write` checked. */
+export function fsModule(ctx: SdkContext) {
+  const { fs } = ctx.api;
+  const call = <T>(label: string, path: string, run: (p: string) => Promise<T>) => hostCall(`${label}("${path}")`, () => run(vfsPath(path)));
+  const readBytes = async (label: string, path: string) => bytesOf(await call(label, path, (p) => fs.read(p, "base64")));
+  const writeBytes = (label: string, path: string, data: string | Uint8Array) =>
+    call(label, path, (p) => (typeof data === "string" ? fs.write(p, data, "utf8") : fs.write(p, base64Of(data), "base64")));
+  const readdir = async (path: string, options?: { withFileTypes?: boolean }): Promise<string[] | Dirent[]> => {
+    const names = await call("fs.readdir", path, (p) => fs.readdir(p));
+    return options?.withFileTypes ? names.map((n) => new Dirent(path, n)) : names;
+  };
+  const rm = async (path: string): Promise<void> => {
+    await call("fs.rm", path, (p) => fs.unlink(p));
+  };
+  const notHere = (name: string) => async (): Promise<never> => {
+    throw unsupported(`fs.${name}`, "the VFS here reads and writes whole files; use readFile/writeFile");
+  };
+  return {
+    exists: (path: string): Promise<boolean> => call("fs.exists", path, (p) => fs.exists(p)),
+    stat: async (path: string): Promise<Stats> => new Stats(await call("fs.stat", path, (p) => fs.stat(p))),
+    /** The VFS resolves symlinks before it answers: the same as `stat`. */
+    lstat: async (path: string): Promise<Stats> => new Stats(await call("fs.lstat", path, (p) => fs.stat(p))),
+    async readFile(path: string, options?: { encoding?: "utf8" }): Promise<Uint8Array | string> {
+      if (options?.encoding === "utf8") return call("fs.readFile", path, (p) => fs.read(p, "utf8"));
+      return readBytes("fs.readFile", path);
+    },
+    readTextFile: (path: string): Promise<string> => call("fs.readTextFile", path, (p) => fs.read(p, "utf8")),
+    writeFile: (path: string, data: string | Uint8Array): Promise<void> => writeBytes("fs.writeFile", path, data),
+    /** Read, then write the whole file (not atomic against another writer). */
+    async appendFile(path: string, data: string | Uint8Array): Promise<void> {
+      const before = (await call("fs.appendFile", path, (p) => fs.exists(p))) ? await readBytes("fs.appendFile", path) : new Uint8Array();
+      const added = typeof data === "string" ? encoder.encode(data) : data;
+      const joined = new Uint8Array(before.length + added.length);
+      joined.set(before);
+      joined.set(added, before.length);
+      await writeBytes("fs.appendFile", path, joined);
+    },
+    /** Strict like `mkdir(2)`: an existing path is `already-exists`. */
+    async mkdir(path: string): Promise<void> {
+      if (await call("fs.mkdir", path, (p) => fs.exists(p))) throw new SysError("HostError", `fs.mkdir("${path}"): already exists`, { code: "already-exists" });
+      await call("fs.mkdir", path, (p) => fs.mkdir(p));
+    },
+    async mkdirAll(path: string): Promise<void> {
+      await call("fs.mkdirAll", path, (p) => fs.mkdir(p));
+    },
+    rm,
+    unlink: rm,
+    async copy(src: string, dst: string): Promise<void> {
+      await writeBytes("fs.copy", dst, await readBytes("fs.copy", src));
+    },
+    /** Copy, then remove the source. */
+    async rename(src: string, dst: string): Promise<void> {
+      await writeBytes("fs.rename", dst, await readBytes("fs.rename", src));
+      await rm(src);
+    },
+    readdir,
+    async opendir(path: string): Promise<AsyncIterableIterator<Dirent>> {
+      const entries = (await readdir(path, { withFileTypes: true })) as Dirent[];
+      return (async function* () {
+        yield* entries;
+      })();
+    },
+    open: notHere("open"),
+    removeDirAll: notHere("removeDirAll"),
+    canonicalize: notHere("canonicalize"),
+    readLink: notHere("readLink"),
+    hardLink: notHere("hardLink"),
+  };
+}
+
+/** A signal name as the reference's number (`SIGKILL` → 9). */
+function signalNumber(signal: string | null): number | undefined {
+  return signal === null ? undefined : (constants.signals as Record<string, number>)[signal];
+}
+
+/** `process`: host commands checked against `host_process` (argv, never a shell), sandboxed by the daemon. */
+export function processModule(ctx: SdkContext): Record<string, unknown> {
+  const { process: proc } = ctx.api;
+  const optionsOf = (call: string, options: { cwd?: string; env?: Record<string, string>; stdin?: Uint8Array } | undefined) => {
+    if (options?.env && Object.keys(options.env).length > 0) throw unsupported(`${call} with env`, "host processes get the daemon's fixed environment");
+    return {
+      ...(options?.cwd !== undefined ? { cwd: vfsPath(options.cwd) } : {}),
+      ...(options?.stdin !== undefined ? { stdin: textOf(call, options.stdin) } : {}),
+    };
+  };
+  const logsOf = (logs: HostProcessLogs) => ({ stdout: logs.stdout, stderr: logs.stderr, running: logs.running, exitCode: logs.exit_code ?? undefined, signal: signalNumber(logs.signal) });
+
+  /** A background process; output is the last 1 MB of each stream, not what arrived since the previous read. */
+  class BackgroundProcessHandle {
+    #closed = false;
+
+    constructor(readonly id: string, readonly pid: number) {}
+
+    async readLogs() {
+      return logsOf(await hostCall("process.readLogs", () => proc.logs(this.id)));
+    }
+
+    async kill() {
+      const killed = await hostCall("process.kill", () => proc.kill(this.id));
+      const logs = await this.readLogs();
+      return { killed, stdout: logs.stdout, stderr: logs.stderr, exitCode: logs.exitCode, signal: logs.signal };
+    }
+
+    /** Waits (checking every 100 ms) until it exits; past `timeoutMs`, `wait-timeout`. */
+    async wait(timeoutMs?: number) {
+      const { exitCode, signal } = await this.waitWithOutput(timeoutMs);
+      return { exitCode, signal };
+    }
+
+    async waitWithOutput(timeoutMs?: number) {
+      const deadline = timeoutMs === undefined ? Infinity : Date.now() + timeoutMs;
+      for (;;) {
+        const logs = await this.readLogs();
+        if (!logs.running) return { stdout: logs.stdout, stderr: logs.stderr, exitCode: logs.exitCode, signal: logs.signal };
+        if (Date.now() >= deadline) throw new SysError("HostError", `process.wait: still running after ${timeoutMs} ms`, { code: "wait-timeout" });
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    }
+
+    osPid(): number {
+      return this.pid;
+    }
+
+    writeStdin(): never {
+      throw unsupported("process.writeStdin", "a background process's stdin is closed at start; pass input to spawn");
+    }
+
+    closeStdin(): void {
+      // Already closed: the daemon starts background processes with no stdin.
+    }
+
+    signal(): never {
+      throw unsupported("process.signal", "use kill()");
+    }
+
+    close(): void {
+      this.#closed = true;
+    }
+
+    [Symbol.dispose](): void {
+      this.close();
+    }
+  }
+
+  const persistent = (name: string) => (): never => {
+    throw unsupported(`process.${name}`, "persistent processes are not offered; use spawnBackground");
+  };
+  return {
+    /** Runs `cmd args…` to completion. */
+    async spawn(cmd: string, args: string[] = [], options?: { cwd?: string; env?: Record<string, string>; stdin?: Uint8Array }) {
+      const result = await hostCall(`process.spawn("${cmd}")`, () => proc.run([cmd, ...args], optionsOf("process.spawn", options)));
+      return { stdout: result.stdout, stderr: result.stderr, exitCode: result.exit_code ?? undefined, signal: signalNumber(result.signal) };
+    },
+    async spawnBackground(cmd: string, args: string[] = [], options?: { cwd?: string; env?: Record<string, string>; stdin?: Uint8Array }) {
+      if (options?.stdin !== undefined) throw unsupported("process.spawnBackground with stdin", "background processes start with no stdin");
+      const started = await hostCall(`process.spawnBackground("${cmd}")`, () => proc.spawn([cmd, ...args], optionsOf("process.spawnBackground", options)));
+      return new BackgroundProcessHandle(started.id, started.pid);
+    },
+    spawnPersistent: persistent("spawnPersistent"),
+    attach: persistent("attach"),
+    listProcesses: persistent("listProcesses"),
+    statusMany: persistent("statusMany"),
+    logCursorStart: persistent("logCursorStart"),
+  };
+}
+
+/** `elicit`, `approval` (people), and the namespaces this daemon has no counterpart for. */
+export function peopleModules(ctx: SdkContext) {
+  const { elicit: ask, approval: approve } = ctx.api;
+  const key = (k: string) => {
+    if (String(k).trim() === "") throw SysError.api("elicit key must not be empty");
+    return String(k);
+  };
+  const answer = async (label: string, field: Parameters<typeof ask.ask>[0]) => hostCall(label, () => ask.ask(field)) as Promise<Record<string, unknown>>;
+  const value = async (label: string, field: Parameters<typeof ask.ask>[0]): Promise<string> => {
+    const got = await answer(label, field);
+    if (typeof got.value !== "string") throw SysError.api(`${label}: expected 'value' response`);
+    return got.value;
+  };
+  const elicit = {
+    /** Stores a secret the operator types; the capsule never receives it. */
+    async secret(k: string, description: string): Promise<void> {
+      const got = await answer(`elicit.secret("${k}")`, { type: "secret", key: key(k), description });
+      if (got.ok !== true) throw SysError.api("elicit.secret: expected 'secret-stored' response");
+    },
+    hasSecret: (k: string): Promise<boolean> => hostCall(`elicit.hasSecret("${k}")`, () => ask.hasSecret(key(k))),
+    text: (k: string, description: string) => value(`elicit.text("${k}")`, { type: "text", key: key(k), description }),
+    textWithDefault: (k: string, description: string, defaultValue: string) =>
+      value(`elicit.text("${k}")`, { type: "text", key: key(k), description, default: defaultValue }),
+    async select(k: string, description: string, options: string[]): Promise<string> {
+      if (!Array.isArray(options) || options.length === 0) throw SysError.api("elicit.select requires at least one option");
+      const chosen = await value(`elicit.select("${k}")`, { type: "select", key: key(k), description, options });
+      if (!options.includes(chosen)) throw SysError.api(`host returned value not in provided options: ${chosen.slice(0, 64)}`);
+      return chosen;
+    },
+    async array(k: string, description: string): Promise<string[]> {
+      const got = await answer(`elicit.array("${k}")`, { type: "array", key: key(k), description });
+      if (!Array.isArray(got.values)) throw SysError.api("elicit.array: expected 'values' response");
+      return got.values as string[];
+    },
+  };
+  const DECISIONS: Readonly<Record<string, string>> = { approve: "approved", approve_session: "approved-session", approve_always: "approved-always" };
+  const requestDecision = async (action: string, resource: string): Promise<string> => {
+    const outcome = await hostCall(`approval.request("${action}")`, () => approve.request({ action: String(action), resource: String(resource) }));
+    return outcome.approved ? (DECISIONS[outcome.decision] ?? "approved") : "denied";
+  };
+  const approval = {
+    requestDecision,
+    /** True for any approval; a denial or no answer in 60 s is false. */
+    request: async (action: string, resource: string): Promise<boolean> => (await requestDecision(action, resource)) !== "denied",
+  };
+  const none = (namespace: string, why: string, names: string[]) =>
+    Object.fromEntries(names.map((name) => [name, (): never => {
+      throw unsupported(`${namespace}.${name}`, why);
+    }]));
+  return {
+    elicit,
+    approval,
+    identity: none("identity", "platform identities are linked by the operator (`astrid identity`), not by capsules", ["resolve", "link", "unlink", "createUser", "listLinks"]),
+    uplink: none("uplink", "frontends are the daemon's own (CLI, web, Discord); a capsule cannot register one", ["register", "send"]),
+    capabilities: none("capabilities", "capsules cannot inspect manifests here; a refused call fails with capability-denied", ["check", "enumerate"]),
+    net: none("net", "capsules get no sockets here; use http", ["bindUnix", "bindTcp", "accept", "tryAccept", "connect", "connectTcp", "udpBind", "lookupHost"]),
+  };
+}
