@@ -2,17 +2,19 @@
  * The model agent's first-delta latency against a direct `openai`-client call to the same endpoint, in the same run.
  *
  * Daemon path: a socket client publishes `user.v1.prompt` → bus → the model agent (capsules/astrid-capsule-openai)
- * in its worker → `model.info`, `model.tools`, `model.stream_open` host calls → the kernel's `openai` client → HTTP
- * to the fake endpoint (bench/fake-openai-server.ts, in this process) → the first chunk with text → the capsule's
- * `model.stream_read` → `agent.v1.stream.delta` on the bus → back to the socket client. Timed from the publish to
- * the first delta of that session.
+ * in its worker → one `model.stream_open` host call (the kernel adds the offered tools) → the kernel's `openai`
+ * client → HTTP to the fake endpoint (bench/fake-openai-server.ts, in this process) → the first chunk with text →
+ * `agent.v1.stream.delta`, published by the kernel for the capsule → back to the socket client. Timed from the
+ * publish to the first delta of that session.
  * Baseline: the same request with the `openai` client from this process, timed from `create()` to the first chunk
  * with text. Rounds alternate, so drift on the machine hits both alike. Ratio = direct / daemon (target ≥ 0.8).
  *
  * The fake endpoint waits `--token-ms` between chunks (the first text comes one wait after the headers), standing
  * for a model's time to its first token; it is reported at that setting and at 0 (the bare overhead of the path).
  *
- *   node dist/bench/agent-first-delta.js [--prompts 30] [--token-ms 20] [--json]
+ * `--cpu-prof` writes the daemon's CPU profiles (main thread and workers) to the current directory.
+ *
+ *   node dist/bench/agent-first-delta.js [--prompts 30] [--token-ms 20] [--json] [--cpu-prof]
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
@@ -21,12 +23,14 @@ import OpenAI from "openai";
 import { DaemonClient } from "../protocol/client";
 import type { IpcMessage } from "../protocol/ipc-message";
 import { count, flag, median, option, percentile, sleep } from "./bench-options";
+import { emitRows, timeRow } from "./bench-table";
 import { startFakeOpenAi, type FakeOpenAi } from "./fake-openai-server";
 import { stopChild } from "./processes";
 
 const PROMPTS = count("agent-first-delta", "prompts", 30);
 const TOKEN_MS = option("token-ms", 20);
 const JSON_OUT = flag("json");
+const CPU_PROF = flag("cpu-prof");
 const WARMUP = 5;
 
 const DIST = path.resolve(__dirname, "..");
@@ -77,7 +81,7 @@ async function main(): Promise<void> {
       const bundled = path.join(ws, `bundled-${tokenMs}`);
       for (const name of ["astrid-capsule-cli", "astrid-capsule-openai"]) fs.cpSync(path.join(ROOT, "capsules", name), path.join(bundled, name), { recursive: true });
       const dhome = path.join(home, `h${tokenMs}`);
-      daemon = spawn(process.execPath, [DAEMON, "--workspace", ws], {
+      daemon = spawn(process.execPath, [...(CPU_PROF ? ["--cpu-prof"] : []), DAEMON, "--workspace", ws], {
         env: { ...process.env, ASTRID_HOME: dhome, ASTRID_IDLE_TIMEOUT_SECS: "0", ASTRID_BUNDLED_CAPSULES_DIR: bundled, OPENAI_BASE_URL: fake.url, OPENAI_API_KEY: "sk-bench", ASTRID_AGENT_MODEL: "fake-model" },
         stdio: "ignore",
       });
@@ -147,6 +151,11 @@ async function main(): Promise<void> {
         console.log(`    ratio direct/daemon: ${r.ratio.toFixed(2)}${key === `token_ms_${TOKEN_MS}` ? " (target ≥ 0.8)" : " (bare overhead of the path)"}`);
       }
     }
+    emitRows(Object.entries(results).map(([key, r]) => {
+      const wait = key.slice("token_ms_".length);
+      const target = key === `token_ms_${TOKEN_MS}` ? 0.8 : null;
+      return timeRow(`Model agent first delta, endpoint waits ${wait} ms (floor: openai client direct${target !== null ? "; ratio ≥ 0.8" : ""})`, r.daemon.median_ms, r.direct.median_ms, "ms", target);
+    }));
   } finally {
     await cleanup();
   }

@@ -6,6 +6,8 @@
  *   the conversation, "The sum is <result>.";
  * - `badargs` / `unknowntool`: a tool call with arguments that are not JSON / to a tool named `nope`, then
  *   "Tool said: <result>";
+ * - `guarded PATH`: a tool call `guarded_write({"path":PATH})` (a tool that asks for approval), then "Tool said: <result>";
+ * - `mcpecho WORDS`: a tool call to the MCP tool `mcp__everything__echo({"message":WORDS})`, then "Tool said: <result>";
  * - `loop`: a tool call on every request, forever;
  * - `e401` (echoes the bearer token in its error, as a careless proxy might), `e429` (Retry-After: 7), `e500`;
  * - `drop`: one chunk, then the connection is destroyed; `malformed`: a chunk that is not JSON;
@@ -107,6 +109,12 @@ async function answer(req: http.IncomingMessage, res: http.ServerResponse, body:
     case "badargs":
       if (afterTool) return stream(res, text(["Tool said: ", String(lastTool!.content)]), delayMs);
       return stream(res, toolCall("add", ["{not json"]), delayMs);
+    case "guarded":
+      if (afterTool) return stream(res, text(["Tool said: ", String(lastTool!.content)]), delayMs);
+      return stream(res, toolCall("guarded_write", [JSON.stringify({ path: rest.join(" ") })]), delayMs);
+    case "mcpecho":
+      if (afterTool) return stream(res, text(["Tool said: ", String(lastTool!.content)]), delayMs);
+      return stream(res, toolCall("mcp__everything__echo", [JSON.stringify({ message: rest.join(" ") })]), delayMs);
     case "unknowntool":
       if (afterTool) return stream(res, text(["Tool said: ", String(lastTool!.content)]), delayMs);
       return stream(res, toolCall("nope", ["{}"]), delayMs);

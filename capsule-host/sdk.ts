@@ -113,8 +113,11 @@ export interface CapsuleApi {
     info(): Promise<ModelInfo>;
     /** The tools ready capsules offer (run one by publishing `tool.v1.execute.<name>`). */
     tools(): Promise<ModelToolInfo[]>;
-    /** Starts a streamed chat completion; the endpoint's answer (or refusal) comes with `read`. */
-    open(request: ModelChatRequest): Promise<{ id: string; model: string }>;
+    /**
+     * Starts a streamed chat completion; the endpoint's answer (or refusal) comes with `read`. With
+     * `tools: "offered"` the result names the tools offered and where each runs.
+     */
+    open(request: ModelChatRequest): Promise<{ id: string; model: string; tools?: Array<Pick<ModelToolInfo, "capsule" | "name" | "mcp">> }>;
     /** What arrived since the last read (waits up to 20 s when nothing did); throws the endpoint's coded error. */
     read(id: string): Promise<ModelStreamRead>;
     /** Aborts the stream (a cancel); false when it had already ended. */
@@ -131,6 +134,8 @@ export interface ModelInfo {
   configured: boolean;
   model: string | null;
   endpoint: string | null;
+  /** Set when not configured and the operator was asked for the capsule's endpoint `[env]` (onboarding). */
+  onboarding?: true;
 }
 
 /** A tool a capsule offers, as `model.tools()` lists it. */
@@ -139,12 +144,21 @@ export interface ModelToolInfo {
   name: string;
   description: string;
   input_schema?: unknown;
+  /** An MCP server's tool (`name` is `mcp__<server>__<tool>`): run it with `mcp.call(server, tool, args)`. */
+  mcp?: { server: string; tool: string };
 }
 
 /** A chat-completions request (OpenAI wire shape); `model` defaults to ASTRID_AGENT_MODEL. At most 4 MiB. */
 export interface ModelChatRequest {
   messages: Array<{ role: "system" | "user" | "assistant" | "tool"; content?: string | null | unknown[]; tool_calls?: unknown[]; tool_call_id?: string; name?: string }>;
-  tools?: Array<{ type: "function"; function: { name: string; description?: string; parameters?: unknown } }>;
+  /** Function tools, or "offered": the kernel offers the tools `tools()` lists (saves a call before the request). */
+  tools?: Array<{ type: "function"; function: { name: string; description?: string; parameters?: unknown } }> | "offered";
+  /**
+   * The kernel publishes each piece of text as it arrives, `{...payload, text}` on `topic` (one the capsule's
+   * `ipc_publish` allows), as the capsule: deltas reach clients without a trip through the capsule. `read` still
+   * returns the text.
+   */
+  deltas?: { topic: string; payload: Record<string, unknown> };
   model?: string;
   temperature?: number;
   max_tokens?: number;

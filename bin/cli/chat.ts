@@ -5,6 +5,8 @@
  * `agent.v1.stream.delta` chunks and end with the final `agent.v1.response` of this chat's session.
  */
 import { randomUUID } from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
 import readline from "node:readline";
 import type { DaemonClient } from "../../protocol/client";
 import { AstridError, isAstridError } from "../../protocol/errors";
@@ -12,6 +14,7 @@ import type { IpcMessage, IpcPayload } from "../../protocol/ipc-message";
 import { APPROVAL_RESPONSE_PREFIX, APPROVAL_TOPIC, CLIENT_DISCONNECT_TOPIC, CLIENT_ERROR_TOPIC, ELICIT_RESPONSE_PREFIX, ELICIT_TOPIC, ONBOARDING_REQUIRED_TOPIC } from "../../protocol/topics";
 import { parseUuid, UUID_FORMAT } from "../../protocol/uuid";
 import type { AstridHome } from "../../kernel/home";
+import { operatorEnvDir } from "../../kernel/capsules/capsule-env";
 import { describeReloadEvent } from "./reload-events";
 import { connect, daemonState, startDaemon } from "./daemon-control";
 
@@ -69,7 +72,7 @@ export async function runChat(home: AstridHome, options: ChatOptions): Promise<n
   const client = await ensureDaemon(home, options);
   const chat = new Conversation(client, session ?? randomUUID(), options.json);
   if (options.agent !== undefined) chat.agent = options.agent;
-  chat.questions = new AutoAnswers(client, options.yes === true);
+  chat.questions = new AutoAnswers(client, options.yes === true, home);
   try {
     if (!interactive) {
       const outcome = await chat.send(topicFor(text!), text!, options.timeoutSecs * 1000);
@@ -77,7 +80,7 @@ export async function runChat(home: AstridHome, options: ChatOptions): Promise<n
       if (outcome === "timeout") return chat.timedOut(options.timeoutSecs);
       return 0;
     }
-    return await repl(chat, client, options);
+    return await repl(chat, client, options, home);
   } finally {
     try {
       client.publish(CLIENT_DISCONNECT_TOPIC, { type: "disconnect", reason: "chat ended" } as IpcPayload);
@@ -135,6 +138,8 @@ class Conversation {
   private readonly cancelled = new Set<string>();
   /** The last turn ended by a cancel: replies without a turn_id arriving between turns are its leftovers. */
   private cancelledLast = false;
+  /** Questions held until the current turn is over. */
+  private readonly afterTurn: Array<() => void> = [];
   /** Set when the daemon closed the connection (it shut down or died): nothing more will arrive. */
   lost = false;
   /** Called once when the connection is lost (the REPL stops reading). */
@@ -236,6 +241,7 @@ class Conversation {
     if (this.streamed && outcome !== "replied") process.stdout.write("\n");
     this.streamed = false;
     waiter?.(outcome);
+    for (const ask of this.afterTurn.splice(0)) ask();
   }
 
   private onMessage(message: IpcMessage): void {
@@ -246,8 +252,11 @@ class Conversation {
       return;
     }
     if (message.topic === ONBOARDING_REQUIRED_TOPIC) {
-      const fields = Array.isArray(payload.fields) ? payload.fields.map((f) => (f as { key?: string }).key).join(", ") : "";
-      process.stderr.write(`astrid: capsule ${String(payload.capsule_id)} needs configuration (${fields}); write home/default/.config/env/${String(payload.capsule_id)}.env.json and reload\n`);
+      if (typeof payload.capsule_id !== "string" || !Array.isArray(payload.fields)) return;
+      // Asked once the current turn is over: the agent's reply (which says what is asked, and why) comes first.
+      const ask = () => this.questions?.onboarding(payload as unknown as OnboardingRequired);
+      if (this.waiter) this.afterTurn.push(ask);
+      else ask();
       return;
     }
     const reload = describeReloadEvent(message.topic, payload);
@@ -298,7 +307,7 @@ class Conversation {
 }
 
 /** Reads prompts line by line until end of input or /quit; exit 53 when any prompt got no reply in time. */
-async function repl(chat: Conversation, client: DaemonClient, options: ChatOptions): Promise<number> {
+async function repl(chat: Conversation, client: DaemonClient, options: ChatOptions, home: AstridHome): Promise<number> {
   const tty = process.stdin.isTTY === true && process.stdout.isTTY === true;
   const say = (line: string) => {
     if (!options.json) process.stdout.write(`${line}\n`);
@@ -320,7 +329,7 @@ async function repl(chat: Conversation, client: DaemonClient, options: ChatOptio
   }
   const rl = readline.createInterface({ input: process.stdin, output: tty ? process.stdout : undefined, terminal: tty, prompt: "you › " });
   // At a terminal the person answers capsules' questions; reading prompts from a pipe, the --yes rule does.
-  if (tty) chat.questions = new TerminalQuestions(client, rl, () => chat.waiting);
+  if (tty) chat.questions = new TerminalQuestions(client, rl, () => chat.waiting, home);
   chat.onLost = () => {
     rl.close();
     process.stdin.destroy();
@@ -343,6 +352,7 @@ async function repl(chat: Conversation, client: DaemonClient, options: ChatOptio
       break;
     }
     if (line === "/help") say(await help(client));
+    else if (line === "/agent" || line.startsWith("/agent ")) say(await agentCommand(client, chat, line.slice("/agent".length).trim()));
     else if (line === "/clear") {
       if (tty) process.stdout.write("\x1b[2J\x1b[H");
     } else {
@@ -396,9 +406,32 @@ export function onInterrupt(rl: readline.Interface, chat: { readonly waiting: bo
   input?.once("keypress", () => armedInterrupts.delete(rl));
 }
 
+/**
+ * `/agent`: lists the loaded agents, `*` marking the one answering this session (its `--agent` or `/agent` choice,
+ * else the daemon's default); `/agent NAME` makes NAME this session's agent from the next prompt on.
+ */
+async function agentCommand(client: DaemonClient, chat: { agent: string | undefined }, name: string): Promise<string> {
+  let agents: Array<{ name: string; default_agent?: boolean }>;
+  try {
+    const reply = await client.request("GetCapsuleMetadata");
+    agents = (reply.data as Array<{ name: string; agent?: boolean; state?: string; default_agent?: boolean }>).filter((c) => c.agent === true && c.state === "ready");
+  } catch (err) {
+    return `Cannot list the agents: ${(err as Error).message}`;
+  }
+  const names = agents.map((a) => a.name).sort();
+  if (name !== "") {
+    if (!names.includes(name)) return `No agent named ${JSON.stringify(name)} is loaded. Agents: ${names.join(", ") || "none"}.`;
+    chat.agent = name;
+    return `This session's agent is now ${name}.`;
+  }
+  if (names.length === 0) return "No agent is loaded (see astrid capsule list).";
+  const current = chat.agent ?? agents.find((a) => a.default_agent === true)?.name;
+  return names.map((n) => `${n === current ? "*" : " "} ${n}${agents.find((a) => a.name === n)?.default_agent ? " (default)" : ""}`).join("\n");
+}
+
 /** The built-in slash commands and the ones capsules declare (GetCommands). */
 async function help(client: DaemonClient): Promise<string> {
-  const lines = ["  /help     this list", "  /clear    clear the screen", "  /quit     leave (also /exit, /q, Ctrl-C, Ctrl-D)"];
+  const lines = ["  /help     this list", "  /agent [NAME]  list the agents (* answers this session), or switch to NAME", "  /clear    clear the screen", "  /quit     leave (also /exit, /q, Ctrl-C, Ctrl-D)"];
   try {
     const reply = await client.request("GetCommands", undefined, { topicSuffix: "get_commands" });
     if (reply.status === "Commands") {
@@ -475,12 +508,50 @@ interface ElicitRequest {
   field: { type: "text" | "secret" | "select" | "array"; key: string; description?: string; options?: string[]; default?: string };
 }
 
+/** A capsule's `[env]` that the operator must provide, as the daemon sends it on `astrid.v1.onboarding.required`. */
+interface OnboardingRequired {
+  capsule_id: string;
+  fields: Array<{ key: string; prompt?: string; description?: string; field_type?: unknown; default?: string; placeholder?: string }>;
+}
+
 type Decision = "approve" | "approve_session" | "approve_always" | "deny";
 
 /** Whoever answers the questions capsules ask during a chat. */
 interface Questions {
   approval(request: ApprovalRequired): void;
   elicit(request: ElicitRequest): void;
+  onboarding(request: OnboardingRequired): void;
+}
+
+/** The operator's `[env]` file of a capsule, which onboarding writes and the daemon reads at the capsule's load. */
+function envFileOf(home: AstridHome, capsule: string): string {
+  return path.join(operatorEnvDir(home), `${capsule}.env.json`);
+}
+
+/** Says where to put a capsule's `[env]` values when nobody at this chat can be asked. */
+function onboardingAdvice(home: AstridHome, request: OnboardingRequired): string {
+  return `astrid: capsule ${request.capsule_id} needs configuration (${request.fields.map((f) => f.key).join(", ")}): answer in an interactive astrid chat, or write ${envFileOf(home, request.capsule_id)} and run astrid capsule reload\n`;
+}
+
+/**
+ * Stores onboarding answers the way the reference's TUI does: merged into the operator's `<capsule>.env.json`
+ * (0600: it may hold a secret), then ReloadCapsules so the capsule loads with them. Values are never printed.
+ */
+async function storeOnboarding(client: DaemonClient, home: AstridHome, capsule: string, answers: Record<string, string>): Promise<string> {
+  const file = envFileOf(home, capsule);
+  let stored: Record<string, string> = {};
+  try {
+    const old = JSON.parse(fs.readFileSync(file, "utf8")) as unknown;
+    if (old !== null && typeof old === "object" && !Array.isArray(old)) stored = old as Record<string, string>;
+  } catch {
+    // none yet, or unreadable: start afresh
+  }
+  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  const tmp = `${file}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, `${JSON.stringify({ ...stored, ...answers }, null, 2)}\n`, { mode: 0o600 });
+  fs.renameSync(tmp, file);
+  const reply = await client.request("ReloadCapsules", undefined, { timeoutMs: 60_000 });
+  return reply.status === "Error" ? `Saved ${file}, but the reload failed: ${JSON.stringify(reply.data)}` : `Saved ${file}; ${capsule} reloaded with it.`;
 }
 
 /** Publishes a decision on `astrid.v1.approval.response.<id>`. */
@@ -506,7 +577,11 @@ function describeApproval(request: ApprovalRequired): string {
  * someone elsewhere is about to answer.
  */
 class AutoAnswers implements Questions {
-  constructor(private readonly client: DaemonClient, private readonly yes: boolean) {}
+  constructor(private readonly client: DaemonClient, private readonly yes: boolean, private readonly home: AstridHome) {}
+
+  onboarding(request: OnboardingRequired): void {
+    process.stderr.write(onboardingAdvice(this.home, request));
+  }
 
   approval(request: ApprovalRequired): void {
     const what = describeApproval(request);
@@ -525,8 +600,46 @@ class AutoAnswers implements Questions {
 /** The person at the terminal answers, one question at a time, between prompts or while a reply is awaited. */
 class TerminalQuestions implements Questions {
   private queue: Promise<void> = Promise.resolve();
+  /** Capsules whose onboarding is being asked: a repeat of the request meanwhile is not asked twice. */
+  private readonly onboardingAsked = new Set<string>();
 
-  constructor(private readonly client: DaemonClient, private readonly rl: readline.Interface, private readonly busy: () => boolean) {}
+  constructor(private readonly client: DaemonClient, private readonly rl: readline.Interface, private readonly busy: () => boolean, private readonly home?: AstridHome) {}
+
+  onboarding(request: OnboardingRequired): void {
+    const home = this.home;
+    if (home === undefined) return;
+    if (this.onboardingAsked.has(request.capsule_id)) return;
+    this.onboardingAsked.add(request.capsule_id);
+    this.enqueue(async () => {
+      try {
+        process.stdout.write(`\n${request.capsule_id} needs configuration (an empty answer stores an empty value).\n`);
+        const answers: Record<string, string> = {};
+        for (const field of request.fields) {
+          const secret = field.field_type === "Secret";
+          const options = typeof field.field_type === "object" && field.field_type !== null ? (field.field_type as { Enum?: string[] }).Enum : undefined;
+          process.stdout.write(`${field.prompt ?? field.key}${field.description ? ` — ${field.description}` : ""}\n`);
+          if (options) options.forEach((o, i) => process.stdout.write(`  ${i + 1}) ${o}\n`));
+          const hint = field.default !== undefined ? ` [${field.default}]` : field.placeholder !== undefined ? ` (e.g. ${field.placeholder})` : "";
+          for (;;) {
+            const raw = await this.ask(`${field.key}${hint}${secret ? " (hidden)" : ""} › `, secret);
+            const text = raw.trim() === "" ? (field.default ?? "") : secret ? raw : raw.trim();
+            const picked = options && text !== "" ? (/^\d+$/.test(text) ? options[Number(text) - 1] : options.find((o) => o === text)) : text;
+            if (picked === undefined) {
+              process.stdout.write(`Pick one of: ${options!.join(", ")}\n`);
+              continue;
+            }
+            answers[field.key] = picked;
+            break;
+          }
+        }
+        process.stdout.write(`${await storeOnboarding(this.client, home, request.capsule_id, answers)}\n`);
+      } catch (err) {
+        process.stdout.write(`Could not store the configuration of ${request.capsule_id}: ${(err as Error).message}\n`);
+      } finally {
+        this.onboardingAsked.delete(request.capsule_id);
+      }
+    });
+  }
 
   approval(request: ApprovalRequired): void {
     this.enqueue(async () => {

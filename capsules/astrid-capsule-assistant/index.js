@@ -109,7 +109,8 @@ async function command(api, text) {
 const HELP =
   "I am Astrid's built-in assistant; no language model is configured, so my skills are small: " +
   "arithmetic (try 12 * (3 + 4)), the time, and notes (/remember <text>, /notes, /forget). " +
-  "To talk to a language model, set OPENAI_BASE_URL (and OPENAI_API_KEY, ASTRID_AGENT_MODEL) in the daemon's environment and restart it.";
+  "To talk to a language model, set OPENAI_BASE_URL (and OPENAI_API_KEY, ASTRID_AGENT_MODEL) in the daemon's environment and restart it, " +
+  "or, in astrid chat at a terminal, type /agent astrid-capsule-openai and send a prompt: it asks for them.";
 
 /** The answer to a prompt. */
 function reply(text) {

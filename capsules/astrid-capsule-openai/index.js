@@ -1,8 +1,9 @@
 // The model agent (CommonJS, no dependencies). For each prompt of a session it is the agent of, it sends the
-// conversation to the operator's model endpoint through the kernel (`api.model`), streams the answer as
-// `agent.v1.stream.delta` chunks, runs the tools the model asks for (published on `tool.v1.execute.<name>`, so
-// the kernel gates and audits them like any capsule's call) and feeds their results back, until the model answers
-// or MAX_STEPS model calls were made. Every failure ends the turn with a reply that says what happened.
+// conversation to the operator's model endpoint through the kernel (`api.model`), which streams the answer as
+// `agent.v1.stream.delta` chunks on its behalf; it runs the tools the model asks for (a capsule's, published on
+// `tool.v1.execute.<name>`, or an MCP server's, through `api.mcp.call`, so the kernel gates and audits them like
+// any capsule's call) and feeds their results back, until the model answers or MAX_STEPS model calls were made.
+// Every failure ends the turn with a reply that says what happened.
 
 /** Most model calls per prompt (each tool round is one): a model that calls tools forever is stopped here. */
 const MAX_STEPS = 8;
@@ -29,6 +30,7 @@ const SYSTEM_PROMPT =
 /** What each failure code tells the user. */
 const ADVICE = {
   ASTRID_ERR_MODEL_NOT_CONFIGURED: "No language model is configured. Set OPENAI_BASE_URL (and OPENAI_API_KEY, ASTRID_AGENT_MODEL) in the daemon's environment and restart it.",
+  onboarding: "No language model is configured. Answer the questions astrid chat asks (the endpoint, its key, the model), then ask again; or set OPENAI_BASE_URL (and OPENAI_API_KEY, ASTRID_AGENT_MODEL) in the daemon's environment and restart it.",
   ASTRID_ERR_MODEL_AUTH: "The model endpoint refused the API key.",
   ASTRID_ERR_MODEL_RATE_LIMITED: "The model endpoint is rate limiting.",
   ASTRID_ERR_MODEL_UNAVAILABLE: "The model endpoint is not answering.",
@@ -94,44 +96,27 @@ function cancel(api, session) {
 async function runTurn(api, session, sessionId, turn, prompt) {
   session.cancelled = false;
   const reply = (text) => api.ipc.publish("agent.v1.response", { type: "agent_response", text, is_final: true, session_id: sessionId, ...turn });
-  const delta = (text) => api.ipc.publish("agent.v1.stream.delta", { type: "agent_response", text, is_final: false, session_id: sessionId, ...turn });
   if (prompt.length > MAX_PROMPT_CHARS) {
     await reply(`Your prompt is ${prompt.length} characters; the model agent takes at most ${MAX_PROMPT_CHARS}. Shorten it or attach less.`);
     return;
   }
-  let tools = [];
-  try {
-    // Both at once: each is a round trip to the kernel, and they stand before the first token.
-    const [info, offered] = await Promise.all([api.model.info(), api.model.tools()]);
-    if (!info.configured) {
-      await reply(ADVICE.ASTRID_ERR_MODEL_NOT_CONFIGURED);
-      return;
-    }
-    tools = offered;
-  } catch (err) {
-    await reply(failureText(err));
-    return;
-  }
-  const offered = new Map(tools.map((t) => [t.name, t]));
-  const functions = tools.map((t) => ({
-    type: "function",
-    function: { name: t.name, description: `${t.description} (from ${t.capsule})`.slice(0, 4096), parameters: schemaOf(t.input_schema) },
-  }));
   const messages = [{ role: "system", content: SYSTEM_PROMPT }, ...trimmed(session.history), { role: "user", content: prompt }];
+  // The request goes out at once: the kernel adds the offered tools and publishes the deltas as they arrive (each
+  // round trip through this capsule would stand between the prompt and its first token).
+  const deltas = { topic: "agent.v1.stream.delta", payload: { type: "agent_response", is_final: false, session_id: sessionId, ...turn } };
+  let offered = new Map();
   let answer = "";
   for (let step = 1; step <= MAX_STEPS; step++) {
     let read;
     answer = "";
     try {
-      const opened = await api.model.open({ messages, ...(functions.length > 0 ? { tools: functions } : {}) });
+      const opened = await api.model.open({ messages, tools: "offered", deltas });
+      offered = new Map((opened.tools ?? []).map((t) => [t.name, t]));
       session.stream = opened.id;
       if (session.cancelled) await api.model.close(opened.id);
       for (;;) {
         read = await api.model.read(opened.id);
-        if (read.text) {
-          answer += read.text;
-          await delta(read.text);
-        }
+        answer += read.text;
         if (read.done) break;
       }
       session.stream = null;
@@ -139,6 +124,12 @@ async function runTurn(api, session, sessionId, turn, prompt) {
       session.stream = null;
       if (session.cancelled) {
         await reply(answer === "" ? "(cancelled)" : `${answer} … (cancelled)`);
+        return;
+      }
+      if (err && err.code === "ASTRID_ERR_MODEL_NOT_CONFIGURED") {
+        // Asking for the info asks the operator for the endpoint when the manifest's [env] can configure one.
+        const info = await api.model.info().catch(() => null);
+        await reply(info && info.onboarding ? ADVICE.onboarding : ADVICE.ASTRID_ERR_MODEL_NOT_CONFIGURED);
         return;
       }
       api.log.warn(`model call failed: ${err && err.code ? `${err.code}: ` : ""}${err && err.message ? err.message : String(err)}`);
@@ -182,6 +173,8 @@ async function runTool(api, offered, call, sessionId) {
     api.log.warn(`the model called ${call.name} with arguments that are not JSON`);
     return `error: the arguments for ${call.name} are not valid JSON: ${JSON.stringify(call.arguments.slice(0, 200))}`;
   }
+  const mcp = offered.get(call.name).mcp;
+  if (mcp) return mcpResult(api, mcp, args);
   if (pendingTools.size >= MAX_PENDING_TOOLS) return "error: too many tool calls are waiting; try again";
   const id = `openai-${Date.now().toString(36)}-${(++callCounter).toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
   const result = await new Promise((resolve) => {
@@ -204,9 +197,18 @@ async function runTool(api, offered, call, sessionId) {
   return result.is_error ? `error: ${cut}` : cut;
 }
 
-/** A JSON Schema for the function's parameters (models need an object schema). */
-function schemaOf(schema) {
-  return schema && typeof schema === "object" && !Array.isArray(schema) ? schema : { type: "object", properties: {} };
+/** Runs an MCP server's tool through the kernel (`mcp.call`: gated and audited); its text content for the model. */
+async function mcpResult(api, mcp, args) {
+  let result;
+  try {
+    result = await api.mcp.call(mcp.server, mcp.tool, args && typeof args === "object" && !Array.isArray(args) ? args : {});
+  } catch (err) {
+    return `error: ${err && err.message ? err.message : String(err)}${err && err.code ? ` [${err.code}]` : ""}`;
+  }
+  const parts = Array.isArray(result && result.content) ? result.content : [];
+  const text = parts.map((p) => (p && p.type === "text" && typeof p.text === "string" ? p.text : JSON.stringify(p))).join("\n");
+  const cut = text.length > MAX_TOOL_RESULT_CHARS ? `${text.slice(0, MAX_TOOL_RESULT_CHARS)}… (${text.length} characters)` : text;
+  return result && result.isError ? `error: ${cut}` : cut;
 }
 
 /** The history that fits HISTORY_CHARS, newest kept, whole turns only. */

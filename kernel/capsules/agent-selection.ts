@@ -36,6 +36,8 @@ export class AgentSelection {
     private readonly readyAgents: () => string[],
     /** The source id of the kernel's own replies. */
     private readonly kernelSourceId: string,
+    /** True when the model agent has an endpoint: the daemon's environment, or its `[env]` (onboarding). */
+    private readonly modelConfigured: () => boolean = () => this.settings?.baseUrl != null,
   ) {
     // Subscribed before any capsule (the supervisor builds this first): a prompt naming an unknown agent is answered
     // once, here, whatever capsules are loaded.
@@ -52,6 +54,11 @@ export class AgentSelection {
   current(principal: string, sessionId: string): string | null {
     const agents = this.readyAgents();
     return this.pick(agents, this.choices.get(keyOf(principal, sessionId)));
+  }
+
+  /** The agent of sessions that chose none. */
+  defaultAgent(): string | null {
+    return this.pick(this.readyAgents(), undefined);
   }
 
   close(): void {
@@ -87,7 +94,7 @@ export class AgentSelection {
   /** The rule: the session's choice, the operator's default, the model agent, the built-in assistant, the first. */
   private pick(agents: string[], choice: string | undefined): string | null {
     const defaultAgent = this.settings?.defaultAgent ?? null;
-    for (const candidate of [choice, defaultAgent, this.settings?.baseUrl ? MODEL_AGENT_CAPSULE : undefined, BUILTIN_AGENT_CAPSULE]) {
+    for (const candidate of [choice, defaultAgent, this.modelConfigured() ? MODEL_AGENT_CAPSULE : undefined, BUILTIN_AGENT_CAPSULE]) {
       if (candidate && agents.includes(candidate)) return candidate;
     }
     return [...agents].sort()[0] ?? null;

@@ -42,6 +42,18 @@ export function operatorEnvDir(home: AstridHome): string {
   return path.join(home.principalHome("default"), ".config", "env");
 }
 
+/**
+ * The `[env]` keys through which a capsule with `[capabilities] model = true` configures the operator's endpoint when
+ * the daemon's environment does not (docs/agent.md). The kernel reads them itself (kernel/capsules/host-model.ts):
+ * they are asked for on the capsule's first use of the endpoint, not at load, and the key never reaches its worker.
+ */
+export const MODEL_ENDPOINT_ENV = ["OPENAI_BASE_URL", "OPENAI_API_KEY", "ASTRID_AGENT_MODEL"] as const;
+const MODEL_KEY_ENV = "OPENAI_API_KEY";
+
+function endpointKey(record: CapsuleRecord, key: string): boolean {
+  return record.manifest.capabilities.model === true && (MODEL_ENDPOINT_ENV as readonly string[]).includes(key);
+}
+
 /** The resolved `[env]` of a capsule, given its stored values (read by the capsule loader). */
 export function capsuleEnv(record: CapsuleRecord, stored: Record<string, string>): ResolvedEnv {
   const values: Record<string, string> = {};
@@ -49,6 +61,10 @@ export function capsuleEnv(record: CapsuleRecord, stored: Record<string, string>
   for (const [key, raw] of Object.entries(record.manifest.env)) {
     const spec = (raw ?? {}) as EnvSpec;
     const enums = Array.isArray(spec.enum_values) ? spec.enum_values.map(String) : [];
+    if (endpointKey(record, key)) {
+      values[key] = key === MODEL_KEY_ENV ? "" : (stored[key] ?? "");
+      continue;
+    }
     if (Object.hasOwn(stored, key)) {
       values[key] = stored[key]!;
       continue;
@@ -58,16 +74,27 @@ export function capsuleEnv(record: CapsuleRecord, stored: Record<string, string>
       continue;
     }
     values[key] = "";
-    const field: OnboardingField = {
-      key,
-      prompt: typeof spec.request === "string" ? spec.request : `Please enter value for ${key}`,
-      field_type: spec.type === "secret" ? "Secret" : spec.type === "array" ? "Array" : enums.length > 1 ? { Enum: enums } : "Text",
-    };
-    if (typeof spec.description === "string") field.description = spec.description;
-    if (enums.length === 1) field.default = enums[0];
-    else if (spec.default !== undefined) field.default = asText(spec.default);
-    if (typeof spec.placeholder === "string") field.placeholder = spec.placeholder;
-    onboarding.push(field);
+    onboarding.push(fieldOf(key, spec));
   }
   return { values, onboarding };
+}
+
+/** The endpoint fields a model capsule declares: what its first use of an unconfigured endpoint asks for. */
+export function endpointOnboarding(record: CapsuleRecord): OnboardingField[] {
+  return Object.entries(record.manifest.env).filter(([key]) => endpointKey(record, key))
+    .map(([key, raw]) => fieldOf(key, (raw ?? {}) as EnvSpec));
+}
+
+function fieldOf(key: string, spec: EnvSpec): OnboardingField {
+  const enums = Array.isArray(spec.enum_values) ? spec.enum_values.map(String) : [];
+  const field: OnboardingField = {
+    key,
+    prompt: typeof spec.request === "string" ? spec.request : `Please enter value for ${key}`,
+    field_type: spec.type === "secret" ? "Secret" : spec.type === "array" ? "Array" : enums.length > 1 ? { Enum: enums } : "Text",
+  };
+  if (typeof spec.description === "string") field.description = spec.description;
+  if (enums.length === 1) field.default = enums[0];
+  else if (spec.default !== undefined) field.default = asText(spec.default);
+  if (typeof spec.placeholder === "string") field.placeholder = spec.placeholder;
+  return field;
 }

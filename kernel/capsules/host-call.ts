@@ -87,6 +87,8 @@ export interface HostContext {
   processSandbox?: "auto" | "bwrap" | "none";
   /** The operator's language-model endpoint and agent choice (OPENAI_*, ASTRID_AGENT_*); absent: none configured. */
   model?: import("../model/model-endpoint").ModelEndpointSettings;
+  /** A capsule's stored `[env]` values, read by the capsule loader (a model capsule's endpoint may come from them). */
+  storedEnv?: (name: string, dir: string) => Promise<Record<string, string>>;
 }
 
 /** Who is connected to the socket, as approvals and elicitation need to know (kernel/socket-server.ts). */

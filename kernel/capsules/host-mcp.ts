@@ -118,7 +118,8 @@ export class McpService implements HostService {
     await call.permit({
       kind: "mcp",
       target: asked,
-      allowedByManifest: own !== undefined || manifest.capabilities.mcp.includes(asked),
+      // `"*"` covers the operator's servers only, never another capsule's own.
+      allowedByManifest: own !== undefined || manifest.capabilities.mcp.includes(asked) || (manifest.capabilities.mcp.includes("*") && this.host.mcp?.ownerOf(asked) === null),
       capability: CAPSULE_HOST_CAPABILITIES.mcp,
     });
     return server;
@@ -128,7 +129,8 @@ export class McpService implements HostService {
   private visible(run: CapsuleRun): unknown[] {
     const { manifest, name } = run.record;
     const own = manifest.mcp_server.filter((s) => s.type === "stdio").map((s) => ({ id: s.id, name: ownedServerName(name, s.id), owned: true }));
-    const named = manifest.capabilities.mcp.map((server) => ({ id: server, name: server, owned: false }));
+    const names = manifest.capabilities.mcp.includes("*") ? (this.host.mcp?.list() ?? []).filter((s) => s.owner === null).map((s) => s.name) : manifest.capabilities.mcp;
+    const named = names.map((server) => ({ id: server, name: server, owned: false }));
     return [...own, ...named].map((entry) => {
       const status = this.host.mcp?.status(entry.name);
       return {

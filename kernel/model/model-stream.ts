@@ -101,7 +101,13 @@ export class ModelStream {
    * the capsule holds a stream it can close (a cancel) even while the endpoint has not answered yet; a refusal
    * (401, 429, 5xx, …) or an unreachable endpoint is thrown by the first `read`.
    */
-  constructor(private readonly settings: ModelEndpointSettings, client: OpenAI, body: Record<string, unknown>) {
+  constructor(
+    private readonly settings: ModelEndpointSettings,
+    client: OpenAI,
+    body: Record<string, unknown>,
+    /** Called with each piece of text as it arrives (the kernel relays deltas without a trip through the capsule). */
+    private readonly onText?: (text: string) => void,
+  ) {
     void this.pull(client, body);
   }
 
@@ -112,9 +118,13 @@ export class ModelStream {
       const stream = await client.chat.completions.create(params, { signal: this.abort.signal });
       for await (const chunk of stream) {
         if (this.closed) return;
+        const held = this.pending.length;
         this.take(chunk);
         // A chunk without text (the role, a piece of a tool call) is not worth waking the capsule for.
-        if (this.pending !== "") this.wake?.();
+        if (this.pending.length > held) {
+          this.onText?.(this.pending.slice(held));
+          this.wake?.();
+        }
         if (this.pending.length > PAUSE_ABOVE_CHARS) await new Promise<void>((resolve) => (this.resume = resolve));
         if (this.finished) return;
       }

@@ -1,9 +1,11 @@
 /**
  * The model agent (capsules/astrid-capsule-openai) against the real daemon, with OPENAI_BASE_URL pointing at a local
  * OpenAI-compatible server started in this process (bench/fake-openai-server.ts; the hosted service cannot be
- * reached here). Streaming, tool calls run through the kernel, every endpoint failure as a clear reply (never a
- * hang), the key kept out of replies, log, audit and --print-config, cancel aborting the HTTP stream, the built-in
- * assistant when no endpoint is configured, and exactly one agent answering each prompt.
+ * reached here). Streaming, tool calls run through the kernel (capsule tools, MCP tools of a real
+ * `@modelcontextprotocol/server-everything`, a tool that needs the chat's approval), every endpoint failure as a
+ * clear reply (never a hang), the key kept out of replies, log, audit and --print-config, cancel aborting the HTTP
+ * stream, the built-in assistant when no endpoint is configured, onboarding through the capsule's `[env]` in a chat
+ * at a terminal, and exactly one agent answering each prompt (`--agent`, `/agent`).
  */
 import { spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
@@ -17,6 +19,7 @@ import { CLI_BIN, DAEMON_BIN, cleanup, connect, daemonLog, ROOT, sleep, spawnDae
 
 const KEY = `sk-test-SECRET-${process.pid}-Zq8`;
 const FIXTURES = path.join(ROOT, "spec", "fixtures");
+const EVERYTHING = require.resolve("@modelcontextprotocol/server-everything/dist/index.js");
 /** The real bundle (assistant, CLI policy, model agent), not the test default of the CLI policy capsule alone. */
 const REAL_BUNDLE = { ASTRID_BUNDLED_CAPSULES_DIR: undefined };
 
@@ -55,11 +58,13 @@ function cli(args: string[]) {
   return spawnSync(process.execPath, [CLI_BIN, ...args], { env: { ...process.env, ASTRID_HOME: d.home }, cwd: workspace, encoding: "utf8", timeout: 20_000 });
 }
 
-function cliAsync(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+/** `astrid <args>` with `lines` on its stdin, without blocking this process (the fake endpoint must answer). */
+function cliAsync(args: string[], lines: string[] = []): Promise<{ status: number | null; stdout: string; stderr: string }> {
   const env: NodeJS.ProcessEnv = { ...process.env, ASTRID_HOME: d.home };
   delete env.ASTRID_BUNDLED_CAPSULES_DIR;
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [CLI_BIN, ...args], { env, cwd: workspace });
+    child.stdin.end(lines.map((l) => `${l}\n`).join(""));
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (b: Buffer) => (stdout += b.toString()));
@@ -82,13 +87,17 @@ beforeAll(async () => {
   const capsules = path.join(workspace, ".astrid", "capsules");
   fs.cpSync(path.join(FIXTURES, "capsules", "calculator"), path.join(capsules, "calculator"), { recursive: true });
   fs.cpSync(path.join(FIXTURES, "agents"), capsules, { recursive: true });
-  d = await spawnDaemon({ args: ["--workspace", workspace, "--audit-permissions"], env: { ...REAL_BUNDLE, OPENAI_BASE_URL: fake.url, OPENAI_API_KEY: KEY, ASTRID_AGENT_MODEL: "fake-model" } });
+  const home = tempHome();
+  fs.mkdirSync(path.join(home, "etc"), { recursive: true });
+  fs.writeFileSync(path.join(home, "etc", "servers.toml"), `[servers.everything]\ncommand = ${JSON.stringify(process.execPath)}\nargs = [${JSON.stringify(EVERYTHING)}, "stdio"]\n`);
+  d = await spawnDaemon({ home, args: ["--workspace", workspace, "--audit-permissions"], env: { ...REAL_BUNDLE, OPENAI_BASE_URL: fake.url, OPENAI_API_KEY: KEY, ASTRID_AGENT_MODEL: "fake-model" } });
   c = await connect(d);
   c.on("message", (m: IpcMessage) => received.push(m));
-  const ready = ["astrid-capsule-openai", "astrid-capsule-assistant", "calculator", "second-agent", "model-prober"];
+  const ready = ["astrid-capsule-openai", "astrid-capsule-assistant", "calculator", "second-agent", "model-prober", "guarded"];
   await until(() => c.request("GetCapsuleMetadata").then((r) => r.data as Array<{ name: string; state: string }>),
     (list) => ready.every((name) => list.some((x) => x.name === name && x.state === "ready")), 20_000);
-}, 40_000);
+  await until(() => c.request("McpList").then((r) => r.data as Array<{ name: string; state: string }>), (list) => list.some((s) => s.name === "everything" && s.state === "running"), 30_000);
+}, 60_000);
 
 afterAll(async () => {
   await c?.close();
@@ -154,6 +163,33 @@ describe("the model agent over an OpenAI-compatible endpoint", () => {
     const checks = auditTail().filter((e) => e.action.type === "capsule_lifecycle" && (e.action as { capsule?: string }).capsule === "astrid-capsule-openai")
       .map((e) => (e.action as { target?: string }).target);
     expect(checks).toEqual(expect.arrayContaining(["tool.v1.execute.add", fake.url]));
+  });
+
+  it("offers the MCP servers' tools as mcp__<server>__<tool> and runs the model's call through the kernel's MCP path", async () => {
+    const before = fake.requests.length;
+    const r = await prompt("mcpecho over the kernel");
+    expect(r.text).toBe("Tool said: Echo: over the kernel");
+    const first = fake.requests[before]!.body;
+    expect(first.tools?.map((t) => t.function.name)).toEqual(expect.arrayContaining(["add", "mcp__everything__echo"]));
+    expect(fake.requests.slice(before).at(-1)!.body.messages.at(-1)).toMatchObject({ role: "tool", content: "Echo: over the kernel" });
+    // Gated (the manifest's mcp = ["*"] and the principal's self:mcp:use, audited with --audit-permissions) and
+    // audited as an MCP tool call of the model agent, like any capsule's.
+    const audit = auditTail();
+    expect(audit.some((e) => e.action.type === "capsule_lifecycle" && (e.action as { capsule?: string; target?: string }).capsule === "astrid-capsule-openai"
+      && (e.action as { target?: string }).target === "everything")).toBe(true);
+    expect(audit.filter((e) => e.action.type === "mcp_call").map((e) => e.action)).toEqual(expect.arrayContaining([
+      expect.objectContaining({ server: "everything", operation: "call_tool", target: "echo", capsule: "astrid-capsule-openai" }),
+    ]));
+  });
+
+  it("a tool that needs approval asks the chat: denied, the model hears so and answers; approved, it gets the result", async () => {
+    const denied = await cliAsync(["chat", "-p", "guarded /tmp/astrid-guarded-denied"]);
+    expect(denied.stderr).toMatch(/denied guarded to write \/tmp\/astrid-guarded-denied \(headless mode; --yes approves\)/);
+    expect(denied.stdout).toMatch(/^Tool said: error: .*the user did not allow writing \/tmp\/astrid-guarded-denied \(deny\)\n$/);
+    expect(denied.status).toBe(0);
+    const approved = await cliAsync(["chat", "--yes", "-p", "guarded /tmp/astrid-guarded-ok"]);
+    expect(approved.stderr).toMatch(/approved guarded to write \/tmp\/astrid-guarded-ok \(--yes\)/);
+    expect(approved.stdout).toBe("Tool said: wrote /tmp/astrid-guarded-ok\n");
   });
 
   it("a tool call with unparsable arguments, or to a tool that does not exist, gets a clear reply", async () => {
@@ -230,6 +266,8 @@ describe("exactly one agent answers a prompt", () => {
     const list = (await c.request("GetCapsuleMetadata")).data as Array<{ name: string; agent: boolean }>;
     const agents = Object.fromEntries(list.map((x) => [x.name, x.agent]));
     expect(agents).toMatchObject({ "astrid-capsule-openai": true, "astrid-capsule-assistant": true, "second-agent": true, calculator: false, "model-prober": false });
+    // The one sessions that chose none get (an endpoint is configured: the model agent).
+    expect(list.filter((x) => (x as { default_agent?: boolean }).default_agent).map((x) => x.name)).toEqual(["astrid-capsule-openai"]);
   });
 
   it("with an endpoint configured the model agent is the default, and no other agent answers too", async () => {
@@ -257,6 +295,23 @@ describe("exactly one agent answers a prompt", () => {
     expect(cli(["chat", "--agent", "astrid-capsule-assistant", "-p", "what is 6 * 7"]).stdout).toBe("6 * 7 = 42\n");
   });
 
+  it("`/agent` in chat lists the agents (* marks this session's) and switches the session's agent", async () => {
+    const r = await cliAsync(["chat", "--repl"], ["/agent", "/agent second-agent", "hi there", "/agent", "/agent no-such-agent", "/quit"]);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toBe([
+      "  astrid-capsule-assistant",
+      "* astrid-capsule-openai (default)",
+      "  second-agent",
+      "This session's agent is now second-agent.",
+      "second-agent: hi there",
+      "  astrid-capsule-assistant",
+      "  astrid-capsule-openai (default)",
+      "* second-agent",
+      'No agent named "no-such-agent" is loaded. Agents: astrid-capsule-assistant, astrid-capsule-openai, second-agent.',
+      "",
+    ].join("\n"));
+  });
+
   it("a capsule without `model = true` cannot use the endpoint, and its own HTTP to it stays behind the network guard", async () => {
     const session = "model-probe-1";
     c.publish("cli.v1.command.execute", { type: "user_input", text: `/probe ${fake.url}/chat/completions`, session_id: session });
@@ -268,7 +323,84 @@ describe("exactly one agent answers a prompt", () => {
   });
 });
 
+/** `astrid chat` under a pseudo-terminal (util-linux `script`), so it asks questions as it does a person. */
+class Terminal {
+  private out = "";
+  readonly child: ReturnType<typeof spawn>;
+  readonly exited: Promise<number | null>;
+
+  constructor(home: string, args: string[]) {
+    const command = [process.execPath, CLI_BIN, ...args].map((a) => `'${a}'`).join(" ");
+    const env: NodeJS.ProcessEnv = { ...process.env, ASTRID_HOME: home, TERM: "dumb" };
+    delete env.ASTRID_BUNDLED_CAPSULES_DIR;
+    this.child = spawn("script", ["-qfec", command, "/dev/null"], { env, cwd: workspace });
+    this.child.stdout!.on("data", (b: Buffer) => (this.out += b.toString()));
+    this.exited = new Promise((resolve) => this.child.on("close", resolve));
+  }
+
+  screen(): string {
+    return this.out;
+  }
+
+  type(keys: string): void {
+    this.child.stdin!.write(keys);
+  }
+
+  /** Waits until the screen after `from` characters matches; returns where the match ended. */
+  async waitFor(pattern: RegExp, from = 0): Promise<number> {
+    await until(() => this.out.slice(from), (s) => pattern.test(s), 15_000).catch(() => {
+      throw new Error(`terminal never showed ${pattern}; it shows:\n${JSON.stringify(this.out)}`);
+    });
+    const m = pattern.exec(this.out.slice(from))!;
+    return from + m.index + m[0].length;
+  }
+}
+
 describe("without an endpoint", () => {
+  it("onboarding: the model agent's first use asks for its [env] in chat, the key hidden; then it answers", async () => {
+    const none = await spawnDaemon({ env: { ...REAL_BUNDLE, OPENAI_BASE_URL: undefined, OPENAI_API_KEY: undefined, ASTRID_AGENT_MODEL: undefined } });
+    const term = new Terminal(none.home, ["chat", "--agent", "astrid-capsule-openai"]);
+    try {
+      let at = await term.waitFor(/you › $/);
+      term.type("hello\r");
+      // The turn's reply first, then the questions (asked once the turn is over).
+      at = await term.waitFor(/No language model is configured\. Answer the questions[^\n]*\n[\s\S]*astrid-capsule-openai needs configuration[\s\S]*OPENAI_BASE_URL \(e\.g\. http:\/\/127\.0\.0\.1:11434\/v1\) › $/);
+      term.type(`${fake.url}\r`);
+      at = await term.waitFor(/OPENAI_API_KEY \(hidden\) › $/, at);
+      term.type(`${KEY}\r`);
+      at = await term.waitFor(/ASTRID_AGENT_MODEL \(e\.g\. llama3\.2\) › $/, at);
+      term.type("onboarded-model\r");
+      at = await term.waitFor(/astrid-capsule-openai reloaded with it\.[\s\S]*you › $/, at);
+      const before = fake.requests.length;
+      term.type("hello again\r");
+      await term.waitFor(/Hello from the fake model\.\r?\n[\s\S]*you › $/, at);
+      expect(fake.requests.slice(before)).toHaveLength(1);
+      expect(fake.requests.at(-1)!).toMatchObject({ authorization: `Bearer ${KEY}`, body: { model: "onboarded-model" } });
+      // Configured now, the model agent is the default agent of new sessions too.
+      const env: NodeJS.ProcessEnv = { ...process.env, ASTRID_HOME: none.home };
+      delete env.ASTRID_BUNDLED_CAPSULES_DIR;
+      const headless = await new Promise<string>((resolve) => {
+        const child = spawn(process.execPath, [CLI_BIN, "chat", "-p", "hi"], { env, cwd: workspace, stdio: ["ignore", "pipe", "pipe"] });
+        let out = "";
+        child.stdout.on("data", (b: Buffer) => (out += b.toString()));
+        child.on("close", () => resolve(out));
+      });
+      expect(headless).toBe("Hello from the fake model.\n");
+      term.type("/quit\r");
+      expect(await term.exited).toBe(0);
+      // The key was typed but never echoed; it is stored 0600 and written nowhere else the daemon keeps.
+      const file = path.join(none.home, "home", "default", ".config", "env", "astrid-capsule-openai.env.json");
+      expect(fs.statSync(file).mode & 0o777).toBe(0o600);
+      expect(JSON.parse(fs.readFileSync(file, "utf8"))).toEqual({ OPENAI_BASE_URL: fake.url, OPENAI_API_KEY: KEY, ASTRID_AGENT_MODEL: "onboarded-model" });
+      const audit = spawnSync(process.execPath, [CLI_BIN, "audit", "tail", "-n", "5000", "--json"], { env: { ...process.env, ASTRID_HOME: none.home }, encoding: "utf8" }).stdout;
+      for (const text of [term.screen(), daemonLog(none.home), none.stdout(), none.stderr(), audit]) expect(text).not.toContain(KEY);
+    } finally {
+      term.child.kill("SIGKILL");
+      none.child.kill("SIGTERM");
+      await none.exited;
+    }
+  }, 60_000);
+
   it("the built-in assistant answers and says how to configure one; the model agent, asked, says the same", async () => {
     const none = await spawnDaemon({ env: { ...REAL_BUNDLE, OPENAI_BASE_URL: undefined, OPENAI_API_KEY: undefined } });
     const client = await connect(none);
@@ -281,7 +413,7 @@ describe("without an endpoint", () => {
     };
     try {
       expect(await ask("none-1", "hello")).toMatch(/^Hello! I am Astrid's built-in assistant.*set OPENAI_BASE_URL/s);
-      expect(await ask("none-2", "hello", { agent: "astrid-capsule-openai" })).toMatch(/^No language model is configured\. Set OPENAI_BASE_URL/);
+      expect(await ask("none-2", "hello", { agent: "astrid-capsule-openai" })).toMatch(/^No language model is configured\. .*set OPENAI_BASE_URL/);
     } finally {
       await client.close();
       none.child.kill("SIGTERM");

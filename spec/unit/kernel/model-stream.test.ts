@@ -49,6 +49,30 @@ describe("ModelStream", () => {
     expect(await answer("add 4 5")).toMatchObject({ text: "", calls: [{ id: "call_1", name: "add", arguments: '{"a":4,"b":5}' }] });
   });
 
+  it("hands each piece of text to its relay as it arrives, before any read, and still to the reads", async () => {
+    const s = settings();
+    const endpoint = endpointClient(s);
+    clients.push(endpoint);
+    const relayed: string[] = [];
+    let firstPiece!: () => void;
+    const arrived = new Promise<void>((resolve) => (firstPiece = resolve));
+    const stream = new ModelStream(s, endpoint.client, { model: s.model, messages: [{ role: "user", content: "stream" }] }, (text) => {
+      relayed.push(text);
+      firstPiece();
+    });
+    // Nobody reads yet: the relay alone sees the first words (the capsule's read is not on their way).
+    await arrived;
+    expect(relayed).toEqual(["One "]);
+    let text = "";
+    for (;;) {
+      const read = await stream.read(5000);
+      text += read.text;
+      if (read.done) break;
+    }
+    expect(relayed).toEqual(["One ", "two ", "three."]);
+    expect(text).toBe("One two three.");
+  });
+
   it("sends the key as a bearer token, and no Authorization header at all without one", async () => {
     await answer("hello");
     expect(fake.requests.at(-1)!.authorization).toBe("Bearer sk-unit-secret-77");
