@@ -66,17 +66,31 @@ export class AstridHome {
     return path.join(this.principalHome(principal), ".local", "capsules");
   }
 
-  /** Creates the layout (idempotent) and tightens the root and its directories to 0700. */
+  /**
+   * Creates the layout (idempotent) and tightens the root and its directories to 0700. A directory on a read-only
+   * mount (or not ours to change) stops the daemon here with ASTRID_ERR_HOME_READONLY, before anything is bound.
+   */
   ensure(): void {
-    fs.mkdirSync(this.root, { recursive: true, mode: 0o700 });
-    fs.chmodSync(this.root, 0o700);
-    for (const dir of HOME_DIRS) {
+    const writable = (dir: string, make: () => void) => {
+      try {
+        make();
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code !== "EROFS" && code !== "EACCES" && code !== "EPERM") throw err;
+        throw new AstridError("ASTRID_ERR_HOME_READONLY",
+          `${dir} cannot be written (${code}): the daemon needs ASTRID_HOME writable. Remount it read-write or fix its owner; ` +
+            "meanwhile `astrid audit verify`, `astrid audit tail` and `astrid logs` read it as it is", { cause: err });
+      }
+    };
+    for (const dir of ["", ...HOME_DIRS]) {
       const full = path.join(this.root, dir);
-      fs.mkdirSync(full, { recursive: true, mode: 0o700 });
-      fs.chmodSync(full, 0o700);
+      writable(full, () => {
+        fs.mkdirSync(full, { recursive: true, mode: 0o700 });
+        fs.chmodSync(full, 0o700);
+      });
     }
     const layoutVersion = path.join(this.root, "etc", "layout-version");
-    if (!fs.existsSync(layoutVersion)) fs.writeFileSync(layoutVersion, "1", { mode: 0o600 });
+    if (!fs.existsSync(layoutVersion)) writable(layoutVersion, () => fs.writeFileSync(layoutVersion, "1", { mode: 0o600 }));
   }
 }
 

@@ -3,6 +3,7 @@
  * lines on stderr (the convention of daemons run under systemd or `| tee`): readable, coloured only on a
  * terminal, or JSON with `--log-format json`; none with `--quiet` (what the CLI passes when it spawns the daemon).
  */
+import path from "node:path";
 import winston from "winston";
 import DailyRotateFile from "winston-daily-rotate-file";
 
@@ -24,6 +25,24 @@ export interface LoggerOptions {
 /** ANSI colours of the levels on a terminal. */
 const LEVEL_COLOURS: Record<string, string> = { error: "\x1b[31m", warn: "\x1b[33m", info: "\x1b[36m", debug: "\x1b[90m" };
 
+/**
+ * The logger's clock, shifted by tests only (`shiftLogClockForTest`, reached through the fault seam in
+ * kernel/test-faults.ts) so that crossing midnight — a new daily file, the 7 kept — is tested without waiting days.
+ */
+let clockOffsetMs = 0;
+const logNow = () => new Date(Date.now() + clockOffsetMs);
+
+/**
+ * Tests only: moves the logger's clock (line timestamps and the daily file's date) `offsetMs` from the real one.
+ * The rotation library reads the date through its own copy of moment, whose `now` hook is the one to move.
+ */
+export function shiftLogClockForTest(offsetMs: number): void {
+  clockOffsetMs = offsetMs;
+  const rotator = path.dirname(require.resolve("file-stream-rotator"));
+  const moment = require(require.resolve("moment", { paths: [rotator] })) as { now: () => number };
+  moment.now = () => Date.now() + clockOffsetMs;
+}
+
 /** Creates the daemon logger. */
 export function createLogger(options: LoggerOptions): Logger {
   const transports: winston.transport[] = [
@@ -33,7 +52,7 @@ export function createLogger(options: LoggerOptions): Logger {
       datePattern: "YYYY-MM-DD",
       maxFiles: 7,
       auditFile: `${options.logDir}/.astrid-log-rotation.json`,
-      format: winston.format.combine(winston.format.timestamp(), winston.format.errors({ stack: true }), winston.format.json()),
+      format: winston.format.combine(winston.format.timestamp({ format: () => logNow().toISOString() }), winston.format.errors({ stack: true }), winston.format.json()),
     }),
   ];
   if (options.console) {
@@ -46,7 +65,7 @@ export function createLogger(options: LoggerOptions): Logger {
         return `${String(timestamp)} ${shown} ${String(message)}${extra}`;
       }),
     );
-    const json = winston.format.combine(winston.format.timestamp(), winston.format.errors({ stack: true }), winston.format.json());
+    const json = winston.format.combine(winston.format.timestamp({ format: () => logNow().toISOString() }), winston.format.errors({ stack: true }), winston.format.json());
     transports.push(
       new winston.transports.Console({
         stderrLevels: ["error", "warn", "info", "debug"],

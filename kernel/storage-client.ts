@@ -30,6 +30,11 @@ import { workerEntry } from "./worker-entry";
 export const AUDIT_LINGER_MS = 50;
 /** Pending audit entries that flush without waiting for the linger. */
 export const AUDIT_FLUSH_AT = 1024;
+/**
+ * The worker rewrites var/audit-head.json at most once a second (workers/storage.ts), but piscina parks its thread
+ * between tasks, so a timer of its own never fires: this long after the last write, an empty batch lets it catch up.
+ */
+const ANCHOR_FOLLOW_UP_MS = 1100;
 
 /** A call someone awaits, or (a bare string) the body of an audit entry recorded without a reply. */
 type Pending = { op: StorageOp; resolve: (value: unknown) => void; reject: (err: Error) => void } | string;
@@ -68,6 +73,9 @@ export class StorageClient {
   private urgent = false;
   private closing: Promise<void> | undefined;
   private idleWaiters: Array<() => void> = [];
+  /** The follow-up batch that brings the anchor up to the head, and when the last write committed. */
+  private anchorTimer: NodeJS.Timeout | undefined;
+  private lastWriteAt = 0;
 
   private constructor(
     private readonly pool: Piscina,
@@ -189,6 +197,7 @@ export class StorageClient {
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.urgent = true;
+      clearTimeout(this.anchorTimer);
       this.schedule();
       await this.whenIdle();
       try {
@@ -289,6 +298,7 @@ export class StorageClient {
             else lost(r.message, (ops[i] as Extract<StorageOp, { op: "audit.append" }>).bodies.length);
           });
           if (writes && !failedWrite) this.writesCommit = true;
+          if (writes) this.anchorSoon();
         },
         (err: Error) => {
           this.options.logger.error("storage worker failed; a fresh one takes the next batch", { error: err.message, ops: batch.length });
@@ -296,6 +306,9 @@ export class StorageClient {
             caller?.reject(new AstridError("ASTRID_ERR_STORAGE_UNAVAILABLE", `the storage worker stopped before committing: ${err.message}`, { cause: err }));
           }
           if (unawaited > 0) lost(err.message);
+          // The fresh worker trusts no chain it did not verify: until it has, neither the checkpoint nor the anchor
+          // moves (a cut tail would go unseen). Verifying from the checkpoint costs what was written since.
+          if (!this.closing && !ops.some((op) => op.op === "audit.verify")) this.verifyAudit({ fromCheckpoint: true }).catch(() => undefined);
         },
       )
       .finally(() => {
@@ -303,6 +316,22 @@ export class StorageClient {
         if (this.pending.length > 0) this.schedule();
         else this.notifyIdle();
       });
+  }
+
+  /** Arms (once) the empty batch that runs ANCHOR_FOLLOW_UP_MS after the last write; later writes push it back. */
+  private anchorSoon(): void {
+    this.lastWriteAt = Date.now();
+    if (this.anchorTimer) return;
+    const fire = () => {
+      const left = this.lastWriteAt + ANCHOR_FOLLOW_UP_MS - Date.now();
+      if (left > 0) {
+        this.anchorTimer = setTimeout(fire, left).unref();
+        return;
+      }
+      this.anchorTimer = undefined;
+      if (!this.closing) this.pool.run({ ops: [] }).catch(() => undefined);
+    };
+    this.anchorTimer = setTimeout(fire, ANCHOR_FOLLOW_UP_MS).unref();
   }
 
   private whenIdle(): Promise<void> {

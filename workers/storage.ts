@@ -209,7 +209,8 @@ function recordCheckpoint(s: State): void {
  * daemon left. A failure (a full disk) is retried with the next batch; it never fails the batch.
  */
 function anchorHead(s: State, force = false): void {
-  if (s.trust === "unverified" || s.anchoredSeq === s.signedSeq) return;
+  // An empty chain has no head to anchor (a signed head starts at entry 1; a seq-0 anchor read as invalid).
+  if (s.trust === "unverified" || s.anchoredSeq === s.signedSeq || s.signedSeq === 0) return;
   const wait = s.anchoredAt + ANCHOR_INTERVAL_MS - Date.now();
   if (wait > 0 && !force) {
     s.anchorTimer ??= setTimeout(() => {
