@@ -211,6 +211,9 @@ interface CapsuleMeta {
   capabilities?: Record<string, unknown>;
   commands?: Array<{ name: string; description: string }>;
   tools?: Array<{ name: string; description?: string }>;
+  /** `js` or `wasm`. */
+  kind?: string;
+  wasm?: { hash: string; source: string; exports: string[]; max_memory_bytes: number };
 }
 
 /** GetCapsuleMetadata from the running daemon. */
@@ -236,6 +239,7 @@ async function capsuleInfo(argv: Global, name: string): Promise<void> {
     `${c.name} ${c.version}`,
     `  State:         ${c.state}${c.last_error ? ` — ${c.last_error}` : ""}`,
     `  Source:        ${c.source_dir}`,
+    `  Kind:          ${c.kind ?? "js"}${c.wasm ? ` (BLAKE3 ${c.wasm.hash}${c.wasm.source === "bin" ? ", from bin/" : ""}; memory ≤ ${Math.round(c.wasm.max_memory_bytes / 1048576)} MiB; exports ${c.wasm.exports.join(", ")})` : ""}`,
     `  Restarts:      ${c.restarts}`,
     `  Publishes:     ${list(caps.ipc_publish)}`,
     `  Subscribes:    ${list(caps.ipc_subscribe)}`,
@@ -317,6 +321,20 @@ async function waitLoaded(name: string, dir: string): Promise<{ state: string; l
   return c ? { state: c.state, ...(c.last_error !== undefined ? { last_error: c.last_error } : {}) } : { state: "not_loaded" };
 }
 
+/**
+ * `astrid capsule test`: the capsule's own test against a daemon of its own on a temporary home (see
+ * cli/capsule-test.ts). A failure is ASTRID_ERR_CAPSULE_TEST_FAILED (exit 1); with --json, the outcome itself.
+ */
+async function capsuleTest(argv: Global & { dir: string; bundled: boolean; timeout: number }): Promise<void> {
+  if (!Number.isFinite(argv.timeout) || argv.timeout <= 0) throw new UsageError(`--timeout must be a number of seconds > 0 (got ${String(argv.timeout)})`);
+  const { describeOutcome, testCapsule } = await import("./cli/capsule-test.js");
+  const done = await testCapsule(argv.dir, { bundled: argv.bundled, timeoutSecs: argv.timeout, ...(argv.json ? {} : { report: process.stdout }) });
+  if (done.passed) return out(argv, done, describeOutcome(done));
+  if (!argv.json) throw new AstridError("ASTRID_ERR_CAPSULE_TEST_FAILED", describeOutcome(done));
+  out(argv, done, "");
+  process.exitCode = 1;
+}
+
 /** `astrid capsule remove`: RemoveCapsule in the running daemon (drain, unload, delete; bundled ones refused). */
 async function capsuleRemove(argv: Global & { name: string }): Promise<void> {
   const reply = await daemonRequest(resolveHome(), "RemoveCapsule", { name: argv.name }, { topicSuffix: "remove_capsule", timeoutMs: 180_000 });
@@ -391,6 +409,13 @@ function capsuleCommands(y: Argv<Global>): Argv<Global> {
     .command("remove <name>", "Drain, unload and delete an installed or workspace capsule (bundled ones cannot be removed)", (a) =>
       a.positional("name", { type: "string", demandOption: true, describe: "the capsule's name (astrid capsule list)" }),
     (argv) => capsuleRemove({ json: argv.json, name: argv.name }))
+    .command("test <dir>", "Run a capsule's own test (test/*.test.js) against a real daemon on a temporary home; exit 0 when it passed", (a) =>
+      a
+        .positional("dir", { type: "string", demandOption: true, describe: "the capsule's directory (with its Capsule.toml and test/)" })
+        .option("bundled", { type: "boolean", default: false, describe: "also load the daemon's bundled capsules (default: the capsule alone)" })
+        .option("timeout", { type: "number", default: 120, describe: "seconds its tests may run before they count as failed" })
+        .example("$0 capsule test .astrid/capsules/greeter", "start a daemon on a temporary home with greeter loaded, run its test, clean up"),
+    (argv) => capsuleTest({ json: argv.json, dir: argv.dir, bundled: argv.bundled, timeout: argv.timeout }))
     .command("list", "Each capsule: version, state, restarts, last error", (a) => a, (argv) => capsuleList(argv))
     .command("info <name>", "One capsule: state (and why it failed), source, topics, interceptors, commands", (a) =>
       a.positional("name", { type: "string", demandOption: true, describe: "the capsule's name (astrid capsule list)" }),
@@ -408,7 +433,7 @@ function capsuleCommands(y: Argv<Global>): Argv<Global> {
       const permissionReport = readPermissionReport(resolveHome(), argv.name);
       out(argv, permissionReport, formatPermissionReport(permissionReport));
     })
-    .demandCommand(1, "Name a capsule action: list, info, install, permissions, new or remove.");
+    .demandCommand(1, "Name a capsule action: list, info, install, permissions, new, remove or test.");
 }
 
 /** `astrid audit verify|tail|anchor`. */

@@ -2,8 +2,9 @@
  * Runs a capsule's modules inside one SES Compartment. The capsule loader worker has already read the capsule's
  * module files and turned ES modules into the CommonJS form (`protocol/capsule-loader.ts`), so nothing here touches
  * the filesystem: `require` resolves only among those files (relative specifiers inside the capsule directory), the
- * capsule SDK (`astrid-daemon/capsule`), and nothing else — a Node built-in, a bare npm package or a path outside the
- * directory fails the load with an error naming the file and the specifier.
+ * capsule SDK (`astrid-daemon/capsule`), the host's other named modules (the reference SDK's surface,
+ * `@astrid-os/sdk`), and nothing else — a Node built-in, a bare npm package or a path outside the directory fails
+ * the load with an error naming the file and the specifier.
  */
 import { builtinModules } from "node:module";
 import path from "node:path";
@@ -23,8 +24,15 @@ interface ModuleRecord {
   exports: unknown;
 }
 
-/** Evaluates the capsule's entry module (and what it requires) in a fresh Compartment; returns its exports. */
-export function loadConfined(capsule: string, modules: CapsuleModules, globals: Record<string, unknown>, sdk: object): unknown {
+/**
+ * Evaluates the capsule's entry module (and what it requires) in a fresh Compartment; returns its exports.
+ * `hostModule` resolves further bare specifiers to their exports (undefined: not one of them); it is asked only when
+ * the capsule requires such a specifier, so a capsule that never does costs nothing.
+ */
+export function loadConfined(
+  capsule: string, modules: CapsuleModules, globals: Record<string, unknown>, sdk: object,
+  hostModule: (specifier: string) => object | undefined = () => undefined,
+): unknown {
   const compartment = new Compartment({ globals: harden(globals), __options__: true, name: `capsule ${capsule}` });
   const cache = new Map<string, ModuleRecord>();
   const hardenedSdk = harden(sdk);
@@ -55,6 +63,14 @@ export function loadConfined(capsule: string, modules: CapsuleModules, globals: 
   const resolve = (from: string, specifier: unknown): string => {
     if (typeof specifier !== "string") throw new CapsuleLoadError(`${from}: require() needs a string`);
     if (SDK_SPECIFIERS.has(specifier)) return SDK_MARKER;
+    const key = `${SDK_MARKER}:${specifier}`;
+    if (cache.has(key)) return key;
+    const hosted = hostModule(specifier);
+    if (hosted !== undefined) {
+      // Hardened when first required: most capsules never import these.
+      cache.set(key, { exports: harden(hosted) });
+      return key;
+    }
     if (specifier.startsWith("./") || specifier.startsWith("../") || specifier === "." || specifier === "..") {
       const base = path.posix.normalize(path.posix.join(path.posix.dirname(from), specifier));
       if (base === ".." || base.startsWith("../") || path.posix.isAbsolute(base)) {

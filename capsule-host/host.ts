@@ -27,6 +27,8 @@ import {
 } from "../protocol/capsule-limits";
 import { BoundedRemote, rpcChannel } from "../protocol/rpc-channel";
 import { busTopicMatches, exactSegmentMatches, topicProblem } from "../protocol/topic-match";
+import type { AstridOsSdk } from "./astrid-os-sdk";
+import { ASTRID_OS_SDK_SPECIFIERS } from "./astrid-os-sdk-names";
 import { loadConfined } from "./confined-modules";
 import { capsuleGlobals } from "./endowments";
 import * as sdk from "./sdk";
@@ -34,6 +36,9 @@ import { resolveDefinition, type CapsuleApi, type CapsuleDefinition, type Capsul
 
 /** Largest payload sent on the reply-less publish path; bigger ones take the syscall (the clone dominates anyway). */
 const FAST_PUBLISH_MAX_BYTES = 64 * 1024;
+
+/** Longest an ack of handled events waits for a publish to ride on. */
+const ACK_DELAY_MS = 5;
 
 /** Log lines a capsule may send the kernel per second (the kernel enforces the same budget on its side). */
 const LOG_LINES_PER_SEC = 200;
@@ -73,6 +78,22 @@ function messageOf(err: unknown): string {
 /** Boots the capsule: `port` is the worker's parentPort (data plane), `data.control` the control plane. */
 export function runCapsule(port: MessagePort, data: CapsuleWorkerData): void {
   const send = (message: FromCapsule) => port.postMessage(message);
+  // Acks of handled events ride on the next reply-less publish (a chat turn's reply is the next message anyway),
+  // else go alone within ACK_DELAY_MS: one message per event fewer on the kernel's thread, and the kernel's view of
+  // what is outstanding is at most that late.
+  let unacked = 0;
+  let ackTimer: NodeJS.Timeout | undefined;
+  const takeAcks = (): number => {
+    const n = unacked;
+    unacked = 0;
+    if (ackTimer) clearTimeout(ackTimer);
+    ackTimer = undefined;
+    return n;
+  };
+  const ack = () => {
+    unacked++;
+    ackTimer ??= setTimeout(() => send({ t: "ack", n: takeAcks() }), ACK_DELAY_MS);
+  };
   // The message each piece of capsule code runs for, followed across its awaits: every call names it, so the kernel
   // applies that message's principal (interleaved handlers, tools and interceptors each keep their own).
   const acting = new AsyncLocalStorage<number>();
@@ -87,6 +108,9 @@ export function runCapsule(port: MessagePort, data: CapsuleWorkerData): void {
   };
 
   const subscriptions: Array<{ pattern: string; handler: (e: CapsuleEvent) => unknown }> = [];
+  // Subscriptions of the reference SDK's surface: buffers its `recv` drains, fed as events arrive (never queued
+  // behind a handler, which may itself be waiting in `recv`). `seq` skips a second delivery of one message.
+  const sinks: Array<{ pattern: string; sink: (e: CapsuleEvent) => void; seq: number }> = [];
   // What this capsule published in the current one-second window, both paths together. The reply-less path is taken
   // only for publishes the kernel will accept: a valid topic in ipc_publish, a small payload, and this second's
   // reply-less bytes and messages under half the kernel's limits (its window can span two of ours). Everything else is
@@ -114,7 +138,9 @@ export function runCapsule(port: MessagePort, data: CapsuleWorkerData): void {
         window.fastBytes += size;
         window.fastCount++;
         const seq = acting.getStore();
-        send(seq === undefined ? { t: "publish", topic, payload } : { t: "publish", topic, payload, seq });
+        const acks = takeAcks();
+        const message: FromCapsule = seq === undefined ? { t: "publish", topic, payload } : { t: "publish", topic, payload, seq };
+        send(acks > 0 ? { ...message, ack: acks } : message);
         return;
       }
     }
@@ -231,13 +257,28 @@ export function runCapsule(port: MessagePort, data: CapsuleWorkerData): void {
         // A throwing handler is the capsule's problem, not the kernel's: report it and go on.
         log("error")(`handler for ${event.topic} threw: ${(err as Error)?.stack ?? String(err)}`);
       }
-      send({ t: "ack", n: 1 });
+      ack();
     }
     draining = false;
   };
 
   port.on("message", (message: ToCapsule) => {
     if (message.t !== "event") return;
+    if (message.action === undefined && sinks.length > 0) {
+      const event: CapsuleEvent = { topic: message.topic, payload: message.payload, source_id: message.source_id, seq: message.seq };
+      if (message.principal !== undefined) event.principal = message.principal;
+      if (message.attribution !== undefined) event.attribution = message.attribution;
+      for (const s of sinks) {
+        if (s.seq < message.seq && busTopicMatches(s.pattern, message.topic)) {
+          s.seq = message.seq;
+          s.sink(event);
+        }
+      }
+      if (!subscriptions.some((sub) => busTopicMatches(sub.pattern, message.topic))) {
+        ack();
+        return;
+      }
+    }
     queue.push(message);
     void drain();
   });
@@ -247,10 +288,26 @@ export function runCapsule(port: MessagePort, data: CapsuleWorkerData): void {
     async load(): Promise<StepOutcome> {
       try {
         // Confined: the capsule's modules run in a Compartment whose globals are the endowments only.
+        // The reference SDK's surface is built (and its modules loaded) only for a capsule that requires it.
+        let astridOs: AstridOsSdk | undefined;
+        const hostModule = (specifier: string): object | undefined => {
+          if (!ASTRID_OS_SDK_SPECIFIERS.some((name) => specifier === name || specifier.startsWith(`${name}/`))) return undefined;
+          astridOs ??= (require("./astrid-os-sdk") as typeof import("./astrid-os-sdk")).createAstridOsSdk({
+            api,
+            env: data.env,
+            subscribe: async (pattern, sink) => {
+              await call("ipc.subscribe", pattern);
+              sinks.push({ pattern, sink, seq: -Infinity });
+            },
+          });
+          return astridOs.modules[specifier];
+        };
         const loaded = (data.modules
-          ? loadConfined(data.name, data.modules, capsuleGlobals({ log: (level, message) => log(level)(message) }), sdk)
+          ? loadConfined(data.name, data.modules, capsuleGlobals({ log: (level, message) => log(level)(message) }), sdk, hostModule)
           : await import(pathToFileURL(data.file).href)) as { default?: unknown };
-        const def = resolveDefinition((loaded.default as { default?: unknown } | undefined)?.default ?? loaded.default ?? loaded, data.file);
+        // A capsule written for the reference SDK declares a @capsule class there, whatever its module exports.
+        const def = astridOs?.definition() ??
+          resolveDefinition((loaded.default as { default?: unknown } | undefined)?.default ?? loaded.default ?? loaded, data.file);
         const missing = data.actions.filter((a) => typeof def.interceptors?.[a] !== "function");
         if (missing.length > 0) throw new Error(`interceptor action(s) declared in Capsule.toml but not exported: ${missing.join(", ")}`);
         definition = def;

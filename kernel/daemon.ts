@@ -43,9 +43,11 @@ import { PrincipalRegistry, type Principals } from "./principals/principals";
 import { SessionToken } from "./session-token";
 import { checkSocketPathLength, isSymlink, prepareSocketPath, probeSocket } from "./socket-prepare";
 import { SocketServer } from "./socket-server";
+import { installTestFaults } from "./test-faults";
 import { sharedVfs } from "./vfs/vfs";
 import type { StorageClient } from "./storage-client";
 import { modelEndpointSettings } from "./model/model-endpoint";
+import { isWasmCapsule } from "./capsules/wasm/wasm-run";
 
 /** The capsules shipped with the daemon (`<package>/capsules`), from source and from dist/ alike. */
 export const BUNDLED_CAPSULES_DIR = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? "../.." : "..", "capsules");
@@ -180,9 +182,6 @@ export class Daemon {
 
       // 5. Discovery (in the capsule loader worker): the CLI capsule's manifest is the socket's policy.
       let reconciler!: CapsuleReconciler;
-      const roots = capsuleRoots(home, options);
-      const envDir = operatorEnvDir(home);
-      const discovered = await loader.discover(roots, envDir);
       const cli = discovered.capsules.find((c) => c.manifest.package.name === CLI_CAPSULE_NAME);
       // The socket policy is needed to serve; its absence is reported at step 14 like the reference.
       const policy = cli ? SocketPolicy.fromManifest(cli.manifest) : new SocketPolicy([], []);
@@ -218,6 +217,7 @@ export class Daemon {
         elicitTimeoutMs: config.elicitTimeoutMs,
         processSandbox: config.processSandbox,
         model: modelEndpointSettings(config),
+        storedEnv: (name, dir) => loader.storedEnv(envDir, name, dir),
       });
 
       // 6. Bind the socket, then write the token, before any capsule can see a client.
@@ -296,6 +296,9 @@ export class Daemon {
 
       if (config.watch) await reconciler.watch();
 
+      // Tests only: faults injected from outside (kernel/test-faults.ts).
+      if (config.testFaults) installTestFaults({ runDir: home.runDir, logger, storage, supervisor });
+
       // 15. Ready.
       await fs.writeFile(home.readyPath, "", { mode: 0o600 });
       idle.start();
@@ -348,6 +351,8 @@ export class Daemon {
   }
 
   private capsuleMetadata(): Array<{ name: string; interceptor_events: string[]; [extra: string]: unknown }> {
+    // The agent that answers sessions which chose none (chat's `/agent` marks it).
+    const defaultAgent = this.p.supervisor.agents.defaultAgent();
     return this.p.registry.all().map((r) => ({
       name: r.name,
       interceptor_events: r.manifest.interceptor.map((i) => i.event),
@@ -360,6 +365,10 @@ export class Daemon {
       commands: r.manifest.command.map((c) => ({ name: c.name, description: c.description ?? "No description" })),
       tools: r.tools ?? [],
       agent: r.manifest.package.agent === true,
+      default_agent: r.name === defaultAgent,
+      kind: isWasmCapsule(r) ? "wasm" : "js",
+      // A WebAssembly capsule's component as loaded: hash, exports, imports, memory ceiling, how its load went.
+      ...(r.wasm !== undefined ? { wasm: r.wasm } : {}),
       ...(r.lastError !== undefined ? { last_error: r.lastError } : {}),
     }));
   }

@@ -7,6 +7,6 @@ import path from "node:path";
 const DIST = path.extname(__filename) === ".ts" ? path.resolve(__dirname, "..", "dist") : path.resolve(__dirname, "..");
 
 /** The absolute path of `dist/workers/<name>.js`. */
-export function workerEntry(name: "storage" | "capsule" | "capsule-loader" | "mcp-host" | "audit-verifier"): string {
+export function workerEntry(name: "storage" | "capsule" | "wasm-capsule" | "capsule-loader" | "mcp-host" | "audit-verifier"): string {
   return path.join(DIST, "workers", `${name}.js`);
 }

@@ -46,8 +46,8 @@ const CapabilitiesSchema = z.looseObject({
   ipc_subscribe: z.array(topicPattern).default([]),
   identity: strings,
   allow_prompt_injection: z.boolean().default(false),
-  /** Our addition: the operator's MCP servers (etc/servers.toml names) this capsule may use. */
-  mcp: z.array(z.string().regex(MCP_SERVER_NAME, "must name a server of etc/servers.toml (1–64 of A-Z a-z 0-9 _ -)")).default([]),
+  /** Our addition: the operator's MCP servers (etc/servers.toml names) this capsule may use; `"*"`: all of them. */
+  mcp: z.array(z.string().refine((s) => s === "*" || MCP_SERVER_NAME.test(s), 'must name a server of etc/servers.toml (1–64 of A-Z a-z 0-9 _ -), or be "*"')).default([]),
   /** Our addition: the capsule may call the operator's language-model endpoint (`model.*`; the kernel holds the key). */
   model: z.boolean().default(false),
 });
@@ -178,13 +178,14 @@ export function parseManifest(text: string, dir: string, exists: (file: string) 
   if (component) {
     const entry = component.file ?? component.entrypoint;
     const field = ["component", 0, component.file !== undefined ? "file" : "entrypoint"];
-    if (entry === undefined) throw invalid(["component", 0, "file"], "missing (the capsule's JavaScript module)");
+    if (entry === undefined) throw invalid(["component", 0, "file"], "missing (the capsule's JavaScript module or WebAssembly component)");
     const resolved = path.resolve(dir, entry);
     const relative = path.relative(dir, resolved);
     if (path.isAbsolute(entry) || relative.startsWith("..") || path.isAbsolute(relative)) {
       throw invalid(field, `${JSON.stringify(entry)} points outside the capsule directory`);
     }
-    if (!exists(resolved)) throw invalid(field, `${JSON.stringify(entry)} does not exist`);
+    // A WebAssembly binary may live in $ASTRID_HOME/bin/<wasm_hash>.wasm instead (its worker looks there).
+    if (!exists(resolved) && !entry.toLowerCase().endsWith(".wasm")) throw invalid(field, `${JSON.stringify(entry)} does not exist`);
   }
   const warnings: string[] = [];
   const record = raw as Record<string, unknown>;

@@ -50,6 +50,12 @@ export interface CapsuleWorkerData {
   control: import("node:worker_threads").MessagePort;
 }
 
+/** Kernel → a spare capsule worker (started ahead of need), once: the capsule it runs, with its control port. */
+export interface AssignMessage {
+  t: "assign";
+  data: CapsuleWorkerData;
+}
+
 /** `install` on a capsule's first load; `upgrade` (with the previously installed version) when its version changed. */
 export type LifecycleHook = { hook: "install" } | { hook: "upgrade"; from: string };
 
@@ -175,7 +181,11 @@ export const FromCapsuleSchema = z.discriminatedUnion("t", [
    * without an id and never answered, which saves a message per publish. The kernel checks it like the syscall;
    * a refusal (a host that lied, or a rate window that drifted) is dropped, audited when denied, and logged.
    */
-  z.strictObject({ t: z.literal("publish"), topic: z.string().max(1024), payload: z.unknown(), seq: z.number().int().optional() }),
+  z.strictObject({
+    t: z.literal("publish"), topic: z.string().max(1024), payload: z.unknown(), seq: z.number().int().optional(),
+    /** Events handled since the last ack, acknowledged with this publish (as an `ack` message would). */
+    ack: z.number().int().min(1).max(CAPSULE_QUEUE_LIMIT).optional(),
+  }),
   z.strictObject({ t: z.literal("log"), level: z.enum(["debug", "info", "warn", "error"]), message: Text }),
   /** The worker's memory, reported by the host every CAPSULE_STATS_INTERVAL_MS (bytes). */
   z.strictObject({ t: z.literal("stats"), heap_used: z.number().int().min(0), external: z.number().int().min(0) }),
@@ -194,17 +204,21 @@ export function parseFromCapsule(raw: unknown): ReturnType<typeof FromCapsuleSch
   if (typeof raw === "object" && raw !== null && Object.getPrototypeOf(raw) === Object.prototype) {
     const m = raw as Record<string, unknown>;
     if (m.t === "publish" && typeof m.topic === "string" && m.topic.length <= 1024 && onlyKeys(m, PUBLISH_KEYS) &&
-        (m.seq === undefined || Number.isSafeInteger(m.seq))) {
+        (m.seq === undefined || Number.isSafeInteger(m.seq)) && (m.ack === undefined || isAckCount(m.ack))) {
       return { success: true, data: m as FromCapsule };
     }
-    if (m.t === "ack" && Number.isSafeInteger(m.n) && (m.n as number) >= 1 && (m.n as number) <= CAPSULE_QUEUE_LIMIT && onlyKeys(m, ACK_KEYS)) {
+    if (m.t === "ack" && isAckCount(m.n) && onlyKeys(m, ACK_KEYS)) {
       return { success: true, data: m as FromCapsule };
     }
   }
   return FromCapsuleSchema.safeParse(raw);
 }
 
-const PUBLISH_KEYS = new Set(["t", "topic", "payload", "seq"]);
+const PUBLISH_KEYS = new Set(["t", "topic", "payload", "seq", "ack"]);
+
+function isAckCount(n: unknown): boolean {
+  return Number.isSafeInteger(n) && (n as number) >= 1 && (n as number) <= CAPSULE_QUEUE_LIMIT;
+}
 const ACK_KEYS = new Set(["t", "n"]);
 
 function onlyKeys(m: Record<string, unknown>, allowed: ReadonlySet<string>): boolean {

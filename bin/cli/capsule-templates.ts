@@ -125,7 +125,10 @@ export default class ${n.className} {
 `;
 }
 
-/** A test of the module's logic with Node's own runner (no daemon needed): `node --test test/`. */
+/**
+ * The capsule's test, with Node's own runner: its logic directly (`node --test test/` needs nothing else), and the
+ * capsule loaded in a real daemon through `astrid-daemon/testing` (run by `astrid capsule test .`; skipped otherwise).
+ */
 export function testFile(n: TemplateNames, ts: boolean): string {
   const load = ts
     ? `// The built module (npm run build first); its default export is the @capsule class.
@@ -134,11 +137,18 @@ const definition = { tools: { ${n.tool}: { execute: (args) => new built.default(
 const greeting = built.greeting;`
     : `const definition = require("../index.js");
 const greeting = definition.greeting;`;
-  return `// Run with \`node --test test/\`. It checks the module's logic with a fake host; \`astrid tool call\` and
-// \`astrid chat\` try it against the real daemon.
+  return `// \`astrid capsule test .\` runs all of this against a real daemon on a temporary home; \`node --test test/\`
+// runs the logic tests alone (the daemon tests are skipped: nothing provides astrid-daemon/testing there).
 const test = require("node:test");
 const assert = require("node:assert");
 ${load}
+
+let capsuleTest = (name) => test(name, { skip: "needs a daemon: run \`astrid capsule test .\`" }, () => {});
+try {
+  ({ capsuleTest } = require("astrid-daemon/testing"));
+} catch (err) {
+  if (err.code !== "MODULE_NOT_FOUND") throw err;
+}
 
 test("the tool greets by name", () => {
   assert.strictEqual(definition.tools.${n.tool}.execute({ name: "Ada" }), "Hello, Ada! (from ${n.name})");
@@ -150,6 +160,15 @@ test("the tool greets the world without a name", () => {
 
 test("the greeting names the capsule", () => {
   assert.match(greeting("you"), /${n.name}/);
+});
+
+capsuleTest("the daemon serves the tool", async (t) => {
+  assert.deepStrictEqual(await t.tools(), ["${n.tool}"]);
+  assert.strictEqual(await t.callTool("${n.tool}", { name: "Ada" }), "Hello, Ada! (from ${n.name})");
+});
+
+capsuleTest("the /${n.command} command answers", async (t) => {
+  assert.strictEqual(await t.command("/${n.command} Ada"), "Hello, Ada! (from ${n.name})");
 });
 `;
 }
@@ -213,7 +232,8 @@ astrid logs --capsule ${n.name} -f                 # its log lines
 ## Test
 
 \`\`\`
-${ts ? "npm test" : "node --test test/"}
+${"astrid capsule test .".padEnd(24)}# the whole test, against a daemon of its own on a temporary home
+${(ts ? "npm test" : "node --test test/").padEnd(24)}# the logic tests alone (the daemon tests are skipped)
 \`\`\`
 
 ## Remove

@@ -21,6 +21,7 @@ import {
 import { BoundedRemote, rpcChannel, type RpcChannel } from "../../protocol/rpc-channel";
 import { comlinkGuard } from "../../protocol/rpc-guard";
 import { workerEntry } from "../worker-entry";
+import { capsuleWorkerOptions, type SpareWorkers } from "./spare-workers";
 import type { CapsuleRecord } from "./registry";
 
 /** What the kernel remembers of a message it gave a capsule: whose it was and its session. */
@@ -43,6 +44,12 @@ export interface SpawnOptions {
   maxExternalBytes: number;
   /** The capsule's owner principal. */
   owner: string;
+  /** The worker's entry (default `capsule`, a JavaScript capsule); `wasm-capsule` runs a WebAssembly component. */
+  entry?: "capsule" | "wasm-capsule";
+  /** Ports inside `data` that move to the worker (a WebAssembly capsule's host-call port). */
+  transfer?: import("node:worker_threads").MessagePort[];
+  /** Spare workers a JavaScript capsule may start in. */
+  spares?: SpareWorkers;
 }
 
 /** What the run reports to its supervisor. */
@@ -100,6 +107,8 @@ export class CapsuleRun {
   publishCountStart = 0;
   /** Log lines dropped by the per-second limit since the last line written (reported with the next one). */
   droppedLogLines = 0;
+  /** Called after each event posted (a WebAssembly guest blocked in `recv` is woken by it). */
+  posted: (() => void) | undefined;
 
   constructor(
     readonly record: CapsuleRecord,
@@ -111,16 +120,12 @@ export class CapsuleRun {
     this.owner = options.owner;
     this.maxExternalBytes = options.maxExternalBytes;
     const { port1, port2 } = new MessageChannel();
-    this.worker = new Worker(workerEntry("capsule"), {
-      workerData: { ...data, control: port2 },
-      transferList: [port2],
-      resourceLimits: { maxOldGenerationSizeMb: options.maxHeapMb, maxYoungGenerationSizeMb: 16 },
-      // Nothing of the daemon's environment (OPENAI_API_KEY, tokens) reaches a capsule's thread, even one that got
-      // past its Compartment: a capsule's [env] comes through the host API.
-      env: {},
-      stdout: false,
-      stderr: false,
-    });
+    const workerData = { ...data, control: port2 };
+    const transferList = [port2, ...(options.transfer ?? [])];
+    const entry = options.entry ?? "capsule";
+    // A JavaScript capsule takes a spare worker when one waits (it has already run lockdown and loaded the host).
+    this.worker = (entry === "capsule" ? options.spares?.take(options.maxHeapMb, workerData, transferList) : undefined) ??
+      new Worker(workerEntry(entry), { ...capsuleWorkerOptions(options.maxHeapMb), workerData, transferList });
     this.channel = rpcChannel(port1, comlinkGuard(KERNEL_SYSCALL_METHODS, (reason) => this.malformed(`control plane: ${reason}`)));
     this.remote = new BoundedRemote<CapsuleControl>(this.channel.caller, `capsule ${record.name}`);
     exposeSyscalls(syscalls, this.channel);
@@ -129,7 +134,9 @@ export class CapsuleRun {
 
   /** Sends a data-plane message (an event) unless the worker has ended. */
   post(message: ToCapsule): void {
-    if (!this.ended) this.worker.postMessage(message);
+    if (this.ended) return;
+    this.worker.postMessage(message);
+    this.posted?.();
   }
 
   /** Counts one more event delivered: message `seq`, on behalf of `principal` (the message's, if it had one). */
@@ -198,10 +205,19 @@ export class CapsuleRun {
     const parsed = parseFromCapsule(raw);
     if (!parsed.success) return this.malformed(`data plane: ${describe(parsed.error, raw)}`);
     const message = parsed.data;
-    if (message.t !== "ack") return this.events.message(this, message);
+    if (message.t !== "ack") {
+      this.events.message(this, message);
+      // A publish may carry the ack of the events handled before it.
+      if (message.t === "publish" && message.ack !== undefined) this.acked(message.ack);
+      return;
+    }
+    this.acked(message.n);
+  }
+
+  private acked(n: number): void {
     // An ack of more events than were delivered cannot be honest; it would also hide a hung handler.
-    if (message.n > this.outstanding) return this.malformed(`data plane: ack of ${message.n} events with ${this.outstanding} outstanding`);
-    this.outstanding -= message.n;
+    if (n > this.outstanding) return this.malformed(`data plane: ack of ${n} events with ${this.outstanding} outstanding`);
+    this.outstanding -= n;
     this.oldestUnacked = Date.now();
   }
 

@@ -54,8 +54,9 @@ export async function installCapsule(source: string, ctx: InstallContext): Promi
 
   await ctx.reload(`InstallCapsule ${name}`);
   const record = ctx.record(name);
-  if (record && record.dir === target && record.state !== "ready") {
-    const reason = record.lastError ?? record.state;
+  // A serving copy whose replacement did not load keeps serving (blue/green reload) and says why in `rejected`.
+  if (record && record.dir === target && (record.state !== "ready" || record.rejected !== undefined)) {
+    const reason = record.rejected?.reason ?? record.lastError ?? record.state;
     await ctx.loader.rollbackInstall(staged);
     await ctx.reload(`InstallCapsule ${name} rolled back`);
     throw new AstridError("ASTRID_ERR_CAPSULE_INSTALL_FAILED",

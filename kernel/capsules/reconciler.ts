@@ -17,9 +17,10 @@ import { capsuleEnv, type ResolvedEnv } from "./capsule-env";
 import { installCapsule, type InstallOutcome } from "./installer";
 import { loadOrder } from "./load-order";
 import type { CapsuleLoader } from "./loader-client";
-import type { CapsuleRecord, CapsuleRegistry } from "./registry";
+import { CapsuleRegistry, type CapsuleRecord } from "./registry";
 import type { SocketPolicySwap } from "./socket-policy-swap";
 import type { CapsulePreparation, CapsuleSupervisor } from "./supervisor";
+import { isWasmCapsule } from "./wasm/wasm-run";
 
 /** Hot reload pauses for a capsule changed more than `hotReloadBurst` times within this window. */
 const RELOAD_BURST_WINDOW_MS = 60_000;
@@ -71,9 +72,21 @@ export function errorLocation(message: string, dir: string): { file: string | nu
 
 
 
+/**
+ * Whether a change to a serving capsule reloads blue/green (the new version loads beside the old one): it needs a
+ * ready run with code, and no MCP servers of its own — those are one set per capsule name, so that capsule's
+ * old version stops before the new one starts.
+ */
+function blueGreen(record: CapsuleRecord, next: { manifest: CapsuleRecord["manifest"] }): boolean {
+  return record.state === "ready" && record.manifest.component.length > 0 && next.manifest.component.length > 0 &&
+    record.manifest.mcp_server.length === 0 && next.manifest.mcp_server.length === 0;
+}
+
 /** Loads, reloads and installs capsules. */
 export class CapsuleReconciler {
   private reloadChain: Promise<void> = Promise.resolve();
+  /** A watcher pass queued behind the running one: further changes join it (it discovers the files as they are then). */
+  private queuedWatchPass: Promise<void> | undefined;
   private installChain: Promise<unknown> = Promise.resolve();
   private readonly reloadTimes = new Map<string, number[]>();
   private readonly reloadPaused = new Set<string>();
@@ -94,7 +107,8 @@ export class CapsuleReconciler {
     const env = capsuleEnv(record, await this.o.loader.storedEnv(this.o.envDir, record.name, record.dir));
     if (this.o.unconfined.has(record.name)) return { env };
     const component = record.manifest.component[0];
-    if (!component) return { env };
+    // A WebAssembly component is verified and transpiled by its own worker, not compiled as modules here.
+    if (!component || isWasmCapsule(record)) return { env };
     const entry = component.file ?? component.entrypoint ?? "";
     const cacheFile = path.join(this.o.moduleCacheDir, `${record.name}-${record.hash ?? "nohash"}.json`);
     return { env, modules: await this.o.loader.compileModules(record.dir, entry, cacheFile) };
@@ -134,7 +148,12 @@ export class CapsuleReconciler {
    * became invalid stays listed as failed with the manifest error. Then `astrid.v1.capsules_loaded` tells clients.
    */
   reload(trigger: string, explicit = true): Promise<void> {
-    const run = this.reloadChain.then(() => this.reconcile(trigger, explicit));
+    if (!explicit && this.queuedWatchPass) return this.queuedWatchPass;
+    const run = this.reloadChain.then(() => {
+      if (!explicit) this.queuedWatchPass = undefined;
+      return this.reconcile(trigger, explicit);
+    });
+    if (!explicit) this.queuedWatchPass = run;
     this.reloadChain = run.catch((err: Error) => {
       this.o.logger.error("capsule reload failed", { trigger, error: err.message });
     });
@@ -224,6 +243,8 @@ export class CapsuleReconciler {
     const broken = new Map(discovered.problems.map((problem) => [path.dirname(problem.file), problem.message]));
     /** Capsules restarted because their files changed: their old version and when the pass took them down. */
     const reloading = new Map<string, { oldVersion: string; since: number; dir: string }>();
+    /** Serving capsules whose files changed, reloaded blue/green: the old record and the next one (not registered yet). */
+    const swaps: Array<{ old: CapsuleRecord; next: CapsuleRecord }> = [];
     for (const record of registry.all()) {
       const next = found.get(record.name);
       const manifestError = broken.get(record.dir);
@@ -231,11 +252,17 @@ export class CapsuleReconciler {
       if (manifestError !== undefined) why = record.lastError === manifestError ? undefined : "its manifest became invalid";
       else if (!next) why = "it was removed";
       else if (next.dir !== record.dir) why = `the copy in ${next.dir} now takes precedence`;
-      else if (next.hash !== record.hash) why = "its files changed";
+      else if (next.hash !== record.hash && (explicit || next.hash !== record.rejected?.hash)) why = "its files changed";
+      // Saved back to the serving files after a failed reload: loaded again, so the author hears that it serves.
+      else if (next.hash === record.hash && record.rejected !== undefined) why = "its files changed";
       else if (explicit && record.state === "failed") why = "it had failed";
       if (why === undefined) continue;
       if (why === "its files changed" && !explicit && this.reloadBurst(record.name)) continue;
       if (why === "its files changed") reloading.set(record.name, { oldVersion: record.version, since: performance.now(), dir: record.dir });
+      if (why === "its files changed" && blueGreen(record, next!)) {
+        swaps.push({ old: record, next: CapsuleRegistry.record(next!, "loading", undefined, next!.hash) });
+        continue;
+      }
       if (why === "its manifest became invalid") this.publishReloadFailed(record.name, record.dir, manifestError!);
       registry.unregister(record.name);
       await supervisor.forget(record.name);
@@ -246,8 +273,13 @@ export class CapsuleReconciler {
         registry.register(placeholder, "failed", manifestError);
       }
     }
-    await this.startCapsules(this.registerDiscovered(discovered));
+    await Promise.all([this.startCapsules(this.registerDiscovered(discovered)), ...swaps.map((swap) => this.swap(swap.old, swap.next))]);
     for (const [name, was] of reloading) {
+      const swapped = swaps.find((s) => s.old.name === name);
+      if (swapped && swapped.next.state !== "ready") {
+        this.publishReloadFailed(name, swapped.next.dir, swapped.next.lastError ?? "it did not load");
+        continue;
+      }
       const now = registry.get(name);
       if (now?.state === "ready") {
         this.publish(CAPSULE_RELOADED_TOPIC, { name, old_version: was.oldVersion, new_version: now.version, ms: Math.round(performance.now() - was.since) });
@@ -257,6 +289,25 @@ export class CapsuleReconciler {
     }
     this.o.policy.apply(registry);
     this.publishCapsulesLoaded();
+  }
+
+  /**
+   * A blue/green reload: the next version starts beside the serving one and takes its routes once ready (the
+   * registry switches in the same step). When it fails to load the old version serves on, its record saying so.
+   */
+  private async swap(old: CapsuleRecord, next: CapsuleRecord): Promise<void> {
+    const { registry, supervisor, logger, audit } = this.o;
+    await supervisor.start(next, {
+      onSwitch: () => {
+        if (registry.get(old.name) === old) registry.put(next);
+        logger.info("capsule unloaded", { capsule: old.name, reason: "its files changed", version: old.version });
+        audit.capsule("unload", old.name, { reason: "its files changed" });
+      },
+    });
+    if (next.state === "ready") return;
+    const reason = next.lastError ?? "it did not load";
+    old.rejected = { hash: next.hash, reason };
+    old.lastError = `its changed files did not load (version ${old.version} serves on): ${reason}`;
   }
 
   /** Tells frontends (a capsule author's `astrid chat`) that a capsule's changed files did not load, and where. */

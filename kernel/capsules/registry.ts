@@ -22,11 +22,18 @@ export interface CapsuleRecord {
   /** Fingerprint of the capsule directory when it was loaded (a reload restarts it only when this changes). */
   hash?: string;
   /**
+   * Changed files that did not load while this version kept serving (blue/green reload): their fingerprint and
+   * why. A watcher pass does not try those files again; a further change or a ReloadCapsules does.
+   */
+  rejected?: { hash: string | undefined; reason: string };
+  /**
    * The principal the capsule belongs to: what it acts for when no message is being handled (its setup, its
    * lifecycle hooks). Every capsule discovered today — installed for `default`, the workspace's, the bundled
    * ones — belongs to `default`.
    */
   owner: string;
+  /** A WebAssembly capsule's component as its worker loaded it (hash, exports, memory ceiling); absent for JavaScript. */
+  wasm?: import("../../protocol/wasm-capsule").WasmDescription;
 }
 
 /** Registered capsules by name, in load order. */
@@ -35,6 +42,11 @@ export class CapsuleRegistry {
 
   /** Registers a capsule in `state`; replaces an earlier record of the same name. */
   register(loaded: LoadedManifest, state: CapsuleState, lastError?: string, hash?: string): CapsuleRecord {
+    return this.put(CapsuleRegistry.record(loaded, state, lastError, hash));
+  }
+
+  /** A record for `loaded` that is not registered yet (a blue/green reload's next version, registered once it serves). */
+  static record(loaded: LoadedManifest, state: CapsuleState, lastError?: string, hash?: string): CapsuleRecord {
     const record: CapsuleRecord = {
       name: loaded.manifest.package.name,
       version: loaded.manifest.package.version,
@@ -46,6 +58,11 @@ export class CapsuleRegistry {
     };
     if (lastError !== undefined) record.lastError = lastError;
     if (hash !== undefined) record.hash = hash;
+    return record;
+  }
+
+  /** Registers `record`, replacing an earlier record of the same name in place (its load-order position kept). */
+  put(record: CapsuleRecord): CapsuleRecord {
     this.records.set(record.name, record);
     return record;
   }

@@ -27,9 +27,13 @@ import { FsService } from "./host-fs";
 import { HttpService } from "./host-http";
 import { McpService } from "./host-mcp";
 import { ModelService, type OfferedTool } from "./host-model";
+import { MODEL_AGENT_CAPSULE } from "../model/model-endpoint";
 import { AgentSelection } from "./agent-selection";
 import { ProcessService } from "./host-process";
+import { takePrespawnedSpares } from "../prespawn";
+import { SpareWorkers } from "./spare-workers";
 import { SyscallGate, type HostServices } from "./syscall-gate";
+import { describeWasm, isWasmCapsule, WASM_LOAD_TIMEOUT_MS, WasmLaunch } from "./wasm/wasm-run";
 
 /** What a capsule's start needs from the filesystem (read by the capsule loader). */
 export interface CapsulePreparation {
@@ -73,9 +77,20 @@ export function supervisorSettings(
   };
 }
 
+/** A blue/green reload's switch: called in the same synchronous step that routes the capsule to its next run. */
+export interface Handover {
+  /** Registers the next run's record (GetCapsuleMetadata, the socket policy) in place of the serving one. */
+  onSwitch(): void;
+}
+
 /** Starts, watches and restarts capsule workers. */
 export class CapsuleSupervisor {
+  /** The run that serves each capsule (routing goes to it alone). */
   private readonly runs = new Map<string, CapsuleRun>();
+  /** A blue/green reload's next run, loading beside the serving one until it is ready. */
+  private readonly staging = new Map<string, CapsuleRun>();
+  /** Runs replaced by a reload, finishing what they were given before they stop. */
+  private readonly retiring = new Set<CapsuleRun>();
   private readonly restartTimers = new Map<string, NodeJS.Timeout>();
   /** Per capsule name, bumped by every start and forget: a start compares it after each await. */
   private readonly generations = new Map<string, number>();
@@ -89,8 +104,12 @@ export class CapsuleSupervisor {
   /** Which agent capsule answers each prompt (exactly one per session). */
   readonly agents: AgentSelection;
   private stopping = false;
+  /** ASTRID_HOME (a WebAssembly capsule's `bin/` and transpile cache live under it). */
+  private readonly homeRoot: string;
   /** Spawns take turns, one per event-loop turn (see start). */
   private spawnTurn: Promise<void> = Promise.resolve();
+  /** Capsule workers started ahead of need (the ones boot started, adopted when their heap limit is this one's). */
+  private readonly spares: SpareWorkers;
 
   constructor(
     private readonly bus: EventBus,
@@ -103,10 +122,12 @@ export class CapsuleSupervisor {
     host: HostContext,
   ) {
     this.quotas = new PrincipalQuotas(quotaSource);
+    this.homeRoot = host.home.root;
+    this.spares = takePrespawnedSpares(settings.maxHeapMb) ?? new SpareWorkers(settings.maxHeapMb, 1);
     const ask = new AskService(host);
-    this.services = { fs: new FsService(host), http: new HttpService(host), process: new ProcessService(host), approval: ask, elicit: ask, mcp: new McpService(host),
-      model: new ModelService(host, () => this.offeredTools()) };
-    this.agents = new AgentSelection(bus, logger, host.model, () => this.readyAgents(), randomUUID());
+    const model = new ModelService(host, () => this.offeredTools(), (run, topic, payload, principal) => this.gate.publish(run, "model.stream_open", topic, payload, principal));
+    this.services = { fs: new FsService(host), http: new HttpService(host), process: new ProcessService(host), approval: ask, elicit: ask, mcp: new McpService(host), model };
+    this.agents = new AgentSelection(bus, logger, host.model, () => this.readyAgents(), randomUUID(), () => model.configured(MODEL_AGENT_CAPSULE));
     this.dispatch = new EventDispatch(bus, logger, settings.handlerTimeoutMs, this.quotas, (run, reason) => run.malformed(reason),
       (run, what) => this.fail(run, `${what} ran past its deadline (hung?)`));
     this.gate = new SyscallGate(bus, storage, (run, event) => {
@@ -121,8 +142,13 @@ export class CapsuleSupervisor {
    * Starts a capsule; resolves once it is ready or has failed (its record says which). A capsule never installed
    * runs its `install` hook first, one whose version changed its `upgrade` hook; the version is recorded only once
    * the hook succeeded, so a failed hook runs again on the next attempt.
+   *
+   * With `handover` it is a blue/green reload of a serving capsule: `record` (its changed files, not registered)
+   * starts beside the serving run, which keeps every route until the new one is ready; then routing switches in
+   * one synchronous step (see switchTo) and the old run drains. A next version that fails to load ends alone — no
+   * restart, no health event — and `record` says why (state `failed`, `lastError`); the old one serves on.
    */
-  async start(record: CapsuleRecord): Promise<void> {
+  async start(record: CapsuleRecord, handover?: Handover): Promise<void> {
     record.state = "loading";
     // A start that forget() or stopAll() overtook while it awaited must not spawn or mark anything.
     const generation = this.bumpGeneration(record.name);
@@ -138,7 +164,9 @@ export class CapsuleSupervisor {
       // A syntax error or a bad manifest/entry fails the same way every time: no retries with backoff; the
       // hot-reload watcher starts it again once its files change.
       const deterministic = isAstridError(err) && DETERMINISTIC_LOAD_FAILURES.has(err.code);
-      if (current()) this.markFailed(record, `cannot prepare its start: ${(err as Error).message}`, current, deterministic);
+      const reason = `cannot prepare its start: ${(err as Error).message}`;
+      if (current() && handover) this.rejectReload(record, reason);
+      else if (current()) this.markFailed(record, reason, current, deterministic);
       return;
     }
     // A worker's spawn costs the main thread a few milliseconds: a pass that starts many capsules at once gives the
@@ -169,12 +197,17 @@ export class CapsuleSupervisor {
       ...(prepared.modules ? { modules: prepared.modules } : {}),
     };
     let run!: CapsuleRun;
-    run = new CapsuleRun(record, data, {
+    // A WebAssembly component runs in its own kind of worker, its linear memory capped at the owner's max_memory_bytes.
+    const wasm = isWasmCapsule(record) ? new WasmLaunch(record, this.homeRoot, ownerQuotas.max_memory_bytes) : undefined;
+    const syscalls = this.gate.forRun(() => (run.ended ? undefined : run));
+    run = new CapsuleRun(record, wasm ? Object.assign({ wasm: wasm.start }, data) : data, {
       // The owner's max_memory_bytes caps the worker's heap, never above ASTRID_CAPSULE_MAX_HEAP_MB.
       maxHeapMb: Math.max(8, Math.min(this.settings.maxHeapMb, Math.floor(ownerQuotas.max_memory_bytes / (1024 * 1024)))),
       maxExternalBytes: ownerQuotas.max_memory_bytes,
       owner: record.owner,
-    }, this.gate.forRun(() => (run.ended ? undefined : run)), {
+      spares: this.spares,
+      ...(wasm ? { entry: "wasm-capsule" as const, transfer: [wasm.start.calls] } : {}),
+    }, syscalls, {
       message: (r, message) => this.onMessage(r, message),
       // Whatever the run held in the host (processes, pending questions, staged streams) goes with it.
       ended: (r) => {
@@ -182,7 +215,8 @@ export class CapsuleSupervisor {
       },
       malformed: (r, reason, count) => this.onMalformed(r, reason, count),
     });
-    this.runs.set(record.name, run);
+    wasm?.attach(run, syscalls);
+    (handover ? this.staging : this.runs).set(record.name, run);
     // The worker's death ends its start at once (pending calls reject); the reason is the exit's, not the call's.
     let died: string | undefined;
     run.worker.on("error", (err: Error & { code?: string }) => {
@@ -195,7 +229,8 @@ export class CapsuleSupervisor {
     });
     const { readyTimeoutMs, hookTimeoutMs } = this.settings;
     try {
-      await this.step(run, "load", StepOutcomeSchema, (c) => c.load(), readyTimeoutMs, "did not become ready", "failed to load");
+      await this.step(run, "load", StepOutcomeSchema, (c) => c.load(), wasm ? Math.max(readyTimeoutMs, WASM_LOAD_TIMEOUT_MS) : readyTimeoutMs, "did not become ready", "failed to load");
+      if (wasm) record.wasm = (await describeWasm(run, readyTimeoutMs)) ?? undefined;
       // What the capsule brings into the host (its own MCP servers) starts before its hooks and setup can use it.
       for (const service of this.uniqueServices()) await service.beginRun?.(run);
       if (lifecycle) {
@@ -217,7 +252,8 @@ export class CapsuleSupervisor {
       const setup = await this.step(run, "setup", SetupOutcomeSchema, (c) => c.setup(), readyTimeoutMs,
         lifecycle ? "did not become ready after its lifecycle hook" : "did not become ready", "failed to load");
       if (run.ended) return;
-      this.onReady(run, setup.ok ? setup.tools : []);
+      if (handover) this.switchTo(run, setup.ok ? setup.tools : [], handover);
+      else this.onReady(run, setup.ok ? setup.tools : []);
     } catch (err) {
       if (run.ended) return; // its exit or a newer start already accounted for it
       this.fail(run, err instanceof StartFailure ? err.message : died ?? (err as Error).message);
@@ -258,8 +294,51 @@ export class CapsuleSupervisor {
     record.tools = tools ?? [];
     this.logger.info("capsule ready", { capsule: record.name, version: record.version });
     this.audit.capsule(record.restarts > 0 ? "restart" : "load", record.name, { version: record.version });
-    this.dispatch.bindInterceptors(run);
+    // A run-loop WebAssembly capsule drains its own subscriptions; the hook-trigger path is not its (reference).
+    if (!run.record.wasm?.exports.includes("run")) this.dispatch.bindInterceptors(run);
     this.dispatch.bindTools(run);
+  }
+
+  /**
+   * The switch of a blue/green reload, one synchronous step (the bus delivers synchronously, so no event falls
+   * between): the next run becomes ready and binds its interceptors and tools — its own subscriptions, made
+   * during setup, admit events from now on — while every route of the old run goes. An event matched before the
+   * switch stays the old run's (it handles it while it drains); one matched after is the new run's: exactly once.
+   */
+  private switchTo(run: CapsuleRun, tools: CapsuleRecord["tools"], handover: Handover): void {
+    const name = run.record.name;
+    const old = this.runs.get(name);
+    this.staging.delete(name);
+    this.runs.set(name, run);
+    if (old) for (const off of old.unsubscribe.splice(0)) off();
+    this.onReady(run, tools);
+    handover.onSwitch();
+    if (old && !old.ended) void this.retire(old);
+  }
+
+  /**
+   * A replaced run finishes what it was given — no unacknowledged event, no call or syscall in flight — for at most
+   * the handler timeout, then stops. Whatever the host held for it (processes, questions) goes with it.
+   */
+  private async retire(run: CapsuleRun): Promise<void> {
+    this.retiring.add(run);
+    const deadline = Date.now() + this.settings.handlerTimeoutMs;
+    while (!run.ended && (run.outstanding > 0 || run.remote.inflight > 0 || run.inflightSyscalls > 0) && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    if (!run.ended && Date.now() >= deadline) {
+      this.logger.warn("replaced capsule version still busy after the handler timeout; stopping it", { capsule: run.record.name, version: run.record.version });
+    }
+    await run.end("replaced by its new version");
+    this.retiring.delete(run);
+  }
+
+  /** A blue/green reload's next version did not load: it is dropped and the serving version carries on. */
+  private rejectReload(record: CapsuleRecord, reason: string): void {
+    record.state = "failed";
+    record.lastError = reason;
+    this.logger.error("capsule's changed files did not load; the previous version keeps serving", { capsule: record.name, version: record.version, reason });
+    this.audit.capsule("fail", record.name, { reason, version: record.version });
   }
 
   /** Says in the log and the audit trail that a lifecycle hook succeeded and was recorded. */
@@ -366,8 +445,18 @@ export class CapsuleSupervisor {
     clearTimeout(this.restartTimers.get(name));
     this.restartTimers.delete(name);
     const run = this.runs.get(name);
+    const staged = this.staging.get(name);
     this.runs.delete(name);
-    if (run) await run.end("its worker stopped");
+    this.staging.delete(name);
+    await Promise.all([run?.end("its worker stopped"), staged?.end("its worker stopped")]);
+  }
+
+  /** Tests only (kernel/test-faults.ts): ends a capsule's worker as a crash would; false when none runs. */
+  crashForTest(name: string): boolean {
+    const run = this.runs.get(name);
+    if (!run || run.ended) return false;
+    void run.worker.terminate();
+    return true;
   }
 
   /** Stops every capsule (shutdown): no restarts, workers terminated. */
@@ -376,12 +465,14 @@ export class CapsuleSupervisor {
     clearInterval(this.watchdog);
     for (const timer of this.restartTimers.values()) clearTimeout(timer);
     this.restartTimers.clear();
+    await Promise.all([...this.staging.values(), ...this.retiring].map((run) => run.end("the daemon is shutting down")));
     await Promise.all([...this.runs.values()].map(async (run) => {
       if (run.ended) return;
       await run.end("the daemon is shutting down");
       this.audit.capsule("unload", run.record.name, { reason: "shutdown" });
     }));
     await Promise.all(this.uniqueServices().map((service) => service.close?.()));
+    await this.spares.close();
   }
 
   /** The ready capsules marked as agents (`[package] agent = true`). */
@@ -416,6 +507,12 @@ export class CapsuleSupervisor {
       return;
     }
     void run.end(reason);
+    if (this.staging.get(run.record.name) === run) {
+      this.staging.delete(run.record.name);
+      this.rejectReload(run.record, reason);
+      return;
+    }
+    if (this.retiring.has(run)) return; // replaced: its successor serves
     this.markFailed(run.record, reason, () => this.runs.get(run.record.name) === run);
   }
 

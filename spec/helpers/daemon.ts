@@ -69,6 +69,9 @@ export async function spawnDaemon(options: SpawnOptions = {}): Promise<RunningDa
   const home = options.home ?? tempHome();
   const env: NodeJS.ProcessEnv = { ...process.env, ASTRID_HOME: home, ASTRID_BUNDLED_CAPSULES_DIR: policyOnlyBundle(), ...options.env };
   for (const [k, v] of Object.entries(env)) if (v === undefined) delete env[k];
+  // A daemon killed earlier in this home left its ready file (and token) behind; as the CLI does, remove the ready
+  // file before spawning, so the wait below sees only this daemon's (it writes the token before it).
+  if (options.waitReady !== false) fs.rmSync(path.join(home, "run", "system.ready"), { force: true });
   const child = spawn(process.execPath, [DAEMON_BIN, ...(options.args ?? [])], { env, stdio: ["ignore", "pipe", "pipe"] });
   children.add(child);
   let out = "";
@@ -96,7 +99,7 @@ export async function spawnDaemon(options: SpawnOptions = {}): Promise<RunningDa
   let done = false;
   void exited.then(() => (done = true));
   const deadline = Date.now() + 15_000;
-  // The daemon removes a stale ready file before it writes the token, so token-then-ready is never stale.
+  // The ready file was removed above and the daemon writes the token before it, so token-then-ready is never stale.
   while (!(fs.existsSync(tokenFile) && fs.existsSync(ready))) {
     if (done) throw new Error(`daemon exited before ready: ${err}`);
     if (Date.now() > deadline) throw new Error(`daemon not ready within 15 s: ${err}`);

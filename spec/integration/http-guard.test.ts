@@ -362,15 +362,16 @@ describe("http.request: limits", () => {
     await until(() => pub.active, (n) => n === 0, 5000);
   });
 
-  it("a capsule's requests are aborted when its run ends (a changed capsule reloaded)", async () => {
+  it("a capsule's requests are aborted when its run ends (its worker crashed)", async () => {
     const abortedBefore = pub.aborted;
     const session = `http-${++sessions}`;
     c.publish("user.v1.prompt", { type: "user_input", text: JSON.stringify({ to: "http-client", op: "request", request: { url: `${base()}/never`, timeout_ms: 25_000 } }), session_id: session });
     await until(() => pub.active, (n) => n === 1, 10_000);
     const t = performance.now();
-    // A changed file makes the reload restart the capsule (an unchanged one keeps running).
-    fs.appendFileSync(path.join(workspace, ".astrid", "capsules", "http-client", "index.js"), "\n// changed\n");
-    await c.request("ReloadCapsules");
+    // A reload would let the old version finish its request (blue/green drains it): end the run itself instead, as
+    // a crash does (the test-only fault seam terminates its worker; the supervisor restarts it).
+    fs.writeFileSync(path.join(d.home, "run", "test-fault"), "capsule-crash http-client");
+    d.child.kill("SIGUSR2");
     await until(() => pub.aborted, (n) => n > abortedBefore, 10_000);
     expect(performance.now() - t).toBeLessThan(5000);
     expect(pub.active).toBe(0);

@@ -12,8 +12,18 @@ import { isIgnoredPath } from "./content-hash";
 /** Where the watcher's own log lines go (the kernel's log, across the loader's port). */
 export type WatchLog = (level: "info" | "warn", message: string, fields: Record<string, unknown>) => void;
 
-/** Quiet time after the last change before a reload (a save storm becomes one reload). */
-export const RELOAD_DEBOUNCE_MS = 300;
+/**
+ * Quiet time after the last change before a reload: long enough that an editor's save (write, rename, chmod) is
+ * one reload, short enough that a save is answered by the new version within a quarter second.
+ */
+export const RELOAD_DEBOUNCE_MS = 50;
+/**
+ * Quiet time once changes have kept coming for longer than RELOAD_DEBOUNCE_MS, or come again within STORM_GAP_MS
+ * of the last reload (a save storm, a build writing files): the rest of the storm becomes one reload of its final
+ * content. The reconciler also keeps at most one watcher pass queued behind the running one.
+ */
+export const STORM_DEBOUNCE_MS = 300;
+const STORM_GAP_MS = 500;
 /** How often a missing root is looked for. */
 const MISSING_ROOT_POLL_MS = 2000;
 
@@ -22,6 +32,10 @@ export class CapsuleWatcher {
   private readonly watcher: FSWatcher;
   private readonly missing: Set<string>;
   private debounce: NodeJS.Timeout | undefined;
+  /** When the changes not yet reloaded began. */
+  private burstStart: number | undefined;
+  /** When the last reload was asked for. */
+  private reloadedAt = -Infinity;
   private readonly poll: NodeJS.Timeout;
   private closed = false;
 
@@ -69,9 +83,14 @@ export class CapsuleWatcher {
   private changed(file: string): void {
     if (this.closed) return;
     clearTimeout(this.debounce);
+    const now = performance.now();
+    this.burstStart ??= now;
+    const storm = now - this.burstStart > RELOAD_DEBOUNCE_MS || now - this.reloadedAt < STORM_GAP_MS;
     this.debounce = setTimeout(() => {
+      this.burstStart = undefined;
+      this.reloadedAt = performance.now();
       if (!this.closed) this.reload(file);
-    }, RELOAD_DEBOUNCE_MS);
+    }, storm ? STORM_DEBOUNCE_MS : RELOAD_DEBOUNCE_MS);
   }
 
   private lookForMissingRoots(): void {
