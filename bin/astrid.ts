@@ -498,6 +498,16 @@ async function main(): Promise<void> {
     }
     return;
   }
+  // `astrid start` (with --json) as well: the daemon it spawns starts that much sooner.
+  const startOnly = args.length <= 2 && args.filter((a) => a === "start").length === 1 && args.every((a) => a === "start" || a === "--json");
+  if (startOnly) {
+    try {
+      await start({ json: args.includes("--json") });
+    } catch (err) {
+      report(err);
+    }
+    return;
+  }
   try {
     // Loaded here, after the fast path, rather than at the top; required, not imported: import() would pick
     // yargs' ES module build, which loads slower than its CommonJS one.

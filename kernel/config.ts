@@ -15,7 +15,6 @@ import { z } from "zod";
 import { AstridError } from "../protocol/errors";
 import { NIL_UUID } from "../protocol/ipc-message";
 import { parseUuid, UUID_FORMAT } from "../protocol/uuid";
-import { CAPSULE_MAX_HEAP_MB_DEFAULT } from "./capsules/spare-workers";
 import { resolveHome } from "./home";
 import { DEFAULT_AGENT_MODEL, SecretValue } from "./model/model-endpoint";
 
@@ -122,7 +121,7 @@ export const envSchema = z.object({
   ASTRID_CAPSULE_RESTART_BACKOFF_MS: wholeNumber("ASTRID_CAPSULE_RESTART_BACKOFF_MS", "milliseconds", 1, 120_000, 2000,
     "first restart delay of a failed capsule, doubling up to 120 s"),
   // A V8 isolate needs a few MiB of old space just to start.
-  ASTRID_CAPSULE_MAX_HEAP_MB: wholeNumber("ASTRID_CAPSULE_MAX_HEAP_MB", "megabytes", 8, 65_536, CAPSULE_MAX_HEAP_MB_DEFAULT,
+  ASTRID_CAPSULE_MAX_HEAP_MB: wholeNumber("ASTRID_CAPSULE_MAX_HEAP_MB", "megabytes", 8, 65_536, 64,
     "V8 old-generation heap limit of each capsule worker"),
   // A client that reads nothing for this long while its messages pile up is disconnected (one that reads is not).
   ASTRID_CLIENT_STALL_TIMEOUT_MS: wholeNumber("ASTRID_CLIENT_STALL_TIMEOUT_MS", "milliseconds", 500, MAX_TIMER_MS, 30_000,

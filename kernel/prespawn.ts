@@ -5,7 +5,6 @@
  * handed out; in any other process nothing is prespawned and the client starts its own.
  */
 import { Worker } from "node:worker_threads";
-import { CAPSULE_MAX_HEAP_MB_DEFAULT, SpareWorkers } from "./capsules/spare-workers";
 import { workerEntry } from "./worker-entry";
 
 type Prespawnable = "capsule-loader";
@@ -35,26 +34,3 @@ export function takePrespawned(name: Prespawnable): Worker | undefined {
 
 /** Options the loader client creates its worker with (kept in one place so a prespawned one is the same). */
 export const LOADER_WORKER_OPTIONS = { stdout: false, stderr: false } as const;
-
-let bootSpares: SpareWorkers | undefined;
-
-/**
- * Starts `count` spare capsule workers (kernel/capsules/spare-workers.ts) with the heap limit the environment asks
- * for (a value the config later refuses fails the boot anyway).
- */
-export function prespawnCapsuleSpares(count: number, env: NodeJS.ProcessEnv): void {
-  const raw = env.ASTRID_CAPSULE_MAX_HEAP_MB?.trim();
-  bootSpares = new SpareWorkers(raw && /^\d+$/.test(raw) ? Number(raw) : CAPSULE_MAX_HEAP_MB_DEFAULT, 1);
-  bootSpares.fill(count);
-}
-
-/** The spares started at boot when their heap limit is `maxHeapMb` (else they are stopped); the caller owns them. */
-export function takePrespawnedSpares(maxHeapMb: number): SpareWorkers | undefined {
-  const spares = bootSpares;
-  bootSpares = undefined;
-  if (spares && spares.maxHeapMb !== maxHeapMb) {
-    void spares.close();
-    return undefined;
-  }
-  return spares;
-}

@@ -12,9 +12,6 @@ import { Worker, type MessagePort } from "node:worker_threads";
 import type { AssignMessage, CapsuleWorkerData } from "../../protocol/capsule-messages";
 import { workerEntry } from "../worker-entry";
 
-/** ASTRID_CAPSULE_MAX_HEAP_MB's default (kernel/config.ts), also known before the config is read (boot's spares). */
-export const CAPSULE_MAX_HEAP_MB_DEFAULT = 64;
-
 /** The worker's young generation, the same for every capsule worker. */
 export const CAPSULE_YOUNG_GENERATION_MB = 16;
 
@@ -47,9 +44,9 @@ export class SpareWorkers {
     private readonly keep: number,
   ) {}
 
-  /** Starts spares until `count` wait (at boot: one per capsule expected, so they all start at once). */
-  fill(count = this.keep): void {
-    while (!this.closed && this.spares.length < count) this.spares.push(this.spawn());
+  /** Starts spares until `keep` wait. */
+  fill(): void {
+    while (!this.closed && this.spares.length < this.keep) this.spares.push(this.spawn());
   }
 
   /**

@@ -30,7 +30,6 @@ import { ModelService, type OfferedTool } from "./host-model";
 import { MODEL_AGENT_CAPSULE } from "../model/model-endpoint";
 import { AgentSelection } from "./agent-selection";
 import { ProcessService } from "./host-process";
-import { takePrespawnedSpares } from "../prespawn";
 import { SpareWorkers } from "./spare-workers";
 import { SyscallGate, type HostServices } from "./syscall-gate";
 import { describeWasm, isWasmCapsule, WASM_LOAD_TIMEOUT_MS, WasmLaunch } from "./wasm/wasm-run";
@@ -108,7 +107,7 @@ export class CapsuleSupervisor {
   private readonly homeRoot: string;
   /** Spawns take turns, one per event-loop turn (see start). */
   private spawnTurn: Promise<void> = Promise.resolve();
-  /** Capsule workers started ahead of need (the ones boot started, adopted when their heap limit is this one's). */
+  /** Capsule workers started ahead of need: one waits once the first capsule has started. */
   private readonly spares: SpareWorkers;
 
   constructor(
@@ -123,7 +122,7 @@ export class CapsuleSupervisor {
   ) {
     this.quotas = new PrincipalQuotas(quotaSource);
     this.homeRoot = host.home.root;
-    this.spares = takePrespawnedSpares(settings.maxHeapMb) ?? new SpareWorkers(settings.maxHeapMb, 1);
+    this.spares = new SpareWorkers(settings.maxHeapMb, 1);
     const ask = new AskService(host);
     const model = new ModelService(host, () => this.offeredTools(), (run, topic, payload, principal) => this.gate.publish(run, "model.stream_open", topic, payload, principal));
     this.services = { fs: new FsService(host), http: new HttpService(host), process: new ProcessService(host), approval: ask, elicit: ask, mcp: new McpService(host), model };
