@@ -54,6 +54,9 @@ beforeAll(async () => {
     '[package]\nname = "js-chain-upper"\nversion = "1.0.0"\n\n[[component]]\nfile = "index.js"\n\n[[interceptor]]\nevent = "astrid.v1.request.wasmchain"\naction = "upper"\npriority = 10\n');
   fs.writeFileSync(path.join(root, "js-chain-upper", "index.js"),
     "module.exports = { interceptors: { upper: (event) => ({ ...event.payload, text: String(event.payload.text).toUpperCase() }) } };\n");
+  // Eight more capsules of one binary, loading at once: they share one cache entry, which none may pull from under
+  // another while it loads.
+  for (let i = 0; i < 8; i++) capsule(root, `wasm-twin-${i}`, echo.replace("user.v1.prompt", `wasm.v1.twin${i}`), "minimal.core.wasm", { wasm_hash: minimal });
   // No binary beside the manifest: the daemon takes $ASTRID_HOME/bin/<wasm_hash>.wasm.
   const home = tempHome();
   const componentHash = hashOf(path.join(built, "minimal.wasm"));
@@ -133,6 +136,11 @@ describe("WebAssembly component capsules", () => {
     // Denials are audited like a JavaScript capsule's.
     const audit = execFileSync(process.execPath, [CLI_BIN, "audit", "tail", "-n", "2000", "--json"], { env: { ...process.env, ASTRID_HOME: d.home }, encoding: "utf8" });
     expect(audit).toContain("secret.v1.topic");
+  });
+
+  it("loads several capsules of one binary at once from one cache entry, none failing", async () => {
+    const m = await until(metadata, (all) => [0, 1, 2, 3, 4, 5, 6, 7].every((i) => all[`wasm-twin-${i}`]?.state === "ready"), 60_000);
+    for (let i = 0; i < 8; i++) expect(m[`wasm-twin-${i}`]).toMatchObject({ state: "ready", restarts: 0 });
   });
 
   it("loads the binary from $ASTRID_HOME/bin/<wasm_hash>.wasm when it is not beside the manifest", async () => {

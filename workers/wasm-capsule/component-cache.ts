@@ -126,8 +126,11 @@ export async function prepareComponent(options: { name: string; dir: string; fil
   const out = await transpileInThread({ bytes, file });
   if (!out.ok) throw new WasmLoadError(out.message);
   const { imports, exports: guestExports } = out;
-  // Written beside the target and renamed into place: two workers of the same hash never see half an entry.
+  // Written beside the target and renamed into place: two workers of the same hash never see half an entry, and a
+  // complete entry (one with its description) is never removed — another capsule of the same binary may be loading
+  // from it. Only a directory without a description (no entry at all) is replaced.
   const staging = path.join(cacheDir, `.${hash}-${randomUUID()}`);
+  const complete = () => fs.stat(path.join(target, DESCRIPTION)).then(() => true, () => false);
   await fs.mkdir(staging, { recursive: true });
   try {
     for (const [written, content] of Object.entries(out.files)) {
@@ -137,12 +140,19 @@ export async function prepareComponent(options: { name: string; dir: string; fil
       await fs.writeFile(into, content);
     }
     await fs.writeFile(path.join(staging, DESCRIPTION), JSON.stringify({ imports, exports: guestExports }));
-    await fs.rm(target, { recursive: true, force: true });
-    await fs.rename(staging, target);
+    try {
+      await fs.rename(staging, target);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if ((code !== "ENOTEMPTY" && code !== "EEXIST") || (await complete())) throw err;
+      await fs.rm(target, { recursive: true, force: true });
+      await fs.rename(staging, target);
+    }
   } catch (err) {
-    await fs.rm(staging, { recursive: true, force: true });
     // Another worker of the same component got there first: its entry is as good as ours.
-    if (!(await fs.stat(path.join(target, DESCRIPTION)).then(() => true, () => false))) throw err;
+    if (!(await complete())) throw err;
+  } finally {
+    await fs.rm(staging, { recursive: true, force: true });
   }
   return { hash, source, dir: target, imports, exports: guestExports, transpiled: true };
 }
