@@ -14,6 +14,8 @@ export type ConnectionId = number;
 /** A message on the bus plus the kernel-only routing facts that never go on the wire. */
 export interface BusEvent {
   message: IpcMessage;
+  /** For a prompt: the agent capsule chosen to answer it (agent-selection.ts decides once per event). */
+  agent?: string | null;
   /** The connection that published it, when a socket client did. */
   origin?: ConnectionId;
   /** When set, socket egress delivers it to this connection only. */

@@ -22,8 +22,6 @@ const AGENT_NAME = /^[a-z0-9-]{1,128}$/;
 
 /** Picks each prompt's agent. */
 export class AgentSelection {
-  /** The agent chosen for each prompt event (null: none answers), computed once per event. */
-  private readonly decided = new WeakMap<BusEvent, string | null>();
   /** Each session's explicit choice, by principal and session id, oldest first. */
   private readonly choices = new Map<string, string>();
   private readonly unsubscribe: () => void;
@@ -66,7 +64,7 @@ export class AgentSelection {
   }
 
   private agentFor(event: BusEvent): string | null {
-    if (this.decided.has(event)) return this.decided.get(event)!;
+    if (event.agent !== undefined) return event.agent;
     const { message } = event;
     const payload = message.payload as { context?: unknown } | undefined;
     const principal = message.principal ?? "default";
@@ -87,7 +85,7 @@ export class AgentSelection {
     } else {
       chosen = this.pick(agents, this.choices.get(key));
     }
-    this.decided.set(event, chosen);
+    event.agent = chosen;
     return chosen;
   }
 

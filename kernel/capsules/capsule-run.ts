@@ -102,6 +102,8 @@ export class CapsuleRun {
   /** When a refused reply-less publish was last logged, and how many were refused since (logged with the next). */
   refusedLoggedAt = -Infinity;
   refusedSinceLog = 0;
+  /** Topics this run was allowed to publish on (valid, in its ipc_publish): not checked again (syscall-gate.ts). */
+  readonly publishTopicsAllowed = new Set<string>();
   /** Publishes in the current one-second window (all principals together). */
   publishCount = 0;
   publishCountStart = 0;

@@ -34,6 +34,9 @@ export const MAX_CAPSULE_SUBSCRIPTIONS = 128;
 export const MAX_INFLIGHT_SYSCALLS = 256;
 
 /** Checks and carries out capsule calls. */
+/** Topics a run remembers as allowed for publishing (beyond these, each publish is checked afresh). */
+const MAX_REMEMBERED_PUBLISH_TOPICS = 256;
+
 export class SyscallGate {
   constructor(
     private readonly bus: EventBus,
@@ -157,10 +160,15 @@ export class SyscallGate {
     const { record } = run;
     if (typeof topicArg !== "string") throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `${call}: topic must be a string`);
     const topic = topicArg;
-    const problem = topicProblem(topic);
-    if (problem) throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `ipc.publish: ${problem}`);
-    if (!record.manifest.capabilities.ipc_publish.some((p) => exactSegmentMatches(p, topic))) {
-      throw this.denied(run, call, principal, "ipc_publish", topic, `may not publish on ${topic} (not in ipc_publish)`);
+    // A run's manifest never changes: a topic it was allowed once is allowed again (a chat capsule publishes on a
+    // handful of topics, each check costing more than the rest of a small publish).
+    if (!run.publishTopicsAllowed.has(topic)) {
+      const problem = topicProblem(topic);
+      if (problem) throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `ipc.publish: ${problem}`);
+      if (!record.manifest.capabilities.ipc_publish.some((p) => exactSegmentMatches(p, topic))) {
+        throw this.denied(run, call, principal, "ipc_publish", topic, `may not publish on ${topic} (not in ipc_publish)`);
+      }
+      if (run.publishTopicsAllowed.size < MAX_REMEMBERED_PUBLISH_TOPICS) run.publishTopicsAllowed.add(topic);
     }
     this.permissions.allowed(run, { call, principal, capability: null, manifest: "ipc_publish", target: topic }, "manifest");
     // A window already spent is refused before the payload is serialised: refusing a flood of large payloads must not

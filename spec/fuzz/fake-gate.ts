@@ -22,7 +22,7 @@ export function gateWithRun(): { gate: SyscallGate; run: CapsuleRun; published: 
   const services = Object.fromEntries(["fs", "http", "process", "approval", "elicit", "mcp", "model"].map((f) => [f, service])) as unknown as HostServices;
   const gate = new SyscallGate(bus as never, storage as never, () => {}, quotas as never, 1_000_000, permissions as never, services);
   const run = {
-    ended: false, inflightSyscalls: 0, subscriptions: 0, unsubscribe: [], sourceId: "capsule-src", publishWindows: new Map(), publishCount: 0, publishCountStart: 0,
+    ended: false, inflightSyscalls: 0, subscriptions: 0, unsubscribe: [], sourceId: "capsule-src", publishWindows: new Map(), publishTopicsAllowed: new Set(), publishCount: 0, publishCountStart: 0,
     record: { name: "c", manifest: { capabilities: { ipc_publish: ["a.*", "b.c"], ipc_subscribe: ["a.*"], kv: ["*"] } } },
     principalFor: () => "default",
   } as unknown as CapsuleRun;

@@ -180,8 +180,9 @@ describe("issue #4: capsule workers", () => {
     expect((await metadata())["crash-at-load"]).toMatchObject({ state: "failed", restarts: 5 });
     expect(await c.request("ReloadCapsules")).toMatchObject({ status: "Success" });
     const fresh = await metadata();
-    // Loaded again from scratch: a new record whose restart budget starts over.
-    expect(fresh["crash-at-load"]).toMatchObject({ state: "failed" });
+    // Loaded again from scratch: a new record whose restart budget starts over (failed again, or already in its
+    // first restart after the 200 ms backoff when the machine is slow to answer the next request).
+    expect(["failed", "loading"]).toContain(fresh["crash-at-load"]!.state);
     expect(fresh["crash-at-load"]!.restarts).toBeLessThan(5);
     expect(fresh.echo).toMatchObject({ state: "ready", restarts: 0 });
   });
