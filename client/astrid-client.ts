@@ -144,8 +144,10 @@ export class AstridClient {
     const timeoutMs = options.timeoutMs ?? 120_000;
     if (!Number.isInteger(timeoutMs) || timeoutMs < 1) throw new AstridError("ASTRID_ERR_INVALID_ARGUMENT", "timeoutMs must be a whole number ≥ 1");
     const id = randomUUID();
-    const turn = new Turn(session, id, userKeyOf(options.user), timeoutMs, (t) => this.forget(t));
+    // Sent before the turn exists: a publish that throws (not connected, too large) leaves no turn and no timer behind,
+    // and no reply can arrive before this returns (replies are read on a later turn of the event loop).
     this.publish(options.command === true ? "cli.v1.command.execute" : "user.v1.prompt", { type: "user_input", text, session_id: session, context: { turn_id: id } }, options.user ? { user: options.user } : {});
+    const turn = new Turn(session, id, userKeyOf(options.user), timeoutMs, (t) => this.forget(t));
     this.turns.add(turn);
     this.awaiting.push(turn);
     this.remember(session, options.user);

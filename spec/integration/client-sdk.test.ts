@@ -181,6 +181,11 @@ describe("issue #11: the client SDK", () => {
     expect(await inFlightCode).toBe("ASTRID_ERR_CONNECTION_CLOSED");
     expect(await codeOf(c.request("GetStatus"))).toBe("ASTRID_ERR_CONNECTION_CLOSED");
     expect(c.connected).toBe(false);
+    // A prompt while disconnected throws at once and leaves no timer behind (nothing waits out its 120 s timeout).
+    const timers = () => process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
+    const before = timers();
+    expect(() => c.prompt("sdk-rejoin-3", "while down")).toThrow(/not connected to the daemon right now/);
+    expect(timers()).toBe(before);
     d = await spawnDaemon({ home: d.home, args: ["--workspace", workspace], env: ENV });
     await until(() => states.includes("reconnected"), Boolean, 15_000);
     expect(states).toEqual(["disconnected", "reconnected"]);
