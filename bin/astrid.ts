@@ -477,6 +477,9 @@ async function moduleCommands(): Promise<CommandModule<Global, any>[]> {
     discord.discordCommand, vfs.vfsCommand, logs.logsCommand, tool.toolCommand] as CommandModule<Global, any>[];
 }
 
+/** Commands that run without yargs when given alone (or with --json): see main. */
+const FAST_COMMANDS = new Map<string, (argv: Global) => Promise<void>>([["status", status], ["start", start]]);
+
 /** The `-w DIR` option of chat, start and restart. */
 const workspaceOption = { alias: "w", type: "string", describe: "workspace the daemon serves (its .astrid/capsules load); default: the current directory" } as const;
 
@@ -486,23 +489,14 @@ async function main(): Promise<void> {
     if (err.code === "EPIPE") process.exit(typeof process.exitCode === "number" ? process.exitCode : 0);
     report(err);
   });
-  // `astrid status` (with or without --json), the call scripts and prompts make most, leaves yargs nothing to
-  // parse: it runs without loading it (~15 modules, a third of the command's start-up).
+  // `astrid status` (the call scripts and prompts make most) and `astrid start` (the daemon it spawns starts that much
+  // sooner), alone or with --json, leave yargs nothing to parse: they run without loading it (~15 modules, a third of
+  // status's start-up).
   const args = process.argv.slice(2);
-  const statusOnly = args.length <= 2 && args.filter((a) => a === "status").length === 1 && args.every((a) => a === "status" || a === "--json");
-  if (statusOnly) {
+  const fast = FAST_COMMANDS.get(args.find((a) => a !== "--json") ?? "");
+  if (fast && args.length <= 2 && args.filter((a) => a !== "--json").length === 1) {
     try {
-      await status({ json: args.includes("--json") });
-    } catch (err) {
-      report(err);
-    }
-    return;
-  }
-  // `astrid start` (with --json) as well: the daemon it spawns starts that much sooner.
-  const startOnly = args.length <= 2 && args.filter((a) => a === "start").length === 1 && args.every((a) => a === "start" || a === "--json");
-  if (startOnly) {
-    try {
-      await start({ json: args.includes("--json") });
+      await fast({ json: args.includes("--json") });
     } catch (err) {
       report(err);
     }
