@@ -9,10 +9,14 @@ import { workerEntry } from "./worker-entry";
 
 type Prespawnable = "capsule-loader";
 
+/** Options the loader client creates its worker with (kept in one place so a prespawned one is the same). */
+export const LOADER_WORKER_OPTIONS = { stdout: false, stderr: false } as const;
+
 const waiting = new Map<Prespawnable, Worker>();
 
-export function prespawn(name: Prespawnable, options: ConstructorParameters<typeof Worker>[1]): void {
-  const worker = new Worker(workerEntry(name), options);
+/** Starts the worker of that name, with the options its client would start it with. */
+export function prespawn(name: Prespawnable): void {
+  const worker = new Worker(workerEntry(name), LOADER_WORKER_OPTIONS);
   const drop = () => {
     if (waiting.get(name) === worker) waiting.delete(name);
   };
@@ -31,6 +35,3 @@ export function takePrespawned(name: Prespawnable): Worker | undefined {
   worker?.ref();
   return worker;
 }
-
-/** Options the loader client creates its worker with (kept in one place so a prespawned one is the same). */
-export const LOADER_WORKER_OPTIONS = { stdout: false, stderr: false } as const;

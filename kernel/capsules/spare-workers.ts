@@ -13,7 +13,7 @@ import type { AssignMessage, CapsuleWorkerData } from "../../protocol/capsule-me
 import { workerEntry } from "../worker-entry";
 
 /** The worker's young generation, the same for every capsule worker. */
-export const CAPSULE_YOUNG_GENERATION_MB = 16;
+const CAPSULE_YOUNG_GENERATION_MB = 16;
 
 /** The options every capsule worker is created with, spare or not. */
 export function capsuleWorkerOptions(maxHeapMb: number): ConstructorParameters<typeof Worker>[1] {
