@@ -14,6 +14,7 @@ import path from "node:path";
 import type { DaemonClient } from "../../protocol/client";
 import type { IpcMessage } from "../../protocol/ipc-message";
 import { CLI_BIN, cleanup, connect, daemonLog, sleep, spawnDaemon, tempHome, until, type RunningDaemon, type SpawnOptions } from "../helpers/daemon";
+import { writeTagCapsule } from "../helpers/tag-capsule";
 
 const EVERYTHING = require.resolve("@modelcontextprotocol/server-everything/dist/index.js");
 const FAULTS = { ASTRID_TEST_FAULTS: "1" };
@@ -95,24 +96,6 @@ function anchoredSeq(home: string): number {
   } catch {
     return 0;
   }
-}
-
-/** A capsule that answers every prompt with `<tag>: <text>`. */
-function writeCapsule(root: string, name: string, tag: string): string {
-  const dir = path.join(root, name);
-  fs.mkdirSync(dir, { recursive: true });
-  fs.writeFileSync(path.join(dir, "Capsule.toml"), [
-    "[package]", `name = "${name}"`, 'version = "1.0.0"', "", "[[component]]", 'file = "index.js"', "",
-    "[capabilities]", 'ipc_subscribe = ["user.v1.prompt"]', 'ipc_publish = ["agent.v1.response"]', "",
-  ].join("\n"));
-  fs.writeFileSync(path.join(dir, "index.js"), `module.exports = {
-  async setup(api) {
-    await api.ipc.subscribe("user.v1.prompt", (e) =>
-      api.ipc.publish("agent.v1.response", { type: "agent_response", text: ${JSON.stringify(tag)} + ": " + e.payload.text, is_final: true, session_id: e.payload.session_id }));
-  },
-};
-`);
-  return dir;
 }
 
 let prompts = 0;
@@ -252,7 +235,7 @@ describe("SIGKILL", () => {
   it("during a capsule reload, at several points: the next boot works and loads the new code", async () => {
     const workspace = tempHome();
     const root = path.join(workspace, ".astrid", "capsules");
-    writeCapsule(root, "greeter", "v0");
+    writeTagCapsule(root, "greeter", "v0");
     const home = tempHome();
     let acked = new Map<string, string>();
     for (const [i, delay] of [0, 40, 120, 300].entries()) {
@@ -260,7 +243,7 @@ describe("SIGKILL", () => {
       const c = await connect(d);
       expect(await ask(c, "hi")).toEqual([`v${i}: hi`]);
       acked = new Map([...acked, ...(await writeAcked(c, `reload-${i}`, 3))]);
-      writeCapsule(root, "greeter", `v${i + 1}`);
+      writeTagCapsule(root, "greeter", `v${i + 1}`);
       void c.request("ReloadCapsules").catch(() => undefined);
       await sleep(delay);
       await kill(d);
@@ -313,7 +296,7 @@ describe("workers crashing", () => {
 
   it("a capsule's worker: the supervisor restarts it and it answers again", async () => {
     const workspace = tempHome();
-    writeCapsule(path.join(workspace, ".astrid", "capsules"), "greeter", "g");
+    writeTagCapsule(path.join(workspace, ".astrid", "capsules"), "greeter", "g");
     const d = await boot(tempHome(), { args: ["--workspace", workspace], env: { ...FAULTS, ASTRID_CAPSULE_RESTART_BACKOFF_MS: "100" } });
     const c = await connect(d);
     expect(await ask(c, "one")).toEqual(["g: one"]);

@@ -12,6 +12,7 @@ import type { DaemonClient } from "../../protocol/client";
 import { encodeFrame } from "../../protocol/framing";
 import type { IpcMessage } from "../../protocol/ipc-message";
 import { cleanup, connect, RawClient, sleep, spawnDaemon, tempHome, until, type RunningDaemon } from "../helpers/daemon";
+import { writeTagCapsule, writeTagCode } from "../helpers/tag-capsule";
 
 const SECONDS = Number(process.env.SOAK_SECONDS ?? 20);
 const FRONTENDS = 64;
@@ -36,31 +37,6 @@ function sample(pid: number): Sample {
     threads: fs.readdirSync(`/proc/${pid}/task`).length,
     rssMb: Math.round(Number(/VmRSS:\s+(\d+)/.exec(status)![1]) / 102.4) / 10,
   };
-}
-
-/** A capsule that answers every prompt with `<tag>: <text>` in the prompt's session. */
-function writeCapsule(root: string, name: string, tag: string, publish: boolean): string {
-  const dir = path.join(root, name);
-  fs.mkdirSync(dir, { recursive: true });
-  fs.writeFileSync(path.join(dir, "Capsule.toml"), [
-    "[package]", `name = "${name}"`, 'version = "1.0.0"', "", "[[component]]", 'file = "index.js"', "",
-    "[capabilities]", 'ipc_subscribe = ["user.v1.prompt"]', 'ipc_publish = ["agent.v1.response"]', "",
-  ].join("\n"));
-  writeCode(dir, tag, publish);
-  return dir;
-}
-
-function writeCode(dir: string, tag: string, publish: boolean): void {
-  const reply = publish
-    ? `api.ipc.publish("agent.v1.response", { type: "agent_response", text: ${JSON.stringify(tag)} + ": " + e.payload.text, is_final: true, session_id: e.payload.session_id })`
-    : "undefined";
-  fs.writeFileSync(path.join(dir, "index.js"), `// ${tag}
-module.exports = {
-  async setup(api) {
-    await api.ipc.subscribe("user.v1.prompt", (e) => ${reply});
-  },
-};
-`);
 }
 
 /** One frontend: prompts in its own session, one at a time, and checks every message it gets is its own. */
@@ -118,8 +94,8 @@ describe("soak", () => {
   it(`${FRONTENDS} frontends, a capsule edited every ${EDIT_EVERY_MS / 1000} s, management and admin requests and a client that never reads, for ${SECONDS} s`, async () => {
     const workspace = tempHome();
     const root = path.join(workspace, ".astrid", "capsules");
-    writeCapsule(root, "chatter", "chatter", true);
-    const edited = writeCapsule(root, "edited", "edit 0", false);
+    writeTagCapsule(root, "chatter", "chatter");
+    const edited = writeTagCapsule(root, "edited", "edit 0", false);
     d = await spawnDaemon({ args: ["--workspace", workspace, "--watch"] });
     const pid = d.child.pid!;
     const beforeClients = sample(pid);
@@ -142,7 +118,7 @@ describe("soak", () => {
     const editing = (async () => {
       while (Date.now() + EDIT_EVERY_MS < end) {
         await sleep(EDIT_EVERY_MS);
-        writeCode(edited, `edit ${++edits}`, false);
+        writeTagCode(edited, `edit ${++edits}`, false);
       }
     })();
     const managing = (async () => {
