@@ -1,35 +1,70 @@
 #!/usr/bin/env node
 /**
- * Run by `npm run build` after `tsc`: folds the daemon's main-thread code — dist/bin/astrid-daemon.js, everything
- * it imports from this package, and the pure-JS packages zod, semver, smol-toml and comlink — into that one file.
- * Node then resolves, reads and compiles one module at every daemon start instead of ~250 (zod alone is 95 files).
- * Every other package stays an ordinary require (native addons, packages that find files beside themselves, and
- * those loaded only on some paths); worker threads keep their own entry files under dist/workers/. The bundle sits
- * where tsc put the entry, at the depth of every top folder of dist/, so the paths computed from __dirname (worker
- * entries, bundled capsules) resolve as before.
+ * Run by `npm run build` after `tsc`: folds each hot thread entry — the daemon's main thread
+ * (dist/bin/astrid-daemon.js) and the capsule loader worker (dist/workers/capsule-loader.js), both on the path from
+ * spawn to ready — with everything it imports from this package and the pure-JS packages below, into one file.
+ * Node then resolves, reads and compiles one module at every start instead of 120–160 (zod alone is 95 files,
+ * winston and its helpers ~90). Every other package stays an ordinary require (native addons, packages that find
+ * files beside themselves, and large ones loaded only on some paths). Each bundle sits where tsc put its entry, at
+ * the depth of every top folder of dist/, so the paths computed from __dirname (worker entries, bundled capsules)
+ * resolve as before.
  */
 const path = require("node:path");
 const esbuild = require("esbuild");
 
-const INLINED = new Set(["zod", "semver", "smol-toml", "comlink"]);
-const entry = path.join(__dirname, "..", "dist", "bin", "astrid-daemon.js");
+/** Packages folded in, with the packages they in turn import (unless one of those is in KEPT_EXTERNAL). */
+const INLINED = new Set(["zod", "semver", "smol-toml", "comlink", "winston", "winston-daily-rotate-file"]);
+/** Never folded in, even when an inlined package imports them: loaded on some paths only, or large. */
+const KEPT_EXTERNAL = new Set(["file-stream-rotator", "moment"]);
+const dist = path.join(__dirname, "..", "dist");
+const ENTRIES = ["bin/astrid-daemon.js", "workers/capsule-loader.js"].map((e) => path.join(dist, e));
 
-/** Bare specifiers stay requires unless their package is inlined. */
+const packageOf = (specifier) =>
+  specifier.startsWith("@") ? specifier.split("/").slice(0, 2).join("/") : specifier.split("/")[0];
+/** The package a resolved file belongs to (its last node_modules segment), or undefined for our own files. */
+const ownerOf = (file) => {
+  const m = /node_modules\/((?:@[^/]+\/)?[^/]+)\/[^]*$/.exec(file.split(path.sep).join("/"));
+  return m ? m[1] : undefined;
+};
+
+/** Bare specifiers stay requires unless their package is inlined or imported by an inlined package. */
 const externalPackages = {
   name: "external-packages",
   setup(build) {
     build.onResolve({ filter: /^[^./]/ }, (args) => {
-      const name = args.path.startsWith("@") ? args.path.split("/").slice(0, 2).join("/") : args.path.split("/")[0];
-      return INLINED.has(name) ? undefined : { path: args.path, external: true };
+      const name = packageOf(args.path);
+      if (name.startsWith("node:") || KEPT_EXTERNAL.has(name)) return { path: args.path, external: true };
+      const importer = ownerOf(args.importer);
+      const inline = INLINED.has(name) || (importer !== undefined && INLINED.has(importer)) || (importer !== undefined && transitive.has(importer));
+      if (!inline) return { path: args.path, external: true };
+      transitive.add(name);
+      return undefined;
     });
+  },
+};
+const transitive = new Set();
+
+/**
+ * zod's entry loads every one of its ~50 message locales; the daemon uses the default (English) only, so the
+ * locales index is replaced by one that exports `en` (a third of zod's load time).
+ */
+const zodEnglishOnly = {
+  name: "zod-english-only",
+  setup(build) {
+    build.onResolve({ filter: /locales\/index\.c?js$/ }, (args) =>
+      ownerOf(args.importer) === "zod" ? { path: path.join(path.dirname(args.importer), args.path), namespace: "zod-locales" } : undefined);
+    build.onLoad({ filter: /.*/, namespace: "zod-locales" }, (args) => ({
+      contents: `exports.en = require(${JSON.stringify(path.join(path.dirname(args.path), "en.cjs"))}).default;`,
+      loader: "js",
+      resolveDir: path.dirname(args.path),
+    }));
   },
 };
 
 /**
- * In the bundle every module's __dirname is dist/bin: right for a module one folder deep (dist/kernel/x.js), wrong
- * for a deeper one. Such a module fails the build instead of finding the wrong files at run time.
+ * In a bundle every module's __dirname is the entry's folder: right for a module one folder deep (dist/kernel/x.js),
+ * wrong for a deeper one. Such a module fails the build instead of finding the wrong files at run time.
  */
-const dist = path.join(__dirname, "..", "dist");
 const fixedDirname = {
   name: "fixed-dirname",
   setup(build) {
@@ -38,14 +73,14 @@ const fixedDirname = {
       if (rel.startsWith("..") || rel.split(path.sep).length === 2) return undefined;
       const text = await require("node:fs/promises").readFile(args.path, "utf8");
       if (/\b__(dirname|filename)\b/.test(text)) {
-        return { errors: [{ text: `dist/${rel} uses __dirname/__filename, which the daemon bundle cannot keep for a module below a top folder; compute the path in a module one folder deep (as kernel/worker-entry.ts does)` }] };
+        return { errors: [{ text: `dist/${rel} uses __dirname/__filename, which a bundle cannot keep for a module below a top folder; compute the path in a module one folder deep (as kernel/worker-entry.ts does)` }] };
       }
       return undefined;
     });
   },
 };
 
-esbuild.build({
+Promise.all(ENTRIES.map((entry) => esbuild.build({
   entryPoints: [entry],
   outfile: entry,
   allowOverwrite: true,
@@ -53,7 +88,7 @@ esbuild.build({
   platform: "node",
   target: "node20",
   format: "cjs",
-  plugins: [externalPackages, fixedDirname],
+  plugins: [zodEnglishOnly, externalPackages, fixedDirname],
   sourcemap: "linked",
   logLevel: "warning",
-}).catch(() => process.exit(1));
+}))).catch(() => process.exit(1));

@@ -7,7 +7,7 @@
  */
 import fs from "node:fs/promises";
 import path from "node:path";
-import { transform } from "esbuild";
+import type { transform as Transform } from "esbuild";
 import type { CapsuleModules } from "../../protocol/capsule-messages";
 import { AstridError } from "../../protocol/errors";
 import { isIgnoredName } from "./content-hash";
@@ -59,8 +59,12 @@ export async function compileModules(dir: string, entry: string, cacheFile: stri
   return modules;
 }
 
+/** esbuild, loaded on the first compile: a boot whose capsules are all in the cache never needs it. */
+let esbuild: Promise<{ transform: typeof Transform }> | undefined;
+
 async function toCommonJs(source: string, file: string): Promise<string> {
   try {
+    const { transform } = await (esbuild ??= import("esbuild"));
     const out = await transform(source, {
       format: "cjs",
       loader: "js",
