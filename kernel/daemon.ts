@@ -301,6 +301,7 @@ export class Daemon {
 
       // 15. Ready.
       await fs.writeFile(home.readyPath, "", { mode: 0o600 });
+      supervisor.booted();
       idle.start();
       // The whole audit chain is walked in the background once the daemon serves (boot verified from a checkpoint).
       auditBackground = opened.startBackgroundWalk?.();

@@ -36,6 +36,10 @@ interface Spare {
 export class SpareWorkers {
   private readonly spares: Spare[] = [];
   private closed = false;
+  /** Until the daemon is ready no spare starts: at boot every core goes to the capsules being started. */
+  private held = true;
+  /** A take happened while held: fill on release. */
+  private wanted = false;
 
   constructor(
     /** The heap limit of the spares (ASTRID_CAPSULE_MAX_HEAP_MB); a start with another limit starts its own. */
@@ -43,6 +47,13 @@ export class SpareWorkers {
     /** How many to keep waiting. */
     private readonly keep: number,
   ) {}
+
+  /** Lets the pool start spares (once the daemon is ready), and starts the first if a take already asked. */
+  release(): void {
+    if (!this.held) return;
+    this.held = false;
+    if (this.wanted) this.refillSoon();
+  }
 
   /** Starts spares until `keep` wait. */
   fill(): void {
@@ -59,7 +70,8 @@ export class SpareWorkers {
     while ((spare = this.spares.shift()) && !spare.alive) {
       // died while waiting (it holds nothing): forget it
     }
-    setTimeout(() => this.fill(), REFILL_DELAY_MS).unref();
+    if (this.held) this.wanted = true;
+    else this.refillSoon();
     if (!spare) return undefined;
     spare.worker.ref();
     spare.worker.postMessage({ t: "assign", data } satisfies AssignMessage, transfer);
@@ -70,6 +82,10 @@ export class SpareWorkers {
   async close(): Promise<void> {
     this.closed = true;
     await Promise.all(this.spares.splice(0).map((s) => s.worker.terminate()));
+  }
+
+  private refillSoon(): void {
+    setTimeout(() => this.fill(), REFILL_DELAY_MS).unref();
   }
 
   private spawn(): Spare {

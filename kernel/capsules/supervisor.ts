@@ -474,6 +474,11 @@ export class CapsuleSupervisor {
     await this.spares.close();
   }
 
+  /** The daemon is ready: spare workers for later starts and reloads may now take CPU. */
+  booted(): void {
+    this.spares.release();
+  }
+
   /** The ready capsules marked as agents (`[package] agent = true`). */
   private readyAgents(): string[] {
     const names: string[] = [];
