@@ -5,14 +5,61 @@
  */
 // First, for its effect: the capsule loader worker starts while the kernel's modules load.
 import "./daemon-prespawn";
-import yargs from "yargs";
-import { hideBin } from "yargs/helpers";
+import { parseArgs } from "node:util";
 import { AstridError, isAstridError } from "../protocol/errors";
 import { DAEMON_VERSION } from "../protocol/version";
 import { environmentHelp, flagHelp, loadDaemonConfig, renderDaemonConfig } from "../kernel/config";
 import { BUNDLED_CAPSULES_DIR, Daemon } from "../kernel/daemon";
 
-async function main(): Promise<number> {
+/** The daemon's flags as yargs below parses them. */
+interface DaemonArgs {
+  session?: string;
+  workspace?: string;
+  ephemeral?: boolean;
+  verbose?: boolean;
+  watch?: boolean;
+  auditPermissions?: boolean;
+  "max-clients"?: string;
+  quiet?: boolean;
+  "log-format"?: string;
+  "print-config"?: boolean;
+}
+
+/**
+ * The plain case — known flags, each once, no --help or --version — read with node:util; undefined for anything
+ * else, which yargs then parses, explains or refuses. yargs and its helpers are ~20 modules a daemon start would
+ * otherwise load just to read `--quiet --workspace DIR`.
+ */
+function plainArgs(args: string[]): DaemonArgs | undefined {
+  try {
+    const { values } = parseArgs({
+      args,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        session: { type: "string", short: "s" },
+        workspace: { type: "string", short: "w" },
+        ephemeral: { type: "boolean" },
+        verbose: { type: "boolean", short: "v" },
+        watch: { type: "boolean" },
+        "audit-permissions": { type: "boolean" },
+        "max-clients": { type: "string" },
+        quiet: { type: "boolean", short: "q" },
+        "log-format": { type: "string" },
+        "print-config": { type: "boolean" },
+      },
+    });
+    const { "audit-permissions": auditPermissions, ...rest } = values;
+    return { ...rest, auditPermissions };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Every other command line: yargs gives the help, the version and the precise usage errors. */
+async function fullArgs(): Promise<DaemonArgs> {
+  const { default: yargs } = await import("yargs");
+  const { hideBin } = await import("yargs/helpers");
   let argError: Error | undefined;
   const argv = await yargs(hideBin(process.argv))
     .scriptName("astrid-daemon")
@@ -40,6 +87,14 @@ async function main(): Promise<number> {
     })
     .parseAsync();
   if (argError) throw argError;
+  return { ...argv, auditPermissions: argv.auditPermissions as boolean | undefined };
+}
+
+async function main(): Promise<number> {
+  // `astrid start` reads stderr only until ready, then closes its end: a later write (a Node warning, say) must not
+  // become an uncaught EPIPE that takes the daemon down.
+  for (const stream of [process.stdout, process.stderr]) stream.on("error", () => undefined);
+  const argv = plainArgs(process.argv.slice(2)) ?? (await fullArgs());
 
   // The one read of the environment: everything below takes its settings from `config`.
   const config = loadDaemonConfig(process.env, {
@@ -48,7 +103,7 @@ async function main(): Promise<number> {
     ephemeral: argv.ephemeral,
     verbose: argv.verbose,
     watch: argv.watch,
-    auditPermissions: argv.auditPermissions as boolean | undefined,
+    auditPermissions: argv.auditPermissions,
     maxClients: argv["max-clients"],
     quiet: argv.quiet,
     logFormat: argv["log-format"],
