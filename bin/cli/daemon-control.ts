@@ -59,40 +59,35 @@ const READY_CLOCK_SLACK_MS = 100;
 const STOP_GRACE_MS = 8000;
 
 /**
- * Spawns a detached daemon with null stdio and resolves with its PID once `run/system.ready` exists. Fails with
- * ASTRID_ERR_DAEMON_START_FAILED (and the log path) when it exits early or is not ready within 10 s.
+ * Spawns a detached daemon and resolves with its PID once `run/system.ready` exists. Fails with the daemon's own
+ * error when it refuses its flags or settings, and with ASTRID_ERR_DAEMON_START_FAILED (and the log path) when it
+ * exits early otherwise or is not ready within 10 s.
  */
 export async function startDaemon(home: AstridHome, options: StartOptions): Promise<number> {
-  // --quiet: its stderr goes nowhere (stdio ignored); the log file has every line.
+  // --quiet: the log file has every line; stderr carries only a refusal to start.
   const args = [DAEMON_SCRIPT, "--quiet", "--workspace", options.workspace];
   if (options.ephemeral) args.push("--ephemeral");
   // A ready file counts only if written after this spawn: a stale one is ignored rather than deleted (deleting it
   // could remove that of a daemon another `astrid start` is bringing up at the same moment).
   const started = Date.now();
   const fresh = () => (fs.statSync(home.readyPath, { throwIfNoEntry: false })?.mtimeMs ?? 0) >= started - READY_CLOCK_SLACK_MS;
-  const child = spawn(process.execPath, args, { detached: true, stdio: "ignore", env: options.env });
+  // stderr is read until ready: a daemon that stops before (a bad flag or setting, found before its log exists)
+  // says why there, and that is what the user sees. Then it is let go; the daemon ignores a closed stderr.
+  const child = spawn(process.execPath, args, { detached: true, stdio: ["ignore", "ignore", "pipe"], env: options.env });
+  let said = "";
+  child.stderr!.setEncoding("utf8").on("data", (text: string) => {
+    if (said.length < MAX_STDERR_CHARS) said += text;
+  });
   let exited: number | null | undefined;
-  const gone = new Promise<void>((resolve) => child.once("exit", (code, signal) => {
+  child.once("exit", (code, signal) => {
     exited = code ?? (signal ? 128 : 1);
-    resolve();
-  }));
-  // The daemon's own config check, made here too: the detached daemon's stderr goes nowhere, and a config error
-  // comes before its log exists, so the user would otherwise see only "exited prematurely". It runs while the
-  // daemon boots (on another core), not before the spawn, and is loaded only here: the config's schemas (zod,
-  // semver, smol-toml) are most of what `astrid status` would otherwise load without using.
-  try {
-    const { loadDaemonConfig } = await import("../../kernel/config.js");
-    loadDaemonConfig(options.env, { workspace: options.workspace, ephemeral: options.ephemeral });
-  } catch (err) {
-    // The daemon fails the same check; it is stopped rather than left to say so where nobody reads.
-    child.kill("SIGTERM");
-    await Promise.race([gone, new Promise((r) => setTimeout(r, STOP_GRACE_MS))]);
-    if (exited === undefined) child.kill("SIGKILL");
-    throw err;
-  }
+  });
+  // Every line is read before the exit is reported (the exit can come before the pipe's last data).
+  const drained = new Promise<void>((resolve) => child.stderr!.once("close", resolve));
   const deadline = Date.now() + READY_DEADLINE_MS;
   while (Date.now() < deadline) {
     if (exited === undefined && fresh() && lockHolder(home.lockPath) === child.pid) {
+      child.stderr!.destroy();
       child.unref();
       return child.pid!;
     }
@@ -103,8 +98,11 @@ export async function startDaemon(home: AstridHome, options: StartOptions): Prom
         while (Date.now() < deadline && !fresh()) await new Promise((r) => setTimeout(r, READY_POLL_MS));
         throw new AstridError("ASTRID_ERR_ALREADY_RUNNING", `Another Astrid daemon (PID ${holder}) is ${fresh() ? "running" : "starting"} on this home.`);
       }
+      await Promise.race([drained, new Promise((r) => setTimeout(r, STOP_GRACE_MS))]);
+      const own = refusal(said);
+      if (own) throw own;
       throw new AstridError("ASTRID_ERR_DAEMON_START_FAILED",
-        `Daemon exited prematurely (exit code ${exited})${lastLoggedError(home)}. Check logs: ${home.logDir}`);
+        `Daemon exited prematurely (exit code ${exited})${lastLoggedError(home) || lastSaid(said)}. Check logs: ${home.logDir}`);
     }
     options.onPoll?.(Date.now() - started);
     await new Promise((r) => setTimeout(r, READY_POLL_MS));
@@ -116,6 +114,24 @@ export async function startDaemon(home: AstridHome, options: StartOptions): Prom
   }
   if (exited === undefined) child.kill("SIGKILL");
   throw new AstridError("ASTRID_ERR_DAEMON_START_FAILED", `Daemon failed to become ready within 10 seconds. Check logs: ${home.logDir}`);
+}
+
+/** How much of a starting daemon's stderr is kept. */
+const MAX_STDERR_CHARS = 16 * 1024;
+
+/** The daemon's usage and configuration refusals, reported as its own (they come before its log exists). */
+const OWN_REFUSALS = new Set(["ASTRID_ERR_CONFIG_INVALID", "ASTRID_ERR_INVALID_ARGUMENT"]);
+
+/** The daemon's last words `astrid-daemon: <message> [CODE]` as an error, when they are a refusal of its settings. */
+function refusal(stderr: string): AstridError | undefined {
+  const m = /^astrid-daemon: ([^]*) \[(ASTRID_ERR_[A-Z_]+)\]\s*$/m.exec(stderr.trim().split("\n").at(-1) ?? "");
+  return m && OWN_REFUSALS.has(m[2]!) ? new AstridError(m[2] as "ASTRID_ERR_CONFIG_INVALID", m[1]!) : undefined;
+}
+
+/** `: <message>` of the daemon's last stderr line, or "". */
+function lastSaid(stderr: string): string {
+  const m = /^astrid-daemon: ([^]*?)(?: \[ASTRID_ERR_[A-Z_]+\])?\s*$/.exec(stderr.trim().split("\n").at(-1) ?? "");
+  return m ? `: ${m[1]}` : "";
 }
 
 /** `: <message>` of the newest error line in today's log, or "". */
