@@ -58,8 +58,9 @@ function plainArgs(args: string[]): DaemonArgs | undefined {
 
 /** Every other command line: yargs gives the help, the version and the precise usage errors. */
 async function fullArgs(): Promise<DaemonArgs> {
-  const { default: yargs } = await import("yargs");
-  const { hideBin } = await import("yargs/helpers");
+  // require, not import(): the daemon's bundle runs from a V8 code cache, whose scripts have no dynamic import.
+  const yargs = require("yargs") as typeof import("yargs").default;
+  const { hideBin } = require("yargs/helpers") as typeof import("yargs/helpers");
   let argError: Error | undefined;
   const argv = await yargs(hideBin(process.argv))
     .scriptName("astrid-daemon")

@@ -46,11 +46,8 @@ export function requireCached(file: string, dir = CODE_CACHE_DIR): { exports: un
   const cachedData = readCache(file, dir);
   // The file's text as Node would wrap it; a leading #! line (none in SES) is not valid inside the wrapper.
   const source = Module.wrap(fs.readFileSync(file, "utf8").replace(/^#!.*/, ""));
-  const script = new vm.Script(source, {
-    filename: file,
-    cachedData,
-    importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
-  });
+  // No dynamic import() in such a file: a vm script has no loader for it (the build refuses a bundle with one).
+  const script = new vm.Script(source, { filename: file, cachedData });
   const module = new Module(file);
   module.filename = file;
   module.paths = (Module as unknown as { _nodeModulePaths(dir: string): string[] })._nodeModulePaths(path.dirname(file));

@@ -6,7 +6,7 @@
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { CLI_BIN, cleanup, spawnDaemon, tempHome } from "../helpers/daemon";
+import { CLI_BIN, DAEMON_BIN, cleanup, spawnDaemon, tempHome } from "../helpers/daemon";
 
 const probeDir = tempHome();
 const probe = path.join(probeDir, "loaded-packages.js");
@@ -66,5 +66,44 @@ describe("astrid loads lazily", () => {
     const r = spawnSync(process.execPath, [CLI_BIN, "--help"], { env: { ...process.env, ASTRID_HOME: tempHome() }, encoding: "utf8" });
     expect(r.status).toBe(0);
     for (const command of ["agent", "frontend", "identity", "mcp", "web", "vfs", "logs", "tool"]) expect(r.stdout).toMatch(new RegExp(`astrid ${command}`));
+  });
+});
+
+describe("the daemon starts from one bundle", () => {
+  /** The daemon with `args`; its exit status and the packages its main thread loaded from node_modules. */
+  function daemonLoads(args: string[]): { status: number | null; stderr: string; packages: string[] } {
+    const r = spawnSync(process.execPath, ["-r", probe, DAEMON_BIN, ...args], { env: { ...process.env, ASTRID_HOME: tempHome() }, encoding: "utf8", timeout: 20_000 });
+    const line = /^LOADED (.*)$/m.exec(r.stderr);
+    if (!line) throw new Error(`no LOADED line: ${r.stderr}`);
+    return { status: r.status, stderr: r.stderr, packages: JSON.parse(line[1]!) as string[] };
+  }
+
+  it("reads its command line and configuration without loading zod, yargs or winston from their files", () => {
+    const r = daemonLoads(["--quiet", "--print-config"]);
+    expect(r.status).toBe(0);
+    // Folded into dist/bin/daemon-main.js (zod, semver, smol-toml, winston) or loaded only for help and usage errors (yargs).
+    expect(r.packages.filter((p) => ["zod", "semver", "smol-toml", "winston", "logform", "yargs"].includes(p))).toEqual([]);
+  });
+
+  it("still explains its flags with yargs, and refuses an unknown one with a usage error", () => {
+    const help = spawnSync(process.execPath, [DAEMON_BIN, "--help"], { encoding: "utf8" });
+    expect(help.status).toBe(0);
+    expect(help.stdout).toMatch(/--workspace/);
+    const bad = daemonLoads(["--bogus"]);
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toMatch(/Unknown argument: bogus .*\[ASTRID_ERR_INVALID_ARGUMENT\]/);
+    expect(bad.packages).toContain("yargs");
+  });
+
+  it("compiles its bundle and SES from the code caches the build wrote", () => {
+    const caches = fs.readdirSync(path.join(path.dirname(DAEMON_BIN), "..", "cache"));
+    expect(caches).toEqual(expect.arrayContaining([`daemon-main.js.${process.version}.v8`, `ses.cjs.${process.version}.v8`]));
+    // The cache is V8's own check as well as ours: a cache it refuses would show as cachedDataRejected.
+    const r = spawnSync(process.execPath, ["-e", `
+      const { requireCached } = require(${JSON.stringify(path.join(path.dirname(DAEMON_BIN), "..", "capsule-host", "code-cache.js"))});
+      process.argv = [process.argv[0], "daemon", "--print-config"];
+      process.stderr.write("REJECTED " + requireCached(require.resolve(${JSON.stringify(path.join(path.dirname(DAEMON_BIN), "daemon-main.js"))})).script.cachedDataRejected + "\\n");
+    `], { env: { ...process.env, ASTRID_HOME: tempHome() }, encoding: "utf8" });
+    expect(r.stderr).toMatch(/^REJECTED false$/m);
   });
 });
