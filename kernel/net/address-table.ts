@@ -67,24 +67,34 @@ const rules = (table: ReadonlyArray<readonly [string, string]>): Rule[] =>
     return { bytes: parseIp(address)!, prefix: Number(prefix), range, what };
   });
 
-const V4 = rules(V4_RULES);
-const V6 = rules(V6_RULES);
-/** Global unicast (2000::/3): a v6 address outside it (and outside the forms below) is not on the public internet. */
-const GLOBAL_UNICAST = rules([["2000::/3", "global unicast"]])[0]!;
-
 /**
- * IPv6 forms that carry an IPv4 address, with where it sits; the IPv4 part is checked against the IPv4 rules.
- * Teredo's client address is stored inverted.
+ * The parsed tables, built on the first check rather than when the module loads (parsing them compiles node's IPv6
+ * pattern, a cost every daemon start paid before any capsule made a network call).
  */
-const EMBEDDINGS: ReadonlyArray<{ rule: Rule; extract: (b: Uint8Array) => Uint8Array; name: string }> = [
-  { rule: rules([["::ffff:0:0/96", ""]])[0]!, extract: (b) => b.slice(12, 16), name: "IPv4-mapped" },
-  { rule: rules([["::ffff:0:0:0/96", ""]])[0]!, extract: (b) => b.slice(12, 16), name: "IPv4-translated (SIIT)" },
-  { rule: rules([["64:ff9b::/96", ""]])[0]!, extract: (b) => b.slice(12, 16), name: "NAT64" },
-  { rule: rules([["2002::/16", ""]])[0]!, extract: (b) => b.slice(2, 6), name: "6to4" },
-  { rule: rules([["2001::/32", ""]])[0]!, extract: (b) => b.slice(12, 16).map((x) => x ^ 0xff), name: "Teredo" },
-];
-/** The deprecated IPv4-compatible form (`::a.b.c.d`); `::` and `::1` are matched first by their own rules. */
-const V4_COMPATIBLE = rules([["::/96", ""]])[0]!;
+let parsed: ReturnType<typeof parseTables> | undefined;
+const tables = () => (parsed ??= parseTables());
+
+function parseTables() {
+  return {
+    V4: rules(V4_RULES),
+    V6: rules(V6_RULES),
+    /** Global unicast (2000::/3): a v6 address outside it (and outside the forms below) is not on the public internet. */
+    GLOBAL_UNICAST: rules([["2000::/3", "global unicast"]])[0]!,
+    /**
+     * IPv6 forms that carry an IPv4 address, with where it sits; the IPv4 part is checked against the IPv4 rules.
+     * Teredo's client address is stored inverted.
+     */
+    EMBEDDINGS: [
+      { rule: rules([["::ffff:0:0/96", ""]])[0]!, extract: (b: Uint8Array) => b.slice(12, 16), name: "IPv4-mapped" },
+      { rule: rules([["::ffff:0:0:0/96", ""]])[0]!, extract: (b: Uint8Array) => b.slice(12, 16), name: "IPv4-translated (SIIT)" },
+      { rule: rules([["64:ff9b::/96", ""]])[0]!, extract: (b: Uint8Array) => b.slice(12, 16), name: "NAT64" },
+      { rule: rules([["2002::/16", ""]])[0]!, extract: (b: Uint8Array) => b.slice(2, 6), name: "6to4" },
+      { rule: rules([["2001::/32", ""]])[0]!, extract: (b: Uint8Array) => b.slice(12, 16).map((x) => x ^ 0xff), name: "Teredo" },
+    ],
+    /** The deprecated IPv4-compatible form (`::a.b.c.d`); `::` and `::1` are matched first by their own rules. */
+    V4_COMPATIBLE: rules([["::/96", ""]])[0]!,
+  };
+}
 
 /**
  * The bytes of an IP address literal: 4 for IPv4 (dotted quad only, as `net.isIPv4` accepts), 16 for IPv6 (with or
@@ -161,6 +171,7 @@ export function blockedRange(address: string): BlockedRange | null {
 }
 
 function blockedBytes(bytes: Uint8Array): BlockedRange | null {
+  const { V4, V6, EMBEDDINGS, V4_COMPATIBLE, GLOBAL_UNICAST } = tables();
   if (bytes.length === 4) {
     const rule = V4.find((r) => within(bytes, r));
     return rule ? { range: rule.range, what: rule.what } : null;
