@@ -285,7 +285,10 @@ export class Daemon {
         supervisor, loader, reconciler, mcp: servers, releaseLock,
       });
 
-      // 13. Load capsules. 14. Require the CLI proxy policy.
+      // 13. Load capsules. 14. Require the CLI proxy policy. The watcher's first scan runs meanwhile: an edit made
+      // after discovery read the files is then a reload like any later one (passes run one at a time).
+      const watching = config.watch ? reconciler.watch() : undefined;
+      watching?.catch(() => undefined); // awaited below; a boot that fails first must not leave it unhandled
       await reconciler.initialLoad(discovered);
       const cliRecord = registry.get(CLI_CAPSULE_NAME);
       if (!cliRecord || cliRecord.state !== "ready") {
@@ -294,7 +297,7 @@ export class Daemon {
           `CLI proxy capsule (${CLI_CAPSULE_NAME}) not found${why}. Reinstall astrid-daemon, or install it into ${home.principalCapsulesDir("default")}/${CLI_CAPSULE_NAME}/`);
       }
 
-      if (config.watch) await reconciler.watch();
+      await watching;
 
       // Tests only: faults injected from outside (kernel/test-faults.ts).
       if (config.testFaults) installTestFaults({ runDir: home.runDir, logger, storage, supervisor });
