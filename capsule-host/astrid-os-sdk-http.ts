@@ -1,6 +1,6 @@
 /**
- * The `http` namespace of the `@astrid-os/sdk` surface: the reference's reqwest-shaped builder, a buffered
- * `streamStart`, and a WHATWG-shaped `fetch`, all one gated call (`net` in the manifest, then the address guard).
+ * The `http` namespace of the `@astrid-os/sdk` surface: the reference's reqwest-shaped builder, `streamStart` (the
+ * body read as it arrives), and a WHATWG-shaped `fetch`, all gated alike (`net` in the manifest, the address guard).
  */
 import { jsonText, parseJson, hostCall, unsupported } from "./astrid-os-sdk-errors";
 import { textOf } from "./astrid-os-sdk-io";
@@ -46,7 +46,7 @@ class FetchHeaders {
   }
 }
 
-/** `http`: the reqwest-shaped builder, a buffered `streamStart`, and `fetch` — all through `net` and the address guard. */
+/** `http`: the reqwest-shaped builder, `streamStart`, and `fetch` — all through `net` and the address guard. */
 export function httpModule(ctx: SdkContext): Record<string, unknown> {
   class Request {
     headers = new Map<string, string>();
@@ -128,22 +128,35 @@ export function httpModule(ctx: SdkContext): Record<string, unknown> {
     return new Response(raw.status, raw.headers, raw.body);
   };
 
-  /** The whole response (at most 10 MB) read at once, then handed out as one chunk. */
+  /** A response whose body the kernel hands out as it arrives (`http.stream_*`: the same checks as `send`). */
   class HttpStreamHandle {
-    #chunk: Uint8Array | undefined;
+    #id: string | null;
+    #done = false;
 
-    constructor(readonly status: number, readonly headers: Map<string, string>, body: Uint8Array) {
-      this.#chunk = body.length > 0 ? body : undefined;
+    constructor(id: string, readonly status: number, readonly headers: Map<string, string>) {
+      this.#id = id;
     }
 
+    /** The next bytes, or `undefined` at the end (or once closed). */
     async read(): Promise<Uint8Array | undefined> {
-      const chunk = this.#chunk;
-      this.#chunk = undefined;
-      return chunk;
+      for (;;) {
+        const id = this.#id;
+        if (id === null || this.#done) return undefined;
+        const got = (await hostCall("http.HttpStreamHandle.read", () => ctx.syscall("http.stream_read", id))) as { data: string; done: boolean };
+        if (got.done) {
+          this.#done = true;
+          return undefined;
+        }
+        if (got.data.length > 0) return new Uint8Array(Buffer.from(got.data, "base64"));
+      }
     }
 
+    /** Drops the rest of the body; idempotent. */
     close(): void {
-      this.#chunk = undefined;
+      const id = this.#id;
+      if (id === null) return;
+      this.#id = null;
+      ctx.syscall("http.stream_close", id).catch(() => undefined);
     }
 
     [Symbol.dispose](): void {
@@ -202,9 +215,17 @@ export function httpModule(ctx: SdkContext): Record<string, unknown> {
     Request,
     Response,
     send,
+    /** Starts a request whose body is read as it arrives (past `send`'s 10 MB; at most 4 streams open at once). */
     async streamStart(req: Request): Promise<{ handle: HttpStreamHandle; status: number; headers: Map<string, string> }> {
-      const res = await send(req, `http.streamStart ${req.method} ${req.url}`);
-      const handle = new HttpStreamHandle(res.status, res.headers, res.bytes());
+      const label = `http.streamStart ${req.method} ${req.url}`;
+      const body = req.body === undefined ? undefined : textOf(label, req.body);
+      const opened = (await hostCall(label, () => ctx.syscall("http.stream_open", {
+        url: req.url,
+        method: req.method.toUpperCase(),
+        headers: Object.fromEntries(req.headers),
+        ...(body !== undefined ? { body } : {}),
+      }))) as { id: string; status: number; headers: Record<string, string> };
+      const handle = new HttpStreamHandle(opened.id, opened.status, new Map(Object.entries(opened.headers)));
       return { handle, status: handle.status, headers: handle.headers };
     },
     fetch,

@@ -9,6 +9,7 @@ import { randomBytes as cryptoRandomBytes } from "node:crypto";
 import { constants } from "node:os";
 import type { FileStat, ProcessLogs as HostProcessLogs } from "./sdk";
 import { hostCall, jsonText, parseJson, SysError, unsupported } from "./astrid-os-sdk-errors";
+import { capabilitiesModule, identityModule } from "./astrid-os-sdk-identity";
 import type { SdkContext } from "./astrid-os-sdk-ipc";
 
 const encoder = new TextEncoder();
@@ -212,6 +213,90 @@ export class Dirent {
   }
 }
 
+const OPEN_MODES = ["read", "write", "append", "read-write"] as const;
+/** The VFS's cap on one file. */
+const MAX_FILE_BYTES = 10 * 1024 * 1024;
+
+/** `fs.open`'s handle: the file's bytes, written back whole when synced or closed. */
+export class FileHandle {
+  #data: Uint8Array | null;
+  #dirty = false;
+
+  constructor(readonly path: string, readonly mode: (typeof OPEN_MODES)[number], data: Uint8Array, private readonly write: (data: Uint8Array) => Promise<void>) {
+    this.#data = data;
+  }
+
+  #open(label: string): Uint8Array {
+    if (this.#data === null) throw new SysError("HostError", `${label}: the handle of ${this.path} is closed`, { code: "closed" });
+    return this.#data;
+  }
+
+  #writable(label: string): Uint8Array {
+    const data = this.#open(label);
+    if (this.mode === "read") throw new SysError("HostError", `${label}: ${this.path} was opened for reading`, { code: "access" });
+    return data;
+  }
+
+  async readAt(offset: number | bigint, maxBytes: number): Promise<Uint8Array> {
+    const data = this.#open("FileHandle.readAt");
+    if (this.mode === "write" || this.mode === "append") throw new SysError("HostError", `FileHandle.readAt: ${this.path} was opened for writing`, { code: "access" });
+    const start = Math.min(Number(offset), data.length);
+    return data.slice(start, start + Math.max(0, Number(maxBytes)));
+  }
+
+  async writeAt(offset: number | bigint, bytes: Uint8Array | string): Promise<number> {
+    let data = this.#writable("FileHandle.writeAt");
+    const added = typeof bytes === "string" ? encoder.encode(bytes) : bytes;
+    const start = this.mode === "append" ? data.length : Number(offset);
+    if (start + added.length > MAX_FILE_BYTES) throw new SysError("HostError", `FileHandle.writeAt: ${this.path} would pass 10 MiB`, { code: "too-large" });
+    if (start + added.length > data.length) data = resizedBytes(data, start + added.length);
+    data.set(added, start);
+    this.#data = data;
+    this.#dirty = true;
+    return added.length;
+  }
+
+  async setLen(size: number | bigint): Promise<void> {
+    const data = this.#writable("FileHandle.setLen");
+    if (Number(size) > MAX_FILE_BYTES) throw new SysError("HostError", `FileHandle.setLen: ${this.path} would pass 10 MiB`, { code: "too-large" });
+    this.#data = resizedBytes(data, Number(size));
+    this.#dirty = true;
+  }
+
+  async syncData(): Promise<void> {
+    const data = this.#open("FileHandle.syncData");
+    if (!this.#dirty) return;
+    await this.write(data);
+    this.#dirty = false;
+  }
+
+  syncAll(): Promise<void> {
+    return this.syncData();
+  }
+
+  /** The handle's size; its other fields as the file had them when last synced. */
+  async size(): Promise<bigint> {
+    return BigInt(this.#open("FileHandle.size").length);
+  }
+
+  /** Writes back what changed, then closes; idempotent. */
+  async close(): Promise<void> {
+    if (this.#data === null) return;
+    await this.syncData();
+    this.#data = null;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
+
+function resizedBytes(bytes: Uint8Array, size: number): Uint8Array {
+  const out = new Uint8Array(size);
+  out.set(size >= bytes.length ? bytes : bytes.subarray(0, size));
+  return out;
+}
+
 /** `fs`: the daemon's VFS (`cwd://` — also spelled `workspace://` —, `home://`, `/tmp/`), `fs_read`/`fs_write` checked. */
 export function fsModule(ctx: SdkContext) {
   const { fs } = ctx.api;
@@ -274,7 +359,20 @@ export function fsModule(ctx: SdkContext) {
         yield* entries;
       })();
     },
-    open: notHere("open"),
+    /**
+     * A handle on a whole file: read at open (`write` truncates, creating the file; `append` and `read-write` create
+     * it when missing), written back at `syncData`/`syncAll`/`close`. At most 10 MiB, like every VFS file.
+     */
+    async open(path: string, mode: "read" | "write" | "append" | "read-write" = "read"): Promise<FileHandle> {
+      if (!OPEN_MODES.includes(mode)) throw SysError.api(`fs.open: mode must be one of ${OPEN_MODES.join(", ")}`);
+      const write = (data: Uint8Array) => writeBytes("fs.FileHandle", path, data);
+      if (mode === "read") return new FileHandle(path, mode, await readBytes("fs.open", path), write);
+      if (mode === "write" || !(await call("fs.open", path, (p) => fs.exists(p)))) {
+        await writeBytes("fs.open", path, new Uint8Array());
+        return new FileHandle(path, mode, new Uint8Array(), write);
+      }
+      return new FileHandle(path, mode, await readBytes("fs.open", path), write);
+    },
     removeDirAll: notHere("removeDirAll"),
     canonicalize: notHere("canonicalize"),
     readLink: notHere("readLink"),
@@ -430,9 +528,9 @@ export function peopleModules(ctx: SdkContext) {
   return {
     elicit,
     approval,
-    identity: none("identity", "platform identities are linked by the operator (`astrid identity`), not by capsules", ["resolve", "link", "unlink", "createUser", "listLinks"]),
+    identity: identityModule(ctx, none),
     uplink: none("uplink", "frontends are the daemon's own (CLI, web, Discord); a capsule cannot register one", ["register", "send"]),
-    capabilities: none("capabilities", "capsules cannot inspect manifests here; a refused call fails with capability-denied", ["check", "enumerate"]),
+    capabilities: capabilitiesModule(ctx),
     net: none("net", "capsules get no sockets here; use http", ["bindUnix", "bindTcp", "accept", "tryAccept", "connect", "connectTcp", "udpBind", "lookupHost"]),
   };
 }

@@ -6,8 +6,9 @@
  * sub.recv()` (or `requestResponse`) for a reply without waiting on itself.
  */
 import { randomUUID } from "node:crypto";
+import type { SyscallName } from "../protocol/capsule-messages";
 import type { CapsuleApi, CapsuleEvent } from "./sdk";
-import { hostCall, jsonText, parseJson, SysError, unsupported } from "./astrid-os-sdk-errors";
+import { hostCall, jsonText, parseJson, SysError } from "./astrid-os-sdk-errors";
 
 /** What the SDK needs from the capsule host. */
 export interface SdkContext {
@@ -22,6 +23,8 @@ export interface SdkContext {
   signalReady(): void;
   /** A line in the capsule's log. */
   log(level: "debug" | "info" | "warn" | "error", message: string): void;
+  /** A kernel call the capsule's own API has no method for (`ipc.publish_as`, `sys.*`): checked like any other. */
+  syscall(name: SyscallName, ...args: unknown[]): Promise<unknown>;
 }
 
 /** Messages one `Subscription` holds before it drops the oldest (counted in `dropped`/`lagged`). */
@@ -189,6 +192,14 @@ export function ipcModule(ctx: SdkContext): { ipc: Record<string, unknown>; inte
     return sent;
   };
 
+  const publishAsValue = (label: string, topic: string, principal: string, value: () => unknown): Promise<void> => {
+    const sent = hostCall(label, async () => {
+      await ctx.syscall("ipc.publish_as", topic, value(), String(principal));
+    });
+    sent.catch((err: Error) => ctx.log("warn", err.message));
+    return sent;
+  };
+
   const ipc = {
     publish,
     publishJson: <T>(topic: string, payload: T): Promise<void> =>
@@ -196,12 +207,17 @@ export function ipcModule(ctx: SdkContext): { ipc: Record<string, unknown>; inte
         jsonText(`ipc.publishJson("${topic}")`, payload);
         return payload;
       }),
-    publishAs(): never {
-      throw unsupported("ipc.publishAs", "frontends, not capsules, speak for platform users here; publish as the capsule instead");
-    },
-    publishJsonAs(): never {
-      throw unsupported("ipc.publishJsonAs", "frontends, not capsules, speak for platform users here; publish as the capsule instead");
-    },
+    /**
+     * Publishes JSON text for `principal`, whom subscribers see as `claimed`: an uplink capsule's (`uplink = true`)
+     * only, and only for a principal a platform user is linked to.
+     */
+    publishAs: (topic: string, payload: string, principal: string): Promise<void> =>
+      publishAsValue(`ipc.publishAs("${topic}")`, topic, principal, () => parseJson(`ipc.publishAs("${topic}"): the payload must be JSON text`, String(payload))),
+    publishJsonAs: <T>(topic: string, payload: T, principal: string): Promise<void> =>
+      publishAsValue(`ipc.publishJsonAs("${topic}")`, topic, principal, () => {
+        jsonText(`ipc.publishJsonAs("${topic}")`, payload);
+        return payload;
+      }),
     /** A subscription to `topicPattern` (trailing `*` only), checked against `ipc_subscribe`. */
     subscribe: (topicPattern: string): Subscription => new Subscription(String(topicPattern)),
     /**

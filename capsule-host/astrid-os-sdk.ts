@@ -8,6 +8,7 @@
  * (JSON text) published by the kernel on `tool.v1.execute.<name>.result`, a throw denying an interceptor.
  */
 import { AsyncLocalStorage } from "node:async_hooks";
+import type { SyscallName } from "../protocol/capsule-messages";
 import type { CapsuleApi, CapsuleDefinition, CapsuleEvent } from "./sdk";
 import { SysError, unsupported } from "./astrid-os-sdk-errors";
 import { httpModule } from "./astrid-os-sdk-http";
@@ -27,6 +28,8 @@ export interface AstridOsHost {
   env: Readonly<Record<string, string>>;
   /** Subscribes `pattern` with the kernel; matching events reach `sink` as they arrive (not behind handlers). */
   subscribe(pattern: string, sink: (event: CapsuleEvent) => void): Promise<void>;
+  /** A kernel call the capsule's own API has no method for, in the calling handler's context (absent: refused). */
+  syscall?(name: SyscallName, ...args: unknown[]): Promise<unknown>;
 }
 
 /** The surface built for one capsule worker. */
@@ -62,6 +65,9 @@ export function createAstridOsSdk(host: AstridOsHost): AstridOsSdk {
     caller: () => callers.getStore(),
     signalReady: () => markReady(),
     log: (level, message) => host.api.log[level](message),
+    syscall: host.syscall ?? (async (name) => {
+      throw unsupported(name, "this host offers no kernel calls beyond the capsule API");
+    }),
   };
   const local = localModules(ctx);
   const kv = kvModule(ctx);

@@ -48,6 +48,9 @@ const SYSCALL_TIMEOUT_MS = 30_000;
 /** Calls that wait on people or the outside world, a little past the kernel's own deadline for them. */
 const LONG_SYSCALL_TIMEOUT_MS: Partial<Record<SyscallName, number>> = {
   "http.request": 35_000,
+  "http.stream_open": 35_000,
+  // The kernel's wait for a stream's next piece (HTTP_STREAM_READ_WAIT_MS, 20 s) and a margin.
+  "http.stream_read": 30_000,
   "process.run": 305_000,
   "approval.request": 65_000,
   "elicit.ask": 125_000,
@@ -299,6 +302,7 @@ export function runCapsule(port: MessagePort, data: CapsuleWorkerData): void {
               await call("ipc.subscribe", pattern);
               sinks.push({ pattern, sink, seq: -Infinity });
             },
+            syscall: (name, ...args) => call(name, ...args),
           });
           return astridOs.modules[specifier];
         };

@@ -64,6 +64,10 @@ export type CapsuleChange =
   | "permission_check"
   /** A capsule's approval request was decided (by a person, an allowance, a timeout, or nobody to ask). */
   | "approval_granted" | "approval_denied"
+  /** An uplink capsule published for a principal it claims (`ipc.publish_as`): both principals are named. */
+  | "publish_as"
+  /** A capsule linked or unlinked a platform user (`identity.link` / `identity.unlink`). */
+  | "identity_link" | "identity_unlink"
   /** An elicitation was answered, cancelled or timed out (a secret's key name only, never its value). */
   | "elicit"
   /** The operator ran one of its tools (`astrid tool call`), or removed it (`astrid capsule remove`). */

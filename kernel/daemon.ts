@@ -201,6 +201,7 @@ export class Daemon {
         bus,
         storage,
         principals: { check: (p, c) => principals.check(p, c), profile: (p) => principals.profiles.resolve(p) },
+        identity: { links, principalExists: (p) => principals.exists(p) },
         auditPermissions: config.auditPermissions,
         testFaults: config.testFaults,
         netSeams: { dns: config.testDns, publicAddresses: config.testPublicAddresses },

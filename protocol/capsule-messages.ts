@@ -128,11 +128,13 @@ export interface CapsuleControl {
 /** Calls a capsule can make; every one is checked in the main thread. */
 export const SYSCALL_NAMES = [
   "ipc.publish", "ipc.subscribe",
+  // A publish on behalf of a principal, attributed `claimed`: uplink capsules only (`[capabilities] uplink = true`).
+  "ipc.publish_as",
   "kv.get", "kv.set", "kv.delete", "kv.list",
   // The VFS (reference §6.9 paths): reads and writes checked against fs_read / fs_write; workspace writes are staged.
   "fs.read", "fs.write", "fs.exists", "fs.stat", "fs.readdir", "fs.mkdir", "fs.unlink", "fs.commit", "fs.discard",
-  // Outbound HTTP, checked against `net` and the address guard.
-  "http.request",
+  // Outbound HTTP, checked against `net` and the address guard; a stream hands its body out as it arrives.
+  "http.request", "http.stream_open", "http.stream_read", "http.stream_close",
   // Host processes, checked against host_process: argv arrays, never a shell.
   "process.run", "process.spawn", "process.logs", "process.kill",
   // Asking the people behind a session: approvals (any time) and elicitation (install/upgrade hooks only).
@@ -141,6 +143,10 @@ export const SYSCALL_NAMES = [
   "mcp.servers", "mcp.tools", "mcp.call", "mcp.resources", "mcp.read_resource", "mcp.prompts", "mcp.get_prompt",
   // The operator's language-model endpoint ([capabilities] model): the kernel holds the key and makes the HTTP call.
   "model.info", "model.tools", "model.stream_open", "model.stream_read", "model.stream_close",
+  // Capability introspection, ungated: the capsule's own declared capabilities, and another capsule's flag by source id.
+  "sys.capabilities", "sys.check_capability",
+  // Platform identity links ([capabilities] identity: resolve < link < admin, and the principal's identity:* capability).
+  "identity.resolve", "identity.list_links", "identity.link", "identity.unlink",
 ] as const;
 export type SyscallName = (typeof SYSCALL_NAMES)[number];
 

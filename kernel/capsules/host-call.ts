@@ -19,7 +19,7 @@ import type { McpServers } from "../mcp/server-manager";
 import type { CapsuleRun } from "./capsule-run";
 
 /** The manifest entry kinds a gated call is checked against (the `[capabilities]` keys). */
-export type ManifestEntryKind = "fs_read" | "fs_write" | "net" | "host_process" | "kv" | "mcp" | "model";
+export type ManifestEntryKind = "fs_read" | "fs_write" | "net" | "host_process" | "kv" | "mcp" | "model" | "identity";
 
 /** One permission check, as a host service asks it. */
 export interface PermissionCheck {
@@ -87,6 +87,8 @@ export interface HostContext {
   processSandbox?: "auto" | "bwrap" | "none";
   /** The operator's language-model endpoint and agent choice (OPENAI_*, ASTRID_AGENT_*); absent: none configured. */
   model?: import("../model/model-endpoint").ModelEndpointSettings;
+  /** The identity links of platform users to principals (the `identity.*` calls); absent: those calls fail. */
+  identity?: { links: import("../identity/identity-links").IdentityLinks; principalExists(principal: string): Promise<boolean> };
   /** A capsule's stored `[env]` values, read by the capsule loader (a model capsule's endpoint may come from them). */
   storedEnv?: (name: string, dir: string) => Promise<Record<string, string>>;
 }
@@ -161,6 +163,11 @@ export class PermissionGate {
   /** Audits a denial the gate decided elsewhere (ipc ACLs), with the same fields as a gated call's. */
   denied(run: CapsuleRun, detail: { call: string; principal: string; capability: string | null; manifest: string; target: string }, reason: string): void {
     this.record(run.record.name, detail, false, reason);
+  }
+
+  /** Audits an uplink capsule's publish for a principal it claims, naming the principal it acts for too. */
+  claimed(run: CapsuleRun, detail: { call: string; principal: string; claimed: string; topic: string }): void {
+    this.host.audit.capsule("publish_as", run.record.name, { ...detail });
   }
 
   /** Audits a check: every denial, and with --audit-permissions every allowed one too. */

@@ -7,7 +7,8 @@
  *
  * Limits: `timeout_ms` (≤ 30 s, default 30 s) covers the whole call, the wait for a slot included; request and
  * response bodies ≤ 10 MiB; at most 4 requests of one capsule in flight, 64 more queued (beyond: refused with
- * ASTRID_ERR_HTTP_QUEUE_FULL). A capsule's requests are aborted when its run ends and when the daemon stops.
+ * ASTRID_ERR_HTTP_QUEUE_FULL). A capsule's requests are aborted when its run ends and when the daemon stops. A
+ * stream (`http.stream_*`, host-http-streams.ts) passes the same checks, hop by hop, then hands its body out in reads.
  */
 import { z } from "zod";
 import { AstridError } from "../../protocol/errors";
@@ -17,6 +18,7 @@ import { guardedFetch, type GuardedResponse } from "../net/guarded-fetch";
 import { hostListCovers, normalizeUrlHost } from "../net/host-pattern";
 import type { CapsuleRun } from "./capsule-run";
 import type { HostCall, HostContext, HostService } from "./host-call";
+import { HttpStreams, type ParsedRequest } from "./host-http-streams";
 
 /** Longest `timeout_ms`, and the default. */
 export const MAX_HTTP_TIMEOUT_MS = 30_000;
@@ -95,50 +97,75 @@ function startDeadline(controller: AbortController, ms: number, what: string): {
 export class HttpService implements HostService {
   private readonly guard: AddressGuard;
   private readonly lanes = new Map<CapsuleRun, Lane>();
+  private readonly streams: HttpStreams;
   private closed = false;
 
   constructor(private readonly host: HostContext) {
     // The seams exist only in a daemon started with ASTRID_TEST_FAULTS=1 (kernel/config.ts refuses them otherwise).
     this.guard = new AddressGuard({ seams: host.testFaults && host.netSeams ? host.netSeams : null });
+    this.streams = new HttpStreams(this.guard);
   }
 
-  async handle(call: HostCall, args: unknown[]): Promise<GuardedResponse> {
-    if (call.call !== "http.request") throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `unknown capsule call ${call.call}`);
+  async handle(call: HostCall, args: unknown[]): Promise<unknown> {
     if (this.closed) throw new AstridError("ASTRID_ERR_SHUTTING_DOWN", "the daemon is stopping");
-    const parsed = RequestSchema.safeParse(args[0]);
+    switch (call.call) {
+      case "http.request":
+        return this.request(call, this.parse(call, args[0]));
+      case "http.stream_open": {
+        const req = this.parse(call, args[0]);
+        await this.checkHop(call, req.url, 0);
+        return this.streams.open(call, req, (url, hop) => (hop === 0 ? Promise.resolve() : this.checkHop(call, url, hop)));
+      }
+      case "http.stream_read":
+        return this.streams.read(call, args[0]);
+      case "http.stream_close":
+        return this.streams.close(call, args[0]);
+      default:
+        throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `unknown capsule call ${call.call}`);
+    }
+  }
+
+  /** A request as the capsule sent it, validated: its URL parsed, its body within the cap. */
+  private parse(call: HostCall, raw: unknown): ParsedRequest {
+    const what = call.call;
+    const parsed = RequestSchema.safeParse(raw);
     if (!parsed.success) {
       const issue = parsed.error.issues[0]!;
       const where = issue.path.length > 0 ? issue.path.map(String).join(".") : "request";
-      throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `http.request: ${where} ${issue.message}`);
+      throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `${what}: ${where} ${issue.message}`);
     }
     const req = parsed.data;
     let url: URL;
     try {
       url = new URL(req.url);
     } catch {
-      throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `http.request: ${JSON.stringify(req.url.slice(0, 200))} is not a valid URL`);
+      throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `${what}: ${JSON.stringify(req.url.slice(0, 200))} is not a valid URL`);
     }
     if (url.username !== "" || url.password !== "") {
-      throw new AstridError("ASTRID_ERR_REQUEST_INVALID", "http.request: credentials in the URL are not sent; use an Authorization header");
+      throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `${what}: credentials in the URL are not sent; use an Authorization header`);
     }
     const body = req.body === undefined ? null : Buffer.from(req.body, "utf8");
     if (body && body.length > MAX_HTTP_BODY_BYTES) {
-      throw new AstridError("ASTRID_ERR_HTTP_BODY_TOO_LARGE", `http.request: the request body is ${body.length} bytes, more than ${MAX_HTTP_BODY_BYTES} (10 MiB)`);
+      throw new AstridError("ASTRID_ERR_HTTP_BODY_TOO_LARGE", `${what}: the request body is ${body.length} bytes, more than ${MAX_HTTP_BODY_BYTES} (10 MiB)`);
     }
-    const method = req.method ?? "GET";
+    return { url, method: req.method ?? "GET", headers: req.headers ?? {}, body, timeoutMs: req.timeout_ms ?? MAX_HTTP_TIMEOUT_MS };
+  }
+
+  private async request(call: HostCall, req: ParsedRequest): Promise<GuardedResponse> {
+    const { url, method, body } = req;
     // Denials come before any wait: a refused request never takes a slot.
     await this.checkHop(call, url, 0);
 
     const lane = this.laneOf(call.run);
     const controller = new AbortController();
-    const timeoutMs = req.timeout_ms ?? MAX_HTTP_TIMEOUT_MS;
+    const timeoutMs = req.timeoutMs;
     const deadline = startDeadline(controller, timeoutMs, `http.request ${method} ${url.origin}`);
     lane.controllers.add(controller);
     try {
       await lane.acquire(controller.signal, call.run.record.name);
       try {
         return await guardedFetch(
-          { url, method, headers: req.headers ?? {}, body, signal: controller.signal, maxBodyBytes: MAX_HTTP_BODY_BYTES },
+          { url, method, headers: req.headers, body, signal: controller.signal, maxBodyBytes: MAX_HTTP_BODY_BYTES },
           this.guard,
           (next, hop) => (hop === 0 ? Promise.resolve() : this.checkHop(call, next, hop)),
         );
@@ -151,8 +178,9 @@ export class HttpService implements HostService {
     }
   }
 
-  /** Aborts the run's requests, in flight and queued. */
+  /** Aborts the run's requests, in flight and queued, and closes its streams. */
   endRun(run: CapsuleRun): void {
+    this.streams.endRun(run);
     const lane = this.lanes.get(run);
     if (!lane) return;
     this.lanes.delete(run);
@@ -163,6 +191,7 @@ export class HttpService implements HostService {
   /** Aborts every request; later calls are refused. */
   async close(): Promise<void> {
     this.closed = true;
+    this.streams.closeAll();
     const reason = new AstridError("ASTRID_ERR_SHUTTING_DOWN", "the daemon is stopping; HTTP requests were aborted");
     for (const lane of this.lanes.values()) for (const controller of lane.controllers) controller.abort(reason);
     this.lanes.clear();

@@ -24,6 +24,8 @@ import { PrincipalQuotas, type QuotaSource } from "./principal-quotas";
 import { PermissionGate, type HostContext, type HostService } from "./host-call";
 import { AskService } from "./host-ask";
 import { FsService } from "./host-fs";
+import { SysService } from "./host-sys";
+import { IdentityService } from "./host-identity";
 import { HttpService } from "./host-http";
 import { McpService } from "./host-mcp";
 import { ModelService, type OfferedTool } from "./host-model";
@@ -125,7 +127,8 @@ export class CapsuleSupervisor {
     this.spares = new SpareWorkers(settings.maxHeapMb, 1);
     const ask = new AskService(host);
     const model = new ModelService(host, () => this.offeredTools(), (run, topic, payload, principal) => this.gate.publish(run, "model.stream_open", topic, payload, principal));
-    this.services = { fs: new FsService(host), http: new HttpService(host), process: new ProcessService(host), approval: ask, elicit: ask, mcp: new McpService(host), model };
+    this.services = { fs: new FsService(host), http: new HttpService(host), process: new ProcessService(host), approval: ask, elicit: ask, mcp: new McpService(host), model,
+      sys: new SysService((sourceId) => this.runBySource(sourceId)), identity: new IdentityService(host) };
     this.agents = new AgentSelection(bus, logger, host.model, () => this.readyAgents(), randomUUID(), () => model.configured(MODEL_AGENT_CAPSULE));
     this.dispatch = new EventDispatch(bus, logger, settings.handlerTimeoutMs, this.quotas, (run, reason) => run.malformed(reason),
       (run, what) => this.fail(run, `${what} ran past its deadline (hung?)`));
@@ -448,6 +451,12 @@ export class CapsuleSupervisor {
     this.runs.delete(name);
     this.staging.delete(name);
     await Promise.all([run?.end("its worker stopped"), staged?.end("its worker stopped")]);
+  }
+
+  /** The live run (serving, staged or retiring) whose bus source id is `sourceId`. */
+  private runBySource(sourceId: string): CapsuleRun | undefined {
+    for (const run of [...this.runs.values(), ...this.staging.values(), ...this.retiring]) if (run.sourceId === sourceId && !run.ended) return run;
+    return undefined;
   }
 
   /** Tests only (kernel/test-faults.ts): ends a capsule's worker as a crash would; false when none runs. */

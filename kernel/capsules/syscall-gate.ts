@@ -16,14 +16,16 @@ import {
 import { normalizePayload } from "../../protocol/ipc-message";
 import { exactSegmentMatches, topicProblem } from "../../protocol/topic-match";
 import { isAnswerTopic } from "../../protocol/topics";
-import type { BusEvent, EventBus } from "../bus";
+import { isPrincipalId } from "../../protocol/identity-names";
+import type { Attribution, BusEvent, EventBus } from "../bus";
+import { IdentityLinks } from "../identity/identity-links";
 import type { StorageClient } from "../storage-client";
 import type { CapsuleRun } from "./capsule-run";
 import type { HostCall, HostService, PermissionGate } from "./host-call";
 import type { PrincipalQuotas } from "./principal-quotas";
 
-/** The host services by call family (`fs`, `http`, `process`, `approval`, `elicit`, `mcp`, `model`). */
-export type HostServices = Readonly<Record<"fs" | "http" | "process" | "approval" | "elicit" | "mcp" | "model", HostService>>;
+/** The host services by call family (`fs`, `http`, `process`, `approval`, `elicit`, `mcp`, `model`, `sys`, `identity`). */
+export type HostServices = Readonly<Record<"fs" | "http" | "process" | "approval" | "elicit" | "mcp" | "model" | "sys" | "identity", HostService>>;
 
 /** A monotonic clock in ms (a wall-clock step cannot freeze a window). */
 const now0 = () => performance.now();
@@ -38,6 +40,9 @@ export const MAX_INFLIGHT_SYSCALLS = 256;
 const MAX_REMEMBERED_PUBLISH_TOPICS = 256;
 
 export class SyscallGate {
+  /** Which principals platform users act as: the principals an uplink may claim. */
+  private readonly links: IdentityLinks;
+
   constructor(
     private readonly bus: EventBus,
     private readonly storage: StorageClient,
@@ -48,7 +53,9 @@ export class SyscallGate {
     private readonly maxPublishesPerSec: number,
     private readonly permissions: PermissionGate,
     private readonly services: HostServices,
-  ) {}
+  ) {
+    this.links = new IdentityLinks(storage);
+  }
 
   /** The syscall object a capsule's channel exposes: results, never throws (a thrown value cannot carry a code). */
   forRun(run: () => CapsuleRun | undefined): KernelSyscalls {
@@ -92,6 +99,9 @@ export class SyscallGate {
     switch (call) {
       case "ipc.publish":
         this.publish(run, call, args[0], args[1], principal);
+        return null;
+      case "ipc.publish_as":
+        await this.publishAs(run, args[0], args[1], args[2], principal);
         return null;
       case "ipc.subscribe": {
         const pattern = str(args[0], "pattern");
@@ -155,8 +165,31 @@ export class SyscallGate {
     return new AstridError("ASTRID_ERR_CAPABILITY_DENIED", `${run.record.name}: ${what}`);
   }
 
+  /**
+   * An uplink capsule's publish for a principal it speaks for: only a capsule whose manifest sets
+   * `[capabilities] uplink = true`, and only for a principal some platform user is linked to (`astrid identity
+   * link`) — what a frontend may claim too, so an uplink can never speak as the operator or an unlinked agent.
+   * Subscribers see the principal as `claimed`. The topic ACL, size and rate limits are a publish's, counted against
+   * the claimed principal; each one is audited with both principals.
+   */
+  private async publishAs(run: CapsuleRun, topic: unknown, raw: unknown, claimedArg: unknown, acting: string): Promise<void> {
+    const call = "ipc.publish_as";
+    if (!isPrincipalId(claimedArg)) throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `${call}: principal must be a principal id (1-64 characters of A-Z a-z 0-9 _ -)`);
+    const claimed = claimedArg;
+    const target = typeof topic === "string" ? topic.slice(0, 256) : "";
+    if (!run.record.manifest.capabilities.uplink) {
+      throw this.denied(run, call, acting, "uplink", target, `may not publish as another principal (${claimed}): only an uplink capsule ([capabilities] uplink = true) may`);
+    }
+    if ((await this.links.list({ principal: claimed, limit: 1 })).links.length === 0) {
+      this.permissions.denied(run, { call, principal: acting, capability: null, manifest: "uplink", target }, `no platform user is linked to ${claimed}`);
+      throw new AstridError("ASTRID_ERR_IDENTITY_UNLINKED", `${run.record.name}: ${call}: no platform user is linked to principal ${claimed}; link one with \`astrid identity link\``);
+    }
+    this.publish(run, call, topic, raw, claimed, "claimed");
+    this.permissions.claimed(run, { call, principal: acting, claimed, topic: target });
+  }
+
   /** A capsule's publish, checked here whichever way it came (syscall or reply-less): topic, ACL, size, rate. */
-  publish(run: CapsuleRun, call: string, topicArg: unknown, raw: unknown, principal: string): void {
+  publish(run: CapsuleRun, call: string, topicArg: unknown, raw: unknown, principal: string, attribution?: Attribution): void {
     const { record } = run;
     if (typeof topicArg !== "string") throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `${call}: topic must be a string`);
     const topic = topicArg;
@@ -203,7 +236,7 @@ export class SyscallGate {
     const payload = raw !== null && typeof raw === "object" && !Array.isArray(raw) && typeof (raw as { type?: unknown }).type !== "string"
       ? { type: "raw_json", ...(raw as Record<string, unknown>) }
       : normalizePayload(raw);
-    this.bus.publish({ topic, payload, source_id: run.sourceId, principal });
+    this.bus.publish({ topic, payload, source_id: run.sourceId, principal, ...(attribution ? { attribution } : {}) });
   }
 }
 

@@ -33,6 +33,18 @@ export interface GuardedResponse {
   body: string;
 }
 
+/** A response whose body is still to be read (`guardedOpen`): the caller reads `body` and must `close()` it. */
+export interface GuardedStream {
+  status: number;
+  /** Lower-case names; repeated headers joined with ", ". */
+  headers: Record<string, string>;
+  /** The URL that answered (after redirects). */
+  url: URL;
+  body: AsyncIterable<Buffer>;
+  /** Drops the body and the connection; idempotent. */
+  close(): void;
+}
+
 /** The checks of one hop that are not about addresses: scheme, manifest and principal. Throws to refuse. */
 export type HopCheck = (url: URL, hop: number) => Promise<void>;
 
@@ -40,8 +52,23 @@ const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 /** Headers that carry credentials: not sent on to another origin after a redirect (as browsers do). */
 const CREDENTIAL_HEADERS = ["authorization", "cookie", "proxy-authorization"];
 
-/** Carries out `req`, checking each hop with `check` and `guard`. */
+/** Carries out `req`, checking each hop with `check` and `guard`, and reads the whole body (up to `maxBodyBytes`). */
 export async function guardedFetch(req: GuardedRequest, guard: AddressGuard, check: HopCheck): Promise<GuardedResponse> {
+  const open = await guardedOpen(req, guard, check);
+  try {
+    return { status: open.status, headers: open.headers, body: await readBody(open, req.maxBodyBytes) };
+  } catch (err) {
+    throw translate(err, req.signal, open.url);
+  } finally {
+    open.close();
+  }
+}
+
+/**
+ * Carries out `req` up to the final response's headers, checking each hop with `check` and `guard`; its body is
+ * the caller's to read (`maxBodyBytes` does not apply) and to close. `req.signal` still aborts the body.
+ */
+export async function guardedOpen(req: GuardedRequest, guard: AddressGuard, check: HopCheck): Promise<GuardedStream> {
   let url = req.url;
   let method = req.method;
   let body = req.body;
@@ -50,6 +77,7 @@ export async function guardedFetch(req: GuardedRequest, guard: AddressGuard, che
     await check(url, hop);
     const vetted = await abortable(guard.vet(url.hostname), req.signal);
     const agent = pinnedAgent(vetted);
+    let handedOver = false;
     try {
       const res = await send(agent, url, method, headers, body, req.signal);
       const location = REDIRECTS.has(res.statusCode) ? res.headers.location : undefined;
@@ -74,12 +102,24 @@ export async function guardedFetch(req: GuardedRequest, guard: AddressGuard, che
         url = next;
         continue;
       }
-      const text = await readBody(res, req.maxBodyBytes, url);
-      return { status: res.statusCode, headers: flatten(res.headers), body: text };
+      handedOver = true;
+      let closed = false;
+      return {
+        status: res.statusCode,
+        headers: flatten(res.headers),
+        url,
+        body: res.body as AsyncIterable<Buffer>,
+        close: () => {
+          if (closed) return;
+          closed = true;
+          res.body.destroy();
+          agent.destroy().catch(() => undefined);
+        },
+      };
     } catch (err) {
       throw translate(err, req.signal, url);
     } finally {
-      agent.destroy().catch(() => undefined);
+      if (!handedOver) agent.destroy().catch(() => undefined);
     }
   }
 }
@@ -115,19 +155,19 @@ async function send(agent: Agent, url: URL, method: string, headers: Record<stri
   return res;
 }
 
-async function readBody(res: Answer, max: number, url: URL): Promise<string> {
+async function readBody(res: GuardedStream, max: number): Promise<string> {
   const declared = Number(res.headers["content-length"]);
-  const tooLarge = () => new AstridError("ASTRID_ERR_HTTP_BODY_TOO_LARGE", `${url.href}: the response body is larger than ${max} bytes (10 MiB); it was aborted`);
+  const tooLarge = () => new AstridError("ASTRID_ERR_HTTP_BODY_TOO_LARGE", `${res.url.href}: the response body is larger than ${max} bytes (10 MiB); it was aborted`);
   if (Number.isFinite(declared) && declared > max) {
-    res.body.destroy();
+    res.close();
     throw tooLarge();
   }
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of res.body as AsyncIterable<Buffer>) {
+  for await (const chunk of res.body) {
     size += chunk.length;
     if (size > max) {
-      res.body.destroy();
+      res.close();
       throw tooLarge();
     }
     chunks.push(chunk);
@@ -155,7 +195,7 @@ function abortable<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
 }
 
 /** Our own errors pass; an abort becomes its reason; anything else from the network is ASTRID_ERR_HTTP_FAILED. */
-function translate(err: unknown, signal: AbortSignal, url: URL): unknown {
+export function translate(err: unknown, signal: AbortSignal, url: URL): unknown {
   if (isAstridError(err)) return err;
   if (signal.aborted && isAstridError(signal.reason)) return signal.reason;
   const e = err as NodeJS.ErrnoException & { cause?: NodeJS.ErrnoException };
