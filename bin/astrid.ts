@@ -213,7 +213,7 @@ interface CapsuleMeta {
   tools?: Array<{ name: string; description?: string }>;
   /** `js` or `wasm`. */
   kind?: string;
-  wasm?: { hash: string; source: string; exports: string[]; max_memory_bytes: number };
+  wasm?: { hash: string; source: string; exports: string[]; max_memory_bytes: number; abi?: string };
 }
 
 /** GetCapsuleMetadata from the running daemon. */
@@ -240,6 +240,7 @@ async function capsuleInfo(argv: Global, name: string): Promise<void> {
     `  State:         ${c.state}${c.last_error ? ` — ${c.last_error}` : ""}`,
     `  Source:        ${c.source_dir}`,
     `  Kind:          ${c.kind ?? "js"}${c.wasm ? ` (BLAKE3 ${c.wasm.hash}${c.wasm.source === "bin" ? ", from bin/" : ""}; memory ≤ ${Math.round(c.wasm.max_memory_bytes / 1048576)} MiB; exports ${c.wasm.exports.join(", ")})` : ""}`,
+    ...(c.wasm?.abi ? [`  Host ABI:      ${c.wasm.abi}`] : []),
     `  Restarts:      ${c.restarts}`,
     `  Publishes:     ${list(caps.ipc_publish)}`,
     `  Subscribes:    ${list(caps.ipc_subscribe)}`,

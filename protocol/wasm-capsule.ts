@@ -62,6 +62,8 @@ export const WasmDescriptionSchema = z.strictObject({
   exports: z.array(z.string().max(256)).max(64),
   /** The host packages it imports (unversioned names). */
   imports: z.array(z.string().max(256)).max(64),
+  /** The host ABI it was built for: the older single world `astrid:capsule@0.1.0`, or the per-domain packages. */
+  abi: z.enum(["astrid:capsule@0.1.0", "astrid:*/host@1.0.0"]),
   /** The linear memory ceiling applied (bytes). */
   max_memory_bytes: z.number().int().positive(),
   /** Whether this load transpiled it (false: the cache had it). */

@@ -73,6 +73,19 @@ export class EventDispatch {
   }
 
   /**
+   * A run-loop capsule's `[[interceptor]]` events are its own bus subscriptions (bus matcher, no `ipc_subscribe`
+   * check: the manifest declared them), which it drains by handle; the interceptor chain is not its (reference).
+   */
+  bindRunLoopInterceptors(run: CapsuleRun): void {
+    const patterns = run.record.manifest.interceptor.map((i) => i.event);
+    if (patterns.length === 0) return;
+    run.unsubscribe.push(this.bus.subscribe(patterns, (event) => {
+      if (event.message.source_id === run.sourceId || isAnswerTopic(event.message.topic)) return;
+      this.deliver(run, event);
+    }));
+  }
+
+  /**
    * Serves a ready capsule's tools: a `tool_execute_request` on `tool.v1.execute.<name>` runs the tool in the
    * capsule's worker (handler deadline) and the outcome is published as a `tool_execute_result` on
    * `tool.v1.execute.<name>.result`.

@@ -297,7 +297,9 @@ export class CapsuleSupervisor {
     this.logger.info("capsule ready", { capsule: record.name, version: record.version });
     this.audit.capsule(record.restarts > 0 ? "restart" : "load", record.name, { version: record.version });
     // A run-loop WebAssembly capsule drains its own subscriptions; the hook-trigger path is not its (reference).
+    // Only the single world has a call that reads an interceptor handle: a per-domain guest would never drain them.
     if (!run.record.wasm?.exports.includes("run")) this.dispatch.bindInterceptors(run);
+    else if (run.record.wasm.abi === "astrid:capsule@0.1.0") this.dispatch.bindRunLoopInterceptors(run);
     this.dispatch.bindTools(run);
   }
 

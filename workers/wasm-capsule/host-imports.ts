@@ -1,70 +1,29 @@
 /**
- * The astrid host packages a component imports (`astrid:{ipc,kv,sys,fs,http,approval,elicit}/host@1.0.0`,
+ * The astrid host packages a component imports (`astrid:{ipc,kv,sys,fs,http,process,identity,approval,elicit}/host@1.0.0`,
  * `astrid:io/poll@1.0.0`), as jco's glue expects them: camelCase functions, resources as classes, `result` errors
  * thrown as `{ payload: <error-code variant> }`, u64 as BigInt. Every gated call is a blocking syscall the kernel
- * checks exactly as a JavaScript capsule's (manifest, principal, audit, quotas, VFS, network guard).
+ * checks exactly as a JavaScript capsule's (manifest, principal, audit, quotas, VFS, network guard). A file handle
+ * holds the whole file here (the VFS moves whole files, at most 10 MiB), so every byte still passes the same checks.
  */
-import type { SyscallResult } from "../../protocol/capsule-messages";
+import { check, DENIED, DISPOSE, fail, type Failure, utf8Text } from "./guest-failure";
+import type { GuestHost, GuestMessage } from "./guest-host";
+import { identityImports } from "./identity-imports";
+import { processImports } from "./process-imports";
 
-/** What the imports need from the worker's host. */
-export interface GuestHost {
-  /** A blocking syscall into the kernel. */
-  call(name: string, ...args: unknown[]): SyscallResult;
-  /** A publish the kernel checks without answering (ACL-allowed topics), else a blocking syscall. */
-  publish(topic: string, payload: unknown): SyscallResult;
-  log(level: "debug" | "info" | "warn" | "error", message: string): void;
-  env: Record<string, string>;
-  capabilities: string[];
-  /** Who the current invocation acts for (the message it runs on). */
-  caller(): { principal?: string; sourceId: string };
-  /** Registers a subscription the kernel accepted; returns its handle. */
-  subscribe(pattern: string): bigint;
-  /** Forgets a handle's queue. */
-  unsubscribe(handle: bigint): void;
-  /** Messages queued for a handle, after taking in what the kernel posted meanwhile. */
-  take(handle: bigint): { messages: GuestMessage[]; dropped: bigint };
-  /** Waits until the handle has messages or `ms` passed (or the run ended); true when it has some. */
-  wait(handle: bigint, ms: number): boolean;
-  /** Sleeps until the kernel posts an event (or `ms` passed, or the run ended: then it throws). */
-  waitEvents(ms: number): void;
-  /** Sleeps `ms`, waking early when the run ends. */
-  sleep(ms: number): void;
-  /** The manifest's interceptors as run-loop bindings. */
-  bindings(): Array<{ handleId: bigint; action: string; topic: string }>;
-  signalReady(): void;
-}
+export type { GuestHost, GuestMessage } from "./guest-host";
 
-/** A bus message as the guest sees it (`ipc-message`). */
-export interface GuestMessage {
-  topic: string;
-  payload: string;
-  sourceId: string;
-  principal: { tag: "verified" | "claimed"; val: string } | { tag: "system" };
-}
-
-/** The method jco's glue calls when the guest drops a resource the host made. */
-const DISPOSE: symbol = (Symbol as { dispose?: symbol }).dispose ?? Symbol.for("dispose");
-
-/** The thrown form jco turns into `err(payload)`. */
-class Failure {
-  constructor(readonly payload: { tag: string; val?: string }) {}
-}
-
-const fail = (tag: string, val?: string): never => {
-  throw new Failure(val === undefined ? { tag } : { tag, val });
-};
-
-/** Maps a kernel refusal to a package's `error-code`, using `table` for codes the package has a case for. */
-function check(result: SyscallResult, table: Record<string, string>): unknown {
-  if (result.ok) return result.value;
-  const tag = table[result.code];
-  return tag ? fail(tag) : fail("unknown", `${result.code}: ${result.message}`);
-}
-
-const DENIED = { ASTRID_ERR_CAPABILITY_DENIED: "capability-denied", ASTRID_ERR_PERMISSION_DENIED: "capability-denied" };
 const IPC_ERRORS = { ...DENIED, ASTRID_ERR_REQUEST_INVALID: "invalid-input", ASTRID_ERR_RATE_LIMITED: "rate-limited" };
 const KV_ERRORS = { ASTRID_ERR_REQUEST_INVALID: "invalid-key", ASTRID_ERR_RATE_LIMITED: "quota" };
-const FS_ERRORS = { ...DENIED, ASTRID_ERR_NOT_FOUND: "not-found", ASTRID_ERR_REQUEST_INVALID: "invalid-path" };
+const FS_ERRORS = {
+  ...DENIED,
+  ASTRID_ERR_NOT_FOUND: "not-found",
+  ASTRID_ERR_REQUEST_INVALID: "invalid-path",
+  ASTRID_ERR_VFS_PATH_INVALID: "invalid-path",
+  ASTRID_ERR_VFS_PATH_ESCAPE: "boundary-escape",
+  ASTRID_ERR_VFS_PATH_PROTECTED: "capability-denied",
+  ASTRID_ERR_VFS_TOO_LARGE: "too-large",
+  ASTRID_ERR_STORAGE_FULL: "quota",
+};
 const HTTP_ERRORS = {
   ...DENIED,
   ASTRID_ERR_REQUEST_INVALID: "invalid-request",
@@ -73,6 +32,15 @@ const HTTP_ERRORS = {
   ASTRID_ERR_TIMEOUT: "timeout",
   ASTRID_ERR_HTTP_BODY_TOO_LARGE: "body-too-large",
 };
+/** A stream's own refusals: one too many open, or one the kernel closed (idle, or the capsule's run ended). */
+const STREAM_ERRORS = { ...HTTP_ERRORS, ASTRID_ERR_HTTP_STREAM_LIMIT: "quota", ASTRID_ERR_NOT_FOUND: "closed" };
+
+const SYS_ERRORS = { ...DENIED };
+
+/** The largest file a handle holds (the VFS's cap on one file). */
+const MAX_FILE_BYTES = 10 * 1024 * 1024;
+/** How long `read-chunk` waits for the body to move before it fails with `timeout`. */
+const HTTP_CHUNK_TIMEOUT_MS = 120_000;
 
 const unsupported = (what: string) => () => fail("unknown", `${what} is not supported by this host`);
 
@@ -86,6 +54,13 @@ function kvText(value: Uint8Array): string {
   } catch {
     return fail("unknown", "kv values must be UTF-8 text in this host");
   }
+}
+
+/** A copy of `bytes` resized to `size` (zero-filled when it grows). */
+function resized(bytes: Uint8Array, size: number): Uint8Array {
+  const out = new Uint8Array(size);
+  out.set(size >= bytes.length ? bytes : bytes.subarray(0, size));
+  return out;
 }
 
 /** The import object for jco's `instantiate`, under both unversioned and `@1.0.0` names. */
@@ -133,7 +108,15 @@ export function hostImports(host: GuestHost): Record<string, Record<string, unkn
       }
       check(host.publish(topic, value), IPC_ERRORS);
     },
-    publishAs: unsupported("publish-as"),
+    publishAs(topic: string, payload: string, principal: string) {
+      let value: unknown;
+      try {
+        value = JSON.parse(payload);
+      } catch {
+        return fail("invalid-input");
+      }
+      check(host.call("ipc.publish_as", topic, value, principal), IPC_ERRORS);
+    },
     subscribe(pattern: string) {
       check(host.call("ipc.subscribe", pattern), { ...IPC_ERRORS, ASTRID_ERR_REQUEST_INVALID: "invalid-input" });
       return new Subscription(host.subscribe(pattern));
@@ -196,7 +179,8 @@ export function hostImports(host: GuestHost): Record<string, Record<string, unkn
       if (length > 65_536n) return fail("too-large");
       return crypto.getRandomValues(new Uint8Array(Number(length)));
     },
-    checkCapsuleCapability: (request: { capability: string }) => ({ allowed: request.capability === "allow_prompt_injection" && host.capabilities.includes(request.capability) }),
+    checkCapsuleCapability: (request: { sourceUuid: string; capability: string }) =>
+      ({ allowed: check(host.call("sys.check_capability", request.sourceUuid, request.capability), SYS_ERRORS) === true }),
     enumerateCapabilities: () => [...host.capabilities],
   };
 
@@ -208,7 +192,95 @@ export function hostImports(host: GuestHost): Record<string, Record<string, unkn
     created: undefined,
     accessed: undefined,
   });
+  const readBytes = (p: string) => new Uint8Array(Buffer.from(check(host.call("fs.read", p, "base64"), FS_ERRORS) as string, "base64"));
+  const writeBytes = (p: string, content: Uint8Array) => {
+    check(host.call("fs.write", p, Buffer.from(content.buffer, content.byteOffset, content.byteLength).toString("base64"), "base64"), FS_ERRORS);
+  };
+  const exists = (p: string) => check(host.call("fs.exists", p), FS_ERRORS) as boolean;
+
+  /**
+   * An open file: its bytes, read at `fs-open` and written back whole at `sync-*` and when the guest drops it (a
+   * failure then is logged: a drop cannot report one). Reads and writes are checked at open: a write-only handle
+   * writes the empty file there, so a refused path fails the open, not a later sync.
+   */
+  class FileHandle {
+    #data: Uint8Array | null;
+    #dirty = false;
+
+    constructor(private readonly path: string, private readonly mode: string, data: Uint8Array) {
+      this.#data = data;
+    }
+
+    #open(): Uint8Array {
+      return this.#data ?? fail("closed");
+    }
+
+    readAt(offset: bigint, maxBytes: number): Uint8Array {
+      const data = this.#open();
+      if (this.mode === "write" || this.mode === "append") return fail("access");
+      const start = Number(offset > BigInt(data.length) ? BigInt(data.length) : offset);
+      return data.slice(start, start + Math.min(maxBytes, MAX_FILE_BYTES));
+    }
+
+    writeAt(offset: bigint, bytes: Uint8Array): number {
+      let data = this.#open();
+      if (this.mode === "read") return fail("access");
+      const start = this.mode === "append" ? data.length : Number(offset > BigInt(MAX_FILE_BYTES) ? BigInt(MAX_FILE_BYTES) + 1n : offset);
+      const end = start + bytes.length;
+      if (end > MAX_FILE_BYTES) return fail("too-large");
+      if (end > data.length) data = resized(data, end);
+      data.set(bytes, start);
+      this.#data = data;
+      this.#dirty = true;
+      return bytes.length;
+    }
+
+    syncData(): void {
+      const data = this.#open();
+      if (!this.#dirty) return;
+      writeBytes(this.path, data);
+      this.#dirty = false;
+    }
+
+    syncAll(): void {
+      this.syncData();
+    }
+
+    stat() {
+      const data = this.#open();
+      const known = this.#dirty ? stat({ size: 0, is_dir: false, mtime_ms: Date.now() }) : fsHost.fsStat(this.path);
+      return { ...known, size: BigInt(data.length), kind: "regular" };
+    }
+
+    setLen(size: bigint): void {
+      const data = this.#open();
+      if (this.mode === "read") return fail("access");
+      if (size > BigInt(MAX_FILE_BYTES)) return fail("too-large");
+      this.#data = resized(data, Number(size));
+      this.#dirty = true;
+    }
+
+    /** The guest dropped the handle (jco calls this): what it wrote goes to the file. */
+    [DISPOSE](): void {
+      try {
+        if (this.#data) this.syncData();
+      } catch (err) {
+        host.log("warn", `a dropped file handle of ${this.path} could not be written back: ${JSON.stringify((err as Failure).payload ?? String(err))}`);
+      }
+      this.#data = null;
+    }
+  }
+
   const fsHost = {
+    FileHandle,
+    fsOpen(p: string, mode: string) {
+      if (mode === "read") return new FileHandle(p, mode, readBytes(p));
+      if (mode === "write" || !exists(p)) {
+        writeBytes(p, new Uint8Array());
+        return new FileHandle(p, mode, new Uint8Array());
+      }
+      return new FileHandle(p, mode, readBytes(p));
+    },
     fsExists: (p: string) => check(host.call("fs.exists", p), FS_ERRORS) as boolean,
     fsMkdir(p: string) {
       check(host.call("fs.mkdir", p), FS_ERRORS);
@@ -222,44 +294,105 @@ export function hostImports(host: GuestHost): Record<string, Record<string, unkn
     fsUnlink(p: string) {
       check(host.call("fs.unlink", p), FS_ERRORS);
     },
-    readFile: (p: string) => new Uint8Array(Buffer.from(check(host.call("fs.read", p, "base64"), FS_ERRORS) as string, "base64")),
+    readFile: readBytes,
     writeFile(p: string, content: Uint8Array) {
-      check(host.call("fs.write", p, Buffer.from(content).toString("base64"), "base64"), FS_ERRORS);
+      writeBytes(p, content);
     },
-    fsOpen: unsupported("fs-open"),
-    fsAppend: unsupported("fs-append"),
-    fsCopy: unsupported("fs-copy"),
-    fsRename: unsupported("fs-rename"),
+    /** Read, then write the whole file (not atomic against another writer). */
+    fsAppend(p: string, content: Uint8Array) {
+      const before = exists(p) ? readBytes(p) : new Uint8Array();
+      if (before.length + content.length > MAX_FILE_BYTES) return fail("too-large");
+      const joined = resized(before, before.length + content.length);
+      joined.set(content, before.length);
+      writeBytes(p, joined);
+    },
+    fsCopy(src: string, dst: string) {
+      writeBytes(dst, readBytes(src));
+    },
+    /** A copy, then the source removed. */
+    fsRename(src: string, dst: string) {
+      writeBytes(dst, readBytes(src));
+      check(host.call("fs.unlink", src), FS_ERRORS);
+    },
     fsRemoveDirAll: unsupported("fs-remove-dir-all"),
     fsCanonicalize: unsupported("fs-canonicalize"),
     fsReadLink: unsupported("fs-read-link"),
     fsHardLink: unsupported("fs-hard-link"),
   };
 
-  const http = {
-    httpRequest(request: { url: string; method: { tag: string; val?: string }; headers: Array<{ key: string; value: string }>; body?: Uint8Array }) {
-      const method = request.method.tag === "other" ? String(request.method.val) : request.method.tag;
-      let body: string | undefined;
-      if (request.body !== undefined) {
-        try {
-          body = utf8.decode(request.body);
-        } catch {
-          return fail("invalid-request");
-        }
-      }
-      const headers = Object.fromEntries(request.headers.map((h) => [h.key, h.value]));
-      const response = check(host.call("http.request", { url: request.url, method: method.toUpperCase(), headers, ...(body !== undefined ? { body } : {}) }), HTTP_ERRORS) as {
-        status: number; headers: Record<string, string>; body: string;
-      };
-      return { status: response.status, headers: Object.entries(response.headers).map(([key, value]) => ({ key, value })), body: encode(response.body) };
-    },
-    httpStreamStart: unsupported("http-stream-start"),
+  type HttpRequestData = { url: string; method: { tag: string; val?: string }; headers: Array<{ key: string; value: string }>; body?: Uint8Array };
+  /** The kernel's form of a request (bodies travel as UTF-8 text). */
+  const kernelRequest = (request: HttpRequestData) => {
+    const method = request.method.tag === "other" ? String(request.method.val) : request.method.tag;
+    const body = request.body === undefined ? undefined : utf8Text(request.body, "invalid-request");
+    const headers = Object.fromEntries(request.headers.map((h) => [h.key, h.value]));
+    return { url: request.url, method: method.toUpperCase(), headers, ...(body !== undefined ? { body } : {}) };
   };
+  const headerList = (headers: Record<string, string>) => Object.entries(headers).map(([key, value]) => ({ key, value }));
+
+  /** A response whose body the kernel hands out as it arrives (`http.stream_*`, the same checks as `http-request`). */
+  class HttpStream {
+    #id: string | null;
+    #done = false;
+
+    constructor(id: string, private readonly code: number, private readonly head: Array<{ key: string; value: string }>) {
+      this.#id = id;
+    }
+
+    status(): number {
+      return this.code;
+    }
+
+    headers(): Array<{ key: string; value: string }> {
+      return this.head;
+    }
+
+    /** The next bytes (an empty list at the end); `timeout` when none came for HTTP_CHUNK_TIMEOUT_MS. */
+    readChunk(): Uint8Array {
+      const id = this.#id ?? fail("closed");
+      if (this.#done) return new Uint8Array();
+      const deadline = performance.now() + HTTP_CHUNK_TIMEOUT_MS;
+      for (;;) {
+        const read = check(host.call("http.stream_read", id), STREAM_ERRORS) as { data: string; done: boolean };
+        if (read.done) {
+          this.#done = true;
+          return new Uint8Array();
+        }
+        if (read.data.length > 0) return new Uint8Array(Buffer.from(read.data, "base64"));
+        if (performance.now() >= deadline) return fail("timeout");
+      }
+    }
+
+    close(): void {
+      if (this.#id === null) return;
+      host.call("http.stream_close", this.#id);
+      this.#id = null;
+    }
+
+    [DISPOSE](): void {
+      this.close();
+    }
+  }
+
+  const http = {
+    HttpStream,
+    httpRequest(request: HttpRequestData) {
+      const response = check(host.call("http.request", kernelRequest(request)), HTTP_ERRORS) as { status: number; headers: Record<string, string>; body: string };
+      return { status: response.status, headers: headerList(response.headers), body: encode(response.body) };
+    },
+    httpStreamStart(request: HttpRequestData) {
+      const opened = check(host.call("http.stream_open", kernelRequest(request)), STREAM_ERRORS) as { id: string; status: number; headers: Record<string, string> };
+      return new HttpStream(opened.id, opened.status, headerList(opened.headers));
+    },
+  };
+
+  const processHost = processImports(host);
 
   const approval = {
     requestApproval(request: { action: string; targetResource: string }) {
-      const outcome = check(host.call("approval.request", { action: request.action, resource: request.targetResource }), { ASTRID_ERR_REQUEST_INVALID: "invalid-input", ASTRID_ERR_TIMEOUT: "timeout" }) as { approved?: boolean };
-      return { decision: outcome.approved ? "approved" : "denied" };
+      const outcome = check(host.call("approval.request", { action: request.action, resource: request.targetResource }), { ASTRID_ERR_REQUEST_INVALID: "invalid-input", ASTRID_ERR_TIMEOUT: "timeout" }) as { approved?: boolean; decision?: string };
+      if (!outcome.approved) return { decision: "denied" };
+      return { decision: outcome.decision === "approve_session" ? "approved-session" : outcome.decision === "approve_always" ? "approved-always" : "approved" };
     },
   };
 
@@ -272,7 +405,13 @@ export function hostImports(host: GuestHost): Record<string, Record<string, unkn
         ...(request.options ? { options: request.options } : {}),
         ...(request.defaultValue !== undefined ? { default: request.defaultValue } : {}),
       };
-      const answer = check(host.call("elicit.ask", field), { ASTRID_ERR_ELICIT_NOT_ALLOWED: "not-in-lifecycle", ASTRID_ERR_TIMEOUT: "timeout", ASTRID_ERR_REQUEST_INVALID: "invalid-input" }) as {
+      const answer = check(host.call("elicit.ask", field), {
+        ASTRID_ERR_ELICIT_NOT_ALLOWED: "not-in-lifecycle",
+        ASTRID_ERR_TIMEOUT: "timeout",
+        ASTRID_ERR_REQUEST_INVALID: "invalid-input",
+        ASTRID_ERR_ELICIT_CANCELLED: "cancelled",
+        ASTRID_ERR_NOBODY_TO_ASK: "cancelled",
+      }) as {
         value?: string; values?: string[];
       };
       if (request.kind === "secret") return { tag: "secret-stored" };
@@ -301,6 +440,8 @@ export function hostImports(host: GuestHost): Record<string, Record<string, unkn
     "astrid:sys/host": sys,
     "astrid:fs/host": fsHost,
     "astrid:http/host": http,
+    "astrid:process/host": processHost,
+    "astrid:identity/host": identityImports(host),
     "astrid:approval/host": approval,
     "astrid:elicit/host": elicit,
     "astrid:io/poll": poll,

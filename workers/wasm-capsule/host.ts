@@ -33,11 +33,12 @@ import {
 } from "../../protocol/wasm-capsule";
 import { ENTRY, prepareComponent, WasmLoadError } from "./component-cache";
 import { hostImports, type GuestHost, type GuestMessage } from "./host-imports";
+import { hostImportsV0, importsV0, V0_ABI, V0_PROVIDED } from "./host-imports-v0";
 import { mapResult } from "./hook-result";
 import { capMemories } from "./memory-limit";
 
 /** The host packages this worker provides (unversioned, as jco names them). */
-const PROVIDED = ["astrid:ipc/host", "astrid:kv/host", "astrid:sys/host", "astrid:fs/host", "astrid:http/host", "astrid:approval/host", "astrid:elicit/host", "astrid:io/poll"];
+const PROVIDED = ["astrid:ipc/host", "astrid:kv/host", "astrid:sys/host", "astrid:fs/host", "astrid:http/host", "astrid:process/host", "astrid:identity/host", "astrid:approval/host", "astrid:elicit/host", "astrid:io/poll"];
 /** Messages one subscription holds before older ones are dropped (and counted in `dropped`). */
 const SUBSCRIPTION_BUFFER = 1024;
 /** Messages whose principal the guest may still ask about (`get-caller`). */
@@ -90,9 +91,17 @@ export function runWasmCapsule(port: MessagePort, data: WasmWorkerData): void {
   const subscriptions = new Map<bigint, { pattern: string; queue: GuestMessage[]; seqs: number[]; dropped: bigint }>();
   let nextHandle = 1n;
   const hooks: CapsuleEventMessage[] = [];
+  /** A run-loop capsule's interceptors: the kernel subscribes them for it; their queues are handles 1..n. */
+  let runLoop = false;
+  /** The last event routed to subscriptions: overlapping kernel subscriptions deliver one event back to back. */
+  let lastRouted = -1;
 
   const accept = (message: CapsuleEventMessage) => {
     if (message.t !== "event") return;
+    if (message.action === undefined && message.seq === lastRouted) {
+      send({ t: "ack", n: 1 });
+      return;
+    }
     recent.set(message.seq, { ...(message.principal !== undefined ? { principal: message.principal } : {}), sourceId: message.source_id });
     if (recent.size > RECENT_MESSAGES) recent.delete(recent.keys().next().value!);
     if (message.action !== undefined) {
@@ -100,6 +109,7 @@ export function runWasmCapsule(port: MessagePort, data: WasmWorkerData): void {
       setImmediate(() => void drainHooks());
       return;
     }
+    lastRouted = message.seq;
     const guest: GuestMessage = {
       topic: message.topic,
       payload: JSON.stringify(message.payload ?? null),
@@ -195,7 +205,7 @@ export function runWasmCapsule(port: MessagePort, data: WasmWorkerData): void {
         sleepUntilEvent(seen, left);
       }
     },
-    bindings: () => data.wasm.interceptors.map((i, index) => ({ handleId: BigInt(index + 1), action: i.action, topic: i.event })),
+    bindings: () => (runLoop ? data.wasm.interceptors.map((i, index) => ({ handleId: BigInt(index + 1), action: i.action, topic: i.event })) : []),
     signalReady() {
       log("debug", "signalled ready");
     },
@@ -259,24 +269,30 @@ export function runWasmCapsule(port: MessagePort, data: WasmWorkerData): void {
       const started = performance.now();
       try {
         const prepared = await prepareComponent({ name: data.name, dir: data.wasm.dir, file: data.wasm.file, binDir: data.wasm.binDir, cacheDir: data.wasm.cacheDir });
-        const foreign = prepared.imports.filter((i) => !PROVIDED.includes(i.replace(/@[^@/]+$/, "")));
+        const foreign = prepared.imports.filter((i) => ![...PROVIDED, ...V0_PROVIDED].includes(i.replace(/@[^@/]+$/, "")));
         if (foreign.length > 0) {
-          throw new WasmLoadError(`the component imports ${foreign.join(", ")}, which this host does not provide (it provides ${PROVIDED.join(", ")})`);
+          throw new WasmLoadError(`the component imports ${foreign.join(", ")}, which this host does not provide (it provides ${PROVIDED.join(", ")} and the world ${V0_ABI})`);
         }
+        // Which host ABI it was built for: the older single world, or the per-domain packages (also for no imports).
+        const v0 = importsV0(prepared.imports);
+        const worlds = v0 ? `world astrid:capsule/capsule@0.1.0` : "worlds astrid:guest/interceptor@1.0.0, astrid:guest/background@1.0.0";
         const exported = new Set(prepared.exports);
-        const runLoop = exported.has("run");
+        runLoop = exported.has("run");
         if (data.actions.length > 0 && !runLoop && !exported.has("astridHookTrigger")) {
-          throw new WasmLoadError(`Capsule.toml declares interceptors (${data.actions.join(", ")}) but the component does not export astrid-hook-trigger (world astrid:guest/interceptor@1.0.0)`);
+          throw new WasmLoadError(`Capsule.toml declares interceptors (${data.actions.join(", ")}) but the component does not export astrid-hook-trigger (${worlds})`);
         }
         if (!runLoop && !exported.has("astridHookTrigger")) {
-          throw new WasmLoadError("the component exports neither astrid-hook-trigger nor run: it is not an astrid capsule (worlds astrid:guest/interceptor@1.0.0, astrid:guest/background@1.0.0)");
+          throw new WasmLoadError(`the component exports neither astrid-hook-trigger nor run: it is not an astrid capsule (${worlds})`);
         }
+        // The run loop drains its interceptors by handle (get-interceptor-handles): their queues exist before it runs.
+        if (runLoop) for (const [index, i] of data.wasm.interceptors.entries()) subscriptions.set(BigInt(index + 1), { pattern: i.event, queue: [], seqs: [], dropped: 0n });
+        nextHandle = BigInt(subscriptions.size + 1);
         const glue = (await import(pathToFileURL(path.join(prepared.dir, ENTRY)).href)) as {
           instantiate(getCoreModule: (file: string) => Promise<unknown>, imports: unknown): Promise<GuestExports>;
         };
         const maxMemory = data.wasm.maxMemoryBytes;
         const compiled = new Map<string, Promise<unknown>>();
-        const imports = hostImports(guestHost);
+        const imports = v0 ? hostImportsV0(guestHost) : hostImports(guestHost);
         instantiate = () => glue.instantiate((file) => {
           let module = compiled.get(file);
           if (!module) compiled.set(file, (module = fs.readFile(path.join(prepared.dir, file)).then((bytes) => wasmApi.compile(capMemories(bytes, maxMemory)))));
@@ -288,6 +304,7 @@ export function runWasmCapsule(port: MessagePort, data: WasmWorkerData): void {
           source: prepared.source,
           exports: prepared.exports.map(kebab),
           imports: prepared.imports,
+          abi: v0 ? V0_ABI : "astrid:*/host@1.0.0",
           max_memory_bytes: maxMemory,
           transpiled: prepared.transpiled,
           load_ms: Math.round((performance.now() - started) * 10) / 10,
