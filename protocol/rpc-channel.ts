@@ -154,5 +154,13 @@ export class BoundedRemote<T extends object> {
     this.gone = new AstridError("ASTRID_ERR_CAPSULE_UNAVAILABLE", `${this.label}: ${reason}`);
     for (const reject of [...this.pending]) reject(this.gone);
     this.pending.clear();
+    // comlink registers the proxy in a FinalizationRegistry whose held value is the endpoint, and the endpoint's
+    // closures reach back to the proxy's owner: the proxy stays reachable through the registry and is never
+    // finalized — every ended capsule run (its worker, its schemas) was kept. Releasing unregisters it.
+    try {
+      this.remote[Comlink.releaseProxy]();
+    } catch {
+      // Its RELEASE message goes to a port that may be closed already: nothing to release there.
+    }
   }
 }

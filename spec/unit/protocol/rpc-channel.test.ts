@@ -1,4 +1,6 @@
 import * as Comlink from "comlink";
+import { spawnSync } from "node:child_process";
+import path from "node:path";
 import { MessageChannel } from "node:worker_threads";
 import { BoundedRemote, rpcChannel } from "../../../protocol/rpc-channel";
 import { comlinkGuard } from "../../../protocol/rpc-guard";
@@ -63,5 +65,41 @@ describe("issue #8: one channel, both directions, guarded on the untrusted side"
     expect(typeof kernelApi.syscall).toBe("function");
     port1.close();
     port2.close();
+  });
+});
+
+describe("a closed remote lets its owner go", () => {
+  it("releases comlink's proxy, so an owner its endpoint's guard reaches back to can be collected (an ended capsule run)", () => {
+    // In a child with --expose-gc: an owner holds the remote, the channel's guard holds the owner (as a capsule run's
+    // guard does), the remote is used and closed, then everything is dropped. Without the release, comlink's
+    // FinalizationRegistry keeps the endpoint — and through it the owner — for ever.
+    const script = `
+      const { MessageChannel } = require("node:worker_threads");
+      const Comlink = require("comlink");
+      const { BoundedRemote, rpcChannel } = require(${JSON.stringify(require.resolve("../../../dist/protocol/rpc-channel.js"))});
+      const { comlinkGuard } = require(${JSON.stringify(require.resolve("../../../dist/protocol/rpc-guard.js"))});
+      let ref;
+      (async () => {
+        await (async () => {
+          const { port1, port2 } = new MessageChannel();
+          Comlink.expose({ echo: async (x) => x }, rpcChannel(port2).callee);
+          const owner = { weight: new Array(100000).fill(1) };
+          const channel = rpcChannel(port1, comlinkGuard(["echo"], (reason) => { owner.invalid = reason; }));
+          owner.remote = new BoundedRemote(channel.caller, "test");
+          await owner.remote.call((r) => r.echo(1), 1000);
+          owner.remote.close("done");
+          channel.close();
+          port1.close();
+          port2.close();
+          ref = new WeakRef(owner);
+        })();
+        // deref() keeps its target alive to the end of the job it runs in: collect in other jobs, look once at the end.
+        for (let i = 0; i < 10; i++) { await new Promise((r) => setTimeout(r, 20)); global.gc(); }
+        process.stdout.write(ref.deref() ? "retained" : "collected");
+      })();
+    `;
+    const r = spawnSync(process.execPath, ["--expose-gc", "-e", script], { cwd: path.join(__dirname, "..", "..", ".."), encoding: "utf8", timeout: 20_000 });
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toBe("collected");
   });
 });
