@@ -66,6 +66,8 @@ export type CapsuleChange =
   | "approval_granted" | "approval_denied"
   /** An uplink capsule published for a principal it claims (`ipc.publish_as`): both principals are named. */
   | "publish_as"
+  /** A capsule fanned a hook out to other capsules' interceptors (`sys.trigger_hook`): the hook, depth and counts. */
+  | "trigger_hook"
   /** A capsule linked or unlinked a platform user (`identity.link` / `identity.unlink`). */
   | "identity_link" | "identity_unlink"
   /** An elicitation was answered, cancelled or timed out (a secret's key name only, never its value). */

@@ -145,6 +145,8 @@ export const SYSCALL_NAMES = [
   "model.info", "model.tools", "model.stream_open", "model.stream_read", "model.stream_close",
   // Capability introspection, ungated: the capsule's own declared capabilities, and another capsule's flag by source id.
   "sys.capabilities", "sys.check_capability",
+  // A synchronous fan-out to other capsules' interceptors of a hook topic (kernel/capsules/hook-trigger.ts).
+  "sys.trigger_hook",
   // Platform identity links ([capabilities] identity: resolve < link < admin, and the principal's identity:* capability).
   "identity.resolve", "identity.list_links", "identity.link", "identity.unlink",
 ] as const;

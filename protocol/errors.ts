@@ -70,6 +70,7 @@ export const ERROR_CODES = {
   ASTRID_ERR_MCP_SERVER_UNAVAILABLE: "the MCP server is unknown, not running or failed (the message says why: a missing command, a wrong binary_hash, an exit at start, …)",
   ASTRID_ERR_MCP_CALL_FAILED: "the MCP server answered the request with an error (an unknown tool, invalid arguments, …)",
   ASTRID_ERR_MCP_RESULT_TOO_LARGE: "an MCP server's answer is larger than 8 MiB; it is dropped and the server keeps serving",
+  ASTRID_ERR_HOOK_DEPTH: "a capsule's `trigger-hook` was made from inside interceptors that other hook calls started, more than 4 deep (an interceptor that triggers hooks must not chain further)",
   ASTRID_ERR_ELICIT_NOT_ALLOWED: "a capsule called `elicit.ask` outside its install or upgrade hook (ask for settings there, or use `[env]`)",
   ASTRID_ERR_ELICIT_CANCELLED: "the person asked for a value (`elicit.ask`) cancelled instead of answering",
   ASTRID_ERR_NOBODY_TO_ASK: "`elicit.ask` ran while no connection of the capsule's owner was open to answer (install it with `astrid capsule install` while connected)",

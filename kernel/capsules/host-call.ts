@@ -44,6 +44,8 @@ export interface HostCall {
   readonly principal: string;
   /** The session of the message it acts on, when that message named one. */
   readonly sessionId?: string;
+  /** The message number the capsule said it acts on (a `trigger_hook` fan-out's own calls have negative ones). */
+  readonly seq?: unknown;
   /** Throws ASTRID_ERR_CAPABILITY_DENIED (manifest) or ASTRID_ERR_PERMISSION_DENIED (principal), audited. */
   permit(check: PermissionCheck): Promise<void>;
 }
@@ -122,6 +124,7 @@ export class PermissionGate {
       call,
       principal,
       ...(sessionId !== undefined ? { sessionId } : {}),
+      seq,
       permit: (check) => this.permit(run, call, principal, check),
     };
   }

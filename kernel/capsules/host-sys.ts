@@ -4,12 +4,14 @@
  * that published a message (named by the message's `source_id`) declared a capability. Only
  * `allow_prompt_injection` can be answered true by a check: it is a flag about a capsule, not a gate on a call. An
  * unknown source or any other capability is false (fail closed). Both are ungated and not audited: a capsule's
- * declared posture is metadata about it, and knowing it grants nothing.
+ * declared posture is metadata about it, and knowing it grants nothing. `sys.trigger_hook` is served by
+ * hook-trigger.ts (audited there).
  */
 import { AstridError } from "../../protocol/errors";
 import type { CapsuleManifest } from "../../protocol/capsule-manifest";
 import type { CapsuleRun } from "./capsule-run";
 import type { HostCall, HostService } from "./host-call";
+import type { HookTrigger } from "./hook-trigger";
 
 /** The capabilities a check may answer true for. */
 const CHECKABLE = new Set(["allow_prompt_injection"]);
@@ -26,8 +28,11 @@ export function declaredCapabilities(manifest: CapsuleManifest): string[] {
 
 /** SysService: capability introspection for capsules. */
 export class SysService implements HostService {
-  /** `runBySource`: the live run whose bus source id is the given one, if any. */
-  constructor(private readonly runBySource: (sourceId: string) => CapsuleRun | undefined) {}
+  /** `runBySource`: the live run whose bus source id is the given one, if any; `hooks`: serves `sys.trigger_hook`. */
+  constructor(
+    private readonly runBySource: (sourceId: string) => CapsuleRun | undefined,
+    private readonly hooks?: () => HookTrigger,
+  ) {}
 
   async handle(call: HostCall, args: unknown[]): Promise<unknown> {
     switch (call.call) {
@@ -42,6 +47,9 @@ export class SysService implements HostService {
         const run = this.runBySource(source);
         return run !== undefined && !run.ended && run.record.manifest.capabilities[capability as "allow_prompt_injection"] === true;
       }
+      case "sys.trigger_hook":
+        if (!this.hooks) throw new AstridError("ASTRID_ERR_NOT_IMPLEMENTED", "sys.trigger_hook: this kernel serves no hook fan-out");
+        return this.hooks().trigger(call, args[0], call.seq);
       default:
         throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `unknown capsule call ${call.call}`);
     }

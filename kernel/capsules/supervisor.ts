@@ -25,6 +25,7 @@ import { PermissionGate, type HostContext, type HostService } from "./host-call"
 import { AskService } from "./host-ask";
 import { FsService } from "./host-fs";
 import { SysService } from "./host-sys";
+import { HookTrigger } from "./hook-trigger";
 import { IdentityService } from "./host-identity";
 import { HttpService } from "./host-http";
 import { McpService } from "./host-mcp";
@@ -98,6 +99,8 @@ export class CapsuleSupervisor {
   private readonly watchdog: NodeJS.Timeout;
   private readonly dispatch: EventDispatch;
   private readonly gate: SyscallGate;
+  /** `sys.trigger_hook`: fan-outs to other capsules' interceptors. */
+  private readonly hooks: HookTrigger;
   /** The host services behind fs, http, process, approval and elicit calls. */
   private readonly services: HostServices;
   /** Quotas of the principals capsules act for. */
@@ -128,10 +131,18 @@ export class CapsuleSupervisor {
     const ask = new AskService(host);
     const model = new ModelService(host, () => this.offeredTools(), (run, topic, payload, principal) => this.gate.publish(run, "model.stream_open", topic, payload, principal));
     this.services = { fs: new FsService(host), http: new HttpService(host), process: new ProcessService(host), approval: ask, elicit: ask, mcp: new McpService(host), model,
-      sys: new SysService((sourceId) => this.runBySource(sourceId)), identity: new IdentityService(host) };
+      sys: new SysService((sourceId) => this.runBySource(sourceId), () => this.hooks), identity: new IdentityService(host) };
     this.agents = new AgentSelection(bus, logger, host.model, () => this.readyAgents(), randomUUID(), () => model.configured(MODEL_AGENT_CAPSULE));
     this.dispatch = new EventDispatch(bus, logger, settings.handlerTimeoutMs, this.quotas, (run, reason) => run.malformed(reason),
       (run, what) => this.fail(run, `${what} ran past its deadline (hung?)`));
+    this.hooks = new HookTrigger({
+      readyRuns: () => this.runs.values(),
+      deadlineFor: (principal) => Math.min(settings.handlerTimeoutMs, this.quotas.get(principal).max_timeout_secs * 1000),
+      timedOut: (run, what) => this.fail(run, `${what} ran past its deadline (hung?)`),
+      malformed: (run, reason) => run.malformed(reason),
+      logger,
+      audit,
+    });
     this.gate = new SyscallGate(bus, storage, (run, event) => {
       if (this.agents.admits(run, event)) this.dispatch.deliver(run, event);
     }, this.quotas, settings.maxPublishesPerSec,

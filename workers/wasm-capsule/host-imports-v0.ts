@@ -276,7 +276,11 @@ export function hostImportsV0(host: GuestHost): Record<string, Record<string, un
   const sys = {
     getConfig: (key: string) => forward("get-config", "sys", "getConfig", [key], (v: string | undefined) => v ?? ""),
     getCaller: () => forward("get-caller", "sys", "getCaller", []),
-    triggerHook: (requestJson: string) => forward("trigger-hook", "sys", "triggerHook", [requestJson]),
+    // Not in the per-domain sys package: straight to the kernel, which fans it out (kernel/capsules/hook-trigger.ts).
+    triggerHook: (requestJson: string): Result => {
+      const answer = host.call("sys.trigger_hook", requestJson);
+      return answer.ok ? ok(String(answer.value)) : err(`${answer.code}: ${answer.message}`);
+    },
     log: (level: string, message: string) => void (sysDomain().log as (l: string, m: string) => void)(level, message),
     signalReady: () => void (sysDomain().signalReady as () => void)(),
     clockMs: () => (sysDomain().clockMs as () => bigint)(),

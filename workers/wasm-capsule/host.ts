@@ -45,6 +45,10 @@ const SUBSCRIPTION_BUFFER = 1024;
 const RECENT_MESSAGES = 1024;
 /** Reply-less publishes only for payloads this small (larger ones take the syscall, which reports refusals). */
 const FAST_PUBLISH_MAX_BYTES = 64 * 1024;
+/** Most payload bytes one poll/recv answer carries (the reference's cap); the rest waits for the next call. */
+export const MAX_DRAIN_PAYLOAD_BYTES = 10 * 1024 * 1024;
+/** Most `[[interceptor]]`s a run-loop capsule may declare: each is a subscription it drains by handle (reference). */
+export const MAX_RUN_LOOP_INTERCEPTORS = 64;
 
 /** The guest's exports, as jco names them. */
 interface GuestExports {
@@ -172,8 +176,14 @@ export function runWasmCapsule(port: MessagePort, data: WasmWorkerData): void {
       pump();
       const sub = subscriptions.get(handle);
       if (!sub) return { messages: [], dropped: 0n };
-      const messages = sub.queue.splice(0);
-      const seqs = sub.seqs.splice(0);
+      // At most MAX_DRAIN_PAYLOAD_BYTES of payload, but always the first message (a publish is at most 5 MiB).
+      let count = 0;
+      for (let bytes = 0; count < sub.queue.length; count++) {
+        bytes += Buffer.byteLength(sub.queue[count]!.payload);
+        if (count > 0 && bytes > MAX_DRAIN_PAYLOAD_BYTES) break;
+      }
+      const messages = sub.queue.splice(0, count);
+      const seqs = sub.seqs.splice(0, count);
       // What the guest does next acts for the first message's principal (the reference's invocation context).
       if (seqs.length > 0) acting = seqs[0]!;
       const dropped = sub.dropped;
@@ -280,6 +290,9 @@ export function runWasmCapsule(port: MessagePort, data: WasmWorkerData): void {
         runLoop = exported.has("run");
         if (data.actions.length > 0 && !runLoop && !exported.has("astridHookTrigger")) {
           throw new WasmLoadError(`Capsule.toml declares interceptors (${data.actions.join(", ")}) but the component does not export astrid-hook-trigger (${worlds})`);
+        }
+        if (runLoop && data.wasm.interceptors.length > MAX_RUN_LOOP_INTERCEPTORS) {
+          throw new WasmLoadError(`Capsule.toml declares ${data.wasm.interceptors.length} interceptors, more than the ${MAX_RUN_LOOP_INTERCEPTORS} a run-loop capsule (it exports run) may have: each is a subscription it drains by handle`);
         }
         if (!runLoop && !exported.has("astridHookTrigger")) {
           throw new WasmLoadError(`the component exports neither astrid-hook-trigger nor run: it is not an astrid capsule (${worlds})`);
