@@ -66,7 +66,8 @@ const Text = z.string().max(MAX_CAPSULE_TEXT_CHARS);
 /** A step of loading that worked, or why it did not. */
 export const StepOutcomeSchema = z.discriminatedUnion("ok", [
   z.strictObject({ ok: z.literal(true) }),
-  z.strictObject({ ok: z.literal(false), message: Text }),
+  // `deterministic`: the same files fail the same way (a component of another world, say): not retried until they change.
+  z.strictObject({ ok: z.literal(false), message: Text, deterministic: z.literal(true).optional() }),
 ]);
 export type StepOutcome = z.infer<typeof StepOutcomeSchema>;
 

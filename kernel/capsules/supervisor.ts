@@ -269,7 +269,8 @@ export class CapsuleSupervisor {
       else this.onReady(run, setup.ok ? setup.tools : []);
     } catch (err) {
       if (run.ended) return; // its exit or a newer start already accounted for it
-      this.fail(run, err instanceof StartFailure ? err.message : died ?? (err as Error).message);
+      if (err instanceof StartFailure) this.fail(run, err.message, err.deterministic);
+      else this.fail(run, died ?? (err as Error).message);
     }
   }
 
@@ -295,8 +296,8 @@ export class CapsuleSupervisor {
       run.malformed(`control plane: malformed answer to ${what}`);
       throw new StartFailure(`${refusedPrefix}: malformed answer to ${what}`);
     }
-    const outcome = parsed.data as T & { message?: string };
-    if (!outcome.ok) throw new StartFailure(`${refusedPrefix}: ${outcome.message ?? what}`);
+    const outcome = parsed.data as T & { message?: string; deterministic?: true };
+    if (!outcome.ok) throw new StartFailure(`${refusedPrefix}: ${outcome.message ?? what}`, outcome.deterministic === true);
     return parsed.data;
   }
 
@@ -527,7 +528,7 @@ export class CapsuleSupervisor {
   }
 
   /** Marks a capsule failed once per run, announces it, and schedules a restart if attempts remain. */
-  private fail(run: CapsuleRun, reason: string): void {
+  private fail(run: CapsuleRun, reason: string, deterministic = false): void {
     if (run.ended || this.stopping) {
       void run.end(reason);
       return;
@@ -539,7 +540,7 @@ export class CapsuleSupervisor {
       return;
     }
     if (this.retiring.has(run)) return; // replaced: its successor serves
-    this.markFailed(run.record, reason, () => this.runs.get(run.record.name) === run);
+    this.markFailed(run.record, reason, () => this.runs.get(run.record.name) === run, deterministic);
   }
 
   /** Records a failure, announces it, and schedules a restart while `current()` still holds and attempts remain. */
@@ -582,5 +583,9 @@ export class CapsuleSupervisor {
 /** Load failures that repeat until the capsule's files change (so a restart with backoff cannot help). */
 const DETERMINISTIC_LOAD_FAILURES: ReadonlySet<string> = new Set(["ASTRID_ERR_CAPSULE_SYNTAX", "ASTRID_ERR_MANIFEST_INVALID"]);
 
-/** A start that failed for a reason the user should read as is. */
-class StartFailure extends Error {}
+/** A start that failed for a reason the user should read as is; `deterministic` when retrying cannot help. */
+class StartFailure extends Error {
+  constructor(message: string, readonly deterministic = false) {
+    super(message);
+  }
+}

@@ -148,9 +148,14 @@ describe("WebAssembly component capsules", () => {
   });
 
   it("refuses a wrong hash, a missing hash, and components of another world, saying why", async () => {
-    // Each is retried with backoff like any failed load; between attempts it reads `failed` with its reason.
+    // Each fails the same way until its files change: it is not retried (no restart, no backoff), and says so.
     const names = ["wasm-wrong-hash", "wasm-no-hash", "wasm-foreign", "wasm-no-exports"];
     const meta = await until(metadata, (m) => names.every((n) => m[n]?.state === "failed"), 20_000);
+    await new Promise((resolve) => setTimeout(resolve, 1500)); // longer than the first restart's backoff in tests
+    const later = await metadata();
+    for (const n of names) {
+      expect(later[n]).toMatchObject({ state: "failed", restarts: 0, last_error: expect.stringContaining("not retried: it loads again when its files change") });
+    }
     expect(meta["wasm-wrong-hash"]).toMatchObject({ state: "failed", last_error: expect.stringMatching(/Refusing to load minimal\.wasm: its BLAKE3 hash [0-9a-f]{64} does not match meta\.json's wasm_hash/) });
     expect(meta["wasm-no-hash"]).toMatchObject({ state: "failed", last_error: expect.stringContaining("Refusing to load unverified binary") });
     expect(meta["wasm-foreign"]).toMatchObject({ state: "failed", last_error: expect.stringContaining("imports astrid-fixture:worlds/clock, which this host does not provide") });

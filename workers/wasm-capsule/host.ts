@@ -324,7 +324,8 @@ export function runWasmCapsule(port: MessagePort, data: WasmWorkerData): void {
         };
         return { ok: true };
       } catch (err) {
-        return { ok: false, message: messageOf(err) };
+        // A refusal of the component itself (hash, world, exports, manifest) repeats until its files change.
+        return { ok: false, message: messageOf(err), ...(err instanceof WasmLoadError ? { deterministic: true as const } : {}) };
       }
     },
     async runHook(lifecycle): Promise<StepOutcome> {
