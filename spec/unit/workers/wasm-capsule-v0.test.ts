@@ -55,7 +55,8 @@ describe("hostImportsV0", () => {
 
   it("answers a function without an implementation with the 0.1.0 error form", () => {
     const { host, calls } = fakeHost();
-    expect(v0(host, "sys").triggerHook!('{"hook":"a.b","payload":{}}')).toEqual({ tag: "err", val: "trigger-hook is not supported by this host" });
+    // The daemon binds its socket itself: no capsule gets a listener (the per-domain net package is not provided).
+    expect(v0(host, "net").netBindUnix!()).toEqual({ tag: "err", val: "net-bind-unix is not supported by this host" });
     expect(calls).toEqual([]);
   });
 
