@@ -1,6 +1,6 @@
 /**
- * The `identity` and `capabilities` namespaces of the `@astrid-os/sdk` surface: platform identity links and
- * capability introspection, over the kernel's `identity.*` and `sys.*` calls (the same the WebAssembly packages use).
+ * The `identity`, `uplink` and `capabilities` namespaces of the `@astrid-os/sdk` surface: platform identity links,
+ * uplinks and capability introspection, over the kernel's `identity.*`, `uplink.*` and `sys.*` calls.
  */
 import { hostCall, SysError } from "./astrid-os-sdk-errors";
 import type { SdkContext } from "./astrid-os-sdk-ipc";
@@ -50,5 +50,19 @@ export function identityModule(ctx: SdkContext, none: (namespace: string, why: s
       return links.map((l) => ({ platform: l.platform, platformUserId: l.platform_user_id, linkedAt: l.linked_at, method: l.method }));
     },
     ...none("identity", "principals are created by the operator (`astrid agent create`), not by capsules", ["createUser"]),
+  };
+}
+
+/**
+ * `uplink`: an uplink capsule's (`[capabilities] uplink = true`) platform users speak through it. `register` answers
+ * the uplink's id; `send` hands in a linked platform user's message as their principal's prompt, and answers false
+ * when the capsule's publish limit refused it this second.
+ */
+export function uplinkModule(ctx: SdkContext) {
+  return {
+    register: (name: string, platform: string, profile: string): Promise<string> =>
+      hostCall(`uplink.register("${name}")`, () => ctx.syscall("uplink.register", String(name), String(platform), String(profile))) as Promise<string>,
+    send: (uplinkId: string, platformUserId: string, content: string): Promise<boolean> =>
+      hostCall("uplink.send", () => ctx.syscall("uplink.send", String(uplinkId), String(platformUserId), String(content))) as Promise<boolean>,
   };
 }

@@ -9,7 +9,7 @@ import { randomBytes as cryptoRandomBytes } from "node:crypto";
 import { constants } from "node:os";
 import type { FileStat, ProcessLogs as HostProcessLogs } from "./sdk";
 import { hostCall, jsonText, parseJson, SysError, unsupported } from "./astrid-os-sdk-errors";
-import { capabilitiesModule, identityModule } from "./astrid-os-sdk-identity";
+import { capabilitiesModule, identityModule, uplinkModule } from "./astrid-os-sdk-identity";
 import type { SdkContext } from "./astrid-os-sdk-ipc";
 
 const encoder = new TextEncoder();
@@ -529,7 +529,7 @@ export function peopleModules(ctx: SdkContext) {
     elicit,
     approval,
     identity: identityModule(ctx, none),
-    uplink: none("uplink", "frontends are the daemon's own (CLI, web, Discord); a capsule cannot register one", ["register", "send"]),
+    uplink: uplinkModule(ctx),
     capabilities: capabilitiesModule(ctx),
     net: none("net", "capsules get no sockets here; use http", ["bindUnix", "bindTcp", "accept", "tryAccept", "connect", "connectTcp", "udpBind", "lookupHost"]),
   };

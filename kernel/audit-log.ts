@@ -70,6 +70,8 @@ export type CapsuleChange =
   | "trigger_hook"
   /** A capsule linked or unlinked a platform user (`identity.link` / `identity.unlink`). */
   | "identity_link" | "identity_unlink"
+  /** An uplink capsule registered an uplink, or handed in a platform user's message as their principal's prompt. */
+  | "uplink_register" | "uplink_send"
   /** An elicitation was answered, cancelled or timed out (a secret's key name only, never its value). */
   | "elicit"
   /** The operator ran one of its tools (`astrid tool call`), or removed it (`astrid capsule remove`). */

@@ -150,6 +150,8 @@ export const SYSCALL_NAMES = [
   "sys.trigger_hook",
   // Platform identity links ([capabilities] identity: resolve < link < admin, and the principal's identity:* capability).
   "identity.resolve", "identity.list_links", "identity.link", "identity.unlink",
+  // Uplinks ([capabilities] uplink = true): a platform user's message becomes their linked principal's prompt.
+  "uplink.register", "uplink.send",
 ] as const;
 export type SyscallName = (typeof SYSCALL_NAMES)[number];
 

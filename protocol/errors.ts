@@ -21,7 +21,7 @@ export const ERROR_CODES = {
   ASTRID_ERR_PLATFORM_DENIED: "a frontend spoke for a platform its credential does not list",
   ASTRID_ERR_HTTP_STREAM_LIMIT: "a capsule opened more than 4 HTTP streams at once (close one first)",
   ASTRID_ERR_IDENTITY_ALREADY_LINKED: "a capsule tried to link a platform user who is linked to another principal (only the operator relinks one: `astrid identity link`)",
-  ASTRID_ERR_IDENTITY_UNLINKED: "a frontend's user has no identity link and the frontend's unlinked policy is `refuse`, or an uplink capsule published for a principal no platform user is linked to (link them with `astrid identity link`)",
+  ASTRID_ERR_IDENTITY_UNLINKED: "a frontend's user has no identity link and the frontend's unlinked policy is `refuse`, or an uplink capsule published for a principal no platform user is linked to, or handed in a message from a platform user linked to no principal (link them with `astrid identity link`)",
   ASTRID_ERR_SESSION_DENIED: "the connection tried to join a session of a principal it may not act for",
   ASTRID_ERR_TOO_MANY_CLIENTS: "the daemon already serves its maximum number of clients",
   ASTRID_ERR_FRAME_TOO_LARGE: "a frame's length prefix exceeds the limit (4 KiB handshake, 10 MiB after)",

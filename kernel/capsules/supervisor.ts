@@ -27,6 +27,7 @@ import { FsService } from "./host-fs";
 import { SysService } from "./host-sys";
 import { HookTrigger } from "./hook-trigger";
 import { IdentityService } from "./host-identity";
+import { UplinkService } from "./host-uplink";
 import { HttpService } from "./host-http";
 import { McpService } from "./host-mcp";
 import { ModelService, type OfferedTool } from "./host-model";
@@ -131,7 +132,8 @@ export class CapsuleSupervisor {
     const ask = new AskService(host);
     const model = new ModelService(host, () => this.offeredTools(), (run, topic, payload, principal) => this.gate.publish(run, "model.stream_open", topic, payload, principal));
     this.services = { fs: new FsService(host), http: new HttpService(host), process: new ProcessService(host), approval: ask, elicit: ask, mcp: new McpService(host), model,
-      sys: new SysService((sourceId) => this.runBySource(sourceId), () => this.hooks), identity: new IdentityService(host) };
+      sys: new SysService((sourceId) => this.runBySource(sourceId), () => this.hooks), identity: new IdentityService(host),
+      uplink: new UplinkService(host, (run, topic, payload, principal) => this.gate.publish(run, "uplink.send", topic, payload, principal, "claimed", "uplink")) };
     this.agents = new AgentSelection(bus, logger, host.model, () => this.readyAgents(), randomUUID(), () => model.configured(MODEL_AGENT_CAPSULE));
     this.dispatch = new EventDispatch(bus, logger, settings.handlerTimeoutMs, this.quotas, (run, reason) => run.malformed(reason),
       (run, what) => this.fail(run, `${what} ran past its deadline (hung?)`));

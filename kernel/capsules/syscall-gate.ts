@@ -24,8 +24,8 @@ import type { CapsuleRun } from "./capsule-run";
 import type { HostCall, HostService, PermissionGate } from "./host-call";
 import type { PrincipalQuotas } from "./principal-quotas";
 
-/** The host services by call family (`fs`, `http`, `process`, `approval`, `elicit`, `mcp`, `model`, `sys`, `identity`). */
-export type HostServices = Readonly<Record<"fs" | "http" | "process" | "approval" | "elicit" | "mcp" | "model" | "sys" | "identity", HostService>>;
+/** The host services by call family (`fs`, `http`, `process`, `approval`, `elicit`, `mcp`, `model`, `sys`, `identity`, `uplink`). */
+export type HostServices = Readonly<Record<"fs" | "http" | "process" | "approval" | "elicit" | "mcp" | "model" | "sys" | "identity" | "uplink", HostService>>;
 
 /** A monotonic clock in ms (a wall-clock step cannot freeze a window). */
 const now0 = () => performance.now();
@@ -188,8 +188,11 @@ export class SyscallGate {
     this.permissions.claimed(run, { call, principal: acting, claimed, topic: target });
   }
 
-  /** A capsule's publish, checked here whichever way it came (syscall or reply-less): topic, ACL, size, rate. */
-  publish(run: CapsuleRun, call: string, topicArg: unknown, raw: unknown, principal: string, attribution?: Attribution): void {
+  /**
+   * A capsule's publish, checked here whichever way it came (syscall or reply-less): topic, ACL, size, rate.
+   * `grantedBy`: the manifest flag that allows this topic instead of `ipc_publish` (an uplink's prompts).
+   */
+  publish(run: CapsuleRun, call: string, topicArg: unknown, raw: unknown, principal: string, attribution?: Attribution, grantedBy?: "uplink"): void {
     const { record } = run;
     if (typeof topicArg !== "string") throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `${call}: topic must be a string`);
     const topic = topicArg;
@@ -198,12 +201,16 @@ export class SyscallGate {
     if (!run.publishTopicsAllowed.has(topic)) {
       const problem = topicProblem(topic);
       if (problem) throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `ipc.publish: ${problem}`);
-      if (!record.manifest.capabilities.ipc_publish.some((p) => exactSegmentMatches(p, topic))) {
-        throw this.denied(run, call, principal, "ipc_publish", topic, `may not publish on ${topic} (not in ipc_publish)`);
+      if (grantedBy !== undefined) {
+        if (record.manifest.capabilities[grantedBy] !== true) throw this.denied(run, call, principal, grantedBy, topic, `may not publish on ${topic} (not an ${grantedBy} capsule)`);
+      } else {
+        if (!record.manifest.capabilities.ipc_publish.some((p) => exactSegmentMatches(p, topic))) {
+          throw this.denied(run, call, principal, "ipc_publish", topic, `may not publish on ${topic} (not in ipc_publish)`);
+        }
+        if (run.publishTopicsAllowed.size < MAX_REMEMBERED_PUBLISH_TOPICS) run.publishTopicsAllowed.add(topic);
       }
-      if (run.publishTopicsAllowed.size < MAX_REMEMBERED_PUBLISH_TOPICS) run.publishTopicsAllowed.add(topic);
     }
-    this.permissions.allowed(run, { call, principal, capability: null, manifest: "ipc_publish", target: topic }, "manifest");
+    this.permissions.allowed(run, { call, principal, capability: null, manifest: grantedBy ?? "ipc_publish", target: topic }, "manifest");
     // A window already spent is refused before the payload is serialised: refusing a flood of large payloads must not
     // cost the main thread their JSON.
     const spent = run.publishWindows.get(principal);

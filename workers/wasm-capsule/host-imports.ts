@@ -1,5 +1,5 @@
 /**
- * The astrid host packages a component imports (`astrid:{ipc,kv,sys,fs,http,process,identity,approval,elicit}/host@1.0.0`,
+ * The astrid host packages a component imports (`astrid:{ipc,kv,sys,fs,http,process,identity,uplink,approval,elicit}/host@1.0.0`,
  * `astrid:io/poll@1.0.0`), as jco's glue expects them: camelCase functions, resources as classes, `result` errors
  * thrown as `{ payload: <error-code variant> }`, u64 as BigInt. Every gated call is a blocking syscall the kernel
  * checks exactly as a JavaScript capsule's (manifest, principal, audit, quotas, VFS, network guard). A file handle
@@ -8,6 +8,7 @@
 import { check, DENIED, DISPOSE, fail, type Failure, utf8Text } from "./guest-failure";
 import type { GuestHost, GuestMessage } from "./guest-host";
 import { identityImports } from "./identity-imports";
+import { uplinkImports } from "./uplink-imports";
 import { processImports } from "./process-imports";
 
 export type { GuestHost, GuestMessage } from "./guest-host";
@@ -442,6 +443,7 @@ export function hostImports(host: GuestHost): Record<string, Record<string, unkn
     "astrid:http/host": http,
     "astrid:process/host": processHost,
     "astrid:identity/host": identityImports(host),
+    "astrid:uplink/host": uplinkImports(host),
     "astrid:approval/host": approval,
     "astrid:elicit/host": elicit,
     "astrid:io/poll": poll,
