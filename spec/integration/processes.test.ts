@@ -13,6 +13,12 @@ import type { AuditEntry } from "../../protocol/storage-messages";
 import { spawnSync } from "node:child_process";
 import { CLI_BIN, cleanup, connect, connectAs, daemonLog, ROOT, spawnDaemon, tempHome, until, type RunningDaemon } from "../helpers/daemon";
 
+/**
+ * The first digits of every `sleep` these tests start, different in each run: processes are found by their command
+ * line, and one left behind by an earlier run on the same machine must not be taken for this run's.
+ */
+const SLEEP = String(500 + Math.floor(Math.random() * 400));
+
 const FIXTURE = path.join(ROOT, "spec", "fixtures", "processes", "proc-user");
 
 type Reply = { ok: true; value: any } | { ok: false; code: string; message: string };
@@ -236,32 +242,32 @@ describe("with the default sandbox (bubblewrap)", () => {
 
   it("a run past its timeout is stopped, with what it printed; the daemon kept serving meanwhile", async () => {
     const started = Date.now();
-    const pending = run(s, ["sh", "-c", "echo before; sleep 41030"], { timeout_ms: 800 });
+    const pending = run(s, ["sh", "-c", `echo before; sleep ${SLEEP}30`], { timeout_ms: 800 });
     for (let i = 0; i < 3; i++) expect((await s.c.request("GetStatus")).status).toBe("Status");
     const r = value(await pending);
     expect(r).toMatchObject({ timed_out: true, exit_code: null, stdout: "before\n" });
     expect(["SIGTERM", "SIGKILL"]).toContain(r.signal);
     expect(Date.now() - started).toBeLessThan(6000);
-    expect(pidsOf("sleep 41030")).toEqual([]);
+    expect(pidsOf(`sleep ${SLEEP}30`)).toEqual([]);
   });
 
   it("spawn: logs while running, kill stops it; the 9th background process is refused; kill frees a place", async () => {
-    const first = value(await ask(s, { op: "spawn", argv: ["sh", "-c", "echo started; echo oops >&2; sleep 41001"] }));
+    const first = value(await ask(s, { op: "spawn", argv: ["sh", "-c", `echo started; echo oops >&2; sleep ${SLEEP}01`] }));
     expect(first).toEqual({ id: expect.any(String), pid: expect.any(Number) });
     const logs = await until(() => ask(s, { op: "logs", id: first.id }), (r) => r.ok && r.value.stdout === "started\n");
     expect(value(logs)).toMatchObject({ running: true, exit_code: null, stderr: "oops\n" });
     const ids = [first.id];
-    for (let i = 1; i < 8; i++) ids.push(value(await ask(s, { op: "spawn", argv: ["sleep", "41001"] })).id);
-    const ninth = await ask(s, { op: "spawn", argv: ["sleep", "41001"] });
+    for (let i = 1; i < 8; i++) ids.push(value(await ask(s, { op: "spawn", argv: ["sleep", `${SLEEP}01`] })).id);
+    const ninth = await ask(s, { op: "spawn", argv: ["sleep", `${SLEEP}01`] });
     expect(ninth).toMatchObject({ ok: false, code: "ASTRID_ERR_PROCESS_LIMIT" });
     expect((ninth as { message: string }).message).toMatch(/8 background processes/);
     expect((await s.c.request("GetStatus")).status).toBe("Status");
     expect(value(await ask(s, { op: "kill", id: first.id }))).toBe(true);
     expect(value(await ask(s, { op: "logs", id: first.id }))).toMatchObject({ running: false, stdout: "started\n" });
     expect(value(await ask(s, { op: "kill", id: first.id }))).toBe(false);
-    ids.push(value(await ask(s, { op: "spawn", argv: ["sleep", "41001"] })).id);
+    ids.push(value(await ask(s, { op: "spawn", argv: ["sleep", `${SLEEP}01`] })).id);
     for (const id of ids.slice(1)) expect(value(await ask(s, { op: "kill", id }))).toBe(true);
-    await until(() => pidsOf("sleep 41001"), (p) => p.length === 0);
+    await until(() => pidsOf(`sleep ${SLEEP}01`), (p) => p.length === 0);
     const spawned = auditTail(s.d).filter((e) => e.action.type === "host_process" && e.action.operation === "spawn");
     expect(spawned.length).toBeGreaterThanOrEqual(9);
     const exits = auditTail(s.d).filter((e) => e.action.type === "host_process" && e.action.operation === "exit" && e.action.id === first.id);
@@ -285,11 +291,11 @@ describe("with the default sandbox (bubblewrap)", () => {
   });
 
   it("processes die with the daemon: a spawned sleep is gone once the daemon stops", async () => {
-    const r = value(await ask(s, { op: "spawn", argv: ["sleep", "41002"] }));
-    await until(() => pidsOf("sleep 41002"), (p) => p.length >= 1);
+    const r = value(await ask(s, { op: "spawn", argv: ["sleep", `${SLEEP}02`] }));
+    await until(() => pidsOf(`sleep ${SLEEP}02`), (p) => p.length >= 1);
     expect(alive(r.pid)).toBe(true);
     await stopDaemon(s);
-    await until(() => pidsOf("sleep 41002"), (p) => p.length === 0, 5000);
+    await until(() => pidsOf(`sleep ${SLEEP}02`), (p) => p.length === 0, 5000);
     expect(alive(r.pid)).toBe(false);
   });
 });
@@ -297,11 +303,11 @@ describe("with the default sandbox (bubblewrap)", () => {
 describe("a daemon killed with SIGKILL (bubblewrap)", () => {
   it("takes its sandboxed processes with it (--die-with-parent)", async () => {
     const s = await boot();
-    value(await ask(s, { op: "spawn", argv: ["sleep", "41008"] }));
-    await until(() => pidsOf("sleep 41008"), (p) => p.length >= 1);
+    value(await ask(s, { op: "spawn", argv: ["sleep", `${SLEEP}08`] }));
+    await until(() => pidsOf(`sleep ${SLEEP}08`), (p) => p.length >= 1);
     s.d.child.kill("SIGKILL");
     await s.d.exited;
-    await until(() => pidsOf("sleep 41008"), (p) => p.length === 0, 5000);
+    await until(() => pidsOf(`sleep ${SLEEP}08`), (p) => p.length === 0, 5000);
     await s.c.close().catch(() => undefined);
   }, 30_000);
 });
@@ -341,28 +347,28 @@ describe("with ASTRID_PROCESS_SANDBOX=none", () => {
 
   it("a process that ignores SIGTERM is killed 2 s after its timeout", async () => {
     const started = Date.now();
-    const r = value(await run(s, ["sh", "-c", "trap '' TERM; echo trapped; sleep 41003"], { timeout_ms: 300 }));
+    const r = value(await run(s, ["sh", "-c", `trap '' TERM; echo trapped; sleep ${SLEEP}03`], { timeout_ms: 300 }));
     expect(r).toMatchObject({ timed_out: true, signal: "SIGKILL", stdout: "trapped\n" });
     const took = Date.now() - started;
     expect(took).toBeGreaterThanOrEqual(2000);
     expect(took).toBeLessThan(6000);
-    await until(() => pidsOf("sleep 41003"), (p) => p.length === 0, 3000);
+    await until(() => pidsOf(`sleep ${SLEEP}03`), (p) => p.length === 0, 3000);
   });
 
   it("a capsule's processes end with its run (a reload), its children too", async () => {
-    value(await ask(s, { op: "spawn", argv: ["sh", "-c", "sleep 41004 & sleep 41005"] }));
-    await until(() => pidsOf("sleep 4100"), (p) => p.length >= 2);
+    value(await ask(s, { op: "spawn", argv: ["sh", "-c", `sleep ${SLEEP}04 & sleep ${SLEEP}05`] }));
+    await until(() => pidsOf(`sleep ${SLEEP}0`), (p) => p.length >= 2);
     fs.appendFileSync(path.join(s.workspace, ".astrid", "capsules", "proc-user", "index.js"), "\n// changed\n");
     await s.c.request("ReloadCapsules");
-    await until(() => [...pidsOf("sleep 41004"), ...pidsOf("sleep 41005")], (p) => p.length === 0, 10_000);
+    await until(() => [...pidsOf(`sleep ${SLEEP}04`), ...pidsOf(`sleep ${SLEEP}05`)], (p) => p.length === 0, 10_000);
     await until(() => s.c.request("GetCapsuleMetadata").then((m) => (m.data as Array<{ name: string; state: string }>).find((x) => x.name === "proc-user")?.state), (st) => st === "ready");
   });
 
   it("processes die with the daemon, including what they started", async () => {
-    const r = value(await ask(s, { op: "spawn", argv: ["sh", "-c", "sleep 41006 & sleep 41007"] }));
-    await until(() => [pidsOf("sleep 41006").length, pidsOf("sleep 41007").length], (p) => p[0]! >= 1 && p[1]! >= 1);
+    const r = value(await ask(s, { op: "spawn", argv: ["sh", "-c", `sleep ${SLEEP}06 & sleep ${SLEEP}07`] }));
+    await until(() => [pidsOf(`sleep ${SLEEP}06`).length, pidsOf(`sleep ${SLEEP}07`).length], (p) => p[0]! >= 1 && p[1]! >= 1);
     await stopDaemon(s);
-    await until(() => [...pidsOf("sleep 41006"), ...pidsOf("sleep 41007")], (p) => p.length === 0, 5000);
+    await until(() => [...pidsOf(`sleep ${SLEEP}06`), ...pidsOf(`sleep ${SLEEP}07`)], (p) => p.length === 0, 5000);
     expect(alive(r.pid)).toBe(false);
   });
 });
