@@ -21,8 +21,6 @@ const dist = path.join(__dirname, "..", "dist");
 const ENTRIES = [
   { entry: "bin/astrid-daemon.js", outfile: "bin/daemon-main.js" },
   { entry: "workers/capsule-loader.js", outfile: "workers/capsule-loader.js" },
-  { entry: "workers/wasm-capsule.js", outfile: "workers/wasm-capsule.js" },
-  { entry: "workers/capsule.js", outfile: "workers/capsule.js" },
 ].map(({ entry, outfile }) => ({ entry: path.join(dist, entry), outfile: path.join(dist, outfile) }));
 
 /**

@@ -9,7 +9,6 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { Worker } from "node:worker_threads";
 import type { TranspileAnswer, TranspileJob } from "./transpile";
-import { WASM_TRANSPILE_ENTRY } from "../wasm-transpile-entry";
 
 /** The JavaScript entry of a transpiled component inside its cache directory. */
 export const ENTRY = "capsule.mjs";
@@ -89,7 +88,7 @@ function hasComponentType(bytes: Uint8Array): boolean {
 /** Runs jco in a thread of its own (transpile.ts), which ends once it answered. */
 function transpileInThread(job: TranspileJob): Promise<TranspileAnswer> {
   return new Promise((resolve) => {
-    const thread = new Worker(WASM_TRANSPILE_ENTRY, { workerData: job, stdout: false, stderr: false });
+    const thread = new Worker(path.join(__dirname, "transpile.js"), { workerData: job, stdout: false, stderr: false });
     thread.once("message", (answer: TranspileAnswer) => {
       resolve(answer);
       void thread.terminate();
