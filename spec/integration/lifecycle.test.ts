@@ -158,14 +158,15 @@ describe("boot does not wait for slow capsules", () => {
     const slow = path.join(ws, ".astrid", "capsules", "slowpoke");
     fs.mkdirSync(slow, { recursive: true });
     fs.writeFileSync(path.join(slow, "Capsule.toml"), '[package]\nname = "slowpoke"\nversion = "1.0.0"\n[[component]]\nfile = "index.js"\n');
-    fs.writeFileSync(path.join(slow, "index.js"), "module.exports = { setup: () => new Promise((resolve) => setTimeout(resolve, 2500)) };\n");
+    fs.writeFileSync(path.join(slow, "index.js"), "module.exports = { setup: () => new Promise((resolve) => setTimeout(resolve, 8000)) };\n");
     fs.cpSync(path.join(ROOT, "spec", "fixtures", "lifecycle-spam"), path.join(ws, ".astrid", "capsules", "lifecycle-spam"), { recursive: true });
     const started = Date.now();
     const d = await spawnDaemon({
       args: ["--workspace", ws],
-      env: { ASTRID_CAPSULE_BOOT_WAIT_MS: "300", ASTRID_CAPSULE_READY_TIMEOUT_MS: "10000", ASTRID_CAPSULE_HOOK_TIMEOUT_MS: "60000" },
+      env: { ASTRID_CAPSULE_BOOT_WAIT_MS: "300", ASTRID_CAPSULE_READY_TIMEOUT_MS: "20000", ASTRID_CAPSULE_HOOK_TIMEOUT_MS: "60000" },
     });
-    expect(Date.now() - started).toBeLessThan(2500);
+    // slowpoke's setup takes 8 s; serving well before that is the point (the bound leaves room for a loaded CI machine)
+    expect(Date.now() - started).toBeLessThan(6000);
     const c = await connect(d);
     const announcements: string[] = [];
     c.on("message", (m: IpcMessage) => {
@@ -174,7 +175,7 @@ describe("boot does not wait for slow capsules", () => {
     const state = async (name: string) =>
       ((await c.request("GetCapsuleMetadata")).data as Array<{ name: string; state: string }>).find((m) => m.name === name)?.state;
     expect(await state("slowpoke")).toBe("loading");
-    await until(() => state("slowpoke"), (s) => s === "ready", 10_000);
+    await until(() => state("slowpoke"), (s) => s === "ready", 15_000);
     await until(async () => announcements.length, (n) => n >= 2, 5000);
     expect(await state("lifecycle-spam")).toBe("loading");
     await c.close();
@@ -182,5 +183,5 @@ describe("boot does not wait for slow capsules", () => {
     d.child.kill("SIGTERM");
     expect(await d.exited).toBe(0);
     expect(Date.now() - stopping).toBeLessThan(5000);
-  }, 30_000);
+  }, 40_000);
 });

@@ -9,6 +9,7 @@ import { check, DENIED, DISPOSE, fail, type Failure, utf8Text } from "./guest-fa
 import type { GuestHost, GuestMessage } from "./guest-host";
 import { identityImports } from "./identity-imports";
 import { uplinkImports } from "./uplink-imports";
+import { Pollable, pollImports } from "./pollable";
 import { processImports } from "./process-imports";
 
 export type { GuestHost, GuestMessage } from "./guest-host";
@@ -66,17 +67,7 @@ function resized(bytes: Uint8Array, size: number): Uint8Array {
 
 /** The import object for jco's `instantiate`, under both unversioned and `@1.0.0` names. */
 export function hostImports(host: GuestHost): Record<string, Record<string, unknown>> {
-  class Pollable {
-    constructor(private readonly handle: bigint) {}
-    ready(): boolean {
-      return host.wait(this.handle, 0);
-    }
-    block(): void {
-      while (!host.wait(this.handle, 60_000)) {
-        /* keep waiting: wait() returns early only with messages or when the run ended (then it throws) */
-      }
-    }
-  }
+  const poll = pollImports(host);
 
   class Subscription {
     constructor(private readonly handle: bigint) {}
@@ -89,7 +80,7 @@ export function hostImports(host: GuestHost): Record<string, Record<string, unkn
       return envelope(host.take(this.handle));
     }
     subscribeReadiness() {
-      return new Pollable(this.handle);
+      return new Pollable(host, () => host.wait(this.handle, 0));
     }
     /** The guest dropped its handle (jco calls this): its queue goes; the kernel keeps the pattern (no unsubscribe). */
     [DISPOSE](): void {
@@ -420,19 +411,6 @@ export function hostImports(host: GuestHost): Record<string, Record<string, unkn
       return { tag: "value", val: String(answer.value ?? "") };
     },
     hasSecret: (key: string) => check(host.call("elicit.has_secret", key), {}) as boolean,
-  };
-
-  const poll = {
-    Pollable,
-    poll(pollables: Pollable[]) {
-      if (pollables.length === 0) return fail("invalid-input");
-      if (pollables.length > 256) return fail("too-large");
-      for (;;) {
-        const ready = pollables.flatMap((p, i) => (p.ready() ? [i] : []));
-        if (ready.length > 0) return Uint32Array.from(ready);
-        host.waitEvents(60_000);
-      }
-    },
   };
 
   const packages: Record<string, Record<string, unknown>> = {
