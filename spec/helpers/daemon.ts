@@ -33,6 +33,36 @@ export async function cleanup(): Promise<void> {
   for (const dir of homes.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
 }
 
+/**
+ * A suite's usual end: closes `clients`, stops `daemon` with SIGTERM expecting a clean exit (0), then `cleanup()`.
+ * Either may be missing (a `beforeAll` that failed early).
+ */
+export async function stopDaemon(daemon: RunningDaemon | undefined, ...clients: Array<DaemonClient | undefined>): Promise<void> {
+  for (const client of clients) await client?.close();
+  if (daemon) {
+    daemon.child.kill("SIGTERM");
+    expect(await daemon.exited).toBe(0);
+  }
+  await cleanup();
+}
+
+/** A capsule as `GetCapsuleMetadata` describes it (the fields tests read; the rest stays reachable). */
+export interface CapsuleMeta {
+  name: string;
+  state: string;
+  restarts: number;
+  last_error?: string;
+  kind?: string;
+  wasm?: { hash: string; source: string; exports: string[]; imports: string[]; max_memory_bytes: number; abi: string };
+  [field: string]: unknown;
+}
+
+/** The daemon's capsules by name, as `GetCapsuleMetadata` answers them. */
+export async function capsulesByName(client: DaemonClient): Promise<Record<string, CapsuleMeta>> {
+  const list = (await client.request("GetCapsuleMetadata")).data as CapsuleMeta[];
+  return Object.fromEntries(list.map((m) => [m.name, m]));
+}
+
 /** A running daemon process. */
 export interface RunningDaemon {
   home: string;

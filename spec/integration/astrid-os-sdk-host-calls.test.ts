@@ -11,7 +11,7 @@ import type { AddressInfo } from "node:net";
 import path from "node:path";
 import type { DaemonClient } from "../../protocol/client";
 import type { IpcMessage } from "../../protocol/ipc-message";
-import { CLI_BIN, cleanup, connect, ROOT, sleep, spawnDaemon, tempHome, until, type RunningDaemon } from "../helpers/daemon";
+import { capsulesByName, CLI_BIN, connect, ROOT, sleep, spawnDaemon, stopDaemon, tempHome, until, type RunningDaemon } from "../helpers/daemon";
 
 const FIXTURE = path.join(ROOT, "spec", "fixtures", "astrid-os-sdk", "host-calls");
 const BODY = "y".repeat(100_000);
@@ -61,18 +61,13 @@ beforeAll(async () => {
   c.on("message", (m: IpcMessage) => {
     if (m.topic === "agent.v1.response") replies.push({ session: String(m.payload.session_id), text: String(m.payload.text) });
   });
-  const states = async () => Object.fromEntries(((await c.request("GetCapsuleMetadata")).data as Array<{ name: string; state: string; last_error?: string }>).map((m) => [m.name, m.last_error ?? m.state]));
+  const states = async () => Object.fromEntries(Object.values(await capsulesByName(c)).map((m) => [m.name, m.last_error ?? m.state]));
   await until(states, (m) => ["sdk-calls", "sdk-uplink", "sdk-trusted", "sdk-plain"].every((n) => m[n] === "ready"), 30_000);
 }, 60_000);
 
 afterAll(async () => {
-  await c?.close();
-  if (d) {
-    d.child.kill("SIGTERM");
-    expect(await d.exited).toBe(0);
-  }
+  await stopDaemon(d, c);
   await new Promise((resolve) => server?.close(resolve));
-  await cleanup();
 });
 
 let sessions = 0;

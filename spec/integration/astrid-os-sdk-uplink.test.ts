@@ -9,7 +9,7 @@ import fs from "node:fs";
 import path from "node:path";
 import type { DaemonClient } from "../../protocol/client";
 import type { IpcMessage } from "../../protocol/ipc-message";
-import { CLI_BIN, cleanup, connect, ROOT, sleep, spawnDaemon, tempHome, until, type RunningDaemon } from "../helpers/daemon";
+import { capsulesByName, CLI_BIN, connect, ROOT, sleep, spawnDaemon, stopDaemon, tempHome, until, type RunningDaemon } from "../helpers/daemon";
 
 const FIXTURE = path.join(ROOT, "spec", "fixtures", "astrid-os-sdk", "uplink");
 
@@ -34,20 +34,13 @@ beforeAll(async () => {
   c.on("message", (m: IpcMessage) => {
     if (m.topic === "agent.v1.response") replies.push({ session: String(m.payload.session_id), text: String(m.payload.text) });
   });
-  const states = async () => Object.fromEntries(((await c.request("GetCapsuleMetadata")).data as Array<{ name: string; state: string; last_error?: string }>).map((m) => [m.name, m.last_error ?? m.state]));
+  const states = async () => Object.fromEntries(Object.values(await capsulesByName(c)).map((m) => [m.name, m.last_error ?? m.state]));
   await until(states, (m) => ["upl", "upl-plain", "astrid-capsule-assistant"].every((n) => m[n] === "ready"), 30_000);
   expect(astrid(["agent", "create", "bob"]).status).toBe(0);
   expect(astrid(["identity", "link", "test", "u1", "bob"]).status).toBe(0);
 }, 60_000);
 
-afterAll(async () => {
-  await c?.close();
-  if (d) {
-    d.child.kill("SIGTERM");
-    expect(await d.exited).toBe(0);
-  }
-  await cleanup();
-});
+afterAll(() => stopDaemon(d, c));
 
 let sessions = 0;
 /** The replies to `text` (in a session of its own) that start with `prefix`, once `count` of them arrived. */

@@ -9,7 +9,7 @@ import fs from "node:fs";
 import path from "node:path";
 import type { DaemonClient } from "../../protocol/client";
 import type { IpcMessage } from "../../protocol/ipc-message";
-import { CLI_BIN, cleanup, connect, daemonLog, ROOT, sleep, spawnDaemon, tempHome, until, type RunningDaemon } from "../helpers/daemon";
+import { capsulesByName, CLI_BIN, connect, daemonLog, ROOT, sleep, spawnDaemon, stopDaemon, tempHome, until, type RunningDaemon } from "../helpers/daemon";
 
 const SOURCES = path.join(ROOT, "spec", "fixtures", "wasm");
 let d: RunningDaemon;
@@ -58,20 +58,9 @@ beforeAll(async () => {
   const ready = ["hk-a", "hk-b", "hk-c", ...RELAYS, "hk-up", "hk-echo", "hk-64", "hk-flood"];
   await until(metadata, (m) => ready.every((n) => m[n]?.state === "ready"), 120_000);
 }, 300_000);
-afterAll(async () => {
-  await c?.close();
-  if (d) {
-    d.child.kill("SIGTERM");
-    expect(await d.exited).toBe(0);
-  }
-  await cleanup();
-});
+afterAll(() => stopDaemon(d, c));
 
-interface Meta { name: string; state: string; version: string; last_error?: string }
-async function metadata(): Promise<Record<string, Meta>> {
-  const reply = await c.request("GetCapsuleMetadata");
-  return Object.fromEntries((reply.data as Meta[]).map((m) => [m.name, m]));
-}
+const metadata = () => capsulesByName(c);
 async function kv(name: string, key: string): Promise<string | null> {
   const reply = await c.request("KvGet", { scope: `default:capsule:${name}`, key });
   return ((reply.data as { value?: string | null } | undefined)?.value ?? null);

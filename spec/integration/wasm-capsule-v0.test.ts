@@ -8,7 +8,7 @@ import fs from "node:fs";
 import path from "node:path";
 import type { DaemonClient } from "../../protocol/client";
 import type { IpcMessage } from "../../protocol/ipc-message";
-import { CLI_BIN, cleanup, connect, daemonLog, ROOT, sleep, spawnDaemon, tempHome, until, type RunningDaemon } from "../helpers/daemon";
+import { capsulesByName, CLI_BIN, connect, daemonLog, ROOT, sleep, spawnDaemon, stopDaemon, tempHome, until, type RunningDaemon } from "../helpers/daemon";
 
 const SOURCES = path.join(ROOT, "spec", "fixtures", "wasm");
 let d: RunningDaemon;
@@ -44,23 +44,9 @@ beforeAll(async () => {
   c.on("message", (m: IpcMessage) => received.push(m));
   await until(metadata, (m) => ["v0-echo", "v0-loop"].every((n) => m[n]?.state === "ready"), 90_000);
 }, 240_000);
-afterAll(async () => {
-  await c?.close();
-  if (d) {
-    d.child.kill("SIGTERM");
-    expect(await d.exited).toBe(0);
-  }
-  await cleanup();
-});
+afterAll(() => stopDaemon(d, c));
 
-interface Meta {
-  name: string; state: string; last_error?: string; kind: string;
-  wasm?: { exports: string[]; imports: string[]; abi: string };
-}
-async function metadata(): Promise<Record<string, Meta>> {
-  const reply = await c.request("GetCapsuleMetadata");
-  return Object.fromEntries((reply.data as Meta[]).map((m) => [m.name, m]));
-}
+const metadata = () => capsulesByName(c);
 async function kv(name: string, key: string): Promise<string | null> {
   const reply = await c.request("KvGet", { scope: `default:capsule:${name}`, key });
   return ((reply.data as { value?: string | null } | undefined)?.value ?? null);

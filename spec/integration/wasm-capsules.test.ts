@@ -9,7 +9,7 @@ import fs from "node:fs";
 import path from "node:path";
 import type { DaemonClient } from "../../protocol/client";
 import type { IpcMessage } from "../../protocol/ipc-message";
-import { CLI_BIN, cleanup, connect, daemonLog, ROOT, sleep, spawnDaemon, tempHome, until, type RunningDaemon } from "../helpers/daemon";
+import { capsulesByName, CLI_BIN, connect, daemonLog, ROOT, sleep, spawnDaemon, stopDaemon, tempHome, until, type RunningDaemon } from "../helpers/daemon";
 
 const SOURCES = path.join(ROOT, "spec", "fixtures", "wasm");
 let d: RunningDaemon;
@@ -77,23 +77,9 @@ beforeAll(async () => {
   c.on("message", (m: IpcMessage) => received.push(m));
   await until(metadata, (m) => ["wasm-echo", "wasm-counter", "wasm-from-bin", "wasm-chain-echo", "js-chain-upper"].every((n) => m[n]?.state === "ready"), 90_000);
 }, 400_000);
-afterAll(async () => {
-  await c?.close();
-  if (d) {
-    d.child.kill("SIGTERM");
-    expect(await d.exited).toBe(0);
-  }
-  await cleanup();
-});
+afterAll(() => stopDaemon(d, c));
 
-interface Meta {
-  name: string; state: string; restarts: number; last_error?: string; kind: string;
-  wasm?: { hash: string; source: string; exports: string[]; imports: string[]; max_memory_bytes: number };
-}
-async function metadata(): Promise<Record<string, Meta>> {
-  const reply = await c.request("GetCapsuleMetadata");
-  return Object.fromEntries((reply.data as Meta[]).map((m) => [m.name, m]));
-}
+const metadata = () => capsulesByName(c);
 
 let prompts = 0;
 /** Sends a prompt in a session of its own and returns the texts that came back on agent.v1.response for it. */
