@@ -77,6 +77,8 @@ const WIT_TAGS: Readonly<Record<string, string>> = {
   ASTRID_ERR_ELICIT_NOT_ALLOWED: "not-in-lifecycle",
   ASTRID_ERR_IDENTITY_ALREADY_LINKED: "already-linked",
   ASTRID_ERR_ELICIT_CANCELLED: "cancelled",
+  ASTRID_ERR_VFS_EXISTS: "already-exists",
+  ASTRID_ERR_VFS_CROSS_ROOT: "cross-vfs",
   ASTRID_ERR_NOBODY_TO_ASK: "cancelled",
   ASTRID_ERR_CAPSULE_UNAVAILABLE: "cancelled",
 };

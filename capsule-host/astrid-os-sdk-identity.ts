@@ -18,9 +18,10 @@ export function capabilitiesModule(ctx: SdkContext) {
 
 /**
  * `identity`: the links of platform users to principals (the manifest's `identity` level and the principal's
- * `identity:*` capability); `createUser` is the operator's (`astrid agent create`).
+ * `identity:*` capability); `createUser` creates a principal as `astrid agent create` does (level `admin` and the
+ * principal's `agent:create`).
  */
-export function identityModule(ctx: SdkContext, none: (namespace: string, why: string, names: string[]) => Record<string, unknown>) {
+export function identityModule(ctx: SdkContext) {
   const call = async <T>(label: string, name: Parameters<SdkContext["syscall"]>[0], ...args: string[]): Promise<T> => {
     try {
       return (await hostCall(label, () => ctx.syscall(name, ...args))) as T;
@@ -49,7 +50,12 @@ export function identityModule(ctx: SdkContext, none: (namespace: string, why: s
       const links = await call<Array<{ platform: string; platform_user_id: string; linked_at: string; method: string }>>("identity.listLinks", "identity.list_links", String(astridUserId));
       return links.map((l) => ({ platform: l.platform, platformUserId: l.platform_user_id, linkedAt: l.linked_at, method: l.method }));
     },
-    ...none("identity", "principals are created by the operator (`astrid agent create`), not by capsules", ["createUser"]),
+    /** Creates principal `displayName` (or one named by a fresh UUID); answers its user id, the principal's name. */
+    async createUser(displayName?: string): Promise<string> {
+      const args = displayName === undefined || displayName === null ? [] : [String(displayName)];
+      const created = await call<{ user_id: string }>("identity.createUser", "identity.create_user", ...args);
+      return created.user_id;
+    },
   };
 }
 

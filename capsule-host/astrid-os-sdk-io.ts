@@ -311,9 +311,6 @@ export function fsModule(ctx: SdkContext) {
   const rm = async (path: string): Promise<void> => {
     await call("fs.rm", path, (p) => fs.unlink(p));
   };
-  const notHere = (name: string) => async (): Promise<never> => {
-    throw unsupported(`fs.${name}`, "the VFS here reads and writes whole files; use readFile/writeFile");
-  };
   return {
     exists: (path: string): Promise<boolean> => call("fs.exists", path, (p) => fs.exists(p)),
     stat: async (path: string): Promise<Stats> => new Stats(await call("fs.stat", path, (p) => fs.stat(p))),
@@ -373,10 +370,14 @@ export function fsModule(ctx: SdkContext) {
       }
       return new FileHandle(path, mode, await readBytes("fs.open", path), write);
     },
-    removeDirAll: notHere("removeDirAll"),
-    canonicalize: notHere("canonicalize"),
-    readLink: notHere("readLink"),
-    hardLink: notHere("hardLink"),
+    /** Returns how many entries (files, links, directories) the directory held. */
+    removeDirAll: (path: string): Promise<number> => call("fs.removeDirAll", path, (p) => fs.removeDirAll(p)),
+    /** A VFS path (`cwd://…`, `home://…`, `/tmp/…`), never a host path: for display and equality only. */
+    canonicalize: (path: string): Promise<string> => call("fs.canonicalize", path, (p) => fs.canonicalize(p)),
+    readLink: (path: string): Promise<string> => call("fs.readLink", path, (p) => fs.readLink(p)),
+    async hardLink(src: string, linkPath: string): Promise<void> {
+      await call("fs.hardLink", src, (p) => fs.hardLink(p, vfsPath(linkPath)));
+    },
   };
 }
 

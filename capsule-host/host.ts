@@ -199,6 +199,12 @@ export function runCapsule(port: MessagePort, data: CapsuleWorkerData): void {
       unlink: async (path) => {
         await call("fs.unlink", path);
       },
+      removeDirAll: (path) => call("fs.remove_dir_all", path) as Promise<number>,
+      canonicalize: (path) => call("fs.canonicalize", path) as Promise<string>,
+      readLink: (path) => call("fs.read_link", path) as Promise<string>,
+      hardLink: async (src, linkPath) => {
+        await call("fs.hard_link", src, linkPath);
+      },
       commit: () => call("fs.commit") as Promise<{ committed: string[] }>,
       discard: () => call("fs.discard") as Promise<{ discarded: string[] }>,
     },

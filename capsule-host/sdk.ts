@@ -51,6 +51,14 @@ export interface CapsuleApi {
     mkdir(path: string): Promise<void>;
     /** Removes a file. */
     unlink(path: string): Promise<void>;
+    /** Removes a directory and everything in it (links inside removed, never followed); returns the entries removed. */
+    removeDirAll(path: string): Promise<number>;
+    /** The path with every symlink resolved, as a VFS path of the same root (`cwd://…`); for display and equality. */
+    canonicalize(path: string): Promise<string>;
+    /** Where a symlink points, as a VFS path of the link's root; a target outside it is refused. */
+    readLink(path: string): Promise<string>;
+    /** Makes `linkPath` another name of the file `src` (same root; in the workspace, staged as a copy). */
+    hardLink(src: string, linkPath: string): Promise<void>;
     /** Applies the staged workspace writes of the principal the capsule acts for; returns the paths written. */
     commit(): Promise<{ committed: string[] }>;
     /** Drops the staged workspace writes of that principal. */

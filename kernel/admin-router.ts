@@ -25,11 +25,11 @@ import { ADMIN_RESPONSE_TOPIC_PREFIX, ADMIN_TOPIC_PATTERN, adminResponseTopicFor
 import type { AuditLog } from "./audit-log";
 import type { BusEvent, EventBus } from "./bus";
 import type { Logger } from "./logger";
+import { createAgent } from "./principals/agent-create";
 import type { AgentIdentities } from "./principals/agent-identity";
 import type { Decision } from "./principals/authorizer";
-import { DEFAULT_AGENT_GROUP } from "./principals/groups";
 import { callerPrincipal, type PrincipalRegistry } from "./principals/principals";
-import { defaultProfile, type Profile } from "./principals/profiles";
+import type { Profile } from "./principals/profiles";
 
 /** Longest string an audit entry keeps of a request's params. */
 const AUDITED_STRING_CHARS = 256;
@@ -287,30 +287,8 @@ export class AdminRouter {
   }
 
   private async agentCreate(params: { name: string; groups: string[]; grants: string[] }): Promise<AdminResponse> {
-    const { name } = params;
-    if (name === DEFAULT_PRINCIPAL) {
-      throw new AstridError("ASTRID_ERR_PRINCIPAL_RESERVED", `principal "${DEFAULT_PRINCIPAL}" is reserved for single-tenant bootstrap`);
-    }
-    for (const c of params.grants) assertCapability(c);
-    const { profiles } = this.principals;
-    return this.principals.lock.run(async () => {
-      if (await profiles.exists(name)) throw new AstridError("ASTRID_ERR_PRINCIPAL_EXISTS", `principal ${name} already exists`);
-      const profile: Profile = {
-        ...defaultProfile(),
-        groups: params.groups.length > 0 ? dedupe(params.groups) : [DEFAULT_AGENT_GROUP],
-        grants: dedupe(params.grants),
-      };
-      const userId = await this.identities.create(name);
-      try {
-        await profiles.write(name, profile);
-      } catch (err) {
-        // Roll back: no identity link without its profile.
-        await this.identities.undo(name).catch((e: unknown) => this.logger.error("could not roll back an agent's identity", { principal: name, error: String(e) }));
-        throw err;
-      }
-      this.logger.info("agent created", { principal: name, groups: profile.groups });
-      return { status: "Success", data: { principal: name, astrid_user_id: userId } };
-    });
+    const created = await createAgent({ principals: this.principals, identities: this.identities, logger: this.logger }, params);
+    return { status: "Success", data: { ...created } };
   }
 
   private async agentDelete(principal: string): Promise<AdminResponse> {

@@ -68,8 +68,8 @@ export type CapsuleChange =
   | "publish_as"
   /** A capsule fanned a hook out to other capsules' interceptors (`sys.trigger_hook`): the hook, depth and counts. */
   | "trigger_hook"
-  /** A capsule linked or unlinked a platform user (`identity.link` / `identity.unlink`). */
-  | "identity_link" | "identity_unlink"
+  /** A capsule linked or unlinked a platform user (`identity.link` / `identity.unlink`), or created a principal. */
+  | "identity_link" | "identity_unlink" | "identity_create_user"
   /** An uplink capsule registered an uplink, or handed in a platform user's message as their principal's prompt. */
   | "uplink_register" | "uplink_send"
   /** An elicitation was answered, cancelled or timed out (a secret's key name only, never its value). */

@@ -38,6 +38,7 @@ import { IDENTITY_ADMIN_METHODS } from "./identity/identity-admin";
 import { IdentityLinks } from "./identity/identity-links";
 import { PlatformUsers } from "./identity/platform-users";
 import { FrontendCredentials } from "./frontends/frontend-credentials";
+import { createAgent } from "./principals/agent-create";
 import { LinkedAgentIdentities } from "./principals/agent-identity";
 import { PrincipalRegistry, type Principals } from "./principals/principals";
 import { SessionToken } from "./session-token";
@@ -201,7 +202,11 @@ export class Daemon {
         bus,
         storage,
         principals: { check: (p, c) => principals.check(p, c), profile: (p) => principals.profiles.resolve(p) },
-        identity: { links, principalExists: (p) => principals.exists(p) },
+        identity: {
+          links,
+          principalExists: (p) => principals.exists(p),
+          createPrincipal: (name) => createAgent({ principals, identities: new LinkedAgentIdentities(links), logger }, { name, groups: [], grants: [] }),
+        },
         auditPermissions: config.auditPermissions,
         testFaults: config.testFaults,
         netSeams: { dns: config.testDns, publicAddresses: config.testPublicAddresses },

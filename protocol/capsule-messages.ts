@@ -134,6 +134,7 @@ export const SYSCALL_NAMES = [
   "kv.get", "kv.set", "kv.delete", "kv.list",
   // The VFS (reference §6.9 paths): reads and writes checked against fs_read / fs_write; workspace writes are staged.
   "fs.read", "fs.write", "fs.exists", "fs.stat", "fs.readdir", "fs.mkdir", "fs.unlink", "fs.commit", "fs.discard",
+  "fs.remove_dir_all", "fs.canonicalize", "fs.read_link", "fs.hard_link",
   // Outbound HTTP, checked against `net` and the address guard; a stream hands its body out as it arrives.
   "http.request", "http.stream_open", "http.stream_read", "http.stream_close",
   // Host processes, checked against host_process: argv arrays, never a shell.
@@ -157,6 +158,8 @@ export type SyscallName = (typeof SYSCALL_NAMES)[number];
 
 /** A syscall as the kernel accepts it: a known name and at most four arguments. */
 export const SyscallSchema = z.tuple([z.enum(SYSCALL_NAMES), z.array(z.unknown()).max(4)]);
+  // Creating a principal as `astrid agent create` does: manifest level `admin` and the principal's `agent:create`.
+  "identity.create_user",
 
 /** A syscall's answer: its value, or a coded refusal. */
 export type SyscallResult = { ok: true; value: unknown } | { ok: false; code: string; message: string };

@@ -82,6 +82,8 @@ export const ERROR_CODES = {
   ASTRID_ERR_VFS_WRONG_TYPE: "a file call on a directory, a directory call on a file, or a path through a file",
   ASTRID_ERR_VFS_IO: "the filesystem refused a VFS operation (permissions, a full disk; the message has the system's reason)",
   ASTRID_ERR_VFS_COMMIT_FAILED: "some staged workspace writes could not be applied (the message names them; they stay staged, the others were committed)",
+  ASTRID_ERR_VFS_EXISTS: "a capsule's `fs-hard-link` names a link path that already exists (remove it first)",
+  ASTRID_ERR_VFS_CROSS_ROOT: "a capsule's `fs-hard-link` joins two roots (`cwd://`, `home://`, `/tmp`); both paths must be in the same one",
   ASTRID_ERR_MESSAGE_TOO_LARGE: "a message is larger than its limit (a web page's prompt over `astrid web --max-prompt-bytes`, an SDK message over the daemon's 10 MiB frame limit); nothing was sent",
   ASTRID_ERR_WEB_REMOTE_REFUSED: "`astrid web --host` names an address that is not loopback and `--allow-remote` was not given",
   ASTRID_ERR_WEB_TOO_MANY_TABS: "`astrid web` already serves its maximum number of open pages (`--max-tabs`); close one and reload",

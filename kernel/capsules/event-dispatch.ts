@@ -134,6 +134,42 @@ export class EventDispatch {
   }
 
   /**
+   * A tool served the reference's way — an `[[interceptor]]` on `tool.v1.execute.<name>` with the action
+   * `tool_execute_<name>` (a WebAssembly capsule's, or one written for the reference SDK) — runs as a call with the
+   * handler deadline, not a one-way delivery. The capsule publishes its `tool_execute_result` itself; when it cannot
+   * (it trapped, denied, timed out or died), the kernel publishes an `is_error` result, so the caller never waits
+   * for an answer that is not coming.
+   */
+  private async interceptTool(run: CapsuleRun, action: string, event: BusEvent): Promise<void> {
+    if (run.ended || run.record.state !== "ready") return;
+    const { message } = event;
+    const name = toolOfInterceptor(event, action)!;
+    const input = { topic: message.topic, payload: guestView(message.payload), source_id: message.source_id, seq: message.seq, ...(message.principal !== undefined ? { principal: message.principal } : {}) };
+    let failure: string | undefined;
+    try {
+      run.remember(message.seq, message.principal, sessionIdOf(message.payload));
+      const raw = await run.remote.call((r) => r.intercept(action, input) as Promise<unknown>, this.deadlineFor(message.principal ?? run.owner));
+      const parsed = InterceptResultSchema.safeParse(raw);
+      if (!parsed.success) {
+        this.malformedResult(run, `interceptor ${action} answered with a malformed decision`);
+        failure = `${run.record.name} answered tool ${name} with a malformed decision`;
+      } else if (parsed.data.action === "deny") failure = parsed.data.reason ?? `${run.record.name} denied tool ${name}`;
+    } catch (err) {
+      if (isAstridError(err) && err.code === "ASTRID_ERR_TIMEOUT") this.timedOut(run, `interceptor ${action}`);
+      failure = (err as Error).message;
+    }
+    if (failure === undefined) return;
+    this.logger.warn("a tool interceptor failed; its caller gets an error result", { capsule: run.record.name, action, error: failure });
+    const callId = String(message.payload.call_id);
+    this.bus.publish({
+      topic: `${TOOL_EXECUTE_PREFIX}${name}.result`,
+      payload: { type: "tool_execute_result", call_id: callId, result: { call_id: callId, content: failure, is_error: true } },
+      source_id: run.sourceId,
+      principal: message.principal ?? run.owner,
+    });
+  }
+
+  /**
    * Reference §6.7: one match goes onto that capsule's ordered queue; several run as a chain by ascending priority,
    * each call bounded by the handler deadline — a returned payload replaces the event's for the next interceptor,
    * `final` or a denial stops the chain, an error, a malformed answer or a dead capsule skips that link.
@@ -141,6 +177,7 @@ export class EventDispatch {
   private async dispatch(event: BusEvent): Promise<void> {
     const matches = this.chains.get(event) ?? [];
     this.chains.delete(event);
+    if (matches.length === 1 && toolOfInterceptor(event, matches[0]!.action) !== undefined) return this.interceptTool(matches[0]!.run, matches[0]!.action, event);
     if (matches.length === 1) return this.deliver(matches[0]!.run, event, matches[0]!.action);
     matches.sort((a, b) => a.priority - b.priority);
     const { message } = event;
@@ -171,4 +208,12 @@ export class EventDispatch {
       if (result.action === "final") return;
     }
   }
+}
+
+/** The tool an interceptor serves: `<name>` when the event is a `tool_execute_request` on `tool.v1.execute.<name>` and the action is `tool_execute_<name>`. */
+function toolOfInterceptor(event: BusEvent, action: string): string | undefined {
+  const { topic, payload } = event.message;
+  if (!topic.startsWith(TOOL_EXECUTE_PREFIX) || payload.type !== "tool_execute_request") return undefined;
+  const name = topic.slice(TOOL_EXECUTE_PREFIX.length);
+  return action === `tool_execute_${name}` ? name : undefined;
 }

@@ -90,7 +90,12 @@ export interface HostContext {
   /** The operator's language-model endpoint and agent choice (OPENAI_*, ASTRID_AGENT_*); absent: none configured. */
   model?: import("../model/model-endpoint").ModelEndpointSettings;
   /** The identity links of platform users to principals (the `identity.*` calls); absent: those calls fail. */
-  identity?: { links: import("../identity/identity-links").IdentityLinks; principalExists(principal: string): Promise<boolean> };
+  identity?: {
+    links: import("../identity/identity-links").IdentityLinks;
+    principalExists(principal: string): Promise<boolean>;
+    /** Creates a principal as `astrid agent create` does (kernel/principals/agent-create.ts); absent: refused. */
+    createPrincipal?(name: string): Promise<import("../principals/agent-create").CreatedAgent>;
+  };
   /** A capsule's stored `[env]` values, read by the capsule loader (a model capsule's endpoint may come from them). */
   storedEnv?: (name: string, dir: string) => Promise<Record<string, string>>;
 }

@@ -2,8 +2,9 @@
  * The `fs.*` host calls: a capsule's files, through the VFS (kernel/vfs/). Each call parses its path (a bad or
  * escaping one is refused and audited before anything else), then asks the permission gate — an `fs_read` or
  * `fs_write` entry covering the path, and the principal's `self:fs:read` / `self:fs:write` — then runs in the VFS
- * for the principal the capsule acts for. `fs.commit`/`fs.discard` act on that principal's staged workspace writes
- * that the capsule's `fs_write` entries cover, and are audited.
+ * for the principal the capsule acts for (`fs.hard_link` checks both of its paths for writing). `fs.commit` and
+ * `fs.discard` act on that principal's staged workspace writes that the capsule's `fs_write` entries cover, and are
+ * audited.
  */
 import { z } from "zod";
 import { AstridError, isAstridError } from "../../protocol/errors";
@@ -18,7 +19,7 @@ const Encoding = z.enum(["utf8", "base64"]).optional();
 const MAX_DATA_CHARS = Math.ceil(MAX_VFS_FILE_BYTES / 3) * 4 + 4;
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
-const READ_CALLS = new Set(["fs.read", "fs.exists", "fs.stat", "fs.readdir"]);
+const READ_CALLS = new Set(["fs.read", "fs.exists", "fs.stat", "fs.readdir", "fs.canonicalize", "fs.read_link"]);
 
 /** The bytes of a write's `data` (UTF-8 text, or base64), refusing more than the cap before decoding all of it. */
 function decode(data: string, encoding: "utf8" | "base64", guest: string): Buffer {
@@ -57,7 +58,21 @@ export class FsService implements HostService {
       allowedByManifest: entries.some((entry) => entryCovers(entry, path)),
       capability: write ? CAPSULE_HOST_CAPABILITIES.fsWrite : CAPSULE_HOST_CAPABILITIES.fsRead,
     });
+    // A hard link writes both names: the link path is checked like the source (reference: fs_write on both).
+    const second = call.call === "fs.hard_link" ? this.parse(call, args[1], true) : undefined;
+    if (second) {
+      await call.permit({
+        kind: "fs_write",
+        target: guestName(second),
+        allowedByManifest: caps.fs_write.some((entry) => entryCovers(entry, second)),
+        capability: CAPSULE_HOST_CAPABILITIES.fsWrite,
+      });
+    }
     try {
+      if (second) {
+        await this.vfs.hardLink(call.principal, path, second);
+        return null;
+      }
       return await this.run(call, path, guest, args);
     } catch (err) {
       // A symlink out of the root (or into the protected places) is refused like a `..`: audited.
@@ -107,6 +122,12 @@ export class FsService implements HostService {
       case "fs.unlink":
         await this.vfs.unlink(principal, path);
         return null;
+      case "fs.remove_dir_all":
+        return this.vfs.removeDirAll(principal, path);
+      case "fs.canonicalize":
+        return this.vfs.canonicalize(principal, path);
+      case "fs.read_link":
+        return this.vfs.readLink(principal, path);
       default:
         throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `unknown call ${call.call}`);
     }

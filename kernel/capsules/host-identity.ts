@@ -4,11 +4,15 @@
  * call: the manifest's `[capabilities] identity` names a level (`resolve` < `link` < `admin`), and the acting
  * principal must hold the admin API's capability for the same act (`identity:list` to resolve or list,
  * `identity:link`, `identity:unlink`). A capsule never replaces another principal's link (`already linked`), links
- * only to a principal that exists, and each change is audited. Creating principals stays the operator's.
+ * only to a principal that exists, and each change is audited. Creating a principal (`identity.create_user`) takes
+ * the strongest gate — the manifest level `admin` and the principal's `agent:create`, what `astrid agent create`
+ * needs — and goes the same way as that command (kernel/principals/agent-create.ts).
  */
+import { randomUUID } from "node:crypto";
 import { z } from "zod";
 import { AstridError } from "../../protocol/errors";
 import { PlatformSchema, PlatformUserIdSchema, PrincipalIdSchema } from "../../protocol/identity-names";
+import { ADMIN_CAPABILITIES } from "../../protocol/required-capabilities";
 import type { HostCall, HostContext, HostService } from "./host-call";
 
 /** The manifest levels, each allowing what the ones before it allow. */
@@ -20,12 +24,15 @@ const GATES = {
   "identity.list_links": { level: "link", capability: "identity:list" },
   "identity.link": { level: "link", capability: "identity:link" },
   "identity.unlink": { level: "link", capability: "identity:unlink" },
+  "identity.create_user": { level: "admin", capability: ADMIN_CAPABILITIES.agentCreate },
 } as const;
 type IdentityCall = keyof typeof GATES;
 
 const UserArgs = z.tuple([PlatformSchema, PlatformUserIdSchema]);
 const LinkArgs = z.tuple([PlatformSchema, PlatformUserIdSchema, PrincipalIdSchema]);
 const PrincipalArgs = z.tuple([PrincipalIdSchema]);
+/** The new principal's name (the reference's display name); none: a fresh UUID, as the reference's user ids are. */
+const CreateArgs = z.union([z.tuple([]), z.tuple([z.undefined()]), z.tuple([z.null()]), z.tuple([PrincipalIdSchema])]);
 
 function parse<T>(schema: z.ZodType<T>, args: unknown[], call: string): T {
   const parsed = schema.safeParse(args);
@@ -87,10 +94,23 @@ export class IdentityService implements HostService {
         this.audit(call, "identity_unlink", { platform, platform_user_id: user, linked_principal: removed.principal });
         return null;
       }
+      case "identity.create_user": {
+        const [asked] = parse(CreateArgs, args, name);
+        if (!identity.createPrincipal) throw new AstridError("ASTRID_ERR_INTERNAL", "this daemon does not create principals for capsules");
+        const principal = asked ?? randomUUID();
+        try {
+          const created = await identity.createPrincipal(principal);
+          this.audit(call, "identity_create_user", { created_principal: created.principal });
+          return { user_id: created.principal };
+        } catch (err) {
+          this.audit(call, "identity_create_user", { created_principal: principal, error: (err as Error).message });
+          throw err;
+        }
+      }
     }
   }
 
-  private audit(call: HostCall, change: "identity_link" | "identity_unlink", detail: Record<string, unknown>): void {
+  private audit(call: HostCall, change: "identity_link" | "identity_unlink" | "identity_create_user", detail: Record<string, unknown>): void {
     this.host.audit.capsule(change, call.run.record.name, { call: call.call, principal: call.principal, ...detail });
   }
 }

@@ -33,6 +33,8 @@ interface Node {
 
 /** Finds a workspace path's place in the real workspace, refusing escapes (kernel/vfs/paths.ts `resolveInside`). */
 export type LowerResolver = (rel: string, guest: string) => Promise<string>;
+/** Refuses (throws) removing the real directory `physical` as a whole: one holding what no capsule may remove. */
+export type TreeGuard = (physical: string, guest: string) => Promise<void>;
 
 const join = (a: string, b: string) => (a === "" ? b : `${a}/${b}`);
 const parentOf = (rel: string) => (rel.includes("/") ? rel.slice(0, rel.lastIndexOf("/")) : "");
@@ -56,6 +58,8 @@ export class Overlay {
     private readonly resolveTarget: LowerResolver,
     /** How a workspace-relative path is shown (`cwd://a`). */
     private readonly guest: (rel: string) => string,
+    /** Checked before a whole workspace directory is removed (staged, and again at commit). */
+    private readonly guardTree: TreeGuard = async () => undefined,
   ) {
     this.upper = path.join(dir, "upper");
     this.tempDir = path.join(dir, "tmp");
@@ -171,32 +175,35 @@ export class Overlay {
 
   /** `fs.write` under the workspace: staged in the upper layer. The parent directory must exist (merged view). */
   write(rel: string, data: Uint8Array): Promise<void> {
-    return this.exclusive(async () => {
-      const guest = this.guest(rel);
-      if (rel === "") throw new AstridError("ASTRID_ERR_VFS_WRONG_TYPE", `${guest} is the workspace directory, not a file`);
-      const existing = await this.lookup(rel);
-      if (existing?.stat.is_dir) throw new AstridError("ASTRID_ERR_VFS_WRONG_TYPE", `${JSON.stringify(guest)} is a directory`);
-      const parent = await this.lookup(parentOf(rel));
-      if (!parent) throw new AstridError("ASTRID_ERR_NOT_FOUND", `the directory of ${JSON.stringify(guest)} does not exist (create it with fs.mkdir first)`);
-      if (!parent.stat.is_dir) throw new AstridError("ASTRID_ERR_VFS_WRONG_TYPE", `${JSON.stringify(this.guest(parentOf(rel)))} is a file, not a directory`);
-      // Where the write would land when committed must be inside the workspace now, too.
-      await this.resolveTarget(rel, guest);
-      const usage = await this.loadUsage();
-      const replaced = existing?.layer === "upper" ? existing.stat.size : 0;
-      const files = usage.files + (existing?.layer === "upper" ? 0 : 1);
-      const bytes = usage.bytes - replaced + data.byteLength;
-      if (files > MAX_STAGED_FILES || bytes > MAX_STAGED_BYTES) {
-        throw new AstridError("ASTRID_ERR_VFS_TOO_LARGE",
-          `staging ${JSON.stringify(guest)} would exceed this principal's staged-write limit (${MAX_STAGED_FILES} files, ${MAX_STAGED_BYTES} bytes); commit or discard first`);
-      }
-      await fs.mkdir(path.join(this.upper, parentOf(rel)), { recursive: true, mode: 0o700 });
-      await fs.mkdir(this.tempDir, { recursive: true, mode: 0o700 });
-      await writeAtomic(path.join(this.upper, rel), data, guest, { tempDir: this.tempDir, mode: 0o600 });
-      usage.files = files;
-      usage.bytes = bytes;
-      const whiteouts = await this.loadWhiteouts();
-      if (whiteouts.delete(rel)) await this.saveWhiteouts();
-    });
+    return this.exclusive(() => this.stage(rel, data));
+  }
+
+  /** A write, inside `exclusive`. */
+  private async stage(rel: string, data: Uint8Array): Promise<void> {
+    const guest = this.guest(rel);
+    if (rel === "") throw new AstridError("ASTRID_ERR_VFS_WRONG_TYPE", `${guest} is the workspace directory, not a file`);
+    const existing = await this.lookup(rel);
+    if (existing?.stat.is_dir) throw new AstridError("ASTRID_ERR_VFS_WRONG_TYPE", `${JSON.stringify(guest)} is a directory`);
+    const parent = await this.lookup(parentOf(rel));
+    if (!parent) throw new AstridError("ASTRID_ERR_NOT_FOUND", `the directory of ${JSON.stringify(guest)} does not exist (create it with fs.mkdir first)`);
+    if (!parent.stat.is_dir) throw new AstridError("ASTRID_ERR_VFS_WRONG_TYPE", `${JSON.stringify(this.guest(parentOf(rel)))} is a file, not a directory`);
+    // Where the write would land when committed must be inside the workspace now, too.
+    await this.resolveTarget(rel, guest);
+    const usage = await this.loadUsage();
+    const replaced = existing?.layer === "upper" ? existing.stat.size : 0;
+    const files = usage.files + (existing?.layer === "upper" ? 0 : 1);
+    const bytes = usage.bytes - replaced + data.byteLength;
+    if (files > MAX_STAGED_FILES || bytes > MAX_STAGED_BYTES) {
+      throw new AstridError("ASTRID_ERR_VFS_TOO_LARGE",
+        `staging ${JSON.stringify(guest)} would exceed this principal's staged-write limit (${MAX_STAGED_FILES} files, ${MAX_STAGED_BYTES} bytes); commit or discard first`);
+    }
+    await fs.mkdir(path.join(this.upper, parentOf(rel)), { recursive: true, mode: 0o700 });
+    await fs.mkdir(this.tempDir, { recursive: true, mode: 0o700 });
+    await writeAtomic(path.join(this.upper, rel), data, guest, { tempDir: this.tempDir, mode: 0o600 });
+    usage.files = files;
+    usage.bytes = bytes;
+    const whiteouts = await this.loadWhiteouts();
+    if (whiteouts.delete(rel)) await this.saveWhiteouts();
   }
 
   /** `fs.mkdir` under the workspace: the missing directories are staged (like `mkdir -p`). */
@@ -236,6 +243,99 @@ export class Overlay {
     });
   }
 
+  /**
+   * `fs.removeDirAll` under the workspace: the staged part of the directory is dropped and the workspace's part is
+   * whited out as a whole (the commit removes it). Links inside are entries, never followed; a directory named
+   * through a link is refused. Returns how many entries (files, links, directories) were inside.
+   */
+  removeDirAll(rel: string): Promise<number> {
+    return this.exclusive(async () => {
+      const guest = this.guest(rel);
+      const node = await this.lookup(rel);
+      if (!node) throw new AstridError("ASTRID_ERR_NOT_FOUND", `${JSON.stringify(guest)} does not exist`);
+      if (!node.stat.is_dir) throw new AstridError("ASTRID_ERR_VFS_WRONG_TYPE", `${JSON.stringify(guest)} is a file, not a directory`);
+      const low = node.layer === "lower" || !(await this.hidden(rel)) ? await this.lowerEntry(rel) : null;
+      if (node.layer === "lower" && low?.kind === "link") {
+        throw new AstridError("ASTRID_ERR_VFS_WRONG_TYPE", `${JSON.stringify(guest)} is a symlink; fs-remove-dir-all does not follow links (remove the link with fs-unlink)`);
+      }
+      if (low?.kind === "dir") await this.guardTree(low.physical, guest);
+      const count = await this.countMerged(rel);
+      await fs.rm(path.join(this.upper, rel), { recursive: true, force: true });
+      this.usage = undefined;
+      const whiteouts = await this.loadWhiteouts();
+      for (const w of [...whiteouts]) if (w.startsWith(`${rel}/`)) whiteouts.delete(w);
+      if (low) whiteouts.add(rel);
+      await this.saveWhiteouts();
+      return count;
+    });
+  }
+
+  /** The entries below `rel` in the merged view, recursing only into real directories (never through a link). */
+  private async countMerged(rel: string): Promise<number> {
+    const whiteouts = await this.loadWhiteouts();
+    const names = new Set<string>();
+    const up = await this.upperStat(rel);
+    const lowerVisible = !(await this.hidden(rel)) && !up?.is_file;
+    const low = lowerVisible ? await this.lowerEntry(rel) : null;
+    if (low?.kind === "dir") for (const name of (await namesIn(low.physical, this.guest(rel))) ?? []) if (!whiteouts.has(join(rel, name))) names.add(name);
+    if (up?.is_dir) for (const name of (await namesIn(path.join(this.upper, rel), this.guest(rel))) ?? []) names.add(name);
+    let count = 0;
+    for (const name of names) {
+      const child = join(rel, name);
+      count++;
+      if ((await this.upperStat(child))?.is_dir || (!(await this.hidden(child)) && (await this.lowerEntry(child))?.kind === "dir")) count += await this.countMerged(child);
+    }
+    return count;
+  }
+
+  /** What the workspace has at `rel` itself (a final link not followed), or null; ignores the overlay. */
+  private async lowerEntry(rel: string): Promise<{ kind: "dir" | "file" | "link"; physical: string } | null> {
+    if (rel === "") return { kind: "dir", physical: await this.resolveLower("", this.guest("")) };
+    let physical: string;
+    try {
+      physical = path.join(await this.resolveLower(parentOf(rel), this.guest(parentOf(rel))), path.basename(rel));
+    } catch {
+      return null;
+    }
+    const st = await fs.lstat(physical).catch(() => null);
+    if (!st) return null;
+    return { kind: st.isSymbolicLink() ? "link" : st.isDirectory() ? "dir" : "file", physical };
+  }
+
+  /**
+   * `fs.readLink` under the workspace: the real directory holding the link and the link's text (a staged path is
+   * never a link: only this code writes the upper layer).
+   */
+  readLink(rel: string): Promise<{ dir: string; target: string }> {
+    return this.reading(async () => {
+      const guest = this.guest(rel);
+      const notLink = () => new AstridError("ASTRID_ERR_VFS_WRONG_TYPE", `${JSON.stringify(guest)} is not a symlink`);
+      if (rel === "" || (await this.upperStat(rel))) throw notLink();
+      if (await this.hidden(rel)) throw new AstridError("ASTRID_ERR_NOT_FOUND", `${JSON.stringify(guest)} does not exist`);
+      const dir = await this.resolveLower(parentOf(rel), this.guest(parentOf(rel)));
+      const physical = path.join(dir, path.basename(rel));
+      const st = await fs.lstat(physical).catch((err: unknown) => {
+        throw ioError(err, guest);
+      });
+      if (!st.isSymbolicLink()) throw notLink();
+      return { dir, target: await fs.readlink(physical).catch((err: unknown) => { throw ioError(err, guest); }) };
+    });
+  }
+
+  /**
+   * `fs.hardLink` under the workspace: `link` is staged with `src`'s bytes. Every VFS write replaces a file whole, so
+   * through the VFS a link and a copy made at link time read the same; the commit writes a regular file.
+   */
+  hardLink(src: string, link: string): Promise<void> {
+    return this.exclusive(async () => {
+      const node = await this.lookup(src);
+      if (!node) throw new AstridError("ASTRID_ERR_NOT_FOUND", `${JSON.stringify(this.guest(src))} does not exist`);
+      if (node.stat.is_dir) throw new AstridError("ASTRID_ERR_VFS_WRONG_TYPE", `${JSON.stringify(this.guest(src))} is a directory (hard links are for files)`);
+      if (await this.lookup(link)) throw new AstridError("ASTRID_ERR_VFS_EXISTS", `${JSON.stringify(this.guest(link))} already exists`);
+      await this.stage(link, await readCapped(node.physical, this.guest(src)));
+    });
+  }
+
   /** Every staged change, sorted by path. */
   changes(): Promise<OverlayChange[]> {
     return this.reading(() => this.collect());
@@ -248,22 +348,32 @@ export class Overlay {
       const entries = await fs.readdir(path.join(this.upper, dirRel), { withFileTypes: true }).catch(() => []);
       for (const entry of entries.sort((a, b) => (a.name < b.name ? -1 : 1))) {
         const rel = join(dirRel, entry.name);
+        // Under a removed directory (a whited-out one), the workspace's own entry is gone: what is staged is new.
         if (entry.isDirectory()) {
-          if (!(await lower(rel))?.is_dir) out.push({ path: rel, change: "added", kind: "dir", size: 0 });
+          if (!(await lower(rel))?.is_dir || (await this.hidden(rel))) out.push({ path: rel, change: "added", kind: "dir", size: 0 });
           await walk(rel);
         } else if (entry.isFile()) {
           const st = await fs.lstat(path.join(this.upper, rel));
-          out.push({ path: rel, change: (await lower(rel))?.is_file ? "modified" : "added", kind: "file", size: st.size });
+          out.push({ path: rel, change: (await lower(rel))?.is_file && !(await this.hidden(rel)) ? "modified" : "added", kind: "file", size: st.size });
         }
       }
     };
     await walk("");
     for (const rel of await this.loadWhiteouts()) {
-      if (await this.upperStat(rel)) continue;
+      const up = await this.upperStat(rel);
+      if (up?.is_file) continue;
+      // A removed directory (fs.removeDirAll), even when a new one is staged in its place.
+      if ((await this.lowerEntry(rel).catch(() => null))?.kind === "dir") {
+        out.push({ path: rel, change: "deleted", kind: "dir", size: 0 });
+        continue;
+      }
+      if (up) continue;
       const low = await lower(rel);
       if (low && !low.is_dir) out.push({ path: rel, change: "deleted", kind: "file", size: low.size });
     }
-    return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+    // A removed directory and the new one staged in its place: the removal first (the order commit applies them).
+    const rank = (c: OverlayChange) => (c.change === "deleted" ? 0 : 1);
+    return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : rank(a) - rank(b)));
   }
 
   /**
@@ -291,12 +401,22 @@ export class Overlay {
           const dir = await this.resolveTarget(parentOf(c.path), this.guest(parentOf(c.path)));
           const target = path.join(dir, path.basename(c.path));
           const st = await fs.lstat(target).catch(() => null);
+          if (c.kind === "dir") {
+            if (st && !st.isDirectory()) throw new AstridError("ASTRID_ERR_VFS_WRONG_TYPE", `${guest} is no longer a directory in the workspace`);
+            if (st) {
+              await this.guardTree(target, guest);
+              // fs.rm removes links inside as links: nothing outside the directory is touched.
+              await fs.rm(target, { recursive: true }).catch((err: unknown) => { throw ioError(err, guest); });
+            }
+            whiteouts.delete(c.path);
+            return;
+          }
           if (st?.isDirectory()) throw new AstridError("ASTRID_ERR_VFS_WRONG_TYPE", `${guest} is now a directory in the workspace`);
           if (st) await fs.unlink(target).catch((err: unknown) => { throw ioError(err, guest); });
           whiteouts.delete(c.path);
         });
       }
-      for (const c of changes.filter((x) => x.kind === "dir")) {
+      for (const c of changes.filter((x) => x.kind === "dir" && x.change !== "deleted")) {
         await attempt(c, async (guest) => {
           const target = await this.resolveTarget(c.path, guest);
           await fs.mkdir(target, { recursive: true }).catch((err: unknown) => { throw ioError(err, guest); });

@@ -74,6 +74,12 @@ export class Vfs {
     return physical;
   }
 
+  /** Refuses removing a workspace directory that holds the workspace's capsules or $ASTRID_HOME. */
+  private async guardWorkspaceTree(physical: string, guest: string): Promise<void> {
+    const roots = await this.roots();
+    await refuseContaining([path.join(roots.workspace, ".astrid", "capsules"), roots.home], physical, guest);
+  }
+
   /** The principal's overlay of the workspace (opened on first use). */
   private async overlay(principal: string): Promise<Overlay> {
     const roots = await this.roots();
@@ -91,7 +97,7 @@ export class Vfs {
     // Which workspace these staged writes belong to, for people looking at var/vfs.
     await fs.writeFile(path.join(dir, "workspace"), `${roots.workspace}\n`, { mode: 0o600 });
     overlay = new Overlay(dir, (rel, guest) => this.resolveWorkspace(rel, guest), (rel, guest) => this.resolveWorkspaceTarget(rel, guest),
-      (rel) => guestName({ root: "cwd", rel }));
+      (rel) => guestName({ root: "cwd", rel }), (physical, guest) => this.guardWorkspaceTree(physical, guest));
     this.overlays.set(key, overlay);
     if (this.overlays.size > MAX_OPEN_OVERLAYS) {
       for (const [k, o] of this.overlays) {
@@ -124,13 +130,28 @@ export class Vfs {
     this.checkPrincipal(principal);
     if (p.root === "cwd") return { overlay: await this.overlay(principal) };
     const rootReal = await this.ownRoot(principal, p.root);
-    return { physical: await resolveInside(rootReal, p.rel, guestName(p)), rootReal };
+    const physical = await resolveInside(rootReal, p.rel, guestName(p));
+    if (p.root === "home") await this.refuseSettings(principal, physical, guestName(p));
+    return { physical, rootReal };
   }
 
-  /** Refuses a home write that lands in the principal's installed capsules (through a link or not). */
+  /**
+   * Refuses any access to the operator's capsule settings (`home://.config/env/`: every capsule's `[env]` values,
+   * API keys among them). A capsule reads its own through `env`, never another's through the VFS.
+   */
+  private async refuseSettings(principal: string, physical: string, guest: string): Promise<void> {
+    const settings = path.join(await fs.realpath(this.home.principalHome(principal)), ".config", "env");
+    const real = await fs.realpath(settings).catch(() => settings);
+    if (isInside(real, physical) || isInside(settings, physical)) {
+      throw new AstridError("ASTRID_ERR_VFS_PATH_PROTECTED", `${guest} holds the operator's capsule settings; a capsule reads its own with env.get, not through the VFS`);
+    }
+  }
+
+  /** Refuses a home write that lands in the principal's installed capsules or its capsule settings (through a link or not). */
   private async refuseProtectedHome(principal: string, physical: string, guest: string): Promise<void> {
     const home = await fs.realpath(this.home.principalHome(principal));
     await refuseProtected(path.join(home, ".local", "capsules"), physical, guest);
+    await this.refuseSettings(principal, physical, guest);
   }
 
   /** Refuses writes into the places no capsule may write (PROTECTED), as named. */
@@ -216,6 +237,109 @@ export class Vfs {
     });
   }
 
+  /**
+   * `fs.removeDirAll`: a directory and everything in it (staged under the workspace). Links inside are removed as
+   * links, never followed; a directory named through a final link is refused, and so are a root itself and a
+   * directory holding the capsules' places or $ASTRID_HOME. Returns how many entries were inside.
+   */
+  async removeDirAll(principal: string, p: GuestPath): Promise<number> {
+    this.checkWritable(p);
+    this.checkPrincipal(principal);
+    const guest = guestName(p);
+    if (p.rel === "") throw new AstridError("ASTRID_ERR_VFS_PATH_PROTECTED", `${guest} is a root of the VFS; fs-remove-dir-all removes directories inside it`);
+    for (const q of PROTECTED) {
+      if (p.root === q.root && q.rel.startsWith(`${p.rel}/`)) throw new AstridError("ASTRID_ERR_VFS_PATH_PROTECTED", `${guest} holds ${guestName(q)}, where capsules are installed; the VFS does not remove it`);
+    }
+    if (p.root === "cwd") return (await this.overlay(principal)).removeDirAll(p.rel);
+    const rootReal = await this.ownRoot(principal, p.root);
+    const target = path.join(await resolveInside(rootReal, parentOf(p.rel), guest), path.basename(p.rel));
+    await this.refuseProtectedHome(principal, target, guest);
+    const st = await fs.lstat(target).catch((err: unknown) => {
+      throw ioError(err, guest);
+    });
+    if (st.isSymbolicLink()) throw new AstridError("ASTRID_ERR_VFS_WRONG_TYPE", `${JSON.stringify(guest)} is a symlink; fs-remove-dir-all does not follow links (remove the link with fs-unlink)`);
+    if (!st.isDirectory()) throw new AstridError("ASTRID_ERR_VFS_WRONG_TYPE", `${JSON.stringify(guest)} is a file, not a directory`);
+    const home = await fs.realpath(this.home.principalHome(principal));
+    // The principal's installed capsules and the operator's capsule settings are the daemon's, not the capsule's.
+    await refuseContaining([path.join(home, ".local", "capsules"), path.join(home, ".config", "env")], target, guest);
+    const count = await countTree(target);
+    // fs.rm removes links inside as links: nothing outside the directory is touched.
+    await fs.rm(target, { recursive: true }).catch((err: unknown) => {
+      throw ioError(err, guest);
+    });
+    return count;
+  }
+
+  /**
+   * `fs.canonicalize`: the path with every symlink resolved, as a guest path of the same root (never a host path).
+   * The path must exist (in the principal's view); a link out of the root is an escape.
+   */
+  async canonicalize(principal: string, p: GuestPath): Promise<string> {
+    const guest = guestName(p);
+    if (!(await this.stat(principal, p))) throw new AstridError("ASTRID_ERR_NOT_FOUND", `${JSON.stringify(guest)} does not exist`);
+    const rootReal = p.root === "cwd" ? (await this.roots()).workspace : await this.ownRoot(principal, p.root);
+    const physical = p.root === "cwd" ? await this.resolveWorkspace(p.rel, guest) : await resolveInside(rootReal, p.rel, guest);
+    return guestName({ root: p.root, rel: relativeIn(rootReal, physical) });
+  }
+
+  /**
+   * `fs.readLink`: where a symlink points, as a guest path of the link's root (the link itself is not followed
+   * further). A link whose target is outside that root (or in $ASTRID_HOME) is an escape: its target is not shown.
+   */
+  async readLink(principal: string, p: GuestPath): Promise<string> {
+    this.checkPrincipal(principal);
+    const guest = guestName(p);
+    let rootReal: string;
+    let at: { dir: string; target: string };
+    if (p.root === "cwd") {
+      rootReal = (await this.roots()).workspace;
+      at = await (await this.overlay(principal)).readLink(p.rel);
+    } else {
+      rootReal = await this.ownRoot(principal, p.root);
+      if (p.rel === "") throw new AstridError("ASTRID_ERR_VFS_WRONG_TYPE", `${JSON.stringify(guest)} is not a symlink`);
+      const dir = await resolveInside(rootReal, parentOf(p.rel), guest);
+      const physical = path.join(dir, path.basename(p.rel));
+      const st = await fs.lstat(physical).catch((err: unknown) => {
+        throw ioError(err, guest);
+      });
+      if (!st.isSymbolicLink()) throw new AstridError("ASTRID_ERR_VFS_WRONG_TYPE", `${JSON.stringify(guest)} is not a symlink`);
+      at = { dir, target: await fs.readlink(physical).catch((err: unknown) => { throw ioError(err, guest); }) };
+    }
+    const target = path.resolve(at.dir, at.target);
+    if (!isInside(rootReal, target)) throw escapeError(guest, "is a symlink that points outside its root");
+    const roots = await this.roots();
+    if (p.root === "cwd" && !isInside(roots.home, roots.workspace) && isInside(roots.home, target)) {
+      throw escapeError(guest, "is a symlink into $ASTRID_HOME (the daemon's own files are not part of the workspace)");
+    }
+    return guestName({ root: p.root, rel: relativeIn(rootReal, target) });
+  }
+
+  /**
+   * `fs.hardLink`: `link` becomes another name of the file `src`, in the same root. Under the workspace the link is
+   * staged as a copy of `src` (see Overlay.hardLink); in home:// and /tmp it is a real hard link.
+   */
+  async hardLink(principal: string, src: GuestPath, link: GuestPath): Promise<void> {
+    if (src.root !== link.root) throw new AstridError("ASTRID_ERR_VFS_CROSS_ROOT", `${guestName(src)} and ${guestName(link)} are in different roots; a hard link stays in one`);
+    this.checkWritable(src);
+    this.checkWritable(link);
+    this.checkPrincipal(principal);
+    if (src.root === "cwd") return (await this.overlay(principal)).hardLink(src.rel, link.rel);
+    const rootReal = await this.ownRoot(principal, src.root);
+    const from = await resolveInside(rootReal, src.rel, guestName(src));
+    const to = path.join(await resolveInside(rootReal, parentOf(link.rel), guestName(link)), path.basename(link.rel));
+    await this.refuseProtectedHome(principal, from, guestName(src));
+    await this.refuseProtectedHome(principal, to, guestName(link));
+    const st = await fs.stat(from).catch((err: unknown) => {
+      throw ioError(err, guestName(src));
+    });
+    if (!st.isFile()) throw new AstridError("ASTRID_ERR_VFS_WRONG_TYPE", `${JSON.stringify(guestName(src))} is ${st.isDirectory() ? "a directory" : "not a regular file"} (hard links are for files)`);
+    if (link.rel === "" || (await fs.lstat(to).catch(() => null))) throw new AstridError("ASTRID_ERR_VFS_EXISTS", `${JSON.stringify(guestName(link))} already exists`);
+    await fs.link(from, to).catch((err: unknown) => {
+      if ((err as NodeJS.ErrnoException).code === "EEXIST") throw new AstridError("ASTRID_ERR_VFS_EXISTS", `${JSON.stringify(guestName(link))} already exists`, { cause: err });
+      throw ioError(err, guestName(link));
+    });
+  }
+
   /** The principal's staged workspace changes. */
   async diff(principal: string): Promise<VfsChange[]> {
     this.checkPrincipal(principal);
@@ -236,6 +360,33 @@ export class Vfs {
     const overlay = await this.overlay(principal);
     const paths = await overlay.discard(select ? (rel) => select({ root: "cwd", rel }) : undefined);
     return paths.map((rel) => guestName({ root: "cwd", rel }));
+  }
+}
+
+const parentOf = (rel: string) => (rel.includes("/") ? rel.slice(0, rel.lastIndexOf("/")) : "");
+
+/** `physical` (inside `rootReal`) as a `/`-separated path relative to it. */
+function relativeIn(rootReal: string, physical: string): string {
+  return path.relative(rootReal, physical).split(path.sep).join("/");
+}
+
+/** The entries below a real directory, recursing into directories only (links are counted, never followed). */
+async function countTree(dir: string): Promise<number> {
+  let count = 0;
+  for (const entry of await fs.readdir(dir, { withFileTypes: true })) {
+    count++;
+    if (entry.isDirectory()) count += await countTree(path.join(dir, entry.name));
+  }
+  return count;
+}
+
+/** Throws ASTRID_ERR_VFS_PATH_PROTECTED when removing the directory `physical` would remove one of `dirs`. */
+async function refuseContaining(dirs: string[], physical: string, guest: string): Promise<void> {
+  for (const dir of dirs) {
+    const real = await fs.realpath(dir).catch(() => dir);
+    if (isInside(physical, real) || isInside(physical, dir)) {
+      throw new AstridError("ASTRID_ERR_VFS_PATH_PROTECTED", `${guest} holds files of the daemon or its capsules; the VFS does not remove it`);
+    }
   }
 }
 

@@ -108,6 +108,13 @@ describe("@astrid-os/sdk host calls", () => {
     expect(fs.readFileSync(path.join(d.home, "home", "default", "sdk-moved.txt"), "utf8")).toBe("hello handle!");
   });
 
+  it("fs.hardLink, removeDirAll, canonicalize and readLink go through the VFS", async () => {
+    expect(await ask("sdk fsx", "calls: fsx")).toEqual([
+      "calls: fsx removed=2 again=SysError:already-exists linked=x canonical=home://sdk-x.txt not-link=SysError:unknown",
+    ]);
+    expect(fs.existsSync(path.join(d.home, "home", "default", "sdk-tree"))).toBe(false);
+  });
+
   it("ipc.publishJsonAs: an uplink publishes for a linked principal; unlinked principals and non-uplinks are refused", async () => {
     expect(await ask("sdk as bob", "uplink: as")).toEqual(["uplink: as bob SysError:unknown"]);
     expect(astrid(["agent", "create", "bob"]).status).toBe(0);
@@ -117,9 +124,9 @@ describe("@astrid-os/sdk host calls", () => {
       .toBe('"bob from uplink"');
   });
 
-  it("identity: link, resolve, listLinks, unlink; a taken user, createUser and a capsule without `identity` are refused", async () => {
+  it("identity: link, resolve, listLinks, unlink; a taken user, createUser below `admin` and a capsule without `identity` are refused", async () => {
     expect(await ask("sdk ident discord 7 bob", "calls: ident")).toEqual([
-      "calls: ident linked=ok resolved=bob links=cli/bob,discord/7,web/visitor-9 taken=SysError:already-linked unlinked=ok gone=SysError:link-not-found create=SysError:unsupported",
+      "calls: ident linked=ok resolved=bob links=cli/bob,discord/7,web/visitor-9 taken=SysError:already-linked unlinked=ok gone=SysError:link-not-found create=SysError:capability-denied",
     ]);
     expect(await ask("sdk whois web visitor-9", "", 2)).toEqual(["calls: whois bob", "uplink: whois SysError:capability-denied"]);
   });

@@ -186,6 +186,29 @@ describe("the VFS", () => {
     expect((await ops("vfs-user", [{ op: "read", path: "cwd://src/a.ts" }]))[0]).toMatchObject({ ok: true });
   }, 60_000);
 
+  it("the operator's capsule settings (home://.config/env, API keys among them) are out of reach, even to home:// access", async () => {
+    const settings = path.join(d.home, "home", "default", ".config", "env");
+    fs.mkdirSync(settings, { recursive: true });
+    fs.writeFileSync(path.join(settings, "other.env.json"), JSON.stringify({ API_KEY: "sk-secret" }));
+    const r = await ops("vfs-user", [
+      { op: "read", path: "home://.config/env/other.env.json" },
+      { op: "readdir", path: "home://.config/env" },
+      { op: "stat", path: "home://.config/env/other.env.json" },
+      { op: "write", path: "home://.config/env/other.env.json", data: "{}" },
+      { op: "write", path: "home://.config/env/new.env.json", data: "{}" },
+      { op: "unlink", path: "home://.config/env/other.env.json" },
+      { op: "readdir", path: "home://.config" },
+      { op: "write", path: "home://.config/mine.txt", data: "ok" },
+    ]);
+    expect(codes(r)).toEqual([
+      "ASTRID_ERR_VFS_PATH_PROTECTED", "ASTRID_ERR_VFS_PATH_PROTECTED", "ASTRID_ERR_VFS_PATH_PROTECTED", "ASTRID_ERR_VFS_PATH_PROTECTED",
+      "ASTRID_ERR_VFS_PATH_PROTECTED", "ASTRID_ERR_VFS_PATH_PROTECTED", "ok", "ok",
+    ]);
+    expect(JSON.stringify(r)).not.toContain("sk-secret");
+    expect(JSON.parse(fs.readFileSync(path.join(settings, "other.env.json"), "utf8"))).toEqual({ API_KEY: "sk-secret" });
+    expect(fs.existsSync(path.join(settings, "new.env.json"))).toBe(false);
+  });
+
   it("a path outside the manifest's entries is ASTRID_ERR_CAPABILITY_DENIED, audited; the capsule keeps serving", async () => {
     const r = await ops("vfs-narrow", [
       { op: "read", path: "cwd://README.md" },

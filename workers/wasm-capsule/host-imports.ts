@@ -27,7 +27,12 @@ const FS_ERRORS = {
   ASTRID_ERR_STORAGE_FULL: "quota",
 };
 const HTTP_ERRORS = {
+  ASTRID_ERR_VFS_EXISTS: "already-exists",
+  ASTRID_ERR_VFS_CROSS_ROOT: "cross-vfs",
   ...DENIED,
+/** `ASTRID_ERR_VFS_WRONG_TYPE` has two cases in the WIT; which one depends on what the call expected. */
+const FS_DIR_ERRORS = { ...FS_ERRORS, ASTRID_ERR_VFS_WRONG_TYPE: "not-directory" };
+const FS_FILE_ERRORS = { ...FS_ERRORS, ASTRID_ERR_VFS_WRONG_TYPE: "is-directory" };
   ASTRID_ERR_REQUEST_INVALID: "invalid-request",
   ASTRID_ERR_NET_ADDRESS_BLOCKED: "airlock-rejected",
   ASTRID_ERR_HTTP_FAILED: "connection-error",
@@ -43,8 +48,6 @@ const SYS_ERRORS = { ...DENIED };
 const MAX_FILE_BYTES = 10 * 1024 * 1024;
 /** How long `read-chunk` waits for the body to move before it fails with `timeout`. */
 const HTTP_CHUNK_TIMEOUT_MS = 120_000;
-
-const unsupported = (what: string) => () => fail("unknown", `${what} is not supported by this host`);
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 const encode = (text: string) => new TextEncoder().encode(text);
@@ -306,10 +309,14 @@ export function hostImports(host: GuestHost): Record<string, Record<string, unkn
       writeBytes(dst, readBytes(src));
       check(host.call("fs.unlink", src), FS_ERRORS);
     },
-    fsRemoveDirAll: unsupported("fs-remove-dir-all"),
-    fsCanonicalize: unsupported("fs-canonicalize"),
-    fsReadLink: unsupported("fs-read-link"),
-    fsHardLink: unsupported("fs-hard-link"),
+    /** Links inside are removed as links, never followed; a directory named through a link is `not-directory`. */
+    fsRemoveDirAll: (p: string) => BigInt(check(host.call("fs.remove_dir_all", p), FS_DIR_ERRORS) as number),
+    /** A VFS path (`cwd://…`, `home://…`, `/tmp/…`), never a host path. */
+    fsCanonicalize: (p: string) => check(host.call("fs.canonicalize", p), FS_ERRORS) as string,
+    fsReadLink: (p: string) => check(host.call("fs.read_link", p), FS_ERRORS) as string,
+    fsHardLink(src: string, linkPath: string) {
+      check(host.call("fs.hard_link", src, linkPath), FS_FILE_ERRORS);
+    },
   };
 
   type HttpRequestData = { url: string; method: { tag: string; val?: string }; headers: Array<{ key: string; value: string }>; body?: Uint8Array };

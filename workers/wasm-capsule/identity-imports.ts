@@ -1,9 +1,10 @@
 /**
  * `astrid:identity/host@1.0.0`: the links of platform users to principals, through the kernel's `identity.*` calls
- * (the manifest's `identity` level and the principal's `identity:*` capability). Creating principals is the
- * operator's (`astrid agent create`): `identity-create-user` is refused.
+ * (the manifest's `identity` level and the principal's `identity:*` capability). `identity-create-user` creates a
+ * principal as `astrid agent create` does (manifest level `admin` and the principal's `agent:create`); its user id
+ * is the principal's name, the display name when one is given (else a fresh UUID).
  */
-import { check, DENIED, fail } from "./guest-failure";
+import { check, DENIED } from "./guest-failure";
 import type { GuestHost } from "./guest-host";
 
 const IDENTITY_ERRORS = {
@@ -28,7 +29,11 @@ export function identityImports(host: GuestHost): Record<string, unknown> {
     identityUnlink(request: { platform: string; platformUserId: string }) {
       check(host.call("identity.unlink", request.platform, request.platformUserId), IDENTITY_ERRORS);
     },
-    identityCreateUser: () => fail("unknown", "identity-create-user is not supported by this host: the operator creates principals (`astrid agent create`)"),
+    identityCreateUser(request: { displayName?: string }) {
+      const args = request.displayName === undefined ? [] : [request.displayName];
+      const created = check(host.call("identity.create_user", ...args), IDENTITY_ERRORS) as { user_id: string };
+      return { userId: created.user_id };
+    },
     identityListLinks(principal: string) {
       const links = check(host.call("identity.list_links", principal), IDENTITY_ERRORS) as Array<{ platform: string; platform_user_id: string; linked_at: string; method: string }>;
       return links.map((l) => ({ platform: l.platform, platformUserId: l.platform_user_id, linkedAt: l.linked_at, method: l.method }));

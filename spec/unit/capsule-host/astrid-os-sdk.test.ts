@@ -111,7 +111,7 @@ describe("@astrid-os/sdk calls", () => {
     expect(guard.message).toBe("[HostError:airlock-rejected] fetch GET http://127.0.0.1/: refused");
     expect(toSysError("x", new Refusal("ASTRID_ERR_SOMETHING_NEW", "?")).code).toBe("unknown");
     const { module } = fakeHost();
-    expect(() => module.identity.createUser("Ada")).toThrow(expect.objectContaining({ code: "unsupported", kind: "ApiError" }));
+    expect(() => module.http.installFetchPolyfill()).toThrow(expect.objectContaining({ code: "unsupported", kind: "ApiError" }));
   });
 
   it("keeps JSON in kv, pages keys and swaps only on a match", async () => {
