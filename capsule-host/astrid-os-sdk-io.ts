@@ -7,7 +7,7 @@
  */
 import { randomBytes as cryptoRandomBytes } from "node:crypto";
 import { constants } from "node:os";
-import type { FileStat, ProcessLogs as HostProcessLogs } from "./sdk";
+import type { FileStat, PersistentInfo, ProcessLogs as HostProcessLogs, ProcessSignal } from "./sdk";
 import { hostCall, jsonText, parseJson, SysError, unsupported } from "./astrid-os-sdk-errors";
 import { capabilitiesModule, identityModule, uplinkModule } from "./astrid-os-sdk-identity";
 import type { SdkContext } from "./astrid-os-sdk-ipc";
@@ -389,15 +389,41 @@ function signalNumber(signal: string | null): number | undefined {
 /** `process`: host commands checked against `host_process` (argv, never a shell), sandboxed by the daemon. */
 export function processModule(ctx: SdkContext): Record<string, unknown> {
   const { process: proc } = ctx.api;
-  const optionsOf = (call: string, options: { cwd?: string; env?: Record<string, string>; stdin?: Uint8Array } | undefined) => {
-    if (options?.env && Object.keys(options.env).length > 0) throw unsupported(`${call} with env`, "host processes get the daemon's fixed environment");
-    return {
-      ...(options?.cwd !== undefined ? { cwd: vfsPath(options.cwd) } : {}),
-      ...(options?.stdin !== undefined ? { stdin: textOf(call, options.stdin) } : {}),
-    };
-  };
+  type Options = { cwd?: string; env?: Record<string, string>; stdin?: Uint8Array };
+  const optionsOf = (call: string, options: Options | undefined) => ({
+    ...(options?.cwd !== undefined ? { cwd: vfsPath(options.cwd) } : {}),
+    ...(options?.env !== undefined ? { env: options.env } : {}),
+    ...(options?.stdin !== undefined ? { stdin: textOf(call, options.stdin) } : {}),
+  });
   const logsOf = (logs: HostProcessLogs) => ({ stdout: logs.stdout, stderr: logs.stderr, running: logs.running, exitCode: logs.exit_code ?? undefined, signal: signalNumber(logs.signal) });
 
+  const exitOf = (raw: { exit_code: number | null; signal: string | null }) => ({ exitCode: raw.exit_code ?? undefined, signal: signalNumber(raw.signal) });
+  /** A persistent id's call: the daemon's not-found is the WIT's `no-such-process` (one answer for every reason). */
+  const byId = async <T>(label: string, run: () => Promise<T>): Promise<T> => {
+    try {
+      return await hostCall(label, run);
+    } catch (err) {
+      if (err instanceof SysError && err.astridCode === "ASTRID_ERR_NOT_FOUND") {
+        throw new SysError("HostError", err.message, { code: "no-such-process", astridCode: err.astridCode, cause: err });
+      }
+      throw err;
+    }
+  };
+  /** Looks (every 100 ms) until the process ended; past `timeoutMs`, `wait-timeout`. */
+  const ended = async (label: string, id: string, timeoutMs: number | undefined, call = hostCall) => {
+    const deadline = timeoutMs === undefined ? Infinity : Date.now() + timeoutMs;
+    for (;;) {
+      const state = await call(label, () => proc.state(id));
+      if (!state.running) return state;
+      if (Date.now() >= deadline) throw new SysError("HostError", `${label}: still running after ${timeoutMs} ms`, { code: "wait-timeout" });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  };
+  const infoOf = (raw: PersistentInfo) => ({
+    id: raw.id, label: raw.label, command: raw.command, osPid: raw.os_pid ?? undefined, phase: raw.phase,
+    exit: raw.exit === null ? undefined : exitOf(raw.exit), ageMs: raw.age_ms, idleMs: raw.idle_ms,
+    bufferedBytes: raw.buffered_bytes, bytesDropped: raw.bytes_dropped, stdinOpen: raw.stdin_open,
+  });
   /** A background process; output is the last 1 MB of each stream, not what arrived since the previous read. */
   class BackgroundProcessHandle {
     #closed = false;
@@ -414,36 +440,31 @@ export function processModule(ctx: SdkContext): Record<string, unknown> {
       return { killed, stdout: logs.stdout, stderr: logs.stderr, exitCode: logs.exitCode, signal: logs.signal };
     }
 
-    /** Waits (checking every 100 ms) until it exits; past `timeoutMs`, `wait-timeout`. */
     async wait(timeoutMs?: number) {
-      const { exitCode, signal } = await this.waitWithOutput(timeoutMs);
-      return { exitCode, signal };
+      return exitOf(await ended("process.wait", this.id, timeoutMs));
     }
 
     async waitWithOutput(timeoutMs?: number) {
-      const deadline = timeoutMs === undefined ? Infinity : Date.now() + timeoutMs;
-      for (;;) {
-        const logs = await this.readLogs();
-        if (!logs.running) return { stdout: logs.stdout, stderr: logs.stderr, exitCode: logs.exitCode, signal: logs.signal };
-        if (Date.now() >= deadline) throw new SysError("HostError", `process.wait: still running after ${timeoutMs} ms`, { code: "wait-timeout" });
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
+      await ended("process.waitWithOutput", this.id, timeoutMs);
+      const logs = await this.readLogs();
+      return { stdout: logs.stdout, stderr: logs.stderr, exitCode: logs.exitCode, signal: logs.signal };
     }
 
     osPid(): number {
       return this.pid;
     }
 
-    writeStdin(): never {
-      throw unsupported("process.writeStdin", "a background process's stdin is closed at start; pass input to spawn");
+    /** Answers the bytes taken (all of `data`). */
+    async writeStdin(data: Uint8Array): Promise<number> {
+      return hostCall("process.writeStdin", () => proc.writeStdin(this.id, base64Of(data), "base64"));
     }
 
-    closeStdin(): void {
-      // Already closed: the daemon starts background processes with no stdin.
+    async closeStdin(): Promise<void> {
+      await hostCall("process.closeStdin", () => proc.closeStdin(this.id));
     }
 
-    signal(): never {
-      throw unsupported("process.signal", "use kill()");
+    async signal(sig: ProcessSignal): Promise<void> {
+      if (!(await hostCall("process.signal", () => proc.signal(this.id, sig)))) throw new SysError("HostError", "process.signal: the process has exited", { code: "closed" });
     }
 
     close(): void {
@@ -455,25 +476,79 @@ export function processModule(ctx: SdkContext): Record<string, unknown> {
     }
   }
 
-  const persistent = (name: string) => (): never => {
-    throw unsupported(`process.${name}`, "persistent processes are not offered; use spawnBackground");
+  type PersistentSpawnOptions = Options & {
+    label?: string; keepStdinOpen?: boolean; overflow?: "drop-oldest" | "backpressure"; logRingBytes?: number;
+    maxLifetimeMs?: number; idleTimeoutMs?: number; exitRetentionMs?: number;
+  };
+  const notOffered = (name: string) => (): never => {
+    throw unsupported(`process.${name}`, "the reference does not offer it either; use the id-keyed calls");
   };
   return {
     /** Runs `cmd args…` to completion. */
-    async spawn(cmd: string, args: string[] = [], options?: { cwd?: string; env?: Record<string, string>; stdin?: Uint8Array }) {
+    async spawn(cmd: string, args: string[] = [], options?: Options) {
       const result = await hostCall(`process.spawn("${cmd}")`, () => proc.run([cmd, ...args], optionsOf("process.spawn", options)));
       return { stdout: result.stdout, stderr: result.stderr, exitCode: result.exit_code ?? undefined, signal: signalNumber(result.signal) };
     },
-    async spawnBackground(cmd: string, args: string[] = [], options?: { cwd?: string; env?: Record<string, string>; stdin?: Uint8Array }) {
-      if (options?.stdin !== undefined) throw unsupported("process.spawnBackground with stdin", "background processes start with no stdin");
-      const started = await hostCall(`process.spawnBackground("${cmd}")`, () => proc.spawn([cmd, ...args], optionsOf("process.spawnBackground", options)));
+    /** Starts `cmd args…` in the background; its stdin stays open for `writeStdin` (after `stdin`) until `closeStdin`. */
+    async spawnBackground(cmd: string, args: string[] = [], options?: Options) {
+      const started = await hostCall(`process.spawnBackground("${cmd}")`, () => proc.spawn([cmd, ...args], { ...optionsOf("process.spawnBackground", options), keep_stdin_open: true }));
       return new BackgroundProcessHandle(started.id, started.pid);
     },
-    spawnPersistent: persistent("spawnPersistent"),
-    attach: persistent("attach"),
-    listProcesses: persistent("listProcesses"),
-    statusMany: persistent("statusMany"),
-    logCursorStart: persistent("logCursorStart"),
+    /** Starts a persistent process; answers its id (this capsule and principal only). */
+    async spawnPersistent(cmd: string, args: string[] = [], options?: PersistentSpawnOptions): Promise<string> {
+      const o = options ?? {};
+      const started = await hostCall(`process.spawnPersistent("${cmd}")`, () => proc.spawnPersistent([cmd, ...args], {
+        ...optionsOf("process.spawnPersistent", o),
+        ...(o.label !== undefined ? { label: o.label } : {}),
+        ...(o.keepStdinOpen !== undefined ? { keep_stdin_open: o.keepStdinOpen } : {}),
+        ...(o.overflow !== undefined ? { overflow: o.overflow } : {}),
+        ...(o.logRingBytes !== undefined ? { log_ring_bytes: o.logRingBytes } : {}),
+        ...(o.maxLifetimeMs !== undefined ? { max_lifetime_ms: o.maxLifetimeMs } : {}),
+        ...(o.idleTimeoutMs !== undefined ? { idle_timeout_ms: o.idleTimeoutMs } : {}),
+        ...(o.exitRetentionMs !== undefined ? { exit_retention_ms: o.exitRetentionMs } : {}),
+      }));
+      return started.id;
+    },
+    async listProcesses(labelFilter?: string) {
+      return (await hostCall("process.listProcesses", () => proc.list(labelFilter ?? null))).map(infoOf);
+    },
+    async status(id: string) {
+      const [found] = await byId("process.status", () => proc.status([id]));
+      if (!found) throw new SysError("HostError", "process.status: no persistent process with this id", { code: "no-such-process" });
+      return infoOf(found);
+    },
+    async statusMany(ids: string[]) {
+      return (await hostCall("process.statusMany", () => proc.status(ids))).map(infoOf);
+    },
+    async readLogs(id: string) {
+      return logsOf(await byId("process.readLogs", () => proc.drain(id)));
+    },
+    async readSince(id: string, stream: "stdout" | "stderr", cursor: { token?: string } | undefined, maxBytes: number) {
+      const chunk = await byId("process.readSince", () => proc.readSince(id, stream, cursor?.token ?? null, maxBytes));
+      return { data: bytesOf(chunk.data), next: { token: chunk.next }, bytesDropped: chunk.bytes_dropped, drainedEof: chunk.drained_eof };
+    },
+    async writeStdin(id: string, data: Uint8Array): Promise<number> {
+      return byId("process.writeStdin", () => proc.writeStdin(id, base64Of(data), "base64"));
+    },
+    async closeStdin(id: string): Promise<void> {
+      await byId("process.closeStdin", () => proc.closeStdin(id));
+    },
+    async signal(id: string, sig: ProcessSignal): Promise<void> {
+      await byId("process.signal", () => proc.signal(id, sig));
+    },
+    async wait(id: string, timeoutMs: number) {
+      return exitOf(await ended("process.wait", id, Math.min(timeoutMs, 60_000), byId));
+    },
+    async stop(id: string, graceMs?: number) {
+      return exitOf(await byId("process.stop", () => proc.stop(id, graceMs ?? null)));
+    },
+    async releaseProcess(id: string): Promise<void> {
+      await byId("process.releaseProcess", () => proc.release(id));
+    },
+    attach: notOffered("attach"),
+    watch: notOffered("watch"),
+    unwatch: notOffered("unwatch"),
+    logCursorStart: () => ({ token: undefined }),
   };
 }
 
@@ -522,14 +597,10 @@ export function peopleModules(ctx: SdkContext) {
     /** True for any approval; a denial or no answer in 60 s is false. */
     request: async (action: string, resource: string): Promise<boolean> => (await requestDecision(action, resource)) !== "denied",
   };
-  const none = (namespace: string, why: string, names: string[]) =>
-    Object.fromEntries(names.map((name) => [name, (): never => {
-      throw unsupported(`${namespace}.${name}`, why);
-    }]));
   return {
     elicit,
     approval,
-    identity: identityModule(ctx, none),
+    identity: identityModule(ctx),
     uplink: uplinkModule(ctx),
     capabilities: capabilitiesModule(ctx),
     net: none("net", "capsules get no sockets here; use http", ["bindUnix", "bindTcp", "accept", "tryAccept", "connect", "connectTcp", "udpBind", "lookupHost"]),

@@ -72,10 +72,35 @@ export interface CapsuleApi {
   process: {
     /** Runs to completion (or its timeout) and returns its output. */
     run(argv: string[], options?: ProcessOptions): Promise<ProcessResult>;
-    /** Starts a background process; read its output with `logs`, stop it with `kill`. */
-    spawn(argv: string[], options?: Omit<ProcessOptions, "timeout_ms" | "stdin">): Promise<{ id: string; pid: number }>;
+    /**
+     * Starts a background process; read its output with `logs`, stop it with `kill`. With `keep_stdin_open` its
+     * stdin stays a pipe (after `stdin`) for `writeStdin` until `closeStdin`.
+     */
+    spawn(argv: string[], options?: Omit<ProcessOptions, "timeout_ms"> & { keep_stdin_open?: boolean }): Promise<{ id: string; pid: number }>;
     logs(id: string): Promise<ProcessLogs>;
     kill(id: string): Promise<boolean>;
+    /** Running or not, how far each stream got (bytes), whether stdin is open: what a wait looks at. */
+    state(id: string): Promise<ProcessState>;
+    /** Writes to a background (or persistent) process's stdin; answers the bytes taken. `data` is UTF-8 text, or base64. */
+    writeStdin(id: string, data: string, encoding?: "utf8" | "base64"): Promise<number>;
+    /** Closes its stdin (it reads EOF); true when it was open. */
+    closeStdin(id: string): Promise<boolean>;
+    /** Sends `term`, `hup`, `usr1`, `usr2`, `int`, `stop` or `cont` to its process group; false once it exited. */
+    signal(id: string, signal: ProcessSignal): Promise<boolean>;
+    /** Starts a persistent process (it outlives this run of the capsule, never the daemon); `id` finds it again. */
+    spawnPersistent(argv: string[], options?: PersistentOptions): Promise<{ id: string; pid: number }>;
+    /** The persistent processes of this capsule for the acting principal (`label` containing `filter`). */
+    list(filter?: string | null): Promise<PersistentInfo[]>;
+    /** Those of `ids` this capsule and principal own (unknown ids are left out). */
+    status(ids: string[]): Promise<PersistentInfo[]>;
+    /** A persistent process's output since the previous `drain` (UTF-8). */
+    drain(id: string): Promise<ProcessLogs>;
+    /** Non-draining, byte-exact (base64) read of a stream from `cursor` (null: the oldest byte kept). */
+    readSince(id: string, stream: "stdout" | "stderr", cursor: string | null, maxBytes: number): Promise<{ data: string; next: string; bytes_dropped: number; drained_eof: boolean }>;
+    /** SIGTERM, SIGKILL after `grace_ms` (default 2 s, at most 20 s); the id is forgotten. */
+    stop(id: string, graceMs?: number | null): Promise<{ exit_code: number | null; signal: string | null }>;
+    /** Forgets an exited persistent process (refused while it runs). */
+    release(id: string): Promise<boolean>;
   };
   /** Asks the people behind the current session to approve an action; no answer in 60 s is a denial. */
   approval: {
@@ -232,11 +257,53 @@ export interface HttpResponse {
   body: string;
 }
 
-/** How a host process runs: `cwd` is a VFS path (default the workspace). */
+/** How a host process runs: `cwd` is a VFS path (default the workspace); `env` adds variables (not PATH, LD_*, …). */
 export interface ProcessOptions {
   cwd?: string;
+  env?: Record<string, string>;
   stdin?: string;
   timeout_ms?: number;
+}
+
+/** A signal `process.signal` sends. */
+export type ProcessSignal = "term" | "hup" | "usr1" | "usr2" | "int" | "stop" | "cont";
+
+/** What a wait on a background process looks at. */
+export interface ProcessState {
+  running: boolean;
+  exit_code: number | null;
+  signal: string | null;
+  pid: number;
+  /** Bytes each stream has printed in all. */
+  stdout_end: number;
+  stderr_end: number;
+  stdin_open: boolean;
+}
+
+/** A persistent process's start options (docs/processes.md has the bounds). */
+export interface PersistentOptions extends Omit<ProcessOptions, "timeout_ms"> {
+  keep_stdin_open?: boolean;
+  label?: string;
+  overflow?: "drop-oldest" | "backpressure";
+  log_ring_bytes?: number;
+  max_lifetime_ms?: number;
+  idle_timeout_ms?: number;
+  exit_retention_ms?: number;
+}
+
+/** A persistent process, without draining anything. */
+export interface PersistentInfo {
+  id: string;
+  label: string;
+  command: string;
+  os_pid: number | null;
+  phase: "running" | "exited";
+  exit: { exit_code: number | null; signal: string | null } | null;
+  age_ms: number;
+  idle_ms: number;
+  buffered_bytes: number;
+  bytes_dropped: number;
+  stdin_open: boolean;
 }
 
 /** A finished process (the last 1 MB of each stream; `*_truncated` when the head was dropped). */

@@ -102,12 +102,20 @@ export interface AuditedProcess {
   capsule: string;
   /** Whom it ran for. */
   principal: string;
-  /** `run` (recorded at its end), `spawn` (at its start), `exit` (a spawned one ended). */
-  operation: "run" | "spawn" | "exit";
-  /** The command (at most 64 elements of 256 characters). */
-  argv: string[];
-  /** `bwrap` or `none`. */
-  sandbox: string;
+  /**
+   * `run` (recorded at its end), `spawn` (at its start), `exit` (a spawned one ended); a background process's
+   * `write_stdin`, `close_stdin`, `signal`; the persistent tier's calls, and `reap` (the kernel dropped one).
+   */
+  operation: "run" | "spawn" | "exit" | "write_stdin" | "close_stdin" | "signal" | "list" | "status" | "drain" | "read_since" | "stop" | "release" | "reap";
+  /** The command (at most 64 elements of 256 characters), on a start. */
+  argv?: string[];
+  /** `bwrap` or `none`, on a start. */
+  sandbox?: string;
+  /** `persistent` for the persistent tier (whose id is never recorded: `id_hash` is). */
+  tier?: "persistent";
+  id_hash?: string;
+  /** What else the operation recorded (bytes written, the signal, a reap's reason), never stdin, env or output. */
+  detail?: Record<string, string | number | boolean | null>;
   pid?: number;
   /** A spawned process's id. */
   id?: string;

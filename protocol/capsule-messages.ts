@@ -139,6 +139,13 @@ export const SYSCALL_NAMES = [
   "http.request", "http.stream_open", "http.stream_read", "http.stream_close",
   // Host processes, checked against host_process: argv arrays, never a shell.
   "process.run", "process.spawn", "process.logs", "process.kill",
+  "process.state", "process.write_stdin", "process.close_stdin", "process.signal",
+  // The persistent tier: processes that outlive the capsule's run (not the daemon), found again by an opaque id.
+  "process.spawn_persistent", "process.list", "process.status", "process.drain", "process.read_since", "process.stop", "process.release",
+  // Sockets (kernel/capsules/host-net.ts): outbound TCP and lookups (net_connect), the capsule's Unix listener
+  // (net_bind), TCP listeners (net_tcp_bind), UDP (net_udp); every socket is owned by the capsule's run.
+  "net.connect_tcp", "net.lookup", "net.bind_unix", "net.bind_tcp", "net.accept", "net.read", "net.write", "net.ready",
+  "net.shutdown", "net.option", "net.close", "net.udp_bind", "net.udp_send", "net.udp_recv", "net.udp_connect",
   // Asking the people behind a session: approvals (any time) and elicitation (install/upgrade hooks only).
   "approval.request", "elicit.ask", "elicit.has_secret", "elicit.secret",
   // MCP servers the capsule owns ([[mcp_server]]) or names ([capabilities] mcp): tools, resources, prompts.

@@ -5,12 +5,15 @@
  * a process printing as fast as it can blocks on its own writes instead of keeping the daemon's thread busy.
  */
 import { spawn, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
 import type { Readable } from "node:stream";
 import { AstridError } from "../../protocol/errors";
 import { PROCESS_OUTPUT_BYTES, RingBuffer } from "./ring-buffer";
 
 /** Most output bytes read per stream per second. */
 export const OUTPUT_BYTES_PER_SEC = 32 * 1024 * 1024;
+/** The least time between two output notifications of one process (`onActivity`). */
+const NOTIFY_INTERVAL_MS = 20;
 /** How long after the process exits its pipes may stay open (a leftover child holding them) before they are cut. */
 const DRAIN_AFTER_EXIT_MS = 1000;
 
@@ -21,10 +24,18 @@ export interface LaunchSpec {
   args: readonly string[];
   cwd: string;
   env: Record<string, string>;
-  /** Written to stdin, which is then closed; without it stdin is /dev/null. */
-  stdin?: string;
+  /** Written to stdin, which is then closed (unless `keepStdinOpen`); without either, stdin is /dev/null. */
+  stdin?: string | Buffer;
+  /** Keep a stdin pipe open after `stdin` for `writeStdin` (a background process's). */
+  keepStdinOpen?: boolean;
   outputBytes?: number;
+  /** The command runs inside bubblewrap: a signal other than a stop goes to the command's group inside it. */
+  sandboxed?: boolean;
 }
+
+/** Signals a capsule may send to its process (`kill` and the stop are separate). */
+export const PROCESS_SIGNALS = { term: "SIGTERM", hup: "SIGHUP", usr1: "SIGUSR1", usr2: "SIGUSR2", int: "SIGINT", stop: "SIGSTOP", cont: "SIGCONT" } as const;
+export type ProcessSignalName = keyof typeof PROCESS_SIGNALS;
 
 /** A restartable named deadline (one timer, one owner). */
 class Deadline {
@@ -56,8 +67,14 @@ export class ManagedProcess {
   readonly finished: Promise<void>;
   private readonly killLater = new Deadline(() => this.signalGroup("SIGKILL"));
   private exited = false;
+  private stdinOpen: boolean;
+  /** Called when output arrives and when the process exits (a waiting guest is woken by it). */
+  private readonly listeners = new Set<() => void>();
+  /** Streams paused because their reader asked (backpressure), not by the rate limit. */
+  private readonly held = new Set<Readable>();
 
-  private constructor(private readonly child: ChildProcess, readonly pid: number, outputBytes: number) {
+  private constructor(private readonly child: ChildProcess, readonly pid: number, outputBytes: number, private readonly sandboxed: boolean) {
+    this.stdinOpen = child.stdin !== null;
     this.stdout = new RingBuffer(outputBytes);
     this.stderr = new RingBuffer(outputBytes);
     this.read(child.stdout!, this.stdout);
@@ -74,6 +91,10 @@ export class ManagedProcess {
         this.signal = signal;
         this.durationMs = Math.round(performance.now() - this.startedAt);
         this.killLater.clear();
+        this.stdinOpen = false;
+        // A kept stdin pipe goes with the process (its fd is not held until the handle is collected).
+        child.stdin?.destroy();
+        this.notify(true);
         // Whatever it left behind in its group goes with it (in bwrap, its namespace dies with it anyway).
         this.signalGroup("SIGKILL", true);
         cut.start(DRAIN_AFTER_EXIT_MS);
@@ -94,7 +115,7 @@ export class ManagedProcess {
           cwd: spec.cwd,
           env: spec.env,
           detached: true,
-          stdio: [spec.stdin === undefined ? "ignore" : "pipe", "pipe", "pipe"],
+          stdio: [spec.stdin === undefined && !spec.keepStdinOpen ? "ignore" : "pipe", "pipe", "pipe"],
         });
       } catch (err) {
         reject(new AstridError("ASTRID_ERR_PROCESS_START_FAILED", `cannot start ${spec.file}: ${(err as Error).message}`, { cause: err }));
@@ -107,11 +128,18 @@ export class ManagedProcess {
       });
       child.once("spawn", () => {
         started = true;
-        const proc = new ManagedProcess(child, child.pid!, spec.outputBytes ?? PROCESS_OUTPUT_BYTES);
-        if (spec.stdin !== undefined) {
+        const proc = new ManagedProcess(child, child.pid!, spec.outputBytes ?? PROCESS_OUTPUT_BYTES, spec.sandboxed === true);
+        if (child.stdin) {
           // A process that exits without reading its input must not fail the call (EPIPE).
-          child.stdin!.on("error", () => {});
-          child.stdin!.end(spec.stdin);
+          child.stdin.on("error", () => {
+            proc.stdinOpen = false;
+          });
+          if (spec.keepStdinOpen) {
+            if (spec.stdin !== undefined) child.stdin.write(spec.stdin);
+          } else {
+            proc.stdinOpen = false;
+            child.stdin.end(spec.stdin);
+          }
         }
         resolve(proc);
       });
@@ -120,6 +148,107 @@ export class ManagedProcess {
 
   get running(): boolean {
     return !this.exited;
+  }
+
+  /** Whether `writeStdin` can still reach the process. */
+  get stdinWritable(): boolean {
+    return this.stdinOpen && !this.exited;
+  }
+
+  /** Calls `listener` whenever output arrives or the process exits; returns its removal. */
+  onActivity(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /**
+   * Tells the listeners, at most once per NOTIFY_INTERVAL_MS for output (a flood would otherwise wake a waiting
+   * guest for every 64 KiB read); an exit is told at once.
+   */
+  private notify(now = false): void {
+    if (!now && this.notifyLater !== undefined) return;
+    if (!now && performance.now() - this.notifiedAt < NOTIFY_INTERVAL_MS) {
+      this.notifyLater = setTimeout(() => this.notify(true), NOTIFY_INTERVAL_MS);
+      return;
+    }
+    if (this.notifyLater !== undefined) clearTimeout(this.notifyLater);
+    this.notifyLater = undefined;
+    this.notifiedAt = performance.now();
+    for (const listener of this.listeners) listener();
+  }
+  private notifiedAt = -Infinity;
+  private notifyLater: NodeJS.Timeout | undefined;
+
+  /**
+   * Writes `data` to stdin; resolves once the pipe took all of it (a process that does not read holds the call
+   * until the pipe drains, at most `timeoutMs`). ASTRID_ERR_PROCESS_STDIN_CLOSED when stdin is closed, the process
+   * exited, the pipe broke on the way, or the process read too little for too long (then a prefix may have reached
+   * it, and stdin is closed from then on: the stream is torn).
+   */
+  writeStdin(data: Buffer, timeoutMs: number): Promise<number> {
+    const stdin = this.child.stdin;
+    if (!stdin || !this.stdinWritable) return Promise.reject(stdinClosed());
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const settle = (err: Error | null | undefined) => {
+        if (settled) return;
+        settled = true;
+        deadline.clear();
+        this.child.removeListener("exit", onExit);
+        if (err) {
+          this.stdinOpen = false;
+          stdin.destroy();
+          reject(stdinClosed(err.message));
+        } else resolve(data.length);
+      };
+      const deadline = new Deadline(() => settle(new Error(`the process did not read it within ${timeoutMs} ms`)));
+      // The process exiting with the write still queued: nothing will take it.
+      const onExit = () => settle(new Error("the process exited"));
+      this.child.once("exit", onExit);
+      deadline.start(timeoutMs);
+      stdin.write(data, settle);
+    });
+  }
+
+  /** Closes stdin (the process reads EOF); true when it was open. */
+  closeStdin(): boolean {
+    const was = this.stdinOpen;
+    this.stdinOpen = false;
+    this.child.stdin?.end();
+    return was;
+  }
+
+  /**
+   * Sends `signal` to the process's group. Inside bubblewrap that is the command's group (bubblewrap does not pass
+   * signals on, and its own default action would end the sandbox); false when that group cannot be found (the
+   * sandbox is not up yet, or already gone).
+   */
+  sendSignal(name: ProcessSignalName): boolean {
+    if (this.exited) return false;
+    const signal = PROCESS_SIGNALS[name];
+    const target = this.sandboxed ? sandboxedGroup(this.pid) : this.pid;
+    if (target === null) return false;
+    try {
+      process.kill(-target, signal);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Stops reading `which` stream (its pipe fills, and the process blocks on its writes) until `release`. */
+  hold(which: "stdout" | "stderr"): void {
+    const stream = this.child[which];
+    if (!stream || this.held.has(stream)) return;
+    this.held.add(stream);
+    stream.pause();
+  }
+
+  /** Reads `which` stream again after `hold`. */
+  release(which: "stdout" | "stderr"): void {
+    const stream = this.child[which];
+    if (!stream || !this.held.delete(stream)) return;
+    stream.resume();
   }
 
   /** SIGTERM to its process group now, SIGKILL after `graceMs` if it is still there. */
@@ -150,9 +279,12 @@ export class ManagedProcess {
   private read(stream: Readable, into: RingBuffer): void {
     let windowStart = performance.now();
     let windowBytes = 0;
-    const resume = new Deadline(() => stream.resume());
+    const resume = new Deadline(() => {
+      if (!this.held.has(stream)) stream.resume();
+    });
     stream.on("data", (chunk: Buffer) => {
       into.write(chunk);
+      this.notify();
       const now = performance.now();
       if (now - windowStart >= 1000) {
         windowStart = now;
@@ -166,5 +298,26 @@ export class ManagedProcess {
     });
     stream.once("close", () => resume.clear());
     stream.on("error", () => {});
+  }
+}
+
+/** ASTRID_ERR_PROCESS_STDIN_CLOSED. */
+function stdinClosed(why?: string): AstridError {
+  return new AstridError("ASTRID_ERR_PROCESS_STDIN_CLOSED", why === undefined
+    ? "the process's stdin is closed (closed by the capsule, never kept open, or the process exited)"
+    : `the write to the process's stdin failed (${why}); stdin is closed now, and part of the data may have reached it`);
+}
+
+/**
+ * The process group of the command bubblewrap runs: bubblewrap's one child (the namespace's init, which starts a
+ * session of its own for the command with --new-session), read from /proc.
+ */
+function sandboxedGroup(bwrapPid: number): number | null {
+  try {
+    const children = readFileSync(`/proc/${bwrapPid}/task/${bwrapPid}/children`, "utf8").trim().split(/\s+/).filter(Boolean);
+    const child = Number(children[0]);
+    return Number.isInteger(child) && child > 0 ? child : null;
+  } catch {
+    return null;
   }
 }

@@ -55,6 +55,24 @@ export class RingBuffer {
     }
   }
 
+  /** The stream offset of the oldest byte held (everything before it was dropped). */
+  get start(): number {
+    return this.dropped;
+  }
+
+  /** The stream offset just past the newest byte held (all bytes ever written). */
+  get end(): number {
+    return this.dropped + this.size;
+  }
+
+  /** At most `max` held bytes from stream offset `from` on (from the oldest held one when `from` was dropped). */
+  since(from: number, max: number): Buffer {
+    const begin = Math.max(from, this.start);
+    if (begin >= this.end || max <= 0) return Buffer.alloc(0);
+    const offset = begin - this.start;
+    return Buffer.from(this.bytes().subarray(offset, offset + Math.min(max, this.end - begin)));
+  }
+
   /** The bytes held, oldest first. */
   bytes(): Buffer {
     if (this.chunks.length > 1) this.chunks = [Buffer.concat(this.chunks, this.size)];

@@ -290,6 +290,42 @@ describe("with the default sandbox (bubblewrap)", () => {
     expect(value(await ask(s, { op: "logs", id: flood.id }))).toMatchObject({ running: false });
   });
 
+  it("env adds variables (LD_PRELOAD and the like refused, naming the key); a background stdin is written, closed, signalled", async () => {
+    const r = value(await run(s, ["sh", "-c", "echo $GREETING"], { env: { GREETING: "hello" } }));
+    expect(r.stdout).toBe("hello\n");
+    const refused = await run(s, ["env"], { env: { LD_PRELOAD: "/tmp/x.so" } });
+    expect(refused).toMatchObject({ ok: false, code: "ASTRID_ERR_REQUEST_INVALID" });
+    expect((refused as { message: string }).message).toContain("LD_PRELOAD");
+    const { id } = value(await ask(s, { op: "spawn", argv: ["cat"], options: { keep_stdin_open: true, stdin: "first\n" } }));
+    expect(value(await ask(s, { op: "write_stdin", id, data: Buffer.from("second\n").toString("base64"), encoding: "base64" }))).toBe(7);
+    expect(value(await ask(s, { op: "close_stdin", id }))).toBe(true);
+    await until(() => ask(s, { op: "state", id }), (st) => st.ok && st.value.running === false, 10_000);
+    expect(value(await ask(s, { op: "logs", id }))).toMatchObject({ stdout: "first\nsecond\n", exit_code: 0 });
+    expect(await ask(s, { op: "write_stdin", id, data: "late" })).toMatchObject({ ok: false, code: "ASTRID_ERR_PROCESS_STDIN_CLOSED" });
+    expect(value(await ask(s, { op: "signal", id, signal: "term" }))).toBe(false);
+    // A process started without keep_stdin_open has no stdin to write to.
+    const closed = value(await ask(s, { op: "spawn", argv: ["sleep", `${SLEEP}1`] }));
+    expect(await ask(s, { op: "write_stdin", id: closed.id, data: "x" })).toMatchObject({ ok: false, code: "ASTRID_ERR_PROCESS_STDIN_CLOSED" });
+    expect(value(await ask(s, { op: "signal", id: closed.id, signal: "term" }))).toBe(true);
+    // Inside bubblewrap the signal reaches the command, whose end bubblewrap reports as an exit code of 128 + 15.
+    await until(() => ask(s, { op: "state", id: closed.id }), (st) => st.ok && st.value.running === false && st.value.exit_code === 143, 10_000);
+  }, 60_000);
+
+  it("the persistent tier from a JavaScript capsule: an id, status, read_since, drain, stop; a garbage id is not found", async () => {
+    const started = value(await ask(s, { op: "spawn_persistent", argv: ["cat"], options: { keep_stdin_open: true, label: "js-cat" } }));
+    expect(started.id).toMatch(/^[a-z2-7]{52}$/);
+    expect(value(await ask(s, { op: "write_stdin", id: started.id, data: "hi\n" }))).toBe(3);
+    const chunk = await until(() => ask(s, { op: "read_since", id: started.id, stream: "stdout", max: 1024 }), (r) => r.ok && r.value.data !== "", 10_000);
+    expect(Buffer.from(value(chunk).data, "base64").toString()).toBe("hi\n");
+    expect(value(await ask(s, { op: "drain", id: started.id }))).toMatchObject({ stdout: "hi\n", running: true });
+    // (The fixture's answer turns a list into an object of its items.)
+    expect(Object.values(value(await ask(s, { op: "list" }))).map((p: any) => p.label)).toContain("js-cat");
+    expect(Object.values(value(await ask(s, { op: "status", ids: [started.id, "nope"] })))).toHaveLength(1);
+    expect(value(await ask(s, { op: "stop", id: started.id, grace: 200 }))).toMatchObject({ signal: expect.any(String) });
+    expect(await ask(s, { op: "drain", id: started.id })).toMatchObject({ ok: false, code: "ASTRID_ERR_NOT_FOUND" });
+    expect(await ask(s, { op: "drain", id: "x".repeat(52) })).toMatchObject({ ok: false, code: "ASTRID_ERR_NOT_FOUND" });
+  }, 60_000);
+
   it("processes die with the daemon: a spawned sleep is gone once the daemon stops", async () => {
     const r = value(await ask(s, { op: "spawn", argv: ["sleep", `${SLEEP}02`] }));
     await until(() => pidsOf(`sleep ${SLEEP}02`), (p) => p.length >= 1);
@@ -362,6 +398,10 @@ describe("with ASTRID_PROCESS_SANDBOX=none", () => {
     await s.c.request("ReloadCapsules");
     await until(() => [...pidsOf(`sleep ${SLEEP}04`), ...pidsOf(`sleep ${SLEEP}05`)], (p) => p.length === 0, 10_000);
     await until(() => s.c.request("GetCapsuleMetadata").then((m) => (m.data as Array<{ name: string; state: string }>).find((x) => x.name === "proc-user")?.state), (st) => st === "ready");
+  });
+
+  it("a persistent process is refused without the sandbox (ASTRID_ERR_PROCESS_PERSIST_UNSUPPORTED)", async () => {
+    expect(await ask(s, { op: "spawn_persistent", argv: ["sleep", `${SLEEP}3`] })).toMatchObject({ ok: false, code: "ASTRID_ERR_PROCESS_PERSIST_UNSUPPORTED" });
   });
 
   it("processes die with the daemon, including what they started", async () => {
