@@ -77,13 +77,20 @@ const WIT_TAGS: Readonly<Record<string, string>> = {
   ASTRID_ERR_VFS_PATH_ESCAPE: "boundary-escape",
   ASTRID_ERR_VFS_PATH_PROTECTED: "capability-denied",
   ASTRID_ERR_VFS_IO: "io",
+  ASTRID_ERR_VFS_EXISTS: "already-exists",
+  ASTRID_ERR_VFS_CROSS_ROOT: "cross-vfs",
   ASTRID_ERR_ELICIT_NOT_ALLOWED: "not-in-lifecycle",
   ASTRID_ERR_IDENTITY_ALREADY_LINKED: "already-linked",
   ASTRID_ERR_ELICIT_CANCELLED: "cancelled",
-  ASTRID_ERR_VFS_EXISTS: "already-exists",
-  ASTRID_ERR_VFS_CROSS_ROOT: "cross-vfs",
   ASTRID_ERR_NOBODY_TO_ASK: "cancelled",
   ASTRID_ERR_CAPSULE_UNAVAILABLE: "cancelled",
+  ASTRID_ERR_NET_CONNECTION_REFUSED: "connection-refused",
+  ASTRID_ERR_NET_CONNECTION_RESET: "connection-reset",
+  ASTRID_ERR_NET_CLOSED: "closed",
+  ASTRID_ERR_NET_ADDRESS_IN_USE: "address-in-use",
+  ASTRID_ERR_NET_UNRESOLVABLE: "name-unresolvable",
+  ASTRID_ERR_NET_SOCKET_LIMIT: "quota",
+  ASTRID_ERR_NET_NOT_TCP: "not-tcp",
 };
 
 /** Turns whatever a host call threw into a `SysError` labelled with the SDK call that made it. */

@@ -11,6 +11,7 @@ import type { FileStat, PersistentInfo, ProcessLogs as HostProcessLogs, ProcessS
 import { hostCall, jsonText, parseJson, SysError, unsupported } from "./astrid-os-sdk-errors";
 import { capabilitiesModule, identityModule, uplinkModule } from "./astrid-os-sdk-identity";
 import type { SdkContext } from "./astrid-os-sdk-ipc";
+import { netModule } from "./astrid-os-sdk-net";
 
 const encoder = new TextEncoder();
 const strictDecoder = new TextDecoder("utf-8", { fatal: true });
@@ -96,7 +97,7 @@ export function localModules(ctx: SdkContext) {
       }
       return new Uint8Array(cryptoRandomBytes(Number(length)));
     },
-    /** The reference hands capsules the daemon's socket; this daemon never does, so this throws like an unset key. */
+    /** The capsule's own socket (`net.bindUnix`), for a `net_bind` capsule; for others this throws like an unset key. */
     socketPath: (): string => {
       const value = env.get(CONFIG_SOCKET_PATH);
       if (value === "") throw SysError.api("ASTRID_SOCKET_PATH config key is empty");
@@ -396,7 +397,6 @@ export function processModule(ctx: SdkContext): Record<string, unknown> {
     ...(options?.stdin !== undefined ? { stdin: textOf(call, options.stdin) } : {}),
   });
   const logsOf = (logs: HostProcessLogs) => ({ stdout: logs.stdout, stderr: logs.stderr, running: logs.running, exitCode: logs.exit_code ?? undefined, signal: signalNumber(logs.signal) });
-
   const exitOf = (raw: { exit_code: number | null; signal: string | null }) => ({ exitCode: raw.exit_code ?? undefined, signal: signalNumber(raw.signal) });
   /** A persistent id's call: the daemon's not-found is the WIT's `no-such-process` (one answer for every reason). */
   const byId = async <T>(label: string, run: () => Promise<T>): Promise<T> => {
@@ -424,6 +424,7 @@ export function processModule(ctx: SdkContext): Record<string, unknown> {
     exit: raw.exit === null ? undefined : exitOf(raw.exit), ageMs: raw.age_ms, idleMs: raw.idle_ms,
     bufferedBytes: raw.buffered_bytes, bytesDropped: raw.bytes_dropped, stdinOpen: raw.stdin_open,
   });
+
   /** A background process; output is the last 1 MB of each stream, not what arrived since the previous read. */
   class BackgroundProcessHandle {
     #closed = false;
@@ -603,6 +604,6 @@ export function peopleModules(ctx: SdkContext) {
     identity: identityModule(ctx),
     uplink: uplinkModule(ctx),
     capabilities: capabilitiesModule(ctx),
-    net: none("net", "capsules get no sockets here; use http", ["bindUnix", "bindTcp", "accept", "tryAccept", "connect", "connectTcp", "udpBind", "lookupHost"]),
+    net: netModule(ctx),
   };
 }

@@ -210,6 +210,7 @@ export class Daemon {
         auditPermissions: config.auditPermissions,
         testFaults: config.testFaults,
         netSeams: { dns: config.testDns, publicAddresses: config.testPublicAddresses },
+        sessionToken: () => token?.bytes ?? null,
         mcp: servers,
         // The socket is bound after the supervisor is built: until then nobody is connected to ask.
         audience: {

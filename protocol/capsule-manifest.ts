@@ -42,6 +42,12 @@ const CapabilitiesSchema = z.looseObject({
   fs_write: strings,
   host_process: strings,
   net_bind: strings,
+  /** Outbound TCP and lookups (`astrid:net`): `net`'s host patterns, with `:port` or `:*`. */
+  net_connect: strings,
+  /** TCP listeners: local IP patterns (`127.0.0.1`, `127.0.0.1:8080`, `[::1]:*`). */
+  net_tcp_bind: strings,
+  /** UDP: `bind:<ip>[:port|:*]` entries for the local address, plain host patterns for peers. */
+  net_udp: strings,
   ipc_publish: z.array(topicPattern).default([]),
   ipc_subscribe: z.array(topicPattern).default([]),
   identity: strings,

@@ -158,6 +158,8 @@ export const SYSCALL_NAMES = [
   "sys.trigger_hook",
   // Platform identity links ([capabilities] identity: resolve < link < admin, and the principal's identity:* capability).
   "identity.resolve", "identity.list_links", "identity.link", "identity.unlink",
+  // Creating a principal as `astrid agent create` does: manifest level `admin` and the principal's `agent:create`.
+  "identity.create_user",
   // Uplinks ([capabilities] uplink = true): a platform user's message becomes their linked principal's prompt.
   "uplink.register", "uplink.send",
 ] as const;
@@ -165,8 +167,6 @@ export type SyscallName = (typeof SYSCALL_NAMES)[number];
 
 /** A syscall as the kernel accepts it: a known name and at most four arguments. */
 export const SyscallSchema = z.tuple([z.enum(SYSCALL_NAMES), z.array(z.unknown()).max(4)]);
-  // Creating a principal as `astrid agent create` does: manifest level `admin` and the principal's `agent:create`.
-  "identity.create_user",
 
 /** A syscall's answer: its value, or a coded refusal. */
 export type SyscallResult = { ok: true; value: unknown } | { ok: false; code: string; message: string };

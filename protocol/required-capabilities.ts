@@ -60,6 +60,8 @@ export const CAPSULE_HOST_CAPABILITIES = {
   fsWrite: "self:fs:write",
   http: "self:net:http",
   process: "self:process:run",
+  /** Every socket call: outbound TCP, lookups, the capsule's listeners, UDP (the manifest's net_* lists too). */
+  netSocket: "self:net:socket",
   /** Every `mcp.*` call (the manifest must also name the server, or the capsule own it). */
   mcp: "self:mcp:use",
 } as const;

@@ -10,7 +10,7 @@ import { capsuleEntries } from "../../storage/audit-chain";
 import { openStateDatabaseReadOnly } from "../../storage/database";
 
 /** The manifest lists a check can name, in the order Capsule.toml usually holds them. */
-const MANIFEST_LISTS = ["ipc_publish", "ipc_subscribe", "kv", "fs_read", "fs_write", "net", "host_process"] as const;
+const MANIFEST_LISTS = ["ipc_publish", "ipc_subscribe", "kv", "fs_read", "fs_write", "net", "host_process", "net_connect", "net_bind", "net_tcp_bind", "net_udp"] as const;
 
 /** One manifest entry the capsule needs, and how its checks went. */
 export interface NeededEntry {

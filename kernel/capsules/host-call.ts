@@ -19,7 +19,7 @@ import type { McpServers } from "../mcp/server-manager";
 import type { CapsuleRun } from "./capsule-run";
 
 /** The manifest entry kinds a gated call is checked against (the `[capabilities]` keys). */
-export type ManifestEntryKind = "fs_read" | "fs_write" | "net" | "host_process" | "kv" | "mcp" | "model" | "identity";
+export type ManifestEntryKind = "fs_read" | "fs_write" | "net" | "host_process" | "kv" | "mcp" | "model" | "identity" | "net_connect" | "net_bind" | "net_tcp_bind" | "net_udp";
 
 /** One permission check, as a host service asks it. */
 export interface PermissionCheck {
@@ -77,6 +77,8 @@ export interface HostContext {
   testFaults: boolean;
   /** The network guard's seams (ASTRID_TEST_DNS, ASTRID_TEST_PUBLIC_ADDRESSES); honoured only when `testFaults`. */
   netSeams?: { dns: Readonly<Record<string, readonly string[]>>; publicAddresses: readonly string[] };
+  /** The daemon socket's session token once written (a capsule's own socket uses the same handshake); else null. */
+  sessionToken?: () => Buffer | null;
   /** The MCP servers (kernel/mcp/): the `mcp.*` calls and capsules' own `[[mcp_server]]`s. */
   mcp?: McpServers;
   /** Who is connected (approvals and elicitation ask people); absent: nobody can be asked. */

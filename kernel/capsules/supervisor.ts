@@ -29,6 +29,7 @@ import { HookTrigger } from "./hook-trigger";
 import { IdentityService } from "./host-identity";
 import { UplinkService } from "./host-uplink";
 import { HttpService } from "./host-http";
+import { NetService } from "./host-net";
 import { McpService } from "./host-mcp";
 import { ModelService, type OfferedTool } from "./host-model";
 import { MODEL_AGENT_CAPSULE } from "../model/model-endpoint";
@@ -104,6 +105,8 @@ export class CapsuleSupervisor {
   private readonly hooks: HookTrigger;
   /** The host services behind fs, http, process, approval and elicit calls. */
   private readonly services: HostServices;
+  /** Capsules' sockets (the `net` calls); also says where a capsule's own Unix socket lives. */
+  private readonly net: NetService;
   /** Quotas of the principals capsules act for. */
   private readonly quotas: PrincipalQuotas;
   /** Which agent capsule answers each prompt (exactly one per session). */
@@ -129,11 +132,13 @@ export class CapsuleSupervisor {
     this.quotas = new PrincipalQuotas(quotaSource);
     this.homeRoot = host.home.root;
     this.spares = new SpareWorkers(settings.maxHeapMb, 1);
+    this.net = new NetService(host);
     const ask = new AskService(host);
     const model = new ModelService(host, () => this.offeredTools(), (run, topic, payload, principal) => this.gate.publish(run, "model.stream_open", topic, payload, principal));
     this.services = { fs: new FsService(host), http: new HttpService(host), process: new ProcessService(host), approval: ask, elicit: ask, mcp: new McpService(host), model,
       sys: new SysService((sourceId) => this.runBySource(sourceId), () => this.hooks), identity: new IdentityService(host),
-      uplink: new UplinkService(host, (run, topic, payload, principal) => this.gate.publish(run, "uplink.send", topic, payload, principal, "claimed", "uplink")) };
+      uplink: new UplinkService(host, (run, topic, payload, principal) => this.gate.publish(run, "uplink.send", topic, payload, principal, "claimed", "uplink")),
+      net: this.net };
     this.agents = new AgentSelection(bus, logger, host.model, () => this.readyAgents(), randomUUID(), () => model.configured(MODEL_AGENT_CAPSULE));
     this.dispatch = new EventDispatch(bus, logger, settings.handlerTimeoutMs, this.quotas, (run, reason) => run.malformed(reason),
       (run, what) => this.fail(run, `${what} ran past its deadline (hung?)`));
@@ -205,7 +210,8 @@ export class CapsuleSupervisor {
     const data: Omit<CapsuleWorkerData, "control"> = {
       name: record.name,
       file: path.resolve(record.dir, component.file ?? component.entrypoint ?? ""),
-      env: env.values,
+      // A capsule that may bind its socket is told where it is (reference: ASTRID_SOCKET_PATH, for net_bind only).
+      env: record.manifest.capabilities.net_bind.some((e) => e.trim() !== "") ? { ...env.values, ASTRID_SOCKET_PATH: this.net.socketPath(record.name) } : env.values,
       actions: [...new Set(record.manifest.interceptor.map((i) => i.action))],
       publishAcl: record.manifest.capabilities.ipc_publish,
       maxPublishesPerSec: this.settings.maxPublishesPerSec,

@@ -25,7 +25,7 @@ import type { HostCall, HostService, PermissionGate } from "./host-call";
 import type { PrincipalQuotas } from "./principal-quotas";
 
 /** The host services by call family (`fs`, `http`, `process`, `approval`, `elicit`, `mcp`, `model`, `sys`, `identity`, `uplink`). */
-export type HostServices = Readonly<Record<"fs" | "http" | "process" | "approval" | "elicit" | "mcp" | "model" | "sys" | "identity" | "uplink", HostService>>;
+export type HostServices = Readonly<Record<"fs" | "http" | "process" | "approval" | "elicit" | "mcp" | "model" | "sys" | "identity" | "uplink" | "net", HostService>>;
 
 /** A monotonic clock in ms (a wall-clock step cannot freeze a window). */
 const now0 = () => performance.now();

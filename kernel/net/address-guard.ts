@@ -89,6 +89,29 @@ export class AddressGuard {
     return { host, address: chosen, family: net.isIP(chosen) as 4 | 6 };
   }
 
+  /**
+   * Every address `hostname` resolves to that capsules may reach, the others left out (a socket capsule's
+   * `lookup-host`); empty when none is. Throws ASTRID_ERR_HTTP_FAILED when the name does not resolve.
+   */
+  async reachableAddresses(hostname: string): Promise<string[]> {
+    const host = normalizeUrlHost(hostname);
+    const literal = canonicalIp(host);
+    let addresses: string[];
+    if (literal !== null) addresses = [literal];
+    else if (this.seams?.dns[host] !== undefined) addresses = [...this.seams.dns[host]!];
+    else if (host === "localhost" || host.endsWith(".localhost")) return [];
+    else {
+      try {
+        addresses = (await this.resolve(host)).map((a) => a.address);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code ?? "";
+        throw new AstridError("ASTRID_ERR_HTTP_FAILED", `cannot resolve ${JSON.stringify(host)}${code ? ` (${code})` : ""}`, { cause: err });
+      }
+    }
+    const canonical = addresses.slice(0, MAX_ADDRESSES).map((a) => canonicalIp(a) ?? a);
+    return [...new Set(canonical)].filter((a) => this.publicAddresses.has(a) || blockedRange(a) === null);
+  }
+
   private check(host: string, address: string, how: string): void {
     if (this.publicAddresses.has(address)) return;
     const range = blockedRange(address);

@@ -19,7 +19,7 @@ export function gateWithRun(): { gate: SyscallGate; run: CapsuleRun; published: 
     denied: () => {},
   };
   const service = { handle: async () => { throw new AstridError("ASTRID_ERR_NOT_IMPLEMENTED", "fuzz"); } };
-  const services = Object.fromEntries(["fs", "http", "process", "approval", "elicit", "mcp", "model", "sys", "identity", "uplink"].map((f) => [f, service])) as unknown as HostServices;
+  const services = Object.fromEntries(["fs", "http", "process", "approval", "elicit", "mcp", "model", "sys", "identity", "uplink", "net"].map((f) => [f, service])) as unknown as HostServices;
   const gate = new SyscallGate(bus as never, storage as never, () => {}, quotas as never, 1_000_000, permissions as never, services);
   const run = {
     ended: false, inflightSyscalls: 0, subscriptions: 0, unsubscribe: [], sourceId: "capsule-src", publishWindows: new Map(), publishTopicsAllowed: new Set(), publishCount: 0, publishCountStart: 0,

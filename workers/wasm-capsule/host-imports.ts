@@ -1,6 +1,6 @@
 /**
- * The astrid host packages a component imports (`astrid:{ipc,kv,sys,fs,http,process,identity,uplink,approval,elicit}/host@1.0.0`,
- * `astrid:io/poll@1.0.0`), as jco's glue expects them: camelCase functions, resources as classes, `result` errors
+ * The astrid host packages a component imports (`astrid:{ipc,kv,sys,fs,http,process,identity,uplink,net,approval,elicit}/host@1.0.0`,
+ * `astrid:io/{poll,streams,error}@1.0.0`), as jco's glue expects them: camelCase functions, resources as classes, `result` errors
  * thrown as `{ payload: <error-code variant> }`, u64 as BigInt. Every gated call is a blocking syscall the kernel
  * checks exactly as a JavaScript capsule's (manifest, principal, audit, quotas, VFS, network guard). A file handle
  * holds the whole file here (the VFS moves whole files, at most 10 MiB), so every byte still passes the same checks.
@@ -11,6 +11,8 @@ import { identityImports } from "./identity-imports";
 import { uplinkImports } from "./uplink-imports";
 import { Pollable, pollImports } from "./pollable";
 import { processImports } from "./process-imports";
+import { netImports } from "./net-imports";
+import { streamImports } from "./stream-imports";
 
 export type { GuestHost, GuestMessage } from "./guest-host";
 
@@ -25,14 +27,14 @@ const FS_ERRORS = {
   ASTRID_ERR_VFS_PATH_PROTECTED: "capability-denied",
   ASTRID_ERR_VFS_TOO_LARGE: "too-large",
   ASTRID_ERR_STORAGE_FULL: "quota",
-};
-const HTTP_ERRORS = {
   ASTRID_ERR_VFS_EXISTS: "already-exists",
   ASTRID_ERR_VFS_CROSS_ROOT: "cross-vfs",
-  ...DENIED,
+};
 /** `ASTRID_ERR_VFS_WRONG_TYPE` has two cases in the WIT; which one depends on what the call expected. */
 const FS_DIR_ERRORS = { ...FS_ERRORS, ASTRID_ERR_VFS_WRONG_TYPE: "not-directory" };
 const FS_FILE_ERRORS = { ...FS_ERRORS, ASTRID_ERR_VFS_WRONG_TYPE: "is-directory" };
+const HTTP_ERRORS = {
+  ...DENIED,
   ASTRID_ERR_REQUEST_INVALID: "invalid-request",
   ASTRID_ERR_NET_ADDRESS_BLOCKED: "airlock-rejected",
   ASTRID_ERR_HTTP_FAILED: "connection-error",
@@ -386,6 +388,7 @@ export function hostImports(host: GuestHost): Record<string, Record<string, unkn
   };
 
   const processHost = processImports(host);
+  const byteStreams = streamImports(host);
 
   const approval = {
     requestApproval(request: { action: string; targetResource: string }) {
@@ -429,6 +432,9 @@ export function hostImports(host: GuestHost): Record<string, Record<string, unkn
     "astrid:process/host": processHost,
     "astrid:identity/host": identityImports(host),
     "astrid:uplink/host": uplinkImports(host),
+    "astrid:net/host": netImports(host, byteStreams),
+    "astrid:io/streams": byteStreams.streams,
+    "astrid:io/error": byteStreams.error,
     "astrid:approval/host": approval,
     "astrid:elicit/host": elicit,
     "astrid:io/poll": poll,

@@ -38,7 +38,7 @@ import { mapResult } from "./hook-result";
 import { capMemories } from "./memory-limit";
 
 /** The host packages this worker provides (unversioned, as jco names them). */
-const PROVIDED = ["astrid:ipc/host", "astrid:kv/host", "astrid:sys/host", "astrid:fs/host", "astrid:http/host", "astrid:process/host", "astrid:identity/host", "astrid:uplink/host", "astrid:approval/host", "astrid:elicit/host", "astrid:io/poll"];
+const PROVIDED = ["astrid:ipc/host", "astrid:kv/host", "astrid:sys/host", "astrid:fs/host", "astrid:http/host", "astrid:process/host", "astrid:identity/host", "astrid:uplink/host", "astrid:net/host", "astrid:approval/host", "astrid:elicit/host", "astrid:io/poll", "astrid:io/streams", "astrid:io/error"];
 /** Messages one subscription holds before older ones are dropped (and counted in `dropped`). */
 const SUBSCRIPTION_BUFFER = 1024;
 /** Messages whose principal the guest may still ask about (`get-caller`). */

@@ -53,11 +53,25 @@ describe("hostImportsV0", () => {
     expect(v0(ok.host, "kv").kvGet!("k")).toEqual({ tag: "ok", val: new TextEncoder().encode("v") });
   });
 
-  it("answers a function without an implementation with the 0.1.0 error form", () => {
-    const { host, calls } = fakeHost();
-    // The daemon binds its socket itself: no capsule gets a listener (the per-domain net package is not provided).
-    expect(v0(host, "net").netBindUnix!()).toEqual({ tag: "err", val: "net-bind-unix is not supported by this host" });
-    expect(calls).toEqual([]);
+  it("serves net-* over the per-domain net package: numbered listener and stream handles, framed reads and writes", () => {
+    const { host, calls } = fakeHost({
+      "net.bind_unix": { ok: true, value: { id: "l1", path: "/h/run/capsules/c.sock" } },
+      "net.accept": { ok: true, value: { id: "s2", kind: "unix" } },
+      "net.read": { ok: true, value: { status: "data", data: new Uint8Array([104, 105]) } },
+      "net.write": { ok: true, value: { status: "written", written: 2 } },
+    });
+    const net = v0(host, "net");
+    expect(net.netBindUnix!(0n)).toEqual({ tag: "ok", val: 1n });
+    // One pre-bound listener per capsule: a second bind answers the same handle without a kernel call.
+    expect(net.netBindUnix!(0n)).toEqual({ tag: "ok", val: 1n });
+    expect(net.netAccept!(1n)).toEqual({ tag: "ok", val: 1n });
+    expect(net.netRead!(1n)).toEqual({ tag: "ok", val: { tag: "data", val: new Uint8Array([104, 105]) } });
+    expect(net.netWrite!(1n, new Uint8Array([1]))).toEqual({ tag: "ok", val: undefined });
+    expect(net.netCloseStream!(1n)).toEqual({ tag: "ok", val: undefined });
+    expect(net.netRead!(1n)).toEqual({ tag: "err", val: "net-read: handle 1 not found" });
+    expect(calls.map(([name, args]) => [name, args[0]])).toEqual([
+      ["net.bind_unix", undefined], ["net.accept", "l1"], ["net.read", "s2"], ["net.write", "s2"], ["net.close", "s2"],
+    ]);
   });
 
   it("reads a missing config key as the empty string", () => {
