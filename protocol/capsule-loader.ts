@@ -55,8 +55,13 @@ export interface LoaderEvents {
 export interface CapsuleLoaderApi {
   /** Scans `roots` in precedence order; `envDir` holds the operator's env files (part of each fingerprint). */
   discover(roots: string[], envDir: string): Promise<LoaderResult<DiscoveryResult>>;
-  /** A capsule's module files for a confined load (ES modules transformed), cached in `cacheFile`. */
-  compileModules(dir: string, entry: string, cacheFile: string): Promise<LoaderResult<CapsuleModules>>;
+  /**
+   * A capsule's module files for a confined load (ES modules transformed), cached in `cacheFile`. With `expected`
+   * (capsule `name`'s fingerprint from discovery) they are checked to be that content (their `hash` says).
+   */
+  compileModules(dir: string, entry: string, cacheFile: string, expected?: { hash: string; envDir: string; name: string }): Promise<LoaderResult<CapsuleModules>>;
+  /** The fingerprint of capsule `name`'s files in `dir` now (as discovery takes it, its operator env file included). */
+  contentHash(dir: string, envDir: string, name: string): Promise<LoaderResult<string>>;
   /** The stored `[env]` values of capsule `name` in `dir`. */
   storedEnv(envDir: string, name: string, dir: string): Promise<LoaderResult<Record<string, string>>>;
   /** Copies and swaps in a capsule directory; `refuse` maps names that may not be installed to the reason. */

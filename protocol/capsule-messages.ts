@@ -29,6 +29,11 @@ export {
 export interface CapsuleModules {
   entry: string;
   files: Record<string, string>;
+  /**
+   * The fingerprint of the capsule's files these were compiled from, when the loader checked it (see
+   * `compileModules`); absent when unchecked, or when the files changed while they were read.
+   */
+  hash?: string;
 }
 
 /** What the worker needs to start. */

@@ -9,7 +9,8 @@ import nodeEndpoint from "comlink/dist/umd/node-adapter";
 import type { CapsuleLoaderApi, LoaderEvents, LoaderResult } from "../protocol/capsule-loader";
 import { isAstridError } from "../protocol/errors";
 import { discoverCapsules } from "./capsule-loader/discovery";
-import { storedEnv } from "./capsule-loader/env-files";
+import { capsuleHash } from "./capsule-loader/content-hash";
+import { operatorEnvFile, storedEnv } from "./capsule-loader/env-files";
 import { compileModules } from "./capsule-loader/module-compiler";
 import { discardBackup, removeCapsuleDir, rollbackInstall, stageInstall } from "./capsule-loader/install-files";
 import { CapsuleWatcher } from "./capsule-loader/watcher";
@@ -30,7 +31,9 @@ let watcher: CapsuleWatcher | undefined;
 const api: CapsuleLoaderApi = {
   discover: (roots, envDir) => result(() => discoverCapsules(roots, envDir)),
   storedEnv: (envDir, name, dir) => result(() => storedEnv(envDir, name, dir)),
-  compileModules: (dir, entry, cacheFile) => result(() => compileModules(dir, entry, cacheFile)),
+  compileModules: (dir, entry, cacheFile, expected) => result(() => compileModules(dir, entry, cacheFile,
+    expected && { hash: expected.hash, extraFiles: [operatorEnvFile(expected.envDir, expected.name)] })),
+  contentHash: (dir, envDir, name) => result(() => capsuleHash(dir, [operatorEnvFile(envDir, name)])),
   stageInstall: (source, root, refuse) => result(() => stageInstall(source, root, refuse)),
   rollbackInstall: (staged) => result(async () => (await rollbackInstall(staged), null)),
   discardBackup: (staged) => result(async () => (await discardBackup(staged), null)),

@@ -35,8 +35,13 @@ export class CapsuleLoader {
     return this.call<DiscoveryResult>((l) => l.discover(roots, envDir), DISCOVER_TIMEOUT_MS);
   }
 
-  compileModules(dir: string, entry: string, cacheFile: string): Promise<CapsuleModules> {
-    return this.call<CapsuleModules>((l) => l.compileModules(dir, entry, cacheFile), DISCOVER_TIMEOUT_MS);
+  compileModules(dir: string, entry: string, cacheFile: string, expected?: { hash: string; envDir: string; name: string }): Promise<CapsuleModules> {
+    return this.call<CapsuleModules>((l) => l.compileModules(dir, entry, cacheFile, expected), DISCOVER_TIMEOUT_MS);
+  }
+
+  /** The fingerprint of capsule `name`'s files in `dir` as they are now (discovery's `hash`). */
+  contentHash(dir: string, envDir: string, name: string): Promise<string> {
+    return this.call<string>((l) => l.contentHash(dir, envDir, name), DISCOVER_TIMEOUT_MS);
   }
 
   storedEnv(envDir: string, name: string, dir: string): Promise<Record<string, string>> {

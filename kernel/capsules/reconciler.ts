@@ -90,6 +90,10 @@ export class CapsuleReconciler {
   private installChain: Promise<unknown> = Promise.resolve();
   private readonly reloadTimes = new Map<string, number[]>();
   private readonly reloadPaused = new Set<string>();
+  /** What each start's modules were compiled from (their checked `hash`; undefined: the files changed while read). */
+  private readonly compiledFrom = new WeakMap<CapsuleRecord, string | undefined>();
+  /** Blue/green reloads of this pass dropped because the files changed while the next version loaded. */
+  private readonly superseded = new WeakSet<CapsuleRecord>();
   private stopping = false;
 
   constructor(private readonly o: ReconcilerOptions) {}
@@ -111,7 +115,10 @@ export class CapsuleReconciler {
     if (!component || isWasmCapsule(record)) return { env };
     const entry = component.file ?? component.entrypoint ?? "";
     const cacheFile = path.join(this.o.moduleCacheDir, `${record.name}-${record.hash ?? "nohash"}.json`);
-    return { env, modules: await this.o.loader.compileModules(record.dir, entry, cacheFile) };
+    const expected = record.hash === undefined ? undefined : { hash: record.hash, envDir: this.o.envDir, name: record.name };
+    const modules = await this.o.loader.compileModules(record.dir, entry, cacheFile, expected);
+    this.compiledFrom.set(record, modules.hash);
+    return { env, modules };
   }
 
   /**
@@ -276,6 +283,7 @@ export class CapsuleReconciler {
     await Promise.all([this.startCapsules(this.registerDiscovered(discovered)), ...swaps.map((swap) => this.swap(swap.old, swap.next))]);
     for (const [name, was] of reloading) {
       const swapped = swaps.find((s) => s.old.name === name);
+      if (swapped && this.superseded.has(swapped.next)) continue; // the pass after this one loads the files as they are
       if (swapped && swapped.next.state !== "ready") {
         this.publishReloadFailed(name, swapped.next.dir, swapped.next.lastError ?? "it did not load");
         continue;
@@ -294,10 +302,24 @@ export class CapsuleReconciler {
   /**
    * A blue/green reload: the next version starts beside the serving one and takes its routes once ready (the
    * registry switches in the same step). When it fails to load the old version serves on, its record saying so.
+   *
+   * The next version switches in only if it is the capsule's files as they are once it is ready: its modules were
+   * compiled from the content discovery hashed, and the directory still hashes so. A save caught halfway (a file
+   * truncated and not yet rewritten reads as empty, a valid module that subscribes to nothing) would otherwise serve
+   * — and drop every event routed to it — until the next pass replaced it. Files that changed meanwhile leave the
+   * old version serving, with no failure reported; another pass loads them (the watcher's for that change, and one
+   * queued here in case that change was not seen).
    */
   private async swap(old: CapsuleRecord, next: CapsuleRecord): Promise<void> {
-    const { registry, supervisor, logger, audit } = this.o;
+    const { registry, supervisor, logger, audit, loader, envDir } = this.o;
     await supervisor.start(next, {
+      stillCurrent: async () => {
+        const compiled = this.compiledFrom.get(next);
+        const current = this.compiledFrom.has(next) && compiled !== next.hash ? false
+          : (await loader.contentHash(next.dir, envDir, next.name)) === next.hash;
+        if (!current) this.superseded.add(next);
+        return current;
+      },
       onSwitch: () => {
         if (registry.get(old.name) === old) registry.put(next);
         logger.info("capsule unloaded", { capsule: old.name, reason: "its files changed", version: old.version });
@@ -305,6 +327,10 @@ export class CapsuleReconciler {
       },
     });
     if (next.state === "ready") return;
+    if (this.superseded.has(next)) {
+      void this.reload(`${next.name}: its files changed while its new version loaded`, false);
+      return;
+    }
     const reason = next.lastError ?? "it did not load";
     old.rejected = { hash: next.hash, reason };
     old.lastError = `its changed files did not load (version ${old.version} serves on): ${reason}`;

@@ -83,6 +83,11 @@ export function supervisorSettings(
 
 /** A blue/green reload's switch: called in the same synchronous step that routes the capsule to its next run. */
 export interface Handover {
+  /**
+   * Asked once the next run is ready, just before the switch: whether it still is the capsule's files. False (they
+   * changed while it loaded: it may hold a save caught halfway) drops it unswitched; the serving run carries on.
+   */
+  stillCurrent?(): Promise<boolean>;
   /** Registers the next run's record (GetCapsuleMetadata, the socket policy) in place of the serving one. */
   onSwitch(): void;
 }
@@ -273,6 +278,11 @@ export class CapsuleSupervisor {
       const setup = await this.step(run, "setup", SetupOutcomeSchema, (c) => c.setup(), readyTimeoutMs,
         lifecycle ? "did not become ready after its lifecycle hook" : "did not become ready", "failed to load");
       if (run.ended) return;
+      if (handover?.stillCurrent && !(await handover.stillCurrent())) {
+        if (!run.ended) this.dropSuperseded(run);
+        return;
+      }
+      if (run.ended) return;
       if (handover) this.switchTo(run, setup.ok ? setup.tools : [], handover);
       else this.onReady(run, setup.ok ? setup.tools : []);
     } catch (err) {
@@ -355,6 +365,19 @@ export class CapsuleSupervisor {
     }
     await run.end("replaced by its new version");
     this.retiring.delete(run);
+  }
+
+  /**
+   * A blue/green reload's next run that loaded files which changed meanwhile: it ends without taking a route (no
+   * failure: the watcher's next pass loads the files as they are then) and the serving run carries on.
+   */
+  private dropSuperseded(run: CapsuleRun): void {
+    const { record } = run;
+    if (this.staging.get(record.name) === run) this.staging.delete(record.name);
+    record.state = "failed";
+    record.lastError = "its files changed while this version loaded";
+    this.logger.info("capsule's files changed while its new version loaded; the previous version keeps serving", { capsule: record.name, version: record.version });
+    void run.end("its files changed while it loaded");
   }
 
   /** A blue/green reload's next version did not load: it is dropped and the serving version carries on. */

@@ -3,7 +3,8 @@
  * rewritten 20 times, each version answering with its tag — every prompt gets exactly one answer, none lost or
  * duplicated, versions never go backwards, and the last version serves. A save with a syntax error while prompts
  * stream leaves the old version answering (and says where it broke); removing the capsule mid-request answers the
- * request in flight before it goes.
+ * request in flight before it goes. A version whose files changed while it loaded (a save caught halfway) never
+ * takes the routes.
  */
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
@@ -14,11 +15,15 @@ import { CLI_BIN, cleanup, connect, daemonLog, sleep, spawnDaemon, tempHome, unt
 
 afterAll(cleanup);
 
-/** Each handler takes a few milliseconds (a timer), so a switch regularly finds events in flight in the old run. */
-function code(tag: string, napMs = 4): string {
+/**
+ * Each handler takes a few milliseconds (a timer), so a switch regularly finds events in flight in the old run.
+ * `setupMs`: how long setup takes before it subscribes.
+ */
+function code(tag: string, napMs = 4, setupMs = 0): string {
   return `module.exports = {
   tools: { which: { description: "the version", execute: async () => { await new Promise((r) => setTimeout(r, ${napMs})); return ${JSON.stringify(tag)}; } } },
-  async setup(api) {
+  async setup(api) {${setupMs > 0 ? `
+    await new Promise((r) => setTimeout(r, ${setupMs}));` : ""}
     await api.ipc.subscribe("user.v1.prompt", async (e) => {
       if (e.payload.text.startsWith("slow ")) api.log.info("handling " + e.payload.text);
       await new Promise((r) => setTimeout(r, e.payload.text.startsWith("slow ") ? 1500 : ${napMs}));
@@ -206,5 +211,44 @@ describe("blue/green reload", () => {
     expect(fs.existsSync(dir)).toBe(false);
     const meta = (await c.request("GetCapsuleMetadata")).data as Array<{ name: string }>;
     expect(meta.map((m) => m.name)).not.toContain("relay");
+  }, 60_000);
+
+  it("never switches to a version whose files changed while it loaded (a save caught halfway), and loses nothing", async () => {
+    // Serving "base" (the capsule was removed above; run alone, "v0" serves): a probe session says when it answers.
+    writeCapsule(dir, "base");
+    const probes: string[] = [];
+    c.on("message", (m: IpcMessage) => {
+      if (m.topic === "agent.v1.response" && m.payload.session_id === "probe") probes.push(String(m.payload.text));
+    });
+    await until(() => {
+      c.publish("user.v1.prompt", { type: "user_input", text: "probe", session_id: "probe" });
+      return probes;
+    }, (got) => got.includes("base|probe"), 15_000);
+    const from = s.sent;
+    const events = s.events.length;
+    s.start();
+    await until(() => s.latestTag(), (tag) => tag === "base", 10_000);
+    // The files halfway through a save: a module that loads (slowly) and subscribes to nothing, as a file truncated
+    // and not yet rewritten does. The save completes while that version loads: it must not take the routes.
+    const file = path.join(dir, "index.js");
+    fs.writeFileSync(file, 'module.exports = { async setup(api) { api.log.info("halfway save loading"); await new Promise((r) => setTimeout(r, 1500)); } };\n');
+    await until(() => daemonLog(d.home), (log) => log.includes('"message":"halfway save loading"'), 15_000);
+    fs.writeFileSync(file, code("whole", 4, 300));
+    await until(() => s.latestTag(), (tag) => tag === "whole", 15_000);
+    const sentBeforeEnd = s.sent;
+    await until(() => s.sent, (n) => n >= sentBeforeEnd + 20, 10_000);
+    s.stop();
+    await s.settle();
+    const lost: number[] = [];
+    const tags: string[] = [];
+    for (let id = from; id < s.sent; id++) {
+      const got = s.answers.get(String(id)) ?? [];
+      if (got.length !== 1) lost.push(id);
+      else tags.push(got[0]!);
+    }
+    expect(lost).toEqual([]);
+    expect([...new Set(tags)]).toEqual(["base", "whole"]);
+    // Dropped for newer files, not failed: no reload_failed for the halfway version.
+    expect(s.events.slice(events).filter((e) => e.topic === "astrid.v1.capsule.reload_failed")).toEqual([]);
   }, 60_000);
 });

@@ -28,9 +28,9 @@ export function isIgnoredPath(relative: string): boolean {
 /**
  * SHA-256 over every file's relative path and bytes in `dir`, in sorted order, then over each of `extraFiles`
  * (files outside the directory that the capsule's load depends on, such as the operator's env file; a missing one
- * counts as absent).
+ * counts as absent). `onFile` sees each file's relative path and the bytes hashed for it.
  */
-export async function capsuleHash(dir: string, extraFiles: readonly string[] = []): Promise<string> {
+export async function capsuleHash(dir: string, extraFiles: readonly string[] = [], onFile?: (relative: string, bytes: Buffer) => void): Promise<string> {
   const hash = createHash("sha256");
   const walk = async (relative: string): Promise<void> => {
     let entries;
@@ -51,6 +51,7 @@ export async function capsuleHash(dir: string, extraFiles: readonly string[] = [
         try {
           const bytes = await fs.readFile(path.join(dir, child));
           hash.update(`${child}\u0000${bytes.length}\u0000`).update(bytes);
+          onFile?.(child, bytes);
         } catch {
           hash.update(`${child}\u0000unreadable\u0000`);
         }

@@ -10,7 +10,7 @@ import path from "node:path";
 import type { transform as Transform } from "esbuild";
 import type { CapsuleModules } from "../../protocol/capsule-messages";
 import { AstridError } from "../../protocol/errors";
-import { isIgnoredName } from "./content-hash";
+import { capsuleHash, isIgnoredName } from "./content-hash";
 
 /** Most module files one capsule may have, and their total size. */
 const MAX_MODULE_FILES = 2000;
@@ -19,11 +19,26 @@ const MAX_MODULE_BYTES = 32 * 1024 * 1024;
 const CACHE_VERSION = 2;
 const MODULE_FILE = /\.(js|cjs|mjs|json)$/;
 
-/** Reads and prepares the modules of the capsule in `dir` whose entry is `entry` (relative); cached in `cacheFile`. */
-export async function compileModules(dir: string, entry: string, cacheFile: string): Promise<CapsuleModules> {
+/** The fingerprint a capsule's modules are expected to be compiled from (discovery's), and the files outside its directory it covers. */
+export interface ExpectedContent {
+  hash: string;
+  extraFiles: readonly string[];
+}
+
+/**
+ * Reads and prepares the modules of the capsule in `dir` whose entry is `entry` (relative); cached in `cacheFile`.
+ * With `expected` (the hash discovery took, which names `cacheFile`), the modules are checked to be that content:
+ * once read, the directory is hashed again, each module file compared with the bytes compiled. `hash` says what
+ * they were compiled from; it is absent when the files changed while they were read (a save in progress: an editor
+ * or a `writeFileSync` truncates, then writes). Only modules of the expected content are cached under its name.
+ */
+export async function compileModules(dir: string, entry: string, cacheFile: string, expected?: ExpectedContent): Promise<CapsuleModules> {
   const cached = await readCache(cacheFile, entry);
-  if (cached) return cached;
+  // The cache is written only for the content its name's hash describes (entries from before that check say nothing).
+  if (cached) return expected ? { ...cached, hash: expected.hash } : cached;
   const files: Record<string, string> = {};
+  /** The text read of each module file, by its relative path. */
+  const read = new Map<string, string>();
   let count = 0;
   let bytes = 0;
   const walk = async (relative: string): Promise<void> => {
@@ -42,6 +57,7 @@ export async function compileModules(dir: string, entry: string, cacheFile: stri
       if (real === null || !(real === root || real.startsWith(root + path.sep))) continue;
       if (++count > MAX_MODULE_FILES) throw new AstridError("ASTRID_ERR_MANIFEST_INVALID", `${dir}: more than ${MAX_MODULE_FILES} module files`);
       const source = await fs.readFile(real, "utf8");
+      read.set(child, source);
       bytes += Buffer.byteLength(source);
       if (bytes > MAX_MODULE_BYTES) throw new AstridError("ASTRID_ERR_MANIFEST_INVALID", `${dir}: module files over ${MAX_MODULE_BYTES >> 20} MiB`);
       // Every script goes through esbuild: ES modules become CommonJS, and comments go (SES refuses source text such
@@ -55,8 +71,18 @@ export async function compileModules(dir: string, entry: string, cacheFile: stri
     throw new AstridError("ASTRID_ERR_MANIFEST_INVALID", `${path.join(dir, entry)}: the component file is not a module the capsule can load (.js, .cjs or .mjs inside its directory)`);
   }
   const modules: CapsuleModules = { entry: normalized, files };
-  await writeCache(cacheFile, modules);
-  return modules;
+  if (!expected) {
+    await writeCache(cacheFile, modules);
+    return modules;
+  }
+  let unchanged = true;
+  const now = await capsuleHash(dir, expected.extraFiles, (relative, contents) => {
+    const compiled = read.get(relative.split(path.sep).join("/"));
+    if (compiled !== undefined && compiled !== contents.toString("utf8")) unchanged = false;
+  });
+  if (!unchanged) return modules;
+  if (now === expected.hash) await writeCache(cacheFile, modules);
+  return { ...modules, hash: now };
 }
 
 /** esbuild, loaded on the first compile: a boot whose capsules are all in the cache never needs it. */
