@@ -149,6 +149,8 @@ class NetStream {
   failure: AstridError | null = null;
   destroyed = false;
   writeShut = false;
+  /** A write is under way: one at a time, so the kernel holds at most one unsent write per stream beyond its buffer. */
+  writing = false;
   /** The whole frame a framed read waits for (prefix included); the buffer may grow to it. */
   private wanted = 0;
   readonly options: StreamOptions = { nodelay: false, keepaliveSecs: null, lingerMs: null, reuseaddr: false, readTimeoutMs: null, writeTimeoutMs: null };
@@ -310,6 +312,8 @@ class RunSockets {
   private next = 1;
   unixListener: string | null = null;
   ended = false;
+  /** Binds under way (a slot each, taken before the bind awaits, so concurrent binds cannot pass the limit together). */
+  readonly binding = { "tcp-listener": 0, udp: 0 };
   constructor(readonly run: CapsuleRun) {}
   add(handle: Handle): string {
     const id = `${handle.kind[0]}${this.next++}`;
@@ -317,7 +321,7 @@ class RunSockets {
     return id;
   }
   count(kind: "stream" | "tcp-listener" | "udp"): number {
-    let n = 0;
+    let n = kind === "stream" ? 0 : this.binding[kind];
     for (const h of this.handles.values()) {
       if (kind === "stream" ? h.kind === "stream" : kind === "udp" ? h.kind === "udp" : h.kind === "listener" && h.listener.kind === "tcp") n++;
     }
@@ -523,6 +527,8 @@ export class NetService implements HostService {
     const name = call.run.record.name;
     const allowed = (call.run.record.manifest.capabilities.net_bind ?? []).some((e) => e.trim() !== "");
     await call.permit({ kind: "net_bind", target: "unix", allowedByManifest: allowed, capability: CAPSULE_HOST_CAPABILITIES.netSocket });
+    // A run that ended while the check awaited must not take the path from the run that replaced it.
+    if (mine.ended) return fail("ASTRID_ERR_CAPSULE_UNAVAILABLE", "the capsule is stopping");
     if (mine.unixListener !== null && mine.handles.has(mine.unixListener)) return { id: mine.unixListener, path: this.socketPath(name) };
     const token = this.host.sessionToken?.();
     if (!token) return fail("ASTRID_ERR_NET_FAILED", "the daemon's session token is not ready yet; bind again in a moment");
@@ -614,6 +620,15 @@ export class NetService implements HostService {
     // An ephemeral port (0) is named `:*`, the entry that covers it.
     await this.permit(call, "net_tcp_bind", port === 0 ? `${hostPort(host, 1).slice(0, -2)}:*` : hostPort(host, port), netListCovers((call.run.record.manifest.capabilities.net_tcp_bind ?? []).map((e) => e.replace(/^bind:/i, "")), host, port));
     if (mine.count("tcp-listener") >= MAX_TCP_LISTENERS) return fail("ASTRID_ERR_NET_SOCKET_LIMIT", `${call.run.record.name} already holds ${MAX_TCP_LISTENERS} TCP listeners; drop one first`);
+    mine.binding["tcp-listener"]++;
+    try {
+      return await this.listenTcp(mine, host, port);
+    } finally {
+      mine.binding["tcp-listener"]--;
+    }
+  }
+
+  private async listenTcp(mine: RunSockets, host: string, port: number) {
     const server = net.createServer({ pauseOnConnect: true });
     const listener = new Listener(server, "tcp");
     server.on("connection", (socket) => {
@@ -674,10 +689,21 @@ export class NetService implements HostService {
     const stream = this.streamOf(mine, id);
     if (framed && data.length > MAX_NET_FRAME_BYTES) return fail("ASTRID_ERR_FRAME_TOO_LARGE", `a frame of ${data.length} bytes is more than ${MAX_NET_FRAME_BYTES} (10 MiB); nothing was sent`);
     if (!framed && data.length > MAX_NET_FRAME_BYTES) data = data.subarray(0, MAX_NET_FRAME_BYTES);
-    const { socket } = stream;
     if (stream.failure) throw stream.failure;
     if (stream.destroyed || stream.writeShut) return fail("ASTRID_ERR_NET_CLOSED", "the stream is closed for writing");
-    if (socket.writableLength >= WRITE_BUFFER_BYTES) {
+    if (stream.writing) return fail("ASTRID_ERR_NET_FAILED", "a write on this stream is still under way; wait for it before the next");
+    stream.writing = true;
+    try {
+      return await this.writeWhenRoom(mine, stream, data, framed);
+    } finally {
+      stream.writing = false;
+    }
+  }
+
+  /** Writes once the socket's buffer has room: a frame whole, bytes up to the room there is (the answer says how many). */
+  private async writeWhenRoom(mine: RunSockets, stream: NetStream, data: Buffer, framed: boolean) {
+    const { socket } = stream;
+    while (socket.writableLength >= WRITE_BUFFER_BYTES) {
       const timeout = stream.options.writeTimeoutMs;
       const room = await new Promise<boolean>((resolve) => {
         const done = (v: boolean) => {
@@ -695,6 +721,7 @@ export class NetService implements HostService {
       if (mine.ended || stream.destroyed) return fail("ASTRID_ERR_NET_CLOSED", "the stream is closed");
       if (!room) return timeout === null ? { status: "again" } : fail("ASTRID_ERR_TIMEOUT", `the peer took nothing for ${timeout} ms (write timeout)`);
     }
+    if (!framed) data = data.subarray(0, WRITE_BUFFER_BYTES - socket.writableLength);
     if (framed) {
       const head = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
       head.writeUInt32BE(data.length, 0);
@@ -829,6 +856,15 @@ export class NetService implements HostService {
     const ip = canonicalIp(host) ?? fail("ASTRID_ERR_REQUEST_INVALID", `udp-bind needs an IP address to bind, not ${JSON.stringify(rawHost.slice(0, 200))}`);
     await this.permit(call, "net_udp", `bind:${port === 0 ? `${hostPort(ip, 1).slice(0, -2)}:*` : hostPort(ip, port)}`, netListCovers(call.run.record.manifest.capabilities.net_udp ?? [], ip, port, "bind:"));
     if (mine.count("udp") >= MAX_UDP_SOCKETS) return fail("ASTRID_ERR_NET_SOCKET_LIMIT", `${call.run.record.name} already holds ${MAX_UDP_SOCKETS} UDP sockets; drop one first`);
+    mine.binding.udp++;
+    try {
+      return await this.bindUdp(mine, ip, port);
+    } finally {
+      mine.binding.udp--;
+    }
+  }
+
+  private async bindUdp(mine: RunSockets, ip: string, port: number) {
     const socket = dgram.createSocket({ type: net.isIPv6(ip) ? "udp6" : "udp4" });
     const udp = new UdpHandle(socket);
     await new Promise<void>((resolve, reject) => {
@@ -868,12 +904,19 @@ export class NetService implements HostService {
     if (peerHost === null) {
       to = udp.peer ?? fail("ASTRID_ERR_NET_FAILED", "the socket is not connected: use send-to, or connect first");
     } else {
+      if (peerPort === null) return fail("ASTRID_ERR_REQUEST_INVALID", "send-to needs the peer's port");
       // Every send-to passes the manifest and the address guard (an unconnected socket has no vetted peer).
-      const vetted = await this.udpPeer(call, peerHost, peerPort ?? 0);
-      to = { host: vetted.address, port: peerPort ?? 0 };
+      const vetted = await this.udpPeer(call, peerHost, peerPort);
+      to = { host: vetted.address, port: peerPort };
     }
     if (udp.closed) return fail("ASTRID_ERR_NET_CLOSED", "the socket is closed");
-    await new Promise<void>((resolve, reject) => udp.socket.send(data, to.port, to.host, (err) => (err ? reject(socketError(err, "send")) : resolve())));
+    await new Promise<void>((resolve, reject) => {
+      try {
+        udp.socket.send(data, to.port, to.host, (err) => (err ? reject(socketError(err, "send")) : resolve()));
+      } catch (err) {
+        reject(socketError(err as Error, "send")); // closed meanwhile: dgram throws at once
+      }
+    });
     return data.length;
   }
 

@@ -151,6 +151,9 @@ export class ManagedProcess {
   }
 
   /** Whether `writeStdin` can still reach the process. */
+  /** A `writeStdin` is under way. */
+  private stdinBusy = false;
+
   get stdinWritable(): boolean {
     return this.stdinOpen && !this.exited;
   }
@@ -188,11 +191,15 @@ export class ManagedProcess {
   writeStdin(data: Buffer, timeoutMs: number): Promise<number> {
     const stdin = this.child.stdin;
     if (!stdin || !this.stdinWritable) return Promise.reject(stdinClosed());
+    // One write at a time: concurrent writes to a process that does not read would each hold their bytes here.
+    if (this.stdinBusy) return Promise.reject(new AstridError("ASTRID_ERR_RATE_LIMITED", "a write to this process's stdin is still under way; wait for it before the next"));
+    this.stdinBusy = true;
     return new Promise((resolve, reject) => {
       let settled = false;
       const settle = (err: Error | null | undefined) => {
         if (settled) return;
         settled = true;
+        this.stdinBusy = false;
         deadline.clear();
         this.child.removeListener("exit", onExit);
         if (err) {

@@ -32,9 +32,22 @@ const REFUSED = new Set([
   "GIT_EXEC_PATH", "GIT_SSH", "GIT_SSH_COMMAND", "GIT_ASKPASS", "SSH_ASKPASS", "GIT_EDITOR", "GIT_PAGER",
   "GIT_EXTERNAL_DIFF", "GIT_PROXY_COMMAND", "GIT_TEMPLATE_DIR", "GIT_DIR", "GIT_WORK_TREE", "EDITOR", "VISUAL",
   "PAGER", "MANPAGER", "LESSOPEN", "LESSCLOSE", "BROWSER",
+  // Build tools: a compiler or wrapper they run, flags that name one.
+  "RUSTC", "RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER", "RUSTDOC", "RUSTFLAGS", "MFLAGS", "CC", "CXX", "CPP", "LD", "AR",
+  "SHELL", "CONFIG_SHELL", "SUDO_ASKPASS",
+  // Config files read from where the variable says (curl, wget, TLS trust).
+  "CURL_HOME", "WGETRC", "SSL_CERT_FILE", "SSL_CERT_DIR",
 ]);
-/** Name prefixes refused: loader variables (Linux and macOS), git's config-by-environment, the kernel's own. */
-const REFUSED_PREFIXES = ["LD_", "DYLD_", "GIT_CONFIG", "ASTRID_"];
+/**
+ * Name prefixes refused: loader variables (Linux and macOS), the kernel's own, and families where many members load
+ * code or a config that names a command: all of git's (GIT_CONFIG*, GIT_TRACE* writing to any file, editors), OpenSSL
+ * engines and modules, XDG config homes (git's core.sshCommand and hooks), npm's and cargo's settings, interpreters'
+ * option variables, make's flags, bash's exported functions.
+ */
+const REFUSED_PREFIXES = [
+  "LD_", "DYLD_", "ASTRID_", "GIT_", "OPENSSL_", "XDG_", "NPM_CONFIG_", "CARGO_", "RUSTUP_", "NODE_", "PYTHON", "PERL",
+  "RUBY", "JAVA", "_JAVA", "JDK_", "LESS", "MAKE", "BASH_FUNC_",
+];
 const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 /** Why `key` may not be set, or null when it may. */

@@ -279,6 +279,7 @@ export class Vfs {
     if (!(await this.stat(principal, p))) throw new AstridError("ASTRID_ERR_NOT_FOUND", `${JSON.stringify(guest)} does not exist`);
     const rootReal = p.root === "cwd" ? (await this.roots()).workspace : await this.ownRoot(principal, p.root);
     const physical = p.root === "cwd" ? await this.resolveWorkspace(p.rel, guest) : await resolveInside(rootReal, p.rel, guest);
+    if (p.root === "home") await this.refuseSettings(principal, physical, guest);
     return guestName({ root: p.root, rel: relativeIn(rootReal, physical) });
   }
 
@@ -299,6 +300,7 @@ export class Vfs {
       if (p.rel === "") throw new AstridError("ASTRID_ERR_VFS_WRONG_TYPE", `${JSON.stringify(guest)} is not a symlink`);
       const dir = await resolveInside(rootReal, parentOf(p.rel), guest);
       const physical = path.join(dir, path.basename(p.rel));
+      if (p.root === "home") await this.refuseSettings(principal, physical, guest);
       const st = await fs.lstat(physical).catch((err: unknown) => {
         throw ioError(err, guest);
       });

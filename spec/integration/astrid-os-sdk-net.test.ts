@@ -16,6 +16,9 @@ let d: RunningDaemon;
 let c: DaemonClient;
 let server: net.Server;
 let port = 0;
+/** A peer that reads nothing and hangs up after a second. */
+let sink: net.Server;
+let sinkPort = 0;
 const replies: Array<{ session: string; text: string }> = [];
 
 const frame = (body: string) => {
@@ -52,6 +55,12 @@ beforeAll(async () => {
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.3", resolve));
   port = (server.address() as net.AddressInfo).port;
+  sink = net.createServer({ pauseOnConnect: true }, (socket) => {
+    socket.on("error", () => undefined);
+    setTimeout(() => socket.destroy(), 1000);
+  });
+  await new Promise<void>((resolve) => sink.listen(0, "127.0.0.3", resolve));
+  sinkPort = (sink.address() as net.AddressInfo).port;
   const workspace = tempHome();
   fs.cpSync(FIXTURE, path.join(workspace, ".astrid", "capsules", "sdk-net"), { recursive: true });
   d = await spawnDaemon({
@@ -69,6 +78,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await stopDaemon(d, c);
   await new Promise((resolve) => server?.close(resolve));
+  await new Promise((resolve) => sink?.close(resolve));
 });
 
 let sessions = 0;
@@ -86,6 +96,13 @@ describe("the reference SDK's net", () => {
     expect(await ask(`sdknet-connect 127.0.0.1 ${port}`)).toBe("sdknet-connect SysError:airlock-rejected");
     expect(await ask(`sdknet-connect other.test ${port}`)).toBe("sdknet-connect SysError:capability-denied");
     expect(await ask("sdknet-lookup public.test")).toBe("sdknet-lookup 127.0.0.3");
+  });
+
+  it("concurrent calls cannot pass the limits: ten binds at once give four listeners; one write at a time per stream", async () => {
+    expect(await ask("sdknet-binds")).toBe("sdknet-binds ok=4 quota=6");
+    // The first frame goes into the socket's buffer, the second waits for room until the peer hangs up (closed), the
+    // third is refused at once (a write is under way), instead of waiting with its 4 MiB held in the kernel.
+    expect(await ask(`sdknet-sends public.test ${sinkPort}`)).toBe("sdknet-sends ok,EPIPE,busy");
   });
 
   it("bindUnix and accept: a client that passed the token handshake exchanges frames with the capsule", async () => {

@@ -16,7 +16,7 @@ import { capsuleHash, isIgnoredName } from "./content-hash";
 const MAX_MODULE_FILES = 2000;
 const MAX_MODULE_BYTES = 32 * 1024 * 1024;
 /** Bumped when the transform changes, so old cache entries are not reused. */
-const CACHE_VERSION = 2;
+const CACHE_VERSION = 3;
 const MODULE_FILE = /\.(js|cjs|mjs|json)$/;
 
 /** The fingerprint a capsule's modules are expected to be compiled from (discovery's), and the files outside its directory it covers. */

@@ -71,7 +71,12 @@ export function streamImports(host: GuestHost) {
       return BigInt(check(host.call("net.option", this.id, "write-room")) as number);
     }
     write(contents: Uint8Array): void {
-      while ((check(host.call("net.write", this.id, own(contents), false)) as { status: string }).status === "again");
+      if (this.sink) return this.sink.write(contents);
+      // A byte write takes what the socket's buffer has room for; the rest goes in the next round.
+      for (let rest = contents; rest.length > 0; ) {
+        const done = check(host.call("net.write", this.id, own(rest), false)) as { status: string; written?: number };
+        if (done.status === "written") rest = rest.subarray(done.written!);
+      }
     }
     blockingWriteAndFlush(contents: Uint8Array): void {
       this.write(contents);

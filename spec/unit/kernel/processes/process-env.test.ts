@@ -12,7 +12,9 @@ describe("checkEnv", () => {
 
   it("refuses the loader's, interpreters', tools' and the kernel's variables in any case, naming the key", () => {
     for (const key of ["LD_PRELOAD", "ld_preload", "Ld_Audit", "DYLD_INSERT_LIBRARIES", "NODE_OPTIONS", "PATH", "Path", "HOME", "TMPDIR",
-      "BASH_ENV", "PYTHONPATH", "PERL5OPT", "GIT_SSH_COMMAND", "GIT_CONFIG_COUNT", "git_config_key_0", "ASTRID_TOKEN", "GLIBC_TUNABLES", "EDITOR"]) {
+      "BASH_ENV", "PYTHONPATH", "PERL5OPT", "GIT_SSH_COMMAND", "GIT_CONFIG_COUNT", "git_config_key_0", "ASTRID_TOKEN", "GLIBC_TUNABLES", "EDITOR",
+      "OPENSSL_CONF", "XDG_CONFIG_HOME", "npm_config_script_shell", "RUSTC_WRAPPER", "CARGO_BUILD_RUSTC", "MAKEFLAGS", "CC", "SHELL",
+      "GIT_TRACE", "GIT_SEQUENCE_EDITOR", "BASH_FUNC_ls%%"]) {
       expect(refusedEnvKey(key)).not.toBeNull();
       expect(() => checkEnv({ [key]: "x" }, "process.run")).toThrow(expect.objectContaining({ code: "ASTRID_ERR_REQUEST_INVALID", message: expect.stringContaining(key) }));
     }
