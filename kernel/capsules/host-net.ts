@@ -342,6 +342,8 @@ export class NetService implements HostService {
   private readonly runs = new Map<CapsuleRun, RunSockets>();
   /** The run that holds each capsule's Unix socket path (a reload's new run takes it over). */
   private readonly unixOwners = new Map<string, RunSockets>();
+  /** Per capsule name, the changes to its socket file (a bind, a removal), one after the other. */
+  private readonly socketFiles = new Map<string, Promise<unknown>>();
   private closed = false;
 
   constructor(private readonly host: HostContext) {
@@ -410,6 +412,8 @@ export class NetService implements HostService {
   async close(): Promise<void> {
     this.closed = true;
     for (const run of [...this.runs.keys()]) this.endRun(run);
+    // The socket files' removals: nothing is left in run/ once the daemon has stopped.
+    await Promise.all(this.socketFiles.values());
   }
 
   private socketsOf(run: CapsuleRun): RunSockets {
@@ -532,13 +536,34 @@ export class NetService implements HostService {
     if (mine.unixListener !== null && mine.handles.has(mine.unixListener)) return { id: mine.unixListener, path: this.socketPath(name) };
     const token = this.host.sessionToken?.();
     if (!token) return fail("ASTRID_ERR_NET_FAILED", "the daemon's session token is not ready yet; bind again in a moment");
+    return this.onSocketFile(name, () => this.bindSocketFile(mine, name, token));
+  }
+
+  /** Runs `work` once the capsule's earlier socket-file changes are done (the kernel's thread never waits on disk). */
+  private onSocketFile<T>(name: string, work: () => Promise<T>): Promise<T> {
+    const next = (this.socketFiles.get(name) ?? Promise.resolve()).then(work, work);
+    const settled = next.catch(() => undefined);
+    this.socketFiles.set(name, settled);
+    void settled.then(() => {
+      if (this.socketFiles.get(name) === settled) this.socketFiles.delete(name);
+    });
+    return next;
+  }
+
+  private async bindSocketFile(mine: RunSockets, name: string, token: Buffer) {
+    if (mine.ended) return fail("ASTRID_ERR_CAPSULE_UNAVAILABLE", "the capsule is stopping");
     const socketPath = this.socketPath(name);
-    // One path per capsule name: a reload's new run takes it over from the run it replaces.
+    if (mine.unixListener !== null && mine.handles.has(mine.unixListener)) return { id: mine.unixListener, path: socketPath };
+    // One path per capsule name: a reload's new run takes it over from the run it replaces (whose listener closes
+    // here without removing the file: it is replaced below).
     const previous = this.unixOwners.get(name);
-    if (previous && previous !== mine && previous.unixListener !== null) this.closeHandle(previous, previous.unixListener);
-    fs.mkdirSync(path.dirname(socketPath), { recursive: true, mode: 0o700 });
-    fs.chmodSync(path.dirname(socketPath), 0o700);
-    fs.rmSync(socketPath, { force: true }); // a file left by a daemon that crashed
+    if (previous && previous !== mine && previous.unixListener !== null) {
+      this.unixOwners.delete(name);
+      this.closeHandle(previous, previous.unixListener);
+    }
+    await fs.promises.mkdir(path.dirname(socketPath), { recursive: true, mode: 0o700 });
+    await fs.promises.chmod(path.dirname(socketPath), 0o700);
+    await fs.promises.rm(socketPath, { force: true }); // a file left by a daemon that crashed, or by the previous run
     const server = net.createServer({ pauseOnConnect: true });
     const listener = new Listener(server, "unix", socketPath);
     server.on("connection", (socket) => this.handshake(mine, listener, socket, token));
@@ -547,10 +572,10 @@ export class NetService implements HostService {
       server.listen(socketPath, () => resolve());
     });
     server.on("error", (err) => this.host.logger.warn("capsule socket error", { capsule: name, error: err.message }));
-    fs.chmodSync(socketPath, 0o600);
+    await fs.promises.chmod(socketPath, 0o600);
     if (mine.ended) {
       server.close();
-      fs.rmSync(socketPath, { force: true });
+      await fs.promises.rm(socketPath, { force: true });
       return fail("ASTRID_ERR_CAPSULE_UNAVAILABLE", "the capsule is stopping");
     }
     const id = mine.add({ kind: "listener", listener });
@@ -839,7 +864,8 @@ export class NetService implements HostService {
       const name = mine.run.record.name;
       if (this.unixOwners.get(name) === mine) {
         this.unixOwners.delete(name);
-        fs.rmSync(listener.socketPath, { force: true });
+        const file = listener.socketPath;
+        void this.onSocketFile(name, () => fs.promises.rm(file, { force: true })).catch(() => undefined);
       }
     }
   }

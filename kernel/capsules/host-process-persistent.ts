@@ -13,9 +13,19 @@ import {
   EXIT_RETENTION_MS, IDLE_TIMEOUT_MS, MAX_LIFETIME_MS, PERSISTENT_RING, PersistentEntry, PersistentRegistry,
   type LogStream, type PersistentOptions,
 } from "../processes/persistent-registry";
+import type { ManagedProcess } from "../processes/managed-process";
+import type { ProcessTable } from "../processes/process-table";
 import type { CapsuleRun } from "./capsule-run";
-import type { HostCall } from "./host-call";
-import type { ProcessService } from "./host-process";
+import type { HostCall, HostContext } from "./host-call";
+
+/** What the persistent tier uses of the process service (host-process.ts, which owns it and hands itself in). */
+export interface ProcessLauncher<Prepared extends { mode: string; argv: string[] }> {
+  readonly host: HostContext;
+  readonly table: ProcessTable<object>;
+  prepare(call: HostCall, argv: string[], options: { cwd?: string; env?: unknown; stdin?: string; keep_stdin_open?: boolean; outputBytes?: number }): Promise<Prepared>;
+  reserve(call: HostCall, prepared: Prepared, background: boolean, owner: object): ReturnType<ProcessTable<object>["reserve"]>;
+  start(call: HostCall, prepared: Prepared, operation: "spawn", release: () => void): Promise<ManagedProcess>;
+}
 
 /** Between SIGTERM and SIGKILL for `stop` when the call names no grace; the most it may name (a capsule's call waits 30 s). */
 export const STOP_GRACE = { default: 2000, max: 20_000 };
@@ -65,7 +75,7 @@ function cleanLabel(label: string): string {
 const clamp = (value: number | undefined, fallback: number, min: number, max: number) => Math.min(Math.max(value ?? fallback, min), max);
 
 /** The persistent tier, for ProcessService. */
-export class PersistentProcesses {
+export class PersistentProcesses<Prepared extends { mode: string; argv: string[] }> {
   private readonly registry = new PersistentRegistry();
   /** The table owner of each capsule's persistent processes (their concurrent slots count against its quotas). */
   private readonly owners = new Map<string, object>();
@@ -73,7 +83,7 @@ export class PersistentProcesses {
   private readonly watchers = new Map<PersistentEntry, Set<CapsuleRun>>();
   private closed = false;
 
-  constructor(private readonly service: ProcessService) {}
+  constructor(private readonly service: ProcessLauncher<Prepared>) {}
 
   async handle(call: HostCall, args: unknown[]): Promise<unknown> {
     switch (call.call) {
@@ -124,7 +134,7 @@ export class PersistentProcesses {
     });
   }
 
-  private audit(call: HostCall, operation: Parameters<ProcessService["host"]["audit"]["process"]>[0]["operation"], entry: PersistentEntry | null, detail?: Record<string, string | number | boolean | null>): void {
+  private audit(call: HostCall, operation: Parameters<HostContext["audit"]["process"]>[0]["operation"], entry: PersistentEntry | null, detail?: Record<string, string | number | boolean | null>): void {
     this.service.host.audit.process({
       capsule: call.run.record.name, principal: call.principal, operation, tier: "persistent",
       ...(entry ? { id_hash: entry.idHash } : {}),

@@ -106,7 +106,7 @@ export class ProcessService implements HostService {
   private readonly stopping = new Set<ManagedProcess>();
   private sandboxState: Promise<SandboxState> | undefined;
 
-  private readonly persistent: PersistentProcesses;
+  private readonly persistent: PersistentProcesses<Prepared>;
 
   constructor(readonly host: HostContext) {
     this.persistent = new PersistentProcesses(this);
@@ -307,8 +307,8 @@ export class ProcessService implements HostService {
     return was;
   }
 
-  private signal(call: HostCall, id: string, signal: ProcessSignalName): boolean {
-    const delivered = this.find(call, id).sendSignal(signal);
+  private async signal(call: HostCall, id: string, signal: ProcessSignalName): Promise<boolean> {
+    const delivered = await this.find(call, id).sendSignal(signal);
     this.persistent.audited(call, id, "signal", { signal: PROCESS_SIGNALS[signal], delivered });
     return delivered;
   }

@@ -5,7 +5,7 @@
  * a process printing as fast as it can blocks on its own writes instead of keeping the daemon's thread busy.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import type { Readable } from "node:stream";
 import { AstridError } from "../../protocol/errors";
 import { PROCESS_OUTPUT_BYTES, RingBuffer } from "./ring-buffer";
@@ -230,11 +230,11 @@ export class ManagedProcess {
    * signals on, and its own default action would end the sandbox); false when that group cannot be found (the
    * sandbox is not up yet, or already gone).
    */
-  sendSignal(name: ProcessSignalName): boolean {
+  async sendSignal(name: ProcessSignalName): Promise<boolean> {
     if (this.exited) return false;
     const signal = PROCESS_SIGNALS[name];
-    const target = this.sandboxed ? sandboxedGroup(this.pid) : this.pid;
-    if (target === null) return false;
+    const target = this.sandboxed ? await sandboxedGroup(this.pid) : this.pid;
+    if (target === null || this.exited) return false;
     try {
       process.kill(-target, signal);
       return true;
@@ -319,9 +319,9 @@ function stdinClosed(why?: string): AstridError {
  * The process group of the command bubblewrap runs: bubblewrap's one child (the namespace's init, which starts a
  * session of its own for the command with --new-session), read from /proc.
  */
-function sandboxedGroup(bwrapPid: number): number | null {
+async function sandboxedGroup(bwrapPid: number): Promise<number | null> {
   try {
-    const children = readFileSync(`/proc/${bwrapPid}/task/${bwrapPid}/children`, "utf8").trim().split(/\s+/).filter(Boolean);
+    const children = (await readFile(`/proc/${bwrapPid}/task/${bwrapPid}/children`, "utf8")).trim().split(/\s+/).filter(Boolean);
     const child = Number(children[0]);
     return Number.isInteger(child) && child > 0 ? child : null;
   } catch {

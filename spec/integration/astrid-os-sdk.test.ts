@@ -163,7 +163,7 @@ describe("capsules written for @astrid-os/sdk", () => {
   });
 
   it("throws a SysError coded `unsupported` for a call this daemon does not offer", async () => {
-    expect(await prompt("esm identity")).toBe("esm: identity true ApiError unsupported ASTRID_ERR_NOT_IMPLEMENTED");
+    expect(await prompt("esm unsupported")).toBe("esm: unsupported true ApiError unsupported ASTRID_ERR_NOT_IMPLEMENTED");
   });
 
   it("keeps the mutable tool's state across a daemon restart; a new version runs @upgrade, not @install", async () => {
