@@ -141,7 +141,9 @@ export const SYSCALL_NAMES = [
   "fs.read", "fs.write", "fs.exists", "fs.stat", "fs.readdir", "fs.mkdir", "fs.unlink", "fs.commit", "fs.discard",
   "fs.remove_dir_all", "fs.canonicalize", "fs.read_link", "fs.hard_link",
   // Outbound HTTP, checked against `net` and the address guard; a stream hands its body out as it arrives.
-  "http.request", "http.stream_open", "http.stream_read", "http.stream_close",
+  "http.request", "http.stream_open", "http.stream_read", "http.stream_ready", "http.stream_close",
+  // A request body written piece by piece (astrid:http@1.1.0 http-upload), then sent: it becomes a stream.
+  "http.upload_open", "http.upload_write", "http.upload_finish",
   // Host processes, checked against host_process: argv arrays, never a shell.
   "process.run", "process.spawn", "process.logs", "process.kill",
   "process.state", "process.write_stdin", "process.close_stdin", "process.signal",

@@ -4,7 +4,9 @@
  * scheme, manifest `net`, the principal's `self:net:http` and egress, the address guard on each hop, the pinned
  * connection — and answers with the status and headers once they came (within `timeout_ms`); `stream_read` hands
  * out the next piece of the body (base64, at most 1 MiB), waiting up to 20 s for one, and forgets the stream once
- * it reported the end; `stream_close` drops it before.
+ * it reported the end; `stream_ready` says whether a read would answer at once (a piece is here, or the end or a
+ * failure) and, when not, asks for the next piece, whose arrival wakes the capsule (`run.posted`: a WebAssembly
+ * guest sleeping in `poll`); `stream_close` drops it before.
  *
  * Limits: 4 streams per capsule (ASTRID_ERR_HTTP_STREAM_LIMIT beyond); a stream nobody reads for 120 s is closed;
  * every stream of a capsule closes when its run ends, and all of them when the daemon stops.
@@ -32,6 +34,8 @@ export interface ParsedRequest {
   headers: Record<string, string>;
   body: Buffer | null;
   timeoutMs: number;
+  /** Redirects followed at most (≤ MAX_REDIRECTS). */
+  maxRedirects: number;
 }
 
 /** What one read answers: base64 bytes, and whether the body ended (an empty unfinished read: read again). */
@@ -45,8 +49,10 @@ interface OpenStream {
   readonly response: GuardedStream;
   readonly iterator: AsyncIterator<Buffer>;
   readonly signal: AbortSignal;
-  /** The body's next piece, asked for by a read that stopped waiting for it. */
+  /** The body's next piece, asked for by a read that stopped waiting for it, or by a readiness look. */
   pending?: Promise<IteratorResult<Buffer>>;
+  /** `pending` has settled (a piece, the end or a failure is here): a read answers at once. */
+  arrived: boolean;
   /** What a piece held beyond one read's cap. */
   leftover?: Buffer;
   done: boolean;
@@ -60,13 +66,20 @@ export class HttpStreams {
   /** Streams being opened, per run (they count against the limit before they exist). */
   private readonly opening = new Map<CapsuleRun, number>();
 
-  constructor(private readonly guard: AddressGuard) {}
+  /** @param alsoHeld what else of a run counts against its streams (its uploads, host-http-uploads.ts) */
+  constructor(private readonly guard: AddressGuard, private readonly alsoHeld: (run: CapsuleRun) => number = () => 0) {}
+
+  /** Streams `run` holds or is opening, and whatever else counts against the same limit. */
+  heldBy(run: CapsuleRun): number {
+    let n = this.opening.get(run) ?? 0;
+    for (const stream of this.streams.values()) if (stream.run === run) n++;
+    return n + this.alsoHeld(run);
+  }
 
   /** Opens a stream for `call` (its first hop already checked); `check` checks each redirect. */
   async open(call: HostCall, req: ParsedRequest, check: HopCheck): Promise<{ id: string; status: number; headers: Record<string, string> }> {
     const { run } = call;
-    const held = [...this.streams.values()].filter((s) => s.run === run).length + (this.opening.get(run) ?? 0);
-    if (held >= MAX_HTTP_STREAMS) {
+    if (this.heldBy(run) >= MAX_HTTP_STREAMS) {
       throw new AstridError("ASTRID_ERR_HTTP_STREAM_LIMIT", `${run.record.name}: ${MAX_HTTP_STREAMS} HTTP streams are open; close one first`);
     }
     this.opening.set(run, (this.opening.get(run) ?? 0) + 1);
@@ -86,7 +99,7 @@ export class HttpStreams {
       throw new AstridError("ASTRID_ERR_CAPSULE_UNAVAILABLE", `${run.record.name} stopped; its HTTP stream was closed`);
     }
     const id = randomUUID();
-    const stream: OpenStream = { run, response, iterator: response.body[Symbol.asyncIterator](), signal: controller.signal, done: false, reading: false };
+    const stream: OpenStream = { run, response, iterator: response.body[Symbol.asyncIterator](), signal: controller.signal, done: false, reading: false, arrived: false };
     this.streams.set(id, stream);
     this.touch(id, stream);
     return { id, status: response.status, headers: response.headers };
@@ -102,11 +115,12 @@ export class HttpStreams {
     stream.reading = true;
     let timer: NodeJS.Timeout | undefined;
     try {
-      stream.pending ??= stream.iterator.next();
+      const pending = this.ask(stream);
       const waited = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), HTTP_STREAM_READ_WAIT_MS)));
-      const next = await Promise.race([stream.pending, waited]);
+      const next = await Promise.race([pending, waited]);
       if (next === null) return { data: "", done: false };
       stream.pending = undefined;
+      stream.arrived = false;
       if (next.done) {
         // The body ended: the stream no longer counts against the capsule's limit (a later read finds it gone).
         stream.done = true;
@@ -122,6 +136,34 @@ export class HttpStreams {
       stream.reading = false;
       if (this.streams.get(id) === stream) this.touch(id, stream);
     }
+  }
+
+  /**
+   * Whether a read would answer at once: a piece (or the end, or a failure) is here. When not, the next piece is
+   * asked for, and its arrival wakes the capsule. A stream that is gone (ended, closed, idle) is ready: a read
+   * reports it.
+   */
+  ready(call: HostCall, rawId: unknown): boolean {
+    const stream = typeof rawId === "string" ? this.streams.get(rawId) : undefined;
+    if (!stream || stream.run !== call.run) return true;
+    // A guest waiting for the body is using the stream: it is not idle.
+    this.touch(rawId as string, stream);
+    if (stream.leftover || stream.done) return true;
+    this.ask(stream);
+    return stream.arrived;
+  }
+
+  /** Asks for the body's next piece once; when it settles, the stream is ready and its capsule is woken. */
+  private ask(stream: OpenStream): Promise<IteratorResult<Buffer>> {
+    if (stream.pending) return stream.pending;
+    const settled = () => {
+      stream.arrived = true;
+      stream.run.posted?.();
+    };
+    stream.pending = stream.iterator.next();
+    // The handler also keeps a failure nobody reads yet from being an unhandled rejection; a read reports it.
+    stream.pending.then(settled, settled);
+    return stream.pending;
   }
 
   /** Closes a stream; false when it was not open. */

@@ -8,17 +8,20 @@
  * Limits: `timeout_ms` (≤ 30 s, default 30 s) covers the whole call, the wait for a slot included; request and
  * response bodies ≤ 10 MiB; at most 4 requests of one capsule in flight, 64 more queued (beyond: refused with
  * ASTRID_ERR_HTTP_QUEUE_FULL). A capsule's requests are aborted when its run ends and when the daemon stops. A
- * stream (`http.stream_*`, host-http-streams.ts) passes the same checks, hop by hop, then hands its body out in reads.
+ * stream (`http.stream_*`, host-http-streams.ts) passes the same checks, hop by hop, then hands its body out in reads;
+ * an upload (`http.upload_*`, host-http-uploads.ts) is checked when it starts, takes its body in pieces, then is sent
+ * as a stream is. A request may ask for fewer redirects than the ceiling (`max_redirects`).
  */
 import { z } from "zod";
 import { AstridError } from "../../protocol/errors";
 import { CAPSULE_HOST_CAPABILITIES } from "../../protocol/required-capabilities";
 import { AddressGuard } from "../net/address-guard";
-import { guardedFetch, type GuardedResponse } from "../net/guarded-fetch";
+import { guardedFetch, MAX_REDIRECTS, type GuardedResponse } from "../net/guarded-fetch";
 import { hostListCovers, normalizeUrlHost } from "../net/host-pattern";
 import type { CapsuleRun } from "./capsule-run";
 import type { HostCall, HostContext, HostService } from "./host-call";
 import { HttpStreams, type ParsedRequest } from "./host-http-streams";
+import { HttpUploads } from "./host-http-uploads";
 
 /** Longest `timeout_ms`, and the default. */
 export const MAX_HTTP_TIMEOUT_MS = 30_000;
@@ -46,6 +49,8 @@ const RequestSchema = z.strictObject({
     .optional(),
   body: z.string().optional(),
   timeout_ms: z.number().int("must be a whole number").min(1, "must be at least 1").max(MAX_HTTP_TIMEOUT_MS, `must be at most ${MAX_HTTP_TIMEOUT_MS}`).optional(),
+  // Fewer redirects than the host's ceiling (0: none followed); a hop past it is ASTRID_ERR_HTTP_TOO_MANY_REDIRECTS.
+  max_redirects: z.number().int("must be a whole number").min(0, "must be at least 0").max(MAX_REDIRECTS, `must be at most ${MAX_REDIRECTS}`).optional(),
 });
 
 /** One capsule run's slots: who is in flight, who waits, and how to abort them all. */
@@ -98,12 +103,14 @@ export class HttpService implements HostService {
   private readonly guard: AddressGuard;
   private readonly lanes = new Map<CapsuleRun, Lane>();
   private readonly streams: HttpStreams;
+  private readonly uploads: HttpUploads;
   private closed = false;
 
   constructor(private readonly host: HostContext) {
     // The seams exist only in a daemon started with ASTRID_TEST_FAULTS=1 (kernel/config.ts refuses them otherwise).
     this.guard = new AddressGuard({ seams: host.testFaults && host.netSeams ? host.netSeams : null });
-    this.streams = new HttpStreams(this.guard);
+    this.streams = new HttpStreams(this.guard, (run) => this.uploads.heldBy(run));
+    this.uploads = new HttpUploads(this.streams, MAX_HTTP_BODY_BYTES);
   }
 
   async handle(call: HostCall, args: unknown[]): Promise<unknown> {
@@ -114,12 +121,26 @@ export class HttpService implements HostService {
       case "http.stream_open": {
         const req = this.parse(call, args[0]);
         await this.checkHop(call, req.url, 0);
-        return this.streams.open(call, req, (url, hop) => (hop === 0 ? Promise.resolve() : this.checkHop(call, url, hop)));
+        return this.streams.open(call, req, (url, hop) => (hop === 0 ? Promise.resolve() : this.checkHop(call, url, hop, req.maxRedirects)));
       }
       case "http.stream_read":
         return this.streams.read(call, args[0]);
+      case "http.stream_ready":
+        return this.streams.ready(call, args[0]);
       case "http.stream_close":
-        return this.streams.close(call, args[0]);
+        return this.uploads.close(call, args[0]) || this.streams.close(call, args[0]);
+      case "http.upload_open": {
+        // The body comes from upload_write; the host and its address are checked before anything is written.
+        const req = { ...this.parse(call, args[0]), body: null };
+        await this.checkHop(call, req.url, 0);
+        await this.guard.vet(req.url.hostname);
+        return this.uploads.open(call, req);
+      }
+      case "http.upload_write":
+        return this.uploads.write(call, args[0], args[1]);
+      case "http.upload_finish":
+        // Every hop, the first included, is checked again when the request goes out.
+        return this.uploads.finish(call, args[0], (req) => (url, hop) => this.checkHop(call, url, hop, req.maxRedirects));
       default:
         throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `unknown capsule call ${call.call}`);
     }
@@ -148,7 +169,7 @@ export class HttpService implements HostService {
     if (body && body.length > MAX_HTTP_BODY_BYTES) {
       throw new AstridError("ASTRID_ERR_HTTP_BODY_TOO_LARGE", `${what}: the request body is ${body.length} bytes, more than ${MAX_HTTP_BODY_BYTES} (10 MiB)`);
     }
-    return { url, method: req.method ?? "GET", headers: req.headers ?? {}, body, timeoutMs: req.timeout_ms ?? MAX_HTTP_TIMEOUT_MS };
+    return { url, method: req.method ?? "GET", headers: req.headers ?? {}, body, timeoutMs: req.timeout_ms ?? MAX_HTTP_TIMEOUT_MS, maxRedirects: req.max_redirects ?? MAX_REDIRECTS };
   }
 
   private async request(call: HostCall, req: ParsedRequest): Promise<GuardedResponse> {
@@ -167,7 +188,7 @@ export class HttpService implements HostService {
         return await guardedFetch(
           { url, method, headers: req.headers, body, signal: controller.signal, maxBodyBytes: MAX_HTTP_BODY_BYTES },
           this.guard,
-          (next, hop) => (hop === 0 ? Promise.resolve() : this.checkHop(call, next, hop)),
+          (next, hop) => (hop === 0 ? Promise.resolve() : this.checkHop(call, next, hop, req.maxRedirects)),
         );
       } finally {
         lane.release();
@@ -181,6 +202,7 @@ export class HttpService implements HostService {
   /** Aborts the run's requests, in flight and queued, and closes its streams. */
   endRun(run: CapsuleRun): void {
     this.streams.endRun(run);
+    this.uploads.endRun(run);
     const lane = this.lanes.get(run);
     if (!lane) return;
     this.lanes.delete(run);
@@ -192,6 +214,7 @@ export class HttpService implements HostService {
   async close(): Promise<void> {
     this.closed = true;
     this.streams.closeAll();
+    this.uploads.closeAll();
     const reason = new AstridError("ASTRID_ERR_SHUTTING_DOWN", "the daemon is stopping; HTTP requests were aborted");
     for (const lane of this.lanes.values()) for (const controller of lane.controllers) controller.abort(reason);
     this.lanes.clear();
@@ -207,8 +230,11 @@ export class HttpService implements HostService {
    * The checks of one hop that are not about addresses: the scheme, the manifest's `net` and the principal's
    * `self:net:http` (through the gate, which audits denials), then the principal's `[network] egress` when set.
    */
-  private async checkHop(call: HostCall, url: URL, hop: number): Promise<void> {
+  private async checkHop(call: HostCall, url: URL, hop: number, maxRedirects = MAX_REDIRECTS): Promise<void> {
     const via = hop === 0 ? "" : ` (redirect ${hop})`;
+    if (hop > maxRedirects) {
+      throw new AstridError("ASTRID_ERR_HTTP_TOO_MANY_REDIRECTS", `http.request: redirected to ${url.origin}, past the ${maxRedirects} redirects the request allows (max_redirects)`);
+    }
     if (url.protocol !== "http:" && url.protocol !== "https:") {
       throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `http.request${via}: only http: and https: URLs are allowed, not ${JSON.stringify(url.protocol)}`);
     }

@@ -188,8 +188,8 @@ describe("WebAssembly host calls", () => {
 
   it("http-stream-start: the body read as it arrives, past 10 MiB; a blocked address and an undeclared host are refused", async () => {
     const { port } = server.address() as AddressInfo;
-    expect(await ask(`stream http://public.test:${port}/slow`, "stream")).toBe("stream: status=200 bytes=19 first=first several=true header=yes after-close=closed");
-    expect(await ask(`stream http://public.test:${port}/big`, "stream", 60_000)).toBe(`stream: status=200 bytes=${BIG_BYTES} first=bbbbb several=true header=yes after-close=closed`);
+    expect(await ask(`stream http://public.test:${port}/slow`, "stream")).toBe("stream: status=200 ready=true bytes=19 first=first several=true header=yes after-close=closed");
+    expect(await ask(`stream http://public.test:${port}/big`, "stream", 60_000)).toBe(`stream: status=200 ready=true bytes=${BIG_BYTES} first=bbbbb several=true header=yes after-close=closed`);
     expect(await ask("stream http://127.0.0.1:9/", "stream")).toBe("stream: airlock-rejected");
     expect(await ask("stream https://example.com/", "stream")).toBe("stream: capability-denied");
   }, 90_000);

@@ -23,8 +23,14 @@ export interface GuestHost {
   take(handle: bigint): { messages: GuestMessage[]; dropped: bigint };
   /** Waits until the handle has messages or `ms` passed (or the run ended); true when it has some. */
   wait(handle: bigint, ms: number): boolean;
-  /** Sleeps until the kernel posts an event (or `ms` passed, or the run ended: then it throws). */
-  waitEvents(ms: number): void;
+  /**
+   * Sleeps until the kernel posts an event (or `ms` passed, or the run ended: then it throws). With `since` (an
+   * `eventMark()` taken before looking at readiness), an event posted after that mark ends the wait at once: one
+   * posted while the look's own host call ran is not lost.
+   */
+  waitEvents(ms: number, since?: number): void;
+  /** The kernel's event count now, for `waitEvents(ms, since)` (absent in a host without events). */
+  eventMark?(): number;
   /** Sleeps `ms`, waking early when the run ends. */
   sleep(ms: number): void;
   /** The manifest's interceptors as run-loop bindings. */

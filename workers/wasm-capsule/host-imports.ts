@@ -5,7 +5,7 @@
  * checks exactly as a JavaScript capsule's (manifest, principal, audit, quotas, VFS, network guard). A file handle
  * holds the whole file here (the VFS moves whole files, at most 10 MiB), so every byte still passes the same checks.
  */
-import { check, DENIED, DISPOSE, fail, type Failure, utf8Text } from "./guest-failure";
+import { check, DENIED, DISPOSE, fail, type Failure } from "./guest-failure";
 import type { GuestHost, GuestMessage } from "./guest-host";
 import { identityImports } from "./identity-imports";
 import { uplinkImports } from "./uplink-imports";
@@ -13,6 +13,7 @@ import { Pollable, pollImports } from "./pollable";
 import { processImports } from "./process-imports";
 import { netImports } from "./net-imports";
 import { streamImports } from "./stream-imports";
+import { httpImports } from "./http-imports";
 
 export type { GuestHost, GuestMessage } from "./guest-host";
 
@@ -33,23 +34,10 @@ const FS_ERRORS = {
 /** `ASTRID_ERR_VFS_WRONG_TYPE` has two cases in the WIT; which one depends on what the call expected. */
 const FS_DIR_ERRORS = { ...FS_ERRORS, ASTRID_ERR_VFS_WRONG_TYPE: "not-directory" };
 const FS_FILE_ERRORS = { ...FS_ERRORS, ASTRID_ERR_VFS_WRONG_TYPE: "is-directory" };
-const HTTP_ERRORS = {
-  ...DENIED,
-  ASTRID_ERR_REQUEST_INVALID: "invalid-request",
-  ASTRID_ERR_NET_ADDRESS_BLOCKED: "airlock-rejected",
-  ASTRID_ERR_HTTP_FAILED: "connection-error",
-  ASTRID_ERR_TIMEOUT: "timeout",
-  ASTRID_ERR_HTTP_BODY_TOO_LARGE: "body-too-large",
-};
-/** A stream's own refusals: one too many open, or one the kernel closed (idle, or the capsule's run ended). */
-const STREAM_ERRORS = { ...HTTP_ERRORS, ASTRID_ERR_HTTP_STREAM_LIMIT: "quota", ASTRID_ERR_NOT_FOUND: "closed" };
-
 const SYS_ERRORS = { ...DENIED };
 
 /** The largest file a handle holds (the VFS's cap on one file). */
 const MAX_FILE_BYTES = 10 * 1024 * 1024;
-/** How long `read-chunk` waits for the body to move before it fails with `timeout`. */
-const HTTP_CHUNK_TIMEOUT_MS = 120_000;
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 const encode = (text: string) => new TextEncoder().encode(text);
@@ -70,8 +58,21 @@ function resized(bytes: Uint8Array, size: number): Uint8Array {
   return out;
 }
 
-/** The import object for jco's `instantiate`, under both unversioned and `@1.0.0` names. */
-export function hostImports(host: GuestHost): Record<string, Record<string, unknown>> {
+/**
+ * The versioned interfaces a component imports, read from jco's glue: jco's own list of imports drops the version
+ * (and its glue looks a package up by the unversioned name), but each imported function's glue names it in full
+ * (`fnName = 'astrid:http/host@1.1.0#httpRequestOpts'`).
+ */
+export function versionedImports(glue: string): string[] {
+  return [...new Set(glue.match(/astrid:[a-z][a-z0-9-]*\/[a-z][a-z0-9-]*@\d+\.\d+\.\d+/g) ?? [])];
+}
+
+/**
+ * The import object for jco's `instantiate`, under both unversioned and `@1.0.0` names (and `@1.1.0` for http).
+ * `imported` is what the component imports, versioned (`versionedImports`): the unversioned name jco's glue looks
+ * up is given the version the component was built against.
+ */
+export function hostImports(host: GuestHost, imported: readonly string[] = []): Record<string, Record<string, unknown>> {
   const poll = pollImports(host);
 
   class Subscription {
@@ -321,74 +322,9 @@ export function hostImports(host: GuestHost): Record<string, Record<string, unkn
     },
   };
 
-  type HttpRequestData = { url: string; method: { tag: string; val?: string }; headers: Array<{ key: string; value: string }>; body?: Uint8Array };
-  /** The kernel's form of a request (bodies travel as UTF-8 text). */
-  const kernelRequest = (request: HttpRequestData) => {
-    const method = request.method.tag === "other" ? String(request.method.val) : request.method.tag;
-    const body = request.body === undefined ? undefined : utf8Text(request.body, "invalid-request");
-    const headers = Object.fromEntries(request.headers.map((h) => [h.key, h.value]));
-    return { url: request.url, method: method.toUpperCase(), headers, ...(body !== undefined ? { body } : {}) };
-  };
-  const headerList = (headers: Record<string, string>) => Object.entries(headers).map(([key, value]) => ({ key, value }));
-
-  /** A response whose body the kernel hands out as it arrives (`http.stream_*`, the same checks as `http-request`). */
-  class HttpStream {
-    #id: string | null;
-    #done = false;
-
-    constructor(id: string, private readonly code: number, private readonly head: Array<{ key: string; value: string }>) {
-      this.#id = id;
-    }
-
-    status(): number {
-      return this.code;
-    }
-
-    headers(): Array<{ key: string; value: string }> {
-      return this.head;
-    }
-
-    /** The next bytes (an empty list at the end); `timeout` when none came for HTTP_CHUNK_TIMEOUT_MS. */
-    readChunk(): Uint8Array {
-      const id = this.#id ?? fail("closed");
-      if (this.#done) return new Uint8Array();
-      const deadline = performance.now() + HTTP_CHUNK_TIMEOUT_MS;
-      for (;;) {
-        const read = check(host.call("http.stream_read", id), STREAM_ERRORS) as { data: string; done: boolean };
-        if (read.done) {
-          this.#done = true;
-          return new Uint8Array();
-        }
-        if (read.data.length > 0) return new Uint8Array(Buffer.from(read.data, "base64"));
-        if (performance.now() >= deadline) return fail("timeout");
-      }
-    }
-
-    close(): void {
-      if (this.#id === null) return;
-      host.call("http.stream_close", this.#id);
-      this.#id = null;
-    }
-
-    [DISPOSE](): void {
-      this.close();
-    }
-  }
-
-  const http = {
-    HttpStream,
-    httpRequest(request: HttpRequestData) {
-      const response = check(host.call("http.request", kernelRequest(request)), HTTP_ERRORS) as { status: number; headers: Record<string, string>; body: string };
-      return { status: response.status, headers: headerList(response.headers), body: encode(response.body) };
-    },
-    httpStreamStart(request: HttpRequestData) {
-      const opened = check(host.call("http.stream_open", kernelRequest(request)), STREAM_ERRORS) as { id: string; status: number; headers: Record<string, string> };
-      return new HttpStream(opened.id, opened.status, headerList(opened.headers));
-    },
-  };
-
   const processHost = processImports(host);
   const byteStreams = streamImports(host);
+  const http = httpImports(host, byteStreams);
 
   const approval = {
     requestApproval(request: { action: string; targetResource: string }) {
@@ -428,7 +364,7 @@ export function hostImports(host: GuestHost): Record<string, Record<string, unkn
     "astrid:kv/host": kv,
     "astrid:sys/host": sys,
     "astrid:fs/host": fsHost,
-    "astrid:http/host": http,
+    "astrid:http/host": http.v1_0,
     "astrid:process/host": processHost,
     "astrid:identity/host": identityImports(host),
     "astrid:uplink/host": uplinkImports(host),
@@ -441,5 +377,9 @@ export function hostImports(host: GuestHost): Record<string, Record<string, unkn
   };
   // jco's glue looks imports up by the unversioned name; its types list the versioned one: provide both.
   for (const [name, value] of Object.entries(packages)) packages[`${name}@1.0.0`] = value;
+  // Later versions of a package are their own objects, under their versioned name (host.ts names the unversioned
+  // one after the version the component imports).
+  packages["astrid:http/host@1.1.0"] = http.v1_1;
+  if (imported.includes("astrid:http/host@1.1.0") && !imported.includes("astrid:http/host@1.0.0")) packages["astrid:http/host"] = http.v1_1;
   return packages;
 }

@@ -32,7 +32,7 @@ import {
   type WasmWorkerData,
 } from "../../protocol/wasm-capsule";
 import { ENTRY, prepareComponent, WasmLoadError } from "./component-cache";
-import { hostImports, type GuestHost, type GuestMessage } from "./host-imports";
+import { hostImports, versionedImports, type GuestHost, type GuestMessage } from "./host-imports";
 import { hostImportsV0, importsV0, V0_ABI, V0_PROVIDED } from "./host-imports-v0";
 import { mapResult } from "./hook-result";
 import { capMemories } from "./memory-limit";
@@ -202,11 +202,12 @@ export function runWasmCapsule(port: MessagePort, data: WasmWorkerData): void {
         sleepUntilEvent(seen, left);
       }
     },
-    waitEvents(ms) {
+    waitEvents(ms, since) {
       if (closed()) throw new Error("the capsule is stopping");
-      sleepUntilEvent(Atomics.load(signal, SIGNAL_EVENTS), ms);
+      sleepUntilEvent(since ?? Atomics.load(signal, SIGNAL_EVENTS), ms);
       pump();
     },
+    eventMark: () => Atomics.load(signal, SIGNAL_EVENTS),
     sleep(ms) {
       const deadline = performance.now() + ms;
       for (let left = ms; left > 0 && !closed(); left = deadline - performance.now()) {
@@ -305,7 +306,7 @@ export function runWasmCapsule(port: MessagePort, data: WasmWorkerData): void {
         };
         const maxMemory = data.wasm.maxMemoryBytes;
         const compiled = new Map<string, Promise<unknown>>();
-        const imports = v0 ? hostImportsV0(guestHost) : hostImports(guestHost);
+        const imports = v0 ? hostImportsV0(guestHost) : hostImports(guestHost, versionedImports(await fs.readFile(path.join(prepared.dir, ENTRY), "utf8")));
         instantiate = () => glue.instantiate((file) => {
           let module = compiled.get(file);
           if (!module) compiled.set(file, (module = fs.readFile(path.join(prepared.dir, file)).then((bytes) => wasmApi.compile(capMemories(bytes, maxMemory)))));

@@ -23,7 +23,12 @@ export class Pollable {
     return this.isReady();
   }
   block(): void {
-    while (!this.isReady()) this.host.waitEvents(this.interval);
+    for (;;) {
+      // The mark comes before the look: an event posted while the look's host call runs still wakes the wait.
+      const mark = this.host.eventMark?.();
+      if (this.isReady()) return;
+      this.host.waitEvents(this.interval, mark);
+    }
   }
 }
 
@@ -35,9 +40,10 @@ export function pollImports(host: GuestHost) {
       if (pollables.length === 0) return fail("invalid-input");
       if (pollables.length > MAX_POLLABLES) return fail("too-large");
       for (;;) {
+        const mark = host.eventMark?.();
         const ready = pollables.flatMap((p, i) => (p.ready() ? [i] : []));
         if (ready.length > 0) return Uint32Array.from(ready);
-        host.waitEvents(Math.min(...pollables.map((p) => p.interval)));
+        host.waitEvents(Math.min(...pollables.map((p) => p.interval)), mark);
       }
     },
   };

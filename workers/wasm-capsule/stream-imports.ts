@@ -3,7 +3,9 @@
  * `read-stream`/`write-stream`, kernel/capsules/host-net.ts). They share the socket with the stream's own reads and
  * writes (the kernel serves one call at a time). A read that would wait answers what is there (maybe nothing); the
  * blocking forms wait; a failure is `last-operation-failed` with an `error` whose text names the kernel's code, and
- * the end of the stream (or the capsule unloading) is `closed`.
+ * the end of the stream (or the capsule unloading) is `closed`. An input stream may instead be backed by a
+ * `ByteSource` (an HTTP response's body, http-imports.ts), an output stream by a `ByteSink` (an HTTP request's body);
+ * each keeps that contract itself.
  */
 import type { SyscallResult } from "../../protocol/capsule-messages";
 import { Failure } from "./guest-failure";
@@ -25,6 +27,22 @@ export class IoError {
   }
 }
 
+/** What backs an input stream that is not a socket. */
+export interface ByteSource {
+  /** Up to `len` bytes, waiting (up to `waitMs`) only when asked to; throws the `stream-error` (`closed` past the end). */
+  take(len: number, waitMs: number): Uint8Array;
+  /** Whether a read answers at once (bytes, the end, or a failure). */
+  ready(): boolean;
+}
+
+/** What backs an output stream that is not a socket. */
+export interface ByteSink {
+  /** Takes all of `bytes` or throws the `stream-error`. */
+  write(bytes: Uint8Array): void;
+  /** Bytes `write` takes now; throws the `stream-error` once the sink is gone. */
+  room(): number;
+}
+
 const own = (data: Uint8Array) => (data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? data : data.slice());
 
 /** The two packages, and the classes the net package hands out. */
@@ -38,9 +56,13 @@ export function streamImports(host: GuestHost) {
   const clamp = (len: bigint) => Number(len > 10n * 1024n * 1024n ? 10n * 1024n * 1024n : len);
 
   class InputStream {
-    constructor(readonly id: string) {}
+    readonly #source: ByteSource | undefined;
+    constructor(readonly id: string, source?: ByteSource) {
+      this.#source = source;
+    }
     /** Up to `len` bytes, waiting at most `waitMs`; `closed` past the end. */
     take(len: bigint, waitMs: number): Uint8Array {
+      if (this.#source) return this.#source.take(clamp(len), waitMs);
       const got = check(host.call("net.read", this.id, "bytes", clamp(len), waitMs)) as { status: string; data?: Uint8Array };
       return got.data ?? new Uint8Array();
     }
@@ -61,17 +83,23 @@ export function streamImports(host: GuestHost) {
       return BigInt(this.blockingRead(len).length);
     }
     subscribe() {
+      const source = this.#source;
+      if (source) return new Pollable(host, () => source.ready());
       return new Pollable(host, () => { const r = host.call("net.ready", this.id); return !r.ok || r.value === true; });
     }
   }
 
   class OutputStream {
-    constructor(readonly id: string) {}
+    readonly #sink: ByteSink | undefined;
+    constructor(readonly id: string, sink?: ByteSink) {
+      this.#sink = sink;
+    }
     checkWrite(): bigint {
+      if (this.#sink) return BigInt(this.#sink.room());
       return BigInt(check(host.call("net.option", this.id, "write-room")) as number);
     }
     write(contents: Uint8Array): void {
-      if (this.sink) return this.sink.write(contents);
+      if (this.#sink) return this.#sink.write(contents);
       // A byte write takes what the socket's buffer has room for; the rest goes in the next round.
       for (let rest = contents; rest.length > 0; ) {
         const done = check(host.call("net.write", this.id, own(rest), false)) as { status: string; written?: number };
@@ -89,6 +117,8 @@ export function streamImports(host: GuestHost) {
       this.checkWrite();
     }
     subscribe() {
+      const sink = this.#sink;
+      if (sink) return new Pollable(host, () => { try { return sink.room() > 0; } catch { return true; } });
       return new Pollable(host, () => { const r = host.call("net.option", this.id, "write-room"); return !r.ok || (r.value as number) > 0; }, WRITE_LOOK_MS);
     }
     writeZeroes(len: bigint): void {
