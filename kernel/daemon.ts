@@ -230,6 +230,10 @@ export class Daemon {
       // 6. Bind the socket, then write the token, before any capsule can see a client.
       await prepareSocketPath(home.socketPath);
       await fs.rm(home.readyPath, { force: true });
+      // A token write cut short by a kill leaves its temporary file behind; run/ is this daemon's (it holds the lock).
+      for (const f of await fs.readdir(home.runDir)) {
+        if (/^system\.\d+\.tmp$/.test(f)) await fs.rm(path.join(home.runDir, f), { force: true });
+      }
       token = SessionToken.generate();
       server = new SocketServer({
         socketPath: home.socketPath,

@@ -186,6 +186,17 @@ describe("issue #2: socket preparation", () => {
     expect(await d.exited).toBe(0);
   });
 
+  it("removes the temporary token file a daemon killed mid-write left, and nothing else of run/ stays after a stop", async () => {
+    const home = tempHome();
+    await makeStaleSocket(home);
+    fs.writeFileSync(path.join(home, "run", "system.424242.tmp"), "half a tok");
+    const d = await spawnDaemon({ home });
+    expect(fs.existsSync(path.join(home, "run", "system.424242.tmp"))).toBe(false);
+    d.child.kill("SIGTERM");
+    expect(await d.exited).toBe(0);
+    expect(fs.readdirSync(path.join(home, "run"))).toEqual([]);
+  });
+
   it("removes a symlink at the socket path but never its target", async () => {
     const home = tempHome();
     fs.mkdirSync(path.join(home, "run"), { recursive: true });
