@@ -8,6 +8,7 @@
  */
 import { AstridError } from "../../protocol/errors";
 import type { SyscallName } from "../../protocol/capsule-messages";
+import type { z } from "zod";
 import type { AuditLog } from "../audit-log";
 import type { AstridHome } from "../home";
 import type { Logger } from "../logger";
@@ -185,4 +186,13 @@ export class PermissionGate {
     if (allowed) this.host.audit.capsule("permission_check", capsule, { ...detail, allowed: true, reason });
     else this.host.audit.capsule("denied", capsule, { ...detail, ...(this.host.auditPermissions ? { allowed: false } : {}), detail: reason });
   }
+}
+
+/** `value` as `schema` reads it, or ASTRID_ERR_REQUEST_INVALID naming the call, the field and what is wrong with it. */
+export function parseCallArg<T>(schema: z.ZodType<T>, value: unknown, call: string): T {
+  const parsed = schema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0]!;
+  const where = issue.path.length > 0 ? `${issue.path.join(".")}: ` : "";
+  throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `${call}: ${where}${issue.message}`);
 }

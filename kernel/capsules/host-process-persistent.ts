@@ -16,7 +16,7 @@ import {
 import type { ManagedProcess } from "../processes/managed-process";
 import type { ProcessTable } from "../processes/process-table";
 import type { CapsuleRun } from "./capsule-run";
-import type { HostCall, HostContext } from "./host-call";
+import { parseCallArg, type HostCall, type HostContext } from "./host-call";
 
 /** What the persistent tier uses of the process service (host-process.ts, which owns it and hands itself in). */
 export interface ProcessLauncher<Prepared extends { mode: string; argv: string[] }> {
@@ -55,14 +55,6 @@ const MaxBytes = Ms("max_bytes").min(0, "max_bytes must not be negative");
 const Grace = Ms("grace_ms").min(0, "grace_ms must not be negative").nullable().optional();
 const Filter = z.string().max(LABEL_BYTES * 4).nullable().optional();
 
-function parse<T>(schema: z.ZodType<T>, value: unknown, call: string): T {
-  const parsed = schema.safeParse(value);
-  if (parsed.success) return parsed.data;
-  const issue = parsed.error.issues[0]!;
-  const where = issue.path.length > 0 ? `${issue.path.join(".")}: ` : "";
-  throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `${call}: ${where}${issue.message}`);
-}
-
 /** A label as kept: no control characters, at most LABEL_BYTES bytes. */
 function cleanLabel(label: string): string {
   // eslint-disable-next-line no-control-regex
@@ -88,19 +80,19 @@ export class PersistentProcesses<Prepared extends { mode: string; argv: string[]
   async handle(call: HostCall, args: unknown[]): Promise<unknown> {
     switch (call.call) {
       case "process.spawn_persistent":
-        return this.spawn(call, parse(Argv, args[0], call.call), parse(PersistOptions, args[1] ?? {}, call.call));
+        return this.spawn(call, parseCallArg(Argv, args[0], call.call), parseCallArg(PersistOptions, args[1] ?? {}, call.call));
       case "process.list":
-        return this.list(call, parse(Filter, args[0], call.call) ?? null);
+        return this.list(call, parseCallArg(Filter, args[0], call.call) ?? null);
       case "process.status":
-        return this.status(call, parse(z.array(Id).max(256, "at most 256 ids"), args[0], call.call));
+        return this.status(call, parseCallArg(z.array(Id).max(256, "at most 256 ids"), args[0], call.call));
       case "process.drain":
-        return this.drain(call, parse(Id, args[0], call.call));
+        return this.drain(call, parseCallArg(Id, args[0], call.call));
       case "process.read_since":
-        return this.readSince(call, parse(Id, args[0], call.call), parse(Stream, args[1], call.call), parse(Cursor, args[2] ?? null, call.call), parse(MaxBytes, args[3], call.call));
+        return this.readSince(call, parseCallArg(Id, args[0], call.call), parseCallArg(Stream, args[1], call.call), parseCallArg(Cursor, args[2] ?? null, call.call), parseCallArg(MaxBytes, args[3], call.call));
       case "process.stop":
-        return this.stop(call, parse(Id, args[0], call.call), parse(Grace, args[1], call.call) ?? undefined);
+        return this.stop(call, parseCallArg(Id, args[0], call.call), parseCallArg(Grace, args[1], call.call) ?? undefined);
       case "process.release":
-        return this.release(call, parse(Id, args[0], call.call));
+        return this.release(call, parseCallArg(Id, args[0], call.call));
       default:
         throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `unknown process call ${call.call}`);
     }

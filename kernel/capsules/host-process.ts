@@ -22,7 +22,7 @@ import { ProcessTable } from "../processes/process-table";
 import { bwrapArgv, isWithin, probeBwrap, readHostLayout, type HostLayout, type SandboxMode, type SandboxSetting } from "../processes/sandbox";
 import type { CapsuleRun } from "./capsule-run";
 import { PersistentProcesses } from "./host-process-persistent";
-import type { HostCall, HostContext, HostService } from "./host-call";
+import { parseCallArg, type HostCall, type HostContext, type HostService } from "./host-call";
 
 /** `process.run`'s deadline when the call names none. */
 export const DEFAULT_RUN_TIMEOUT_MS = 30_000;
@@ -85,14 +85,6 @@ export interface Prepared {
   quotas: { max_timeout_secs: number; max_background_processes: number };
 }
 
-function parse<T>(schema: z.ZodType<T>, value: unknown, call: string): T {
-  const parsed = schema.safeParse(value);
-  if (parsed.success) return parsed.data;
-  const issue = parsed.error.issues[0]!;
-  const where = issue.path.length > 0 ? `${issue.path.join(".")}: ` : "";
-  throw new AstridError("ASTRID_ERR_REQUEST_INVALID", `${call}: ${where}${issue.message}`);
-}
-
 /** The audit record of an argv: at most 64 elements of at most 256 characters. */
 function auditedArgv(argv: readonly string[]): string[] {
   return argv.slice(0, 64).map((a) => (a.length > 256 ? `${a.slice(0, 255)}…` : a));
@@ -115,21 +107,21 @@ export class ProcessService implements HostService {
   async handle(call: HostCall, args: unknown[]): Promise<unknown> {
     switch (call.call) {
       case "process.run":
-        return this.run(call, parse(Argv, args[0], call.call), parse(RunOptions, args[1] ?? {}, call.call));
+        return this.run(call, parseCallArg(Argv, args[0], call.call), parseCallArg(RunOptions, args[1] ?? {}, call.call));
       case "process.spawn":
-        return this.spawn(call, parse(Argv, args[0], call.call), parse(SpawnOptions, args[1] ?? {}, call.call));
+        return this.spawn(call, parseCallArg(Argv, args[0], call.call), parseCallArg(SpawnOptions, args[1] ?? {}, call.call));
       case "process.logs":
-        return this.logs(call, parse(Id, args[0], call.call));
+        return this.logs(call, parseCallArg(Id, args[0], call.call));
       case "process.kill":
-        return this.kill(call, parse(Id, args[0], call.call));
+        return this.kill(call, parseCallArg(Id, args[0], call.call));
       case "process.state":
-        return this.state(call, parse(Id, args[0], call.call));
+        return this.state(call, parseCallArg(Id, args[0], call.call));
       case "process.write_stdin":
-        return this.writeStdin(call, parse(Id, args[0], call.call), parse(StdinData, args[1], call.call), parse(Encoding, args[2], call.call) ?? "utf8");
+        return this.writeStdin(call, parseCallArg(Id, args[0], call.call), parseCallArg(StdinData, args[1], call.call), parseCallArg(Encoding, args[2], call.call) ?? "utf8");
       case "process.close_stdin":
-        return this.closeStdin(call, parse(Id, args[0], call.call));
+        return this.closeStdin(call, parseCallArg(Id, args[0], call.call));
       case "process.signal":
-        return this.signal(call, parse(Id, args[0], call.call), parse(Signal, args[1], call.call));
+        return this.signal(call, parseCallArg(Id, args[0], call.call), parseCallArg(Signal, args[1], call.call));
       case "process.spawn_persistent":
       case "process.list":
       case "process.status":
