@@ -16,8 +16,7 @@ beforeAll(async () => {
   const ws = tempHome();
   fs.cpSync(ECHO, path.join(ws, ".astrid", "capsules", "echo"), { recursive: true });
   fs.cpSync(path.join(ROOT, "spec", "fixtures", "routing", "whoami"), path.join(ws, ".astrid", "capsules", "whoami"), { recursive: true });
-  // A reading client on a loaded 2-core runner can go a couple of seconds without being scheduled: only a longer silence is a non-reader here.
-  d = await spawnDaemon({ args: ["--workspace", ws], env: { ASTRID_CLIENT_STALL_TIMEOUT_MS: "5000" } });
+  d = await spawnDaemon({ args: ["--workspace", ws], env: { ASTRID_CLIENT_STALL_TIMEOUT_MS: "2000" } });
 }, 30_000);
 afterAll(async () => {
   d.child.kill("SIGTERM");

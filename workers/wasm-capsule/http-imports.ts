@@ -11,6 +11,12 @@ import type { GuestHost } from "./guest-host";
 import { Pollable } from "./pollable";
 import { IoError, type streamImports } from "./stream-imports";
 
+/**
+ * The longest a stream's pollable sleeps between two looks. The kernel wakes it when bytes arrive; this bounds the
+ * wait should one wake-up still be missed (a CI run once saw a readiness test wait past 20 s).
+ */
+const READY_LOOK_MS = 1000;
+
 const HTTP_ERRORS = {
   ...DENIED,
   ASTRID_ERR_REQUEST_INVALID: "invalid-request",
@@ -148,7 +154,7 @@ export function httpImports(host: GuestHost, byteStreams: ReturnType<typeof stre
 
     /** A pollable ready when `read-chunk` would answer at once; the kernel wakes it when the next piece arrives. */
     subscribeReadable(): Pollable {
-      return new Pollable(host, () => this.isReady());
+      return new Pollable(host, () => this.isReady(), READY_LOOK_MS);
     }
 
     /** Up to `len` bytes for `body-stream`, waiting only when `wait`; `closed` past the end. */
