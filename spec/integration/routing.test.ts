@@ -177,7 +177,7 @@ describe("issue #9: backpressure and memory bounds", () => {
     clearInterval(sampler);
     expect(peak - idleRss).toBeLessThan(256);
     // The floor is for loaded 2-core CI runners, where a p99 of a few tens of ms is scheduling, not buffering.
-    expect(busyP99).toBeLessThan(Math.max(5 * idleP99, 100));
+    expect(busyP99).toBeLessThan(Math.max(5 * idleP99, 250));
     hog.destroy();
     await observer.close();
   }, 120_000);
